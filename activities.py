@@ -2,7 +2,10 @@
 
 `simulated_work_seconds` stands in for real work (an API call, a query) so that
 graceful shutdown and worker crashes can be watched mid-activity; it is zero by
-default. The activities keep the guide's names whatever the Python method is called.
+default. The simulated work heartbeats every second, as any activity that runs
+longer than the workflow's heartbeat timeout must: a worker killed mid-activity
+is then noticed within that timeout and the activity retried on another worker.
+The activities keep the guide's names whatever the Python method is called.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import activity
+
+HEARTBEAT_INTERVAL_SECONDS = 1.0
 
 
 class YourActivities:
@@ -39,5 +44,8 @@ class YourActivities:
 
     async def _work(self) -> None:
         activity.logger.info("Running %s", activity.info().activity_type)
-        if self.simulated_work_seconds:
-            await asyncio.sleep(self.simulated_work_seconds)
+        remaining = self.simulated_work_seconds
+        while remaining > 0:
+            activity.heartbeat()
+            await asyncio.sleep(min(HEARTBEAT_INTERVAL_SECONDS, remaining))
+            remaining -= HEARTBEAT_INTERVAL_SECONDS

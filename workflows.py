@@ -18,6 +18,9 @@ with workflow.unsafe.imports_passed_through():
 
 ACTIVITY_START_TO_CLOSE_TIMEOUT = timedelta(minutes=5)
 ACTIVITY_SCHEDULE_TO_CLOSE_TIMEOUT = timedelta(minutes=30)
+# How soon a worker that died mid-activity is noticed. An activity that runs longer
+# than this must call activity.heartbeat() more often (see activities.py).
+ACTIVITY_HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 ACTIVITY_RETRY_POLICY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -41,6 +44,7 @@ class YourWorkflow:
             argument,
             start_to_close_timeout=ACTIVITY_START_TO_CLOSE_TIMEOUT,
             schedule_to_close_timeout=ACTIVITY_SCHEDULE_TO_CLOSE_TIMEOUT,
+            heartbeat_timeout=ACTIVITY_HEARTBEAT_TIMEOUT,
             retry_policy=ACTIVITY_RETRY_POLICY,
         )
 
