@@ -13,13 +13,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import NoReturn
 
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from config import Settings
+from config import Settings, configure_logging, load_settings_or_exit
 
 CONNECT_TIMEOUT = timedelta(seconds=30)
 
@@ -38,7 +39,7 @@ async def connect_client(settings: Settings, runtime: Runtime | None = None) -> 
             Client.connect(**temporal.connect_kwargs(), runtime=runtime),
             timeout=CONNECT_TIMEOUT.total_seconds(),
         )
-    except (RuntimeError, OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, RuntimeError, OSError) as error:
         reason = str(error) or f"no answer within {CONNECT_TIMEOUT.total_seconds():g}s"
         raise StartupError(
             f"Cannot connect to Temporal at {temporal.address} (namespace {temporal.namespace}, "
@@ -75,3 +76,18 @@ def stop_on_signals() -> asyncio.Event:
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, stop.set)
     return stop
+
+
+def run_program(name: str, program: Callable[[Settings], Awaitable[bool]]) -> NoReturn:
+    """Load the settings, run `program` and exit: 0 if it succeeded, 1 if not or if it could not start."""
+    settings = load_settings_or_exit()
+    configure_logging(settings)
+    try:
+        succeeded = asyncio.run(program(settings))
+    except StartupError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        exit_process(1)
+    except Exception as error:
+        logging.getLogger(name).error("%s failed: %s", name.capitalize(), error)
+        exit_process(1)
+    exit_process(0 if succeeded else 1)

@@ -18,12 +18,12 @@ import asyncio
 import logging
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from temporalio.client import Client, WorkflowHandle
 
-from config import Settings, configure_logging, load_settings_or_exit
-from bootstrap import StartupError, connect_client, exit_process, stop_on_signals
+from bootstrap import connect_client, run_program, stop_on_signals
+from config import Settings
 from workflows import YourWorkflow
 
 logger = logging.getLogger("client")
@@ -31,7 +31,7 @@ logger = logging.getLogger("client")
 
 def new_workflow_id(counter: int) -> str:
     """The guide's id shape plus a random suffix, so two clients never collide."""
-    timestamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    timestamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     return f"your-workflow-{counter}-{timestamp}-{uuid.uuid4().hex[:8]}"
 
 
@@ -39,9 +39,7 @@ async def start_workflow(client: Client, settings: Settings, counter: int) -> Wo
     workflow_id = new_workflow_id(counter)
     argument = f"ClientTriggeredPayload-{counter}"
     logger.info("Starting workflow %s with argument %s", workflow_id, argument)
-    handle = await client.start_workflow(
-        YourWorkflow.run, argument, id=workflow_id, task_queue=settings.task_queue
-    )
+    handle = await client.start_workflow(YourWorkflow.run, argument, id=workflow_id, task_queue=settings.task_queue)
     logger.info("Workflow %s started. Run ID: %s", workflow_id, handle.result_run_id)
     return handle
 
@@ -72,7 +70,7 @@ async def run_loop(client: Client, settings: Settings, stop: asyncio.Event) -> N
         logger.info("Waiting %g seconds before the next workflow", settings.client_interval_seconds)
         try:
             await asyncio.wait_for(stop.wait(), timeout=settings.client_interval_seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     for watcher in list(result_watchers):
         watcher.cancel()
@@ -84,7 +82,7 @@ async def run_smoke_test(client: Client, settings: Settings, count: int) -> bool
     handles = [await start_workflow(client, settings, number) for number in range(1, count + 1)]
     outcomes = await asyncio.gather(*(handle.result() for handle in handles), return_exceptions=True)
     failures = 0
-    for handle, outcome in zip(handles, outcomes):
+    for handle, outcome in zip(handles, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             failures += 1
             print(f"FAILED {handle.id}: {outcome}", flush=True)
@@ -92,7 +90,6 @@ async def run_smoke_test(client: Client, settings: Settings, count: int) -> bool
             print(f"OK {handle.id}: {outcome}", flush=True)
     print(f"{count - failures} of {count} workflows succeeded", flush=True)
     return failures == 0
-
 
 
 async def run(settings: Settings, count: int | None) -> bool:
@@ -121,20 +118,6 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
-def main() -> None:
-    arguments = parse_arguments(sys.argv[1:])
-    settings = load_settings_or_exit()
-    configure_logging(settings)
-    try:
-        succeeded = asyncio.run(run(settings, arguments.count))
-    except StartupError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        exit_process(1)
-    except Exception as error:
-        logger.error("Client failed: %s", error)
-        exit_process(1)
-    exit_process(0 if succeeded else 1)
-
-
 if __name__ == "__main__":
-    main()
+    count = parse_arguments(sys.argv[1:]).count
+    run_program("client", lambda settings: run(settings, count))

@@ -111,9 +111,7 @@ class TemporalSettings:
         # Imported here so that the shell scripts' `python config.py get ...` stays quick.
         from temporalio.envconfig import ClientConfigProfile
 
-        profile = ClientConfigProfile.load(
-            disable_file=True, override_env_vars=self._as_envconfig_variables()
-        )
+        profile = ClientConfigProfile.load(disable_file=True, override_env_vars=self._as_envconfig_variables())
         return dict(profile.to_client_connect_config())
 
     @property
@@ -207,9 +205,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None) -> Settings:
     """Read and validate the configuration; raise ConfigError naming every bad variable."""
     parser = _Parser(read_variables(environ, env_file))
     temporal = TemporalSettings(
@@ -410,7 +406,8 @@ class _Parser:
             )
         if bool(temporal.tls_client_cert_path) != bool(temporal.tls_client_key_path):
             self.problems.append(
-                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together for mTLS: set both or neither"
+                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together for mTLS: "
+                "set both or neither"
             )
         encryption = settings.encryption
         if bool(self.variables["KEYVAULT_URL"]) != bool(encryption.secret_name):

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from datetime import timedelta
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import YourActivities
-from config import Settings, configure_logging, load_settings_or_exit
-from bootstrap import StartupError, connect_client, exit_process, stop_on_signals
+from bootstrap import StartupError, connect_client, run_program, stop_on_signals
+from config import Settings
 from healthcheck import HealthFile
 from workflows import YourWorkflow
 
@@ -39,12 +38,11 @@ def build_runtime(metrics_port: int) -> Runtime | None:
     if not metrics_port:
         return None
     try:
-        return Runtime(
-            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}"))
-        )
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}")))
     except Exception as error:  # the bridge raises a plain Exception for a busy port
         raise StartupError(
-            f"Cannot serve metrics on port {metrics_port}: {error}. Free the port or change METRICS_PORT (0 turns it off)."
+            f"Cannot serve metrics on port {metrics_port}: {error}. "
+            "Free the port or change METRICS_PORT (0 turns it off)."
         ) from None
 
 
@@ -68,8 +66,7 @@ async def wait_until_polling(worker: Worker, run_task: asyncio.Task) -> None:
         await asyncio.sleep(POLL_CHECK_INTERVAL_SECONDS)
 
 
-
-async def run(settings: Settings) -> None:
+async def run(settings: Settings) -> bool:
     print("Initializing worker...", flush=True)
     stop = stop_on_signals()
     client = await connect_client(settings, build_runtime(settings.metrics_port))
@@ -94,21 +91,8 @@ async def run(settings: Settings) -> None:
         await worker.shutdown()
     await run_task  # re-raises a fatal worker error
     logger.info("Worker stopped")
-
-
-def main() -> None:
-    settings = load_settings_or_exit()
-    configure_logging(settings)
-    try:
-        asyncio.run(run(settings))
-    except StartupError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        exit_process(1)
-    except Exception as error:
-        logger.error("Worker failed: %s", error)
-        exit_process(1)
-    exit_process(0)
+    return True
 
 
 if __name__ == "__main__":
-    main()
+    run_program("worker", run)

@@ -63,11 +63,16 @@ class DevServer:
     def start(self, extra_arguments: tuple[str, ...] = ()) -> DevServer:
         arguments = [
             shutil.which("temporal") or "temporal",
-            "server", "start-dev",
-            "--ip", "127.0.0.1",
-            "--port", str(self.port),
-            "--ui-port", str(self.ui_port),
-            "--log-level", "error",
+            "server",
+            "start-dev",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--log-level",
+            "error",
             *extra_arguments,
         ]
         if self.db_file:

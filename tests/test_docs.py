@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
+
+from conftest import REPO_DIR
 
 import config
-from conftest import REPO_DIR
 
 PROCESS_ONLY_VARIABLES = {"CONFIG_ENV_FILE", "IN_CONTAINER", "PYTHON"}
 

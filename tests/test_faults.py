@@ -20,7 +20,9 @@ def expected_results(output: str) -> dict[str, str]:
 def completed_after_last_failed_start(client: AppProcess) -> list[int]:
     """Numbers of the workflows that completed and were started after the last failed start."""
     last_failed = max(int(n) for n in re.findall(r"Failed to start workflow number (\d+):", client.output))
-    completed = (int(n) for n in re.findall(r"Workflow your-workflow-(\d+)-\S+ completed: Final result:", client.output))
+    completed = (
+        int(n) for n in re.findall(r"Workflow your-workflow-(\d+)-\S+ completed: Final result:", client.output)
+    )
     return [number for number in completed if number > last_failed]
 
 

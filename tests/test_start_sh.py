@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_DIR, AppProcess, base_environment, free_port
 
 TEST_VENV = Path(sys.prefix)

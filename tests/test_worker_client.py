@@ -14,9 +14,7 @@ WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
 
 
 def app_environment(tmp_path, dev_server, task_queue, **overrides):
-    return base_environment(
-        tmp_path, TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_TASK_QUEUE=task_queue, **overrides
-    )
+    return base_environment(tmp_path, TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_TASK_QUEUE=task_queue, **overrides)
 
 
 def workflow_history(dev_server, workflow_id: str) -> list[dict]:
@@ -65,7 +63,9 @@ def test_client_loop_starts_a_workflow_every_interval_and_logs_results(tmp_path,
 
 def test_client_loop_keeps_going_when_a_start_fails(tmp_path, dev_server, task_queue, run_app):
     # Connecting does not check the namespace but starting a workflow does, so every start fails.
-    env = app_environment(tmp_path, dev_server, task_queue, CLIENT_INTERVAL_SECONDS="0.1", TEMPORAL_NAMESPACE="no-such-namespace")
+    env = app_environment(
+        tmp_path, dev_server, task_queue, CLIENT_INTERVAL_SECONDS="0.1", TEMPORAL_NAMESPACE="no-such-namespace"
+    )
     client = run_app("client.py", env=env)
     client.wait_for_line(r"Failed to start workflow number 3:")
     assert client.process.poll() is None, "the loop must survive failed starts"
@@ -73,9 +73,7 @@ def test_client_loop_keeps_going_when_a_start_fails(tmp_path, dev_server, task_q
     assert client.wait() == 0
 
 
-def test_sigterm_lets_the_running_activity_finish_and_the_workflow_complete(
-    tmp_path, dev_server, task_queue, run_app
-):
+def test_sigterm_lets_the_running_activity_finish_and_the_workflow_complete(tmp_path, dev_server, task_queue, run_app):
     env = app_environment(tmp_path, dev_server, task_queue, ACTIVITY_SIMULATED_WORK_SECONDS="2")
     worker = run_app("worker.py", env=env)
     worker.wait_for_line(WORKER_READY)
@@ -88,7 +86,9 @@ def test_sigterm_lets_the_running_activity_finish_and_the_workflow_complete(
     successor = run_app("worker.py", env=env)
     successor.wait_for_line(WORKER_READY)
     assert client.wait() == 0, client.output
-    workflow_id = re.search(r"^OK (\S+): Final result: Processed: Hello, ClientTriggeredPayload-1!$", client.output, re.M)
+    workflow_id = re.search(
+        r"^OK (\S+): Final result: Processed: Hello, ClientTriggeredPayload-1!$", client.output, re.M
+    )
     assert workflow_id, client.output
 
     events = workflow_history(dev_server, workflow_id.group(1))
@@ -100,12 +100,14 @@ def test_sigterm_lets_the_running_activity_finish_and_the_workflow_complete(
     assert first_activity_attempts == [1], "the interrupted activity finished instead of being retried"
 
 
-def test_wrong_address_makes_worker_and_client_exit_non_zero_with_one_readable_line(
-    tmp_path, task_queue, run_app
-):
+def test_wrong_address_makes_worker_and_client_exit_non_zero_with_one_readable_line(tmp_path, task_queue, run_app):
     nothing_listens = f"127.0.0.1:{free_port()}"
     env = base_environment(tmp_path, TEMPORAL_ADDRESS=nothing_listens, TEMPORAL_TASK_QUEUE=task_queue)
-    for program in (run_app("worker.py", env=env), run_app("client.py", env=env), run_app("client.py", "--count", "1", env=env)):
+    for program in (
+        run_app("worker.py", env=env),
+        run_app("client.py", env=env),
+        run_app("client.py", "--count", "1", env=env),
+    ):
         assert program.wait() == 1
         assert f"ERROR: Cannot connect to Temporal at {nothing_listens}" in program.output
         assert "Check TEMPORAL_ADDRESS" in program.output
@@ -115,7 +117,9 @@ def test_wrong_address_makes_worker_and_client_exit_non_zero_with_one_readable_l
 def test_worker_serves_health_and_metrics_while_polling_and_not_after(tmp_path, dev_server, task_queue, run_app):
     metrics_port = free_port()
     health_file = tmp_path / "health"
-    env = app_environment(tmp_path, dev_server, task_queue, METRICS_PORT=str(metrics_port), WORKER_HEALTH_FILE=str(health_file))
+    env = app_environment(
+        tmp_path, dev_server, task_queue, METRICS_PORT=str(metrics_port), WORKER_HEALTH_FILE=str(health_file)
+    )
     probe = run_app("healthcheck.py", env=env)
     assert probe.wait() == 1, "not healthy before the worker polls"
 
