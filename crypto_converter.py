@@ -85,7 +85,9 @@ class EncryptionCodec(PayloadCodec):
         associated_data = payload.metadata.get(KEY_ID_METADATA, b"")
         key_id = associated_data.decode("utf-8", errors="replace")
         if not key_id:
-            raise PayloadDecryptionError(f"Encrypted payload has no {KEY_ID_METADATA} metadata, so no key can decrypt it")
+            raise PayloadDecryptionError(
+                f"Encrypted payload has no {KEY_ID_METADATA} metadata, so no key can decrypt it"
+            )
         if len(payload.data) < NONCE_BYTES + TAG_BYTES:
             raise PayloadDecryptionError(f"Encrypted payload with key id {key_id!r} is truncated")
         key = await self._key(key_id)

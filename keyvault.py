@@ -141,9 +141,7 @@ class KeyVaultKeyProvider:
         try:
             key_id, key = await self._fetch(version=None)
         except Exception as error:  # a refresh must never end the loop: the last key stays in use
-            logger.warning(
-                "Key Vault refresh failed; still encrypting with key id %s: %s", self._current_key_id, error
-            )
+            logger.warning("Key Vault refresh failed; still encrypting with key id %s: %s", self._current_key_id, error)
             return
         self._keys[key_id] = key
         if key_id != self._current_key_id:

@@ -47,9 +47,7 @@ import trustme
 
 TENANT_ID = "00000000-0000-0000-0000-000000000001"
 ACCESS_TOKEN = "fake-keyvault-access-token"
-CHALLENGE = (
-    f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", resource="https://vault.azure.net"'
-)
+CHALLENGE = f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", resource="https://vault.azure.net"'
 STUB_BIN = Path(__file__).resolve().parent / "stub_bin"
 
 # Variables that would send DefaultAzureCredential to a real identity endpoint, or the SDK through a proxy.
@@ -163,7 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
     def vault(self) -> FakeKeyVault:
         return self.server.vault  # type: ignore[attr-defined]
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         parts = [part for part in path.split("/") if part]
         if len(parts) not in (2, 3) or parts[0] != "secrets":
@@ -178,9 +176,11 @@ class _Handler(BaseHTTPRequestHandler):
         if vault.unavailable:
             return 503, _error("ServiceUnavailable", "The vault is unavailable."), {}
         if self.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
-            return 401, _error("Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."), {
-                "WWW-Authenticate": CHALLENGE
-            }
+            return (
+                401,
+                _error("Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."),
+                {"WWW-Authenticate": CHALLENGE},
+            )
         if vault.rejected_status == 401:
             return 401, _error("Unauthorized", "AKV10032: Invalid issuer."), {"WWW-Authenticate": CHALLENGE}
         if vault.rejected_status == 403:
@@ -188,7 +188,11 @@ class _Handler(BaseHTTPRequestHandler):
         found = vault._lookup(secret_name, version)
         if found is None:
             shown = f"{secret_name}/{version}" if version else secret_name
-            return 404, _error("SecretNotFound", f"A secret with (name/id) {shown} was not found in this key vault."), {}
+            return (
+                404,
+                _error("SecretNotFound", f"A secret with (name/id) {shown} was not found in this key vault."),
+                {},
+            )
         found_version, value = found
         host = self.headers.get("Host", "127.0.0.1")
         now = int(time.time())
@@ -201,7 +205,12 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, body, {}
 
     def _answer(
-        self, path: str, secret_name: str | None, version: str | None, status: int, body: dict,
+        self,
+        path: str,
+        secret_name: str | None,
+        version: str | None,
+        status: int,
+        body: dict,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.vault._record(RecordedRequest("GET", path, secret_name, version, status))
@@ -214,7 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's signature)
+    def log_message(self, format: str, *args: object) -> None:
         """Quiet: tests read `vault.requests` instead."""
 
 

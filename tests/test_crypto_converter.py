@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from static_keys import StaticKeyProvider
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
 
 from crypto_converter import EncryptionCodec, PayloadDecryptionError, encrypted_data_converter
-from static_keys import StaticKeyProvider
 
 REPO = Path(__file__).resolve().parent.parent
 PLAINTEXT = b'"card number 4111 1111 1111 1111"'
@@ -100,7 +100,9 @@ def test_wrong_key_is_rejected_naming_the_key_id() -> None:
     assert "'v1'" in message and "failed authentication" in message
 
 
-@pytest.mark.parametrize("position", [0, 11, 12, -17, -1], ids=["nonce", "nonce-end", "ciphertext", "last-ciphertext", "tag"])
+@pytest.mark.parametrize(
+    "position", [0, 11, 12, -17, -1], ids=["nonce", "nonce-end", "ciphertext", "last-ciphertext", "tag"]
+)
 def test_tampered_payload_is_rejected(position: int) -> None:
     provider = StaticKeyProvider.random("v1")
     [encrypted] = encode(provider, [plain_payload()])
@@ -181,8 +183,6 @@ def test_data_converter_encrypts_failure_messages_and_stack_traces() -> None:
 def test_module_knows_nothing_of_key_vault_or_configuration() -> None:
     probe = "import sys, crypto_converter; print(sorted({'keyvault', 'config', 'azure'} & set(sys.modules)))"
 
-    result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == "[]"

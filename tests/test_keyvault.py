@@ -17,9 +17,6 @@ from typing import TypeVar
 
 import pytest
 import trustme
-
-import config
-from crypto_converter import EncryptionCodec, PayloadDecryptionError
 from fake_keyvault import (
     ACCESS_TOKEN,
     FakeKeyVault,
@@ -28,8 +25,11 @@ from fake_keyvault import (
     free_port,
     keyvault_environment,
 )
-from keyvault import KeyVaultError, KeyVaultKeyProvider
 from temporalio.api.common.v1 import Payload
+
+import config
+from crypto_converter import EncryptionCodec, PayloadDecryptionError
+from keyvault import KeyVaultError, KeyVaultKeyProvider
 
 SECRET = "temporal-encryption-key"
 T = TypeVar("T")
