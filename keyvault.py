@@ -29,6 +29,7 @@ import asyncio
 import base64
 import logging
 from types import TracebackType
+from typing import Self
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.identity.aio import DefaultAzureCredential
@@ -77,7 +78,7 @@ class KeyVaultKeyProvider:
             http_logging_level=logging.DEBUG,  # the SDK logs every request at INFO otherwise
         )
 
-    async def __aenter__(self) -> KeyVaultKeyProvider:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -179,8 +180,8 @@ class KeyVaultKeyProvider:
         if isinstance(error, ResourceNotFoundError):
             if version:
                 return (
-                    "that version does not exist. The payload was encrypted with a key from another "
-                    "vault or secret; check KEYVAULT_URL and KEYVAULT_SECRET_NAME"
+                    "that version does not exist: the payload was encrypted with another vault or secret, or the "
+                    "version was deleted. Check that every process uses the same KEYVAULT_URL and KEYVAULT_SECRET_NAME"
                 )
             return f"the secret does not exist. Check KEYVAULT_SECRET_NAME and KEYVAULT_URL, or {NEW_KEY_ADVICE}"
         if isinstance(error, ClientAuthenticationError) and error.response is None:
@@ -188,7 +189,10 @@ class KeyVaultKeyProvider:
         if isinstance(error, HttpResponseError) and error.status_code == 401:
             return f"Key Vault refused the token ({_service_message(error)}). {IDENTITY_ADVICE}"
         if isinstance(error, HttpResponseError) and error.status_code == 403:
-            return f"Key Vault refused access ({_service_message(error)}). {ACCESS_ADVICE}"
+            return (
+                f"Key Vault refused access ({_service_message(error)}). {ACCESS_ADVICE}; "
+                "if Key Vault says the secret is disabled, enable that version again"
+            )
         if isinstance(error, HttpResponseError):
             return f"Key Vault answered {_service_message(error)}. Check KEYVAULT_URL"
         if isinstance(error, ValueError):  # the SDK's check of the vault's authentication challenge
@@ -224,9 +228,9 @@ def _default_credential() -> DefaultAzureCredential:
 
 
 def _service_message(error: HttpResponseError) -> str:
-    """`HTTP 403 Forbidden: <Key Vault's own message>`, without the SDK's repetitions."""
+    """`HTTP 403: <Key Vault's own message>`, without the repetitions in the SDK's message."""
     detail = error.error.message if error.error and error.error.message else error.reason
-    return f"HTTP {error.status_code}: {' '.join(str(detail).split())}"
+    return f"HTTP {error.status_code}: {' '.join(str(detail).split()).rstrip('.')}"
 
 
 def _one_line(error: BaseException) -> str:

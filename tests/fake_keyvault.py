@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
 
 import trustme
@@ -103,7 +104,7 @@ class FakeKeyVault:
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}/"
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-keyvault", daemon=True)
 
-    def __enter__(self) -> FakeKeyVault:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -211,25 +211,33 @@ def test_codec_reports_a_version_the_vault_does_not_have(vault: FakeKeyVault, tm
     assert unknown in run_with(provider_for(vault, tmp_path), decode_foreign_payload)
 
 
-def test_failed_refresh_keeps_the_last_key(
+def test_failed_refresh_keeps_the_last_key_until_the_vault_is_back(
     vault: FakeKeyVault, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     key, value = new_key()
     version = vault.add_version(SECRET, value)
     caplog.set_level(logging.WARNING, logger="keyvault")
 
-    async def outage(provider: KeyVaultKeyProvider) -> tuple[str, bytes]:
-        vault.stop()
+    async def outage(provider: KeyVaultKeyProvider) -> None:
+        vault.unavailable = True
 
         async def refresh_failed() -> bool:
             return any("refresh failed" in record.getMessage() for record in caplog.records)
 
         await wait_until(refresh_failed, "a refresh to fail")
-        return await provider.current_key()
+        assert await provider.current_key() == (version, key)
 
-    assert run_with(provider_for(vault, tmp_path, KEYVAULT_REFRESH_SECONDS="1"), outage) == (version, key)
-    [warning] = [record.getMessage() for record in caplog.records if "refresh failed" in record.getMessage()][:1]
-    assert version in warning
+        new_version = vault.add_version(SECRET, new_key()[1])
+        vault.unavailable = False
+
+        async def uses_new_key() -> bool:
+            return (await provider.current_key())[0] == new_version
+
+        await wait_until(uses_new_key, "the refresh to pick up the new version after the outage")
+
+    run_with(provider_for(vault, tmp_path, KEYVAULT_REFRESH_SECONDS="1"), outage)
+    warning = next(record.getMessage() for record in caplog.records if "refresh failed" in record.getMessage())
+    assert f"still encrypting with key id {version}" in warning and "HTTP 503" in warning
 
 
 def test_close_stops_the_refresh(vault: FakeKeyVault, tmp_path: Path) -> None:
