@@ -25,7 +25,13 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from fake_keyvault import FakeKeyVault, azure_cli_environment, free_port, keyvault_environment
+from fake_keyvault import (
+    FakeKeyVault,
+    azure_cli_environment,
+    forbid_non_loopback_connections,
+    free_port,
+    keyvault_environment,
+)
 from google.protobuf import json_format
 from static_keys import StaticKeyProvider
 from temporalio.api.common.v1 import Payload, Payloads
@@ -40,6 +46,14 @@ UI_ORIGIN = "http://localhost:8233"
 TOKEN = "codec-token-for-tests"
 PLAINTEXT = b'"the patient record 1234"'
 STARTUP_LIMIT_SECONDS = 60  # only stops a broken test from hanging
+
+
+@pytest.fixture(autouse=True)
+def loopback_only() -> Iterator[None]:
+    """This test process may connect to loopback addresses only."""
+    with forbid_non_loopback_connections() as refused:
+        yield
+    assert refused == [], f"a test tried to connect to non-loopback addresses: {refused}"
 
 
 # --- The application, in process ----------------------------------------------------------------

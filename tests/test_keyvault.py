@@ -25,6 +25,7 @@ from fake_keyvault import (
     free_port,
     keyvault_environment,
 )
+from static_keys import StaticKeyProvider
 from temporalio.api.common.v1 import Payload
 
 import config
@@ -209,6 +210,20 @@ def test_codec_reports_a_version_the_vault_does_not_have(vault: FakeKeyVault, tm
         return str(raised.value)
 
     assert unknown in run_with(provider_for(vault, tmp_path), decode_foreign_payload)
+
+
+def test_codec_rejects_a_payload_whose_key_id_holds_another_key_here(vault: FakeKeyVault, tmp_path: Path) -> None:
+    version = vault.add_version(SECRET, new_key()[1])
+    elsewhere = StaticKeyProvider({version: new_key()[0]})  # same version id, different key
+    [encrypted] = asyncio.run(EncryptionCodec(elsewhere).encode([Payload(data=b"x")]))
+
+    async def decode(provider: KeyVaultKeyProvider) -> str:
+        with pytest.raises(PayloadDecryptionError) as raised:
+            await EncryptionCodec(provider).decode([encrypted])
+        return str(raised.value)
+
+    message = run_with(provider_for(vault, tmp_path), decode)
+    assert version in message and "failed authentication" in message
 
 
 def test_failed_refresh_keeps_the_last_key_until_the_vault_is_back(
