@@ -50,7 +50,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("codec_server")  # the same name whether imported or run as a script
 
 
 class CodecServerError(Exception):
