@@ -30,7 +30,6 @@ from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from temporalio.envconfig import ClientConfigProfile
 
 CONFIG_ENV_FILE_VARIABLE = "CONFIG_ENV_FILE"
 DEFAULT_CONFIG_ENV_FILE = Path(__file__).resolve().parent / "config.env"
@@ -52,6 +51,9 @@ DEFAULTS: dict[str, str] = {
     "CLIENT_INTERVAL_SECONDS": "10",
     "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "30",
     "LOG_LEVEL": "INFO",
+    "ACTIVITY_SIMULATED_WORK_SECONDS": "0",
+    # Local dev server started by ./start.sh (empty = the address's port + 1000, as the temporal CLI does)
+    "TEMPORAL_DEV_SERVER_UI_PORT": "",
     # Worker health and metrics (Kubernetes probes, Prometheus)
     "METRICS_PORT": "9000",
     "WORKER_HEALTH_FILE": "/tmp/temporal-worker-health",
@@ -106,9 +108,10 @@ class TemporalSettings:
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `temporalio.client.Client.connect`, built by `temporalio.envconfig`."""
-        profile = ClientConfigProfile.load(
-            disable_file=True, override_env_vars=self._as_envconfig_variables()
-        )
+        # Imported here so that the shell scripts' `python config.py get ...` stays quick.
+        from temporalio.envconfig import ClientConfigProfile
+
+        profile = ClientConfigProfile.load(disable_file=True, override_env_vars=self._as_envconfig_variables())
         return dict(profile.to_client_connect_config())
 
     @property
@@ -163,10 +166,12 @@ class Settings:
     """Everything the worker, client and codec server need, validated."""
 
     temporal: TemporalSettings
+    dev_server_ui_port: int | None
     task_queue: str
     client_interval_seconds: float
     worker_shutdown_timeout_seconds: float
     log_level: str
+    activity_simulated_work_seconds: float
     metrics_port: int
     worker_health_file: Path
     encryption: EncryptionSettings
@@ -200,9 +205,7 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def load_settings(
-    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None
-) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None) -> Settings:
     """Read and validate the configuration; raise ConfigError naming every bad variable."""
     parser = _Parser(read_variables(environ, env_file))
     temporal = TemporalSettings(
@@ -217,10 +220,12 @@ def load_settings(
     )
     settings = Settings(
         temporal=temporal,
+        dev_server_ui_port=parser.optional_port("TEMPORAL_DEV_SERVER_UI_PORT"),
         task_queue=parser.name("TEMPORAL_TASK_QUEUE"),
         client_interval_seconds=parser.seconds("CLIENT_INTERVAL_SECONDS", minimum=0.0),
         worker_shutdown_timeout_seconds=parser.seconds("WORKER_SHUTDOWN_TIMEOUT_SECONDS", minimum=0.0),
         log_level=parser.log_level("LOG_LEVEL"),
+        activity_simulated_work_seconds=parser.seconds("ACTIVITY_SIMULATED_WORK_SECONDS", minimum=0.0),
         metrics_port=parser.port("METRICS_PORT", allow_zero=True),
         worker_health_file=Path(parser.required("WORKER_HEALTH_FILE")),
         encryption=EncryptionSettings(
@@ -330,6 +335,9 @@ class _Parser:
         lowest = 0 if allow_zero else 1
         return self._parse(name, lambda raw: _port(raw, lowest), 0)
 
+    def optional_port(self, name: str) -> int | None:
+        return self._parse(name, lambda raw: _port(raw, 1) if raw else None, None)
+
     def address(self, name: str) -> str:
         def convert(raw: str) -> str:
             host, separator, port = raw.rpartition(":")
@@ -398,7 +406,8 @@ class _Parser:
             )
         if bool(temporal.tls_client_cert_path) != bool(temporal.tls_client_key_path):
             self.problems.append(
-                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together for mTLS: set both or neither"
+                "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together for mTLS: "
+                "set both or neither"
             )
         encryption = settings.encryption
         if bool(self.variables["KEYVAULT_URL"]) != bool(encryption.secret_name):
@@ -448,15 +457,35 @@ def _print_file_values(path: str) -> None:
         sys.stdout.write(f"{name}={value}\0")
 
 
+def _print_values(names: list[str]) -> None:
+    """Print the merged values of non-secret variables, one per line, for start.sh."""
+    try:
+        variables = read_variables()
+    except ConfigError as error:
+        exit_with_config_error(error)
+    for name in names:
+        if name not in DEFAULTS or name in SECRET_VARIABLES:
+            print(f"config.py get: {name} is not a non-secret configuration variable", file=sys.stderr)
+            sys.exit(2)
+        print(variables[name])
+
+
 def _main(arguments: list[str]) -> None:
-    """`python config.py check` validates the app settings; `file-values FILE` serves source_config.sh."""
+    """Command line for the shell scripts.
+
+    check             validate the app settings (exit 2 with one line per problem)
+    get NAME...       print non-secret merged values, one per line (start.sh)
+    file-values FILE  print a config.env's pairs NUL-separated (source_config.sh)
+    """
     if arguments == ["check"]:
         load_settings_or_exit()
         print("Configuration OK")
+    elif len(arguments) > 1 and arguments[0] == "get":
+        _print_values(arguments[1:])
     elif len(arguments) == 2 and arguments[0] == "file-values":
         _print_file_values(arguments[1])
     else:
-        print("usage: python config.py check | file-values FILE", file=sys.stderr)
+        print("usage: python config.py check | get NAME... | file-values FILE", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Sourced by start.sh and test.sh: keeps a virtual environment in step with a requirements file.
+#
+#   ensure_venv VENV_DIR REQUIREMENTS_FILE
+#
+# Creates VENV_DIR with Python 3.11+ when missing and installs REQUIREMENTS_FILE
+# whenever any requirements*.txt changed since the last install (a digest is kept
+# in VENV_DIR), so a second run costs nothing. The interpreter used to create the
+# environment is $PYTHON if set, else the newest python3.1x found on PATH.
+
+find_python() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3.13 python3.12 python3.11 python3; do
+    [[ -n "$candidate" ]] || continue
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      command -v "$candidate"
+      return 0
+    fi
+  done
+  echo "ERROR: Python 3.11 or newer is needed; install it or set PYTHON=/path/to/python3.11" >&2
+  return 1
+}
+
+requirements_digest() {
+  local requirements_dir=$1
+  cat "$requirements_dir"/requirements*.txt | sha256sum | cut -d' ' -f1
+}
+
+ensure_venv() {
+  local venv_dir=$1 requirements=$2
+  local stamp digest python
+  stamp="$venv_dir/.installed-$(basename "$requirements").sha256"
+  digest=$(requirements_digest "$(dirname "$requirements")")
+  if [[ -x "$venv_dir/bin/python" && -f "$stamp" && "$(<"$stamp")" == "$digest" ]]; then
+    return 0
+  fi
+  if [[ ! -x "$venv_dir/bin/python" ]]; then
+    python=$(find_python)
+    echo "Creating virtual environment $venv_dir with $python ..." >&2
+    "$python" -m venv "$venv_dir"
+  fi
+  echo "Installing $requirements into $venv_dir (the first run takes a minute) ..." >&2
+  if ! "$venv_dir/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements" >&2; then
+    echo "ERROR: pip could not install $requirements into $venv_dir; see pip's message above" >&2
+    return 1
+  fi
+  echo "$digest" >"$stamp"
+}

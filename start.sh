@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: ./start.sh [all|worker|client|codec-server]
+
+  all           (default) the worker, the client loop and, when payload
+                encryption is on, the codec server for the Web UI
+  worker        the worker only
+  client        the client loop only
+  codec-server  the codec server only
+
+On a laptop: creates .venv from requirements-local.txt when it is missing or
+out of date, checks config.env, and when TEMPORAL_ADDRESS is a local address
+with nothing listening, starts the embedded Temporal dev server (history kept
+in .temporal/dev-server.db) and prints the Web UI URL. Ctrl-C or SIGTERM stops
+everything it started.
+
+In the container image (IN_CONTAINER=true, set by the Dockerfile) it replaces
+itself with the one Python process asked for, so that process is PID 1 and
+receives Kubernetes' SIGTERM.
+USAGE
+}
+
+REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV_PYTHON="$REPO_DIR/.venv/bin/python"
+DEV_SERVER_STATE_DIR="$REPO_DIR/.temporal"
+DEV_SERVER_START_TIMEOUT_SECONDS=60
+STARTED_PIDS=()
+DEV_SERVER_PID=""
+
+entry_point_for() {
+  case "$1" in
+    worker) echo worker.py ;;
+    client) echo client.py ;;
+    codec-server) echo codec_server.py ;;
+  esac
+}
+
+run_in_container() {
+  local mode=$1
+  if [[ "$mode" == all ]]; then
+    echo "ERROR: in a container run one process: ./start.sh worker, client or codec-server" >&2
+    exit 2
+  fi
+  exec python "$REPO_DIR/$(entry_point_for "$mode")"
+}
+
+config_value() {
+  "$VENV_PYTHON" "$REPO_DIR/config.py" get "$1"
+}
+
+is_local_host() {
+  case "$1" in
+    localhost | 127.* | "[::1]" | ::1) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+is_listening() {
+  local port=$1
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
+}
+
+encryption_enabled() {
+  [[ -n "$(config_value KEYVAULT_URL)" && -n "$(config_value KEYVAULT_SECRET_NAME)" ]]
+}
+
+start_dev_server_if_needed() {
+  local address host port ui_port namespace
+  address=$(config_value TEMPORAL_ADDRESS)
+  host=${address%:*}
+  port=${address##*:}
+  if ! is_local_host "$host"; then
+    echo "Using the Temporal server at $address"
+    return 0
+  fi
+  if is_listening "$port"; then
+    echo "Using the Temporal server already listening at $address"
+    return 0
+  fi
+  ui_port=$(config_value TEMPORAL_DEV_SERVER_UI_PORT)
+  ui_port=${ui_port:-$((port + 1000))}
+  namespace=$(config_value TEMPORAL_NAMESPACE)
+  local arguments=(server start-dev --ip 127.0.0.1 --port "$port" --ui-port "$ui_port"
+    --db-filename "$DEV_SERVER_STATE_DIR/dev-server.db" --log-level warn)
+  [[ "$namespace" == default ]] || arguments+=(--namespace "$namespace")
+  if encryption_enabled; then
+    arguments+=(--ui-codec-endpoint "http://$(config_value CODEC_SERVER_HOST):$(config_value CODEC_SERVER_PORT)")
+  fi
+  mkdir -p "$DEV_SERVER_STATE_DIR"
+  echo "Starting the Temporal dev server on $address (log: .temporal/dev-server.log) ..."
+  "$REPO_DIR/.venv/bin/temporal" "${arguments[@]}" >"$DEV_SERVER_STATE_DIR/dev-server.log" 2>&1 &
+  DEV_SERVER_PID=$!
+  wait_for_port "$port"
+  echo "Temporal Web UI: http://localhost:$ui_port"
+}
+
+wait_for_port() {
+  local port=$1 waited=0
+  until is_listening "$port"; do
+    if ! kill -0 "$DEV_SERVER_PID" 2>/dev/null; then
+      echo "ERROR: the Temporal dev server exited; see .temporal/dev-server.log" >&2
+      tail -n 5 "$DEV_SERVER_STATE_DIR/dev-server.log" >&2 || true
+      exit 1
+    fi
+    if ((waited >= DEV_SERVER_START_TIMEOUT_SECONDS * 10)); then
+      echo "ERROR: the Temporal dev server did not listen on port $port within ${DEV_SERVER_START_TIMEOUT_SECONDS}s; see .temporal/dev-server.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
+start_process() {
+  "$VENV_PYTHON" "$REPO_DIR/$(entry_point_for "$1")" &
+  STARTED_PIDS+=($!)
+}
+
+stop_everything() {
+  trap - TERM INT EXIT
+  local pid
+  for pid in "${STARTED_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ -n "$DEV_SERVER_PID" ]]; then
+    echo "Stopping the Temporal dev server ..."
+    kill -TERM "$DEV_SERVER_PID" 2>/dev/null || true
+    wait "$DEV_SERVER_PID" 2>/dev/null || true
+  fi
+}
+
+processes_for() {
+  case "$1" in
+    all)
+      echo worker client
+      if encryption_enabled; then echo codec-server; fi
+      ;;
+    *) echo "$1" ;;
+  esac
+}
+
+run_on_laptop() {
+  local mode=$1 process exit_status=0
+  # shellcheck source=ensure_venv.sh
+  source "$REPO_DIR/ensure_venv.sh"
+  ensure_venv "$REPO_DIR/.venv" "$REPO_DIR/requirements-local.txt"
+  "$VENV_PYTHON" "$REPO_DIR/config.py" check >/dev/null
+  trap stop_everything EXIT
+  trap 'exit 0' TERM INT
+  if [[ "$mode" != codec-server ]]; then
+    start_dev_server_if_needed
+  fi
+  for process in $(processes_for "$mode"); do
+    start_process "$process"
+  done
+  wait -n "${STARTED_PIDS[@]}" || exit_status=$?
+  echo "A process exited (status $exit_status); stopping the others ..." >&2
+  exit "$exit_status"
+}
+
+main() {
+  local mode=${1:-all}
+  case "$mode" in
+    -h | --help)
+      usage
+      return 0
+      ;;
+    all | worker | client | codec-server) ;;
+    *)
+      echo "ERROR: unknown mode '$mode'" >&2
+      usage >&2
+      exit 2
+      ;;
+  esac
+  if [[ "${IN_CONTAINER:-}" == true ]]; then
+    run_in_container "$mode"
+  fi
+  run_on_laptop "$mode"
+}
+
+main "$@"

@@ -1,0 +1,265 @@
+"""config.py: precedence, validation (every problem at once), and the connect arguments of each deployment shape."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import PYTHON, REPO_DIR, base_environment
+
+import config
+from config import ConfigError, load_settings
+
+
+def settings_from(tmp_path: Path, file_text: str = "", **environ: str):
+    env_file = tmp_path / "config.env"
+    env_file.write_text(file_text)
+    return load_settings(environ, env_file)
+
+
+def problems_for(tmp_path: Path, file_text: str = "", **environ: str) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        settings_from(tmp_path, file_text, **environ)
+    return raised.value.problems
+
+
+def test_defaults_apply_without_file_or_environment(tmp_path):
+    settings = load_settings({}, tmp_path / "missing.env")
+    assert settings.temporal.address == "localhost:7233"
+    assert settings.temporal.namespace == "default"
+    assert settings.task_queue == "test-task-queue"
+    assert settings.client_interval_seconds == 10
+    assert settings.worker_shutdown_timeout_seconds == 30
+    assert settings.encryption.enabled is False
+
+
+def test_environment_wins_over_file_and_file_over_defaults(tmp_path):
+    settings = settings_from(
+        tmp_path,
+        "TEMPORAL_TASK_QUEUE=from-file\nTEMPORAL_NAMESPACE=file-namespace\n",
+        TEMPORAL_TASK_QUEUE="from-environment",
+    )
+    assert settings.task_queue == "from-environment"
+    assert settings.temporal.namespace == "file-namespace"
+    assert settings.temporal.address == config.DEFAULTS["TEMPORAL_ADDRESS"]
+
+
+def test_empty_value_means_default(tmp_path):
+    settings = settings_from(tmp_path, "TEMPORAL_TASK_QUEUE=\n", TEMPORAL_NAMESPACE="")
+    assert settings.task_queue == "test-task-queue"
+    assert settings.temporal.namespace == "default"
+
+
+def test_config_env_file_is_read_as_data_not_interpolated(tmp_path):
+    settings = settings_from(tmp_path, "TEMPORAL_TASK_QUEUE='queue-$HOME-#1'\n")
+    assert settings.task_queue == "queue-$HOME-#1"
+
+
+def test_config_env_file_location_comes_from_config_env_file_variable(tmp_path):
+    custom = tmp_path / "elsewhere.env"
+    custom.write_text("TEMPORAL_TASK_QUEUE=custom-file\n")
+    settings = load_settings({"CONFIG_ENV_FILE": str(custom)})
+    assert settings.task_queue == "custom-file"
+
+
+def test_settings_are_immutable(tmp_path):
+    settings = load_settings({}, tmp_path / "missing.env")
+    with pytest.raises(AttributeError):
+        settings.task_queue = "other"  # type: ignore[misc]
+
+
+# Variables that are only checked together with a partner get the partner set.
+COMPANIONS = {"KEYVAULT_URL": {"KEYVAULT_SECRET_NAME": "temporal-encryption-key"}}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TEMPORAL_ADDRESS", "no-port", "must be host:port"),
+        ("TEMPORAL_ADDRESS", "host:99999", "port must be a whole number from 1 to 65535"),
+        ("TEMPORAL_ADDRESS", "host:port", "port must be a whole number"),
+        ("TEMPORAL_NAMESPACE", " spaced ", "non-empty name"),
+        ("TEMPORAL_TASK_QUEUE", "tab\there", "control characters"),
+        ("TEMPORAL_TLS", "maybe", "must be true or false"),
+        ("TEMPORAL_TLS_CLIENT_CERT_PATH", "/no/such/cert.pem", "not readable"),
+        ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "/no/such/ca.pem", "not readable"),
+        ("TEMPORAL_DEV_SERVER_UI_PORT", "0", "port must be a whole number from 1"),
+        ("CLIENT_INTERVAL_SECONDS", "soon", "number of seconds"),
+        ("CLIENT_INTERVAL_SECONDS", "-1", "at least 0"),
+        ("WORKER_SHUTDOWN_TIMEOUT_SECONDS", "nan", "number of seconds"),
+        ("ACTIVITY_SIMULATED_WORK_SECONDS", "inf", "number of seconds"),
+        ("LOG_LEVEL", "LOUD", "must be one of DEBUG"),
+        ("METRICS_PORT", "90000", "port must be a whole number from 0 to 65535"),
+        ("METRICS_PORT", "９０００", "port must be a whole number"),
+        ("KEYVAULT_URL", "http://vault.example", "must be an https URL"),
+        ("KEYVAULT_REFRESH_SECONDS", "0", "at least 1"),
+        ("KEYVAULT_STARTUP_TIMEOUT_SECONDS", "x", "number of seconds"),
+        ("KEYVAULT_CA_FILE", "/no/such/ca.pem", "not readable"),
+        ("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", "sometimes", "must be true or false"),
+        ("ENCRYPTION_REQUIRED", "yes please", "must be true or false"),
+        ("CODEC_SERVER_PORT", "0", "port must be a whole number from 1"),
+        ("CODEC_SERVER_CORS_ORIGINS", "localhost:8233", "is not an origin"),
+        ("CODEC_SERVER_HOST", " ", "must not be empty"),
+    ],
+)
+def test_each_bad_value_is_reported_with_its_variable_and_a_fix(tmp_path, variable, value, message):
+    problems = problems_for(tmp_path, **{variable: value, **COMPANIONS.get(variable, {})})
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{variable}=")
+    assert message in problems[0]
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    problems = problems_for(
+        tmp_path,
+        "METRICS_PORT=abc\n",
+        TEMPORAL_ADDRESS="nope",
+        TEMPORAL_TLS="perhaps",
+        LOG_LEVEL="chatty",
+    )
+    assert [problem.split("=")[0] for problem in problems] == [
+        "TEMPORAL_ADDRESS",
+        "TEMPORAL_TLS",
+        "LOG_LEVEL",
+        "METRICS_PORT",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"TEMPORAL_TLS": "false", "TEMPORAL_API_KEY": "key"}, "must not travel in plain text"),
+        ({"TEMPORAL_TLS_CLIENT_KEY_PATH": "__key__"}, "set both or neither"),
+        ({"KEYVAULT_URL": "https://vault.example/"}, "KEYVAULT_URL and KEYVAULT_SECRET_NAME go together"),
+        ({"ENCRYPTION_REQUIRED": "true"}, "ENCRYPTION_REQUIRED=true but KEYVAULT_URL"),
+    ],
+)
+def test_contradicting_variables_are_reported(tmp_path, environ, message):
+    key_file = tmp_path / "client.key"
+    key_file.write_text("key")
+    environ = {name: value.replace("__key__", str(key_file)) for name, value in environ.items()}
+    problems = problems_for(tmp_path, **environ)
+    assert any(message in problem for problem in problems), problems
+
+
+def test_tls_forced_off_with_tls_files_is_reported(tmp_path):
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("ca")
+    problems = problems_for(tmp_path, TEMPORAL_TLS="false", TEMPORAL_TLS_SERVER_CA_CERT_PATH=str(ca_file))
+    assert any("TLS certificate files" in problem for problem in problems)
+
+
+def test_secret_values_are_never_echoed_in_problems(tmp_path):
+    problems = problems_for(tmp_path, TEMPORAL_TLS="false", TEMPORAL_API_KEY="canary-api-key-1234")
+    assert "canary-api-key-1234" not in "\n".join(problems)
+    settings = settings_from(tmp_path, TEMPORAL_API_KEY="canary-api-key-1234", CODEC_SERVER_TOKEN="canary-token-99")
+    assert "canary-api-key-1234" not in repr(settings)
+    assert "canary-token-99" not in repr(settings)
+
+
+# --- The three deployment shapes -------------------------------------------------------
+
+
+def test_local_dev_server_connects_in_plain_text(tmp_path):
+    kwargs = settings_from(tmp_path).temporal.connect_kwargs()
+    assert kwargs == {"target_host": "localhost:7233", "namespace": "default"}
+
+
+def test_self_hosted_in_cluster_server_connects_in_plain_text(tmp_path):
+    settings = settings_from(tmp_path, TEMPORAL_ADDRESS="temporal-frontend.temporal.svc:7233")
+    kwargs = settings.temporal.connect_kwargs()
+    assert kwargs["target_host"] == "temporal-frontend.temporal.svc:7233"
+    assert kwargs.get("tls", False) is False
+    assert "api_key" not in kwargs
+    assert settings.temporal.uses_tls is False
+
+
+def test_temporal_cloud_with_api_key_turns_tls_on(tmp_path):
+    settings = settings_from(
+        tmp_path,
+        TEMPORAL_ADDRESS="us-east-1.aws.api.temporal.io:7233",
+        TEMPORAL_NAMESPACE="my-ns.a1b2c",
+        TEMPORAL_API_KEY="secret-key",
+    )
+    kwargs = settings.temporal.connect_kwargs()
+    assert kwargs["api_key"] == "secret-key"
+    assert kwargs["tls"] is True
+    assert kwargs["namespace"] == "my-ns.a1b2c"
+
+
+def test_temporal_cloud_with_mtls_files_passes_their_contents(tmp_path):
+    cert, key, ca = tmp_path / "client.pem", tmp_path / "client.key", tmp_path / "ca.pem"
+    cert.write_bytes(b"CLIENT CERT")
+    key.write_bytes(b"CLIENT KEY")
+    ca.write_bytes(b"SERVER CA")
+    settings = settings_from(
+        tmp_path,
+        TEMPORAL_ADDRESS="my-ns.a1b2c.tmprl.cloud:7233",
+        TEMPORAL_TLS_CLIENT_CERT_PATH=str(cert),
+        TEMPORAL_TLS_CLIENT_KEY_PATH=str(key),
+        TEMPORAL_TLS_SERVER_CA_CERT_PATH=str(ca),
+        TEMPORAL_TLS_SERVER_NAME="my-ns.a1b2c.tmprl.cloud",
+    )
+    tls = settings.temporal.connect_kwargs()["tls"]
+    assert tls.client_cert == b"CLIENT CERT"
+    assert tls.client_private_key == b"CLIENT KEY"
+    assert tls.server_root_ca_cert == b"SERVER CA"
+    assert tls.domain == "my-ns.a1b2c.tmprl.cloud"
+
+
+def test_tls_true_turns_tls_on_for_any_address(tmp_path):
+    settings = settings_from(tmp_path, TEMPORAL_ADDRESS="temporal.internal:7233", TEMPORAL_TLS="true")
+    assert settings.temporal.connect_kwargs()["tls"] is not False
+    assert settings.temporal.uses_tls
+
+
+# --- The command line the scripts use --------------------------------------------------
+
+
+def run_config_cli(tmp_path: Path, *arguments: str, **environ: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, str(REPO_DIR / "config.py"), *arguments],
+        env=base_environment(tmp_path, **environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_check_exits_2_with_one_line_per_problem_and_no_traceback(tmp_path):
+    result = run_config_cli(tmp_path, "check", TEMPORAL_ADDRESS="nope", METRICS_PORT="x")
+    assert result.returncode == 2
+    assert "TEMPORAL_ADDRESS='nope': must be host:port" in result.stderr
+    assert "METRICS_PORT='x'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_get_prints_merged_values_but_refuses_secrets(tmp_path):
+    result = run_config_cli(tmp_path, "get", "TEMPORAL_TASK_QUEUE", "TEMPORAL_ADDRESS", TEMPORAL_TASK_QUEUE="q9")
+    assert result.stdout.splitlines() == ["q9", "localhost:7233"]
+    refused = run_config_cli(tmp_path, "get", "TEMPORAL_API_KEY", TEMPORAL_API_KEY="canary-secret")
+    assert refused.returncode == 2
+    assert "canary-secret" not in refused.stdout + refused.stderr
+
+
+def test_cli_file_values_prints_pairs_as_nul_separated_data(tmp_path):
+    env_file = tmp_path / "config.env"
+    env_file.write_text("A=plain\nB='quoted # not a comment'\nC=$HOME\n")
+    result = run_config_cli(tmp_path, "file-values", str(env_file))
+    assert result.stdout.split("\0") == ["A=plain", "B=quoted # not a comment", "C=$HOME", ""]
+
+
+@pytest.mark.parametrize("script", ["worker.py", "client.py", "healthcheck.py"])
+def test_programs_exit_2_on_configuration_mistakes(tmp_path, script):
+    result = subprocess.run(
+        [PYTHON, str(REPO_DIR / script)],
+        env=base_environment(tmp_path, TEMPORAL_TLS="maybe", TEMPORAL_API_KEY="canary-key-5678"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "TEMPORAL_TLS='maybe': must be true or false" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "canary-key-5678" not in result.stdout + result.stderr

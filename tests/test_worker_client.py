@@ -1,0 +1,148 @@
+"""The real worker.py and client.py processes against a real Temporal dev server."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import urllib.request
+
+from conftest import base_environment, free_port
+
+WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
+
+
+def app_environment(tmp_path, dev_server, task_queue, **overrides):
+    return base_environment(tmp_path, TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_TASK_QUEUE=task_queue, **overrides)
+
+
+def workflow_history(dev_server, workflow_id: str) -> list[dict]:
+    """The raw history as the `temporal` CLI shows it (no codec)."""
+    shown = subprocess.run(
+        ["temporal", "workflow", "show", "--workflow-id", workflow_id, "--address", dev_server.address, "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(shown.stdout)["events"]
+
+
+def test_worker_prints_its_two_lines_and_client_smoke_test_completes_workflows(
+    tmp_path, dev_server, task_queue, run_app
+):
+    env = app_environment(tmp_path, dev_server, task_queue)
+    worker = run_app("worker.py", env=env)
+    worker.wait_for_line(WORKER_READY)
+    assert worker.lines.index("Initializing worker...") < worker.lines.index("Starting worker... Awaiting tasks.")
+
+    client = run_app("client.py", "--count", "3", env=env)
+    assert client.wait() == 0, client.output
+    for number in (1, 2, 3):
+        assert re.search(
+            rf"^OK your-workflow-{number}-\S+: Final result: Processed: Hello, ClientTriggeredPayload-{number}!$",
+            client.output,
+            re.MULTILINE,
+        ), client.output
+    assert "3 of 3 workflows succeeded" in client.output
+
+
+def test_client_loop_starts_a_workflow_every_interval_and_logs_results(tmp_path, dev_server, task_queue, run_app):
+    env = app_environment(tmp_path, dev_server, task_queue, CLIENT_INTERVAL_SECONDS="0.2")
+    worker = run_app("worker.py", env=env)
+    worker.wait_for_line(WORKER_READY)
+    client = run_app("client.py", env=env)
+    completed = client.wait_for_line(r"Workflow your-workflow-\d+-\S+ completed: Final result: ", count=3)
+    workflow_ids = {re.search(r"Workflow (\S+) completed", line).group(1) for line in completed}
+    assert len(workflow_ids) == 3
+    client.signal(signal.SIGTERM)
+    assert client.wait() == 0
+    assert "Client stopped" in client.output
+
+
+def test_client_loop_keeps_going_when_a_start_fails(tmp_path, dev_server, task_queue, run_app):
+    # Connecting does not check the namespace but starting a workflow does, so every start fails.
+    env = app_environment(
+        tmp_path, dev_server, task_queue, CLIENT_INTERVAL_SECONDS="0.1", TEMPORAL_NAMESPACE="no-such-namespace"
+    )
+    client = run_app("client.py", env=env)
+    client.wait_for_line(r"Failed to start workflow number 3:")
+    assert client.process.poll() is None, "the loop must survive failed starts"
+    client.signal(signal.SIGINT)
+    assert client.wait() == 0
+
+
+def test_sigterm_lets_the_running_activity_finish_and_the_workflow_complete(tmp_path, dev_server, task_queue, run_app):
+    env = app_environment(tmp_path, dev_server, task_queue, ACTIVITY_SIMULATED_WORK_SECONDS="2")
+    worker = run_app("worker.py", env=env)
+    worker.wait_for_line(WORKER_READY)
+    client = run_app("client.py", "--count", "1", env=env)
+    worker.wait_for_line(r"Running your_first_activity")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0, worker.output
+    assert "Shutdown requested" in worker.output
+
+    successor = run_app("worker.py", env=env)
+    successor.wait_for_line(WORKER_READY)
+    assert client.wait() == 0, client.output
+    workflow_id = re.search(
+        r"^OK (\S+): Final result: Processed: Hello, ClientTriggeredPayload-1!$", client.output, re.M
+    )
+    assert workflow_id, client.output
+
+    events = workflow_history(dev_server, workflow_id.group(1))
+    first_activity_attempts = [
+        event["activityTaskStartedEventAttributes"]["attempt"]
+        for event in events
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_STARTED"
+    ][:1]
+    assert first_activity_attempts == [1], "the interrupted activity finished instead of being retried"
+
+
+def test_wrong_address_makes_worker_and_client_exit_non_zero_with_one_readable_line(tmp_path, task_queue, run_app):
+    nothing_listens = f"127.0.0.1:{free_port()}"
+    env = base_environment(tmp_path, TEMPORAL_ADDRESS=nothing_listens, TEMPORAL_TASK_QUEUE=task_queue)
+    for program in (
+        run_app("worker.py", env=env),
+        run_app("client.py", env=env),
+        run_app("client.py", "--count", "1", env=env),
+    ):
+        assert program.wait() == 1
+        assert f"ERROR: Cannot connect to Temporal at {nothing_listens}" in program.output
+        assert "Check TEMPORAL_ADDRESS" in program.output
+        assert "Traceback" not in program.output
+
+
+def test_worker_serves_health_and_metrics_while_polling_and_not_after(tmp_path, dev_server, task_queue, run_app):
+    metrics_port = free_port()
+    health_file = tmp_path / "health"
+    env = app_environment(
+        tmp_path, dev_server, task_queue, METRICS_PORT=str(metrics_port), WORKER_HEALTH_FILE=str(health_file)
+    )
+    probe = run_app("healthcheck.py", env=env)
+    assert probe.wait() == 1, "not healthy before the worker polls"
+
+    worker = run_app("worker.py", env=env)
+    worker.wait_for_line(WORKER_READY)
+    assert run_app("healthcheck.py", env=env).wait() == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert "temporal_" in metrics
+
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert not health_file.exists()
+    unhealthy = run_app("healthcheck.py", env=env)
+    assert unhealthy.wait() == 1
+    assert "the worker is not polling" in unhealthy.output
+
+
+def test_unknown_namespace_makes_the_worker_exit_non_zero_with_a_hint(tmp_path, dev_server, task_queue, run_app):
+    env = app_environment(tmp_path, dev_server, task_queue, TEMPORAL_NAMESPACE="no-such-namespace")
+    worker = run_app("worker.py", env=env)
+    assert worker.wait() == 1
+    assert "ERROR: Worker could not start" in worker.output
+    assert "Check TEMPORAL_NAMESPACE" in worker.output
+    assert "Starting worker... Awaiting tasks." not in worker.output
+    assert "Traceback" not in worker.output

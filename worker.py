@@ -1,0 +1,98 @@
+"""The Temporal worker: polls the task queue and runs YourWorkflow and its activities.
+
+Prints the two lines people look for in `kubectl logs`:
+    Initializing worker...
+    Starting worker... Awaiting tasks.
+the second only once the worker is really polling. SIGTERM or SIGINT starts a
+graceful shutdown: polling stops and in-flight activities get
+WORKER_SHUTDOWN_TIMEOUT_SECONDS to finish. While polling, the worker keeps its
+health file fresh for the Kubernetes probes (healthcheck.py) and serves
+Prometheus metrics from the SDK runtime on METRICS_PORT.
+
+Exit status: 0 after a requested shutdown, 1 when it cannot start or the worker
+fails, 2 for a configuration mistake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from activities import YourActivities
+from bootstrap import StartupError, connect_client, run_program, stop_on_signals
+from config import Settings
+from healthcheck import HealthFile
+from workflows import YourWorkflow
+
+POLL_CHECK_INTERVAL_SECONDS = 0.05
+
+logger = logging.getLogger("worker")
+
+
+def build_runtime(metrics_port: int) -> Runtime | None:
+    """An SDK runtime serving Prometheus metrics on every interface, or None when METRICS_PORT=0."""
+    if not metrics_port:
+        return None
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}")))
+    except Exception as error:  # the bridge raises a plain Exception for a busy port
+        raise StartupError(
+            f"Cannot serve metrics on port {metrics_port}: {error}. "
+            "Free the port or change METRICS_PORT (0 turns it off)."
+        ) from None
+
+
+def build_worker(client, settings: Settings) -> Worker:
+    activities = YourActivities(settings.activity_simulated_work_seconds)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[YourWorkflow],
+        activities=activities.all(),
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_timeout_seconds),
+    )
+
+
+async def wait_until_polling(worker: Worker, run_task: asyncio.Task) -> None:
+    """Return once the worker has passed its namespace check and started its pollers."""
+    while not worker.is_running:
+        if run_task.done():
+            error = run_task.exception()
+            raise StartupError(f"Worker could not start: {error}. Check TEMPORAL_NAMESPACE and the connection.")
+        await asyncio.sleep(POLL_CHECK_INTERVAL_SECONDS)
+
+
+async def run(settings: Settings) -> bool:
+    print("Initializing worker...", flush=True)
+    stop = stop_on_signals()
+    client = await connect_client(settings, build_runtime(settings.metrics_port))
+    worker = build_worker(client, settings)
+    run_task = asyncio.create_task(worker.run())
+    await wait_until_polling(worker, run_task)
+    print("Starting worker... Awaiting tasks.", flush=True)
+    health = HealthFile(settings.worker_health_file)
+    beating = asyncio.create_task(health.keep_fresh())
+    try:
+        stop_requested = asyncio.create_task(stop.wait())
+        await asyncio.wait([stop_requested, run_task], return_when=asyncio.FIRST_COMPLETED)
+        stop_requested.cancel()
+    finally:
+        beating.cancel()
+        health.remove()
+    if not run_task.done():
+        logger.info(
+            "Shutdown requested: waiting up to %gs for running activities",
+            settings.worker_shutdown_timeout_seconds,
+        )
+        await worker.shutdown()
+    await run_task  # re-raises a fatal worker error
+    logger.info("Worker stopped")
+    return True
+
+
+if __name__ == "__main__":
+    run_program("worker", run)
