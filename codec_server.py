@@ -23,13 +23,11 @@ directly); `main()` is the command line entry point.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import ipaddress
 import logging
-import signal
-import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import NoReturn
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -37,6 +35,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
 import config
+from bootstrap import StartupError, run_program, stop_on_signals
 from crypto_converter import EncryptionCodec, PayloadDecryptionError
 from keyvault import KeyVaultError, KeyVaultKeyProvider
 
@@ -51,10 +50,6 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
 
 logger = logging.getLogger("codec_server")  # the same name whether imported or run as a script
-
-
-class CodecServerError(Exception):
-    """A reason the codec server cannot run, in one line."""
 
 
 def create_app(codec: PayloadCodec, cors_origins: Iterable[str], token: str | None) -> web.Application:
@@ -139,11 +134,17 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-async def _serve(settings: config.Settings) -> None:
-    """Run until SIGTERM or SIGINT: keys from Key Vault, then listen on CODEC_SERVER_HOST:PORT."""
-    stop = _stop_on_signals()
+async def _serve(settings: config.Settings) -> bool:
+    """Keys from Key Vault, then answer on CODEC_SERVER_HOST:PORT until SIGTERM or SIGINT."""
+    if not settings.encryption.enabled:
+        raise StartupError(
+            "Codec server: payload encryption is not configured; set KEYVAULT_URL and KEYVAULT_SECRET_NAME"
+        )
     server = settings.codec_server
-    async with KeyVaultKeyProvider(settings.encryption) as keys:
+    _warn_if_exposed(server)
+    stop = stop_on_signals()
+    keys = await _started_key_provider(settings.encryption)
+    try:
         runner = web.AppRunner(create_app(EncryptionCodec(keys), server.cors_origins, server.token))
         await runner.setup()
         try:
@@ -151,27 +152,30 @@ async def _serve(settings: config.Settings) -> None:
             await stop.wait()
         finally:
             await runner.cleanup()
+    finally:
+        await keys.close()
     logger.info("Codec server stopped")
+    return True
+
+
+async def _started_key_provider(settings: config.EncryptionSettings) -> KeyVaultKeyProvider:
+    try:
+        keys = KeyVaultKeyProvider(settings)
+        await keys.start()
+    except KeyVaultError as error:
+        raise StartupError(str(error)) from None
+    return keys
 
 
 async def _listen(runner: web.AppRunner, host: str, port: int) -> None:
     try:
         await web.TCPSite(runner, host, port).start()
     except OSError as error:
-        raise CodecServerError(
+        raise StartupError(
             f"Codec server cannot listen on {host}:{port}: {error.strerror or error}; "
             "set CODEC_SERVER_HOST and CODEC_SERVER_PORT to a free local address"
         ) from None
     logger.info("Codec server listening on %s", _url(host, port))
-
-
-def _stop_on_signals() -> asyncio.Event:
-    """An event set by SIGTERM (Kubernetes) or SIGINT (Ctrl-C), so both end in a clean shutdown."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, stop.set)
-    return stop
 
 
 def _url(host: str, port: int) -> str:
@@ -194,22 +198,9 @@ def _warn_if_exposed(server: config.CodecServerSettings) -> None:
         )
 
 
-def main() -> None:
-    """`python codec_server.py`: exits 2 on a configuration problem, 1 when it cannot start, 0 when stopped."""
-    settings = config.load_settings_or_exit()
-    config.configure_logging(settings)
-    if not settings.encryption.enabled:
-        print(
-            "Codec server: payload encryption is not configured; set KEYVAULT_URL and KEYVAULT_SECRET_NAME",
-            file=sys.stderr,
-        )
-        sys.exit(2)
-    _warn_if_exposed(settings.codec_server)
-    try:
-        asyncio.run(_serve(settings))
-    except (KeyVaultError, CodecServerError) as error:
-        logger.error("%s", error)
-        sys.exit(1)
+def main() -> NoReturn:
+    """`python codec_server.py`: exit 0 when stopped by a signal, 1 with one line when it cannot start."""
+    run_program("codec server", _serve)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import socket
 import ssl
 import sys
 import threading
@@ -294,10 +293,3 @@ def forbid_non_loopback_connections() -> Iterator[list[str]]:
         yield _refused_addresses
     finally:
         _loopback_only.clear()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

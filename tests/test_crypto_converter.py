@@ -6,9 +6,9 @@ import asyncio
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import REPO_DIR
 from hypothesis import given
 from hypothesis import strategies as st
 from static_keys import StaticKeyProvider
@@ -18,7 +18,6 @@ from temporalio.exceptions import ApplicationError
 
 from crypto_converter import EncryptionCodec, PayloadDecryptionError, encrypted_data_converter
 
-REPO = Path(__file__).resolve().parent.parent
 PLAINTEXT = b'"card number 4111 1111 1111 1111"'
 
 
@@ -183,6 +182,6 @@ def test_data_converter_encrypts_failure_messages_and_stack_traces() -> None:
 def test_module_knows_nothing_of_key_vault_or_configuration() -> None:
     probe = "import sys, crypto_converter; print(sorted({'keyvault', 'config', 'azure'} & set(sys.modules)))"
 
-    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_DIR, capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == "[]"

@@ -17,12 +17,12 @@ from typing import TypeVar
 
 import pytest
 import trustme
+from conftest import free_port
 from fake_keyvault import (
     ACCESS_TOKEN,
     FakeKeyVault,
     azure_cli_environment,
     forbid_non_loopback_connections,
-    free_port,
     keyvault_environment,
 )
 from static_keys import StaticKeyProvider
