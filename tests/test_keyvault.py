@@ -1,0 +1,365 @@
+"""keyvault.py through the real azure-keyvault-secrets SDK and DefaultAzureCredential, against the fake vault.
+
+The only credential is azure-identity's AzureCliCredential with the stub `az` (AZURE_TOKEN_CREDENTIALS),
+and an audit hook fails any test that tries to connect anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+import trustme
+from conftest import free_port
+from fake_keyvault import (
+    ACCESS_TOKEN,
+    FakeKeyVault,
+    azure_cli_environment,
+    forbid_non_loopback_connections,
+    keyvault_environment,
+)
+from static_keys import StaticKeyProvider
+from temporalio.api.common.v1 import Payload
+
+import config
+from crypto_converter import EncryptionCodec, PayloadDecryptionError
+from keyvault import KeyVaultError, KeyVaultKeyProvider
+
+SECRET = "temporal-encryption-key"
+T = TypeVar("T")
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """This process sees only the stub `az`, and may connect to loopback addresses only."""
+    environment = azure_cli_environment()
+    for name in set(os.environ) - set(environment):
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with forbid_non_loopback_connections() as refused:
+        yield refused
+    assert refused == [], f"a test tried to connect to non-loopback addresses: {refused}"
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[FakeKeyVault]:
+    with FakeKeyVault(tmp_path) as running:
+        yield running
+
+
+def new_key(size: int = 32) -> tuple[bytes, str]:
+    """A random AES key and its base64 form, as stored in Key Vault."""
+    key = os.urandom(size)
+    return key, base64.b64encode(key).decode()
+
+
+def provider_for(vault: FakeKeyVault, tmp_path: Path, **variables: str) -> KeyVaultKeyProvider:
+    """A provider configured the way users configure it: through the settings."""
+    environ = keyvault_environment(vault, SECRET) | variables
+    settings = config.load_settings(environ=environ, env_file=tmp_path / "no-config.env")
+    return KeyVaultKeyProvider(settings.encryption)
+
+
+def run_with(provider: KeyVaultKeyProvider, scenario: Callable[[KeyVaultKeyProvider], Awaitable[T]]) -> T:
+    async def started() -> T:
+        async with provider:
+            return await scenario(provider)
+
+    return asyncio.run(started())
+
+
+def start_error(provider: KeyVaultKeyProvider) -> str:
+    with pytest.raises(KeyVaultError) as raised:
+        asyncio.run(provider.start())
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Poll until the condition holds; the generous limit only stops a broken test from hanging."""
+    for _ in range(600):
+        if await condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+@pytest.mark.parametrize("size", [16, 24, 32])
+def test_start_uses_current_version_as_key_id(vault: FakeKeyVault, tmp_path: Path, size: int) -> None:
+    key, value = new_key(size)
+    version = vault.add_version(SECRET, value)
+
+    current = run_with(provider_for(vault, tmp_path), lambda provider: provider.current_key())
+
+    assert current == (version, key)
+
+
+def test_logs_key_id_but_never_key_or_token(
+    vault: FakeKeyVault, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key, value = new_key()
+    old_version = vault.add_version(SECRET, value)
+    new_version = vault.add_version(SECRET, new_key()[1])
+    caplog.set_level(logging.DEBUG)
+
+    run_with(provider_for(vault, tmp_path), lambda provider: provider.key_for(old_version))
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(new_version in message and "Encrypting payloads with key id" in message for message in messages)
+    assert any(old_version in message and "older payloads" in message for message in messages)
+    everything = "\n".join(messages)
+    for secret in (value, key.hex(), repr(key), ACCESS_TOKEN):
+        assert secret not in everything
+
+
+def test_rotation_is_picked_up_without_restart(vault: FakeKeyVault, tmp_path: Path) -> None:
+    old_key, old_value = new_key()
+    old_version = vault.add_version(SECRET, old_value)
+    new_key_bytes, new_value = new_key()
+
+    async def rotate(provider: KeyVaultKeyProvider) -> None:
+        new_version = vault.add_version(SECRET, new_value)
+
+        async def uses_new_key() -> bool:
+            return (await provider.current_key())[0] == new_version
+
+        await wait_until(uses_new_key, "the refresh to pick up the new version")
+        assert await provider.current_key() == (new_version, new_key_bytes)
+        assert await provider.key_for(old_version) == old_key
+
+    run_with(provider_for(vault, tmp_path, KEYVAULT_REFRESH_SECONDS="1"), rotate)
+
+    assert vault.fetches(old_version) == 0  # the old key was still in memory from the start
+
+
+def test_payloads_from_before_a_rotation_still_decrypt(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(SECRET, new_key()[1])
+    before = Payload(metadata={"encoding": b"json/plain"}, data=b'"encrypted under the first key"')
+
+    async def rotate(provider: KeyVaultKeyProvider) -> None:
+        codec = EncryptionCodec(provider)
+        [encrypted_before] = await codec.encode([before])
+        new_version = vault.add_version(SECRET, new_key()[1])
+
+        async def uses_new_key() -> bool:
+            return (await provider.current_key())[0] == new_version
+
+        await wait_until(uses_new_key, "the refresh to pick up the new version")
+        [encrypted_after] = await codec.encode([before])
+        assert encrypted_after.metadata["encryption-key-id"] == new_version.encode()
+        assert await codec.decode([encrypted_before, encrypted_after]) == [before, before]
+
+    run_with(provider_for(vault, tmp_path, KEYVAULT_REFRESH_SECONDS="1"), rotate)
+
+
+def test_older_version_is_fetched_once_on_demand(vault: FakeKeyVault, tmp_path: Path) -> None:
+    old_key, old_value = new_key()
+    old_version = vault.add_version(SECRET, old_value)
+    vault.add_version(SECRET, new_key()[1])
+
+    async def ask_twice(provider: KeyVaultKeyProvider) -> list[bytes]:
+        return [await provider.key_for(old_version), await provider.key_for(old_version)]
+
+    assert run_with(provider_for(vault, tmp_path), ask_twice) == [old_key, old_key]
+    assert vault.fetches(old_version) == 1
+
+
+def test_concurrent_requests_for_one_version_share_one_fetch(vault: FakeKeyVault, tmp_path: Path) -> None:
+    old_key, old_value = new_key()
+    old_version = vault.add_version(SECRET, old_value)
+    vault.add_version(SECRET, new_key()[1])
+
+    async def ask_fifty_at_once(provider: KeyVaultKeyProvider) -> list[bytes]:
+        return list(await asyncio.gather(*(provider.key_for(old_version) for _ in range(50))))
+
+    assert run_with(provider_for(vault, tmp_path), ask_fifty_at_once) == [old_key] * 50
+    assert vault.fetches(old_version) == 1
+
+
+def test_unknown_version_is_an_error_naming_it(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(SECRET, new_key()[1])
+    unknown = "0" * 32
+
+    async def ask(provider: KeyVaultKeyProvider) -> str:
+        with pytest.raises(KeyVaultError) as raised:
+            await provider.key_for(unknown)
+        return str(raised.value)
+
+    message = run_with(provider_for(vault, tmp_path), ask)
+    assert unknown in message and SECRET in message and "does not exist" in message
+
+
+def test_codec_reports_a_version_the_vault_does_not_have(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(SECRET, new_key()[1])
+    unknown = "f" * 32
+
+    async def decode_foreign_payload(provider: KeyVaultKeyProvider) -> str:
+        [encrypted] = await EncryptionCodec(provider).encode([Payload(data=b"x")])
+        encrypted.metadata["encryption-key-id"] = unknown.encode()
+        with pytest.raises(PayloadDecryptionError) as raised:
+            await EncryptionCodec(provider).decode([encrypted])
+        return str(raised.value)
+
+    assert unknown in run_with(provider_for(vault, tmp_path), decode_foreign_payload)
+
+
+def test_codec_rejects_a_payload_whose_key_id_holds_another_key_here(vault: FakeKeyVault, tmp_path: Path) -> None:
+    version = vault.add_version(SECRET, new_key()[1])
+    elsewhere = StaticKeyProvider({version: new_key()[0]})  # same version id, different key
+    [encrypted] = asyncio.run(EncryptionCodec(elsewhere).encode([Payload(data=b"x")]))
+
+    async def decode(provider: KeyVaultKeyProvider) -> str:
+        with pytest.raises(PayloadDecryptionError) as raised:
+            await EncryptionCodec(provider).decode([encrypted])
+        return str(raised.value)
+
+    message = run_with(provider_for(vault, tmp_path), decode)
+    assert version in message and "failed authentication" in message
+
+
+def test_failed_refresh_keeps_the_last_key_until_the_vault_is_back(
+    vault: FakeKeyVault, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    key, value = new_key()
+    version = vault.add_version(SECRET, value)
+    caplog.set_level(logging.WARNING, logger="keyvault")
+
+    async def outage(provider: KeyVaultKeyProvider) -> None:
+        vault.unavailable = True
+
+        async def refresh_failed() -> bool:
+            return any("refresh failed" in record.getMessage() for record in caplog.records)
+
+        await wait_until(refresh_failed, "a refresh to fail")
+        assert await provider.current_key() == (version, key)
+
+        new_version = vault.add_version(SECRET, new_key()[1])
+        vault.unavailable = False
+
+        async def uses_new_key() -> bool:
+            return (await provider.current_key())[0] == new_version
+
+        await wait_until(uses_new_key, "the refresh to pick up the new version after the outage")
+
+    run_with(provider_for(vault, tmp_path, KEYVAULT_REFRESH_SECONDS="1"), outage)
+    warning = next(record.getMessage() for record in caplog.records if "refresh failed" in record.getMessage())
+    assert f"still encrypting with key id {version}" in warning and "HTTP 503" in warning
+
+
+def test_close_stops_the_refresh(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(SECRET, new_key()[1])
+
+    async def start_and_close() -> set[str]:
+        provider = provider_for(vault, tmp_path, KEYVAULT_REFRESH_SECONDS="1")
+        await provider.start()
+        await provider.close()
+        return {task.get_name() for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+
+    assert asyncio.run(start_and_close()) == set()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("this is not base64!", "is not base64"),
+        (base64.b64encode(os.urandom(20)).decode(), "holds 20 bytes"),
+        ("", "holds 0 bytes"),
+    ],
+    ids=["not-base64", "20-bytes", "empty"],
+)
+def test_bad_secret_value_is_a_clear_error(vault: FakeKeyVault, tmp_path: Path, value: str, problem: str) -> None:
+    version = vault.add_version(SECRET, value)
+
+    message = start_error(provider_for(vault, tmp_path))
+
+    assert problem in message and SECRET in message and version in message
+    assert "openssl rand -base64 32" in message
+    if value:
+        assert value not in message
+
+
+def test_missing_secret_is_a_clear_error(vault: FakeKeyVault, tmp_path: Path) -> None:
+    message = start_error(provider_for(vault, tmp_path))
+
+    assert "does not exist" in message and "KEYVAULT_SECRET_NAME" in message and SECRET in message
+
+
+def test_unreachable_vault_is_a_clear_error(tmp_path: Path, vault: FakeKeyVault) -> None:
+    closed_port_url = f"https://127.0.0.1:{free_port()}/"
+
+    message = start_error(provider_for(vault, tmp_path, KEYVAULT_URL=closed_port_url))
+
+    assert "cannot reach the vault" in message and "KEYVAULT_URL" in message and closed_port_url.rstrip("/") in message
+
+
+def test_silent_vault_gives_up_after_the_startup_timeout(vault: FakeKeyVault, tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections, never answers the TLS handshake
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent_url = f"https://127.0.0.1:{silent.getsockname()[1]}/"
+
+        message = start_error(
+            provider_for(vault, tmp_path, KEYVAULT_URL=silent_url, KEYVAULT_STARTUP_TIMEOUT_SECONDS="1")
+        )
+
+    assert "no answer within 1s" in message
+    assert "az login" in message and "Key Vault Secrets User" in message and "KEYVAULT_URL" in message
+
+
+@pytest.mark.parametrize(
+    ("status", "advice"), [(401, "az login"), (403, 'role "Key Vault Secrets User"')], ids=["401", "403"]
+)
+def test_refused_access_is_a_clear_error(vault: FakeKeyVault, tmp_path: Path, status: int, advice: str) -> None:
+    vault.add_version(SECRET, new_key()[1])
+    vault.rejected_status = status
+
+    message = start_error(provider_for(vault, tmp_path))
+
+    assert f"(HTTP {status}: " in message and advice in message
+
+
+def test_identity_without_login_is_a_clear_error(
+    vault: FakeKeyVault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vault.add_version(SECRET, new_key()[1])
+    monkeypatch.setenv("STUB_AZ_LOGGED_OUT", "1")
+
+    message = start_error(provider_for(vault, tmp_path))
+
+    assert "no Azure identity could get a token" in message and "az login" in message
+
+
+def test_untrusted_vault_certificate_is_refused(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(SECRET, new_key()[1])
+    other_ca_file = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca_file))
+
+    message = start_error(provider_for(vault, tmp_path, KEYVAULT_CA_FILE=str(other_ca_file)))
+
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "KEYVAULT_CA_FILE" in message
+
+
+def test_unknown_credential_choice_is_a_clear_error(
+    vault: FakeKeyVault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "NoSuchCredential")
+
+    with pytest.raises(KeyVaultError, match="AZURE_TOKEN_CREDENTIALS"):
+        provider_for(vault, tmp_path)
+
+
+def test_connections_beyond_loopback_are_refused_in_tests(loopback_only: list[str]) -> None:
+    with pytest.raises(PermissionError, match="loopback"):
+        socket.create_connection(("192.0.2.1", 443), timeout=5)  # TEST-NET-1: never routed
+
+    assert loopback_only == ["192.0.2.1"]
+    loopback_only.clear()  # refused as it should be: not a failure of this test
