@@ -1,4 +1,8 @@
-"""How worker.py and client.py start and stop: connect to Temporal, handle signals, exit.
+"""How worker.py, client.py and codec_server.py start and stop.
+
+Connecting to Temporal with payload encryption switched on exactly when Key
+Vault is configured, fetching the key before anything else, handling signals
+and exiting.
 
 A start-up problem becomes one `StartupError` line that names what failed and
 what to check, never a traceback, and the process exits non-zero with it (the
@@ -13,14 +17,18 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import NoReturn
 
 from temporalio.client import Client
+from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
-from config import Settings, configure_logging, load_settings_or_exit
+from config import EncryptionSettings, Settings, configure_logging, load_settings_or_exit
+from crypto_converter import encrypted_data_converter
+from keyvault import KeyVaultError, KeyVaultKeyProvider
 
 CONNECT_TIMEOUT = timedelta(seconds=30)
 
@@ -31,12 +39,47 @@ class StartupError(Exception):
     """A reason the process cannot start, worded for the person reading the log."""
 
 
-async def connect_client(settings: Settings, runtime: Runtime | None = None) -> Client:
+@asynccontextmanager
+async def temporal_client(settings: Settings, runtime: Runtime | None = None) -> AsyncIterator[Client]:
+    """A connected client whose payloads are encrypted when Key Vault is configured.
+
+    The key is fetched before connecting, so a Key Vault problem stops the process
+    at start-up instead of failing workflow tasks later; the key provider's
+    background refresh ends when the block does.
+    """
+    encryption = settings.encryption
+    if not encryption.enabled:
+        logger.info("Payload encryption: off (set KEYVAULT_URL and KEYVAULT_SECRET_NAME to switch it on)")
+        yield await connect_client(settings, DataConverter.default, runtime)
+        return
+    keys = await started_key_provider(encryption)
+    try:
+        logger.info(
+            "Payload encryption: on (AES-GCM, key from Key Vault secret %s at %s)",
+            encryption.secret_name,
+            encryption.keyvault_url,
+        )
+        yield await connect_client(settings, encrypted_data_converter(keys), runtime)
+    finally:
+        await keys.close()
+
+
+async def started_key_provider(settings: EncryptionSettings) -> KeyVaultKeyProvider:
+    """A key provider holding the current key, or a StartupError saying what to check."""
+    try:
+        keys = KeyVaultKeyProvider(settings)
+        await keys.start()
+    except KeyVaultError as error:
+        raise StartupError(str(error)) from None
+    return keys
+
+
+async def connect_client(settings: Settings, data_converter: DataConverter, runtime: Runtime | None) -> Client:
     """Connect with the settings' address, namespace, TLS and API key."""
     temporal = settings.temporal
     try:
         client = await asyncio.wait_for(
-            Client.connect(**temporal.connect_kwargs(), runtime=runtime),
+            Client.connect(**temporal.connect_kwargs(), data_converter=data_converter, runtime=runtime),
             timeout=CONNECT_TIMEOUT.total_seconds(),
         )
     except (TimeoutError, RuntimeError, OSError) as error:

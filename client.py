@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from temporalio.client import Client, WorkflowHandle
 
-from bootstrap import connect_client, run_program, stop_on_signals
+from bootstrap import run_program, stop_on_signals, temporal_client
 from config import Settings
 from workflows import YourWorkflow
 
@@ -94,11 +94,11 @@ async def run_smoke_test(client: Client, settings: Settings, count: int) -> bool
 
 async def run(settings: Settings, count: int | None) -> bool:
     stop = stop_on_signals()
-    client = await connect_client(settings)
-    if count is None:
-        await run_loop(client, settings, stop)
-        return True
-    return await run_smoke_test(client, settings, count)
+    async with temporal_client(settings) as client:
+        if count is None:
+            await run_loop(client, settings, stop)
+            return True
+        return await run_smoke_test(client, settings, count)
 
 
 def parse_arguments(arguments: list[str]) -> argparse.Namespace:

@@ -35,9 +35,8 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
 import config
-from bootstrap import StartupError, run_program, stop_on_signals
+from bootstrap import StartupError, run_program, started_key_provider, stop_on_signals
 from crypto_converter import EncryptionCodec, PayloadDecryptionError
-from keyvault import KeyVaultError, KeyVaultKeyProvider
 
 # Temporal limits a payload to 2 MiB by default; base64 adds a third, and one request may carry several.
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
@@ -143,7 +142,7 @@ async def _serve(settings: config.Settings) -> bool:
     server = settings.codec_server
     _warn_if_exposed(server)
     stop = stop_on_signals()
-    keys = await _started_key_provider(settings.encryption)
+    keys = await started_key_provider(settings.encryption)
     try:
         runner = web.AppRunner(create_app(EncryptionCodec(keys), server.cors_origins, server.token))
         await runner.setup()
@@ -156,15 +155,6 @@ async def _serve(settings: config.Settings) -> bool:
         await keys.close()
     logger.info("Codec server stopped")
     return True
-
-
-async def _started_key_provider(settings: config.EncryptionSettings) -> KeyVaultKeyProvider:
-    try:
-        keys = KeyVaultKeyProvider(settings)
-        await keys.start()
-    except KeyVaultError as error:
-        raise StartupError(str(error)) from None
-    return keys
 
 
 async def _listen(runner: web.AppRunner, host: str, port: int) -> None:

@@ -63,6 +63,23 @@ is_listening() {
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
 }
 
+codec_server_url() {
+  local host
+  host=$(config_value CODEC_SERVER_HOST)
+  case "$host" in
+    0.0.0.0 | "::" | "[::]") host=127.0.0.1 ;; # listening everywhere: the browser reaches it on loopback
+  esac
+  echo "http://$host:$(config_value CODEC_SERVER_PORT)"
+}
+
+# The Web UI of the dev server started here calls the codec server from the browser:
+# add its origins to the allowed ones for the codec server this script starts.
+allow_dev_ui_to_call_codec_server() {
+  local ui_port=$1
+  CODEC_SERVER_CORS_ORIGINS="$(config_value CODEC_SERVER_CORS_ORIGINS),http://localhost:$ui_port,http://127.0.0.1:$ui_port"
+  export CODEC_SERVER_CORS_ORIGINS
+}
+
 encryption_enabled() {
   [[ -n "$(config_value KEYVAULT_URL)" && -n "$(config_value KEYVAULT_SECRET_NAME)" ]]
 }
@@ -87,7 +104,8 @@ start_dev_server_if_needed() {
     --db-filename "$DEV_SERVER_STATE_DIR/dev-server.db" --log-level warn)
   [[ "$namespace" == default ]] || arguments+=(--namespace "$namespace")
   if encryption_enabled; then
-    arguments+=(--ui-codec-endpoint "http://$(config_value CODEC_SERVER_HOST):$(config_value CODEC_SERVER_PORT)")
+    arguments+=(--ui-codec-endpoint "$(codec_server_url)")
+    allow_dev_ui_to_call_codec_server "$ui_port"
   fi
   mkdir -p "$DEV_SERVER_STATE_DIR"
   echo "Starting the Temporal dev server on $address (log: .temporal/dev-server.log) ..."

@@ -23,7 +23,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import YourActivities
-from bootstrap import StartupError, connect_client, run_program, stop_on_signals
+from bootstrap import StartupError, run_program, stop_on_signals, temporal_client
 from config import Settings
 from healthcheck import HealthFile
 from workflows import YourWorkflow
@@ -69,8 +69,13 @@ async def wait_until_polling(worker: Worker, run_task: asyncio.Task) -> None:
 async def run(settings: Settings) -> bool:
     print("Initializing worker...", flush=True)
     stop = stop_on_signals()
-    client = await connect_client(settings, build_runtime(settings.metrics_port))
-    worker = build_worker(client, settings)
+    async with temporal_client(settings, build_runtime(settings.metrics_port)) as client:
+        await serve(build_worker(client, settings), settings, stop)
+    return True
+
+
+async def serve(worker: Worker, settings: Settings, stop: asyncio.Event) -> None:
+    """Poll until stopped or failed, keeping the health file fresh meanwhile; then shut down gracefully."""
     run_task = asyncio.create_task(worker.run())
     await wait_until_polling(worker, run_task)
     print("Starting worker... Awaiting tasks.", flush=True)
@@ -91,7 +96,6 @@ async def run(settings: Settings) -> bool:
         await worker.shutdown()
     await run_task  # re-raises a fatal worker error
     logger.info("Worker stopped")
-    return True
 
 
 if __name__ == "__main__":

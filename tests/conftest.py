@@ -7,6 +7,7 @@ the end; each test gets its own task queue, so tests run in parallel
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -89,6 +90,18 @@ class DevServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def workflow_history(address: str, workflow_id: str) -> list[dict]:
+    """A workflow's history events as the server stores them, read by the `temporal` CLI without any codec."""
+    shown = subprocess.run(
+        ["temporal", "workflow", "show", "--workflow-id", workflow_id, "--address", address, "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(shown.stdout)["events"]
 
 
 @pytest.fixture(scope="session")

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 import signal
-import subprocess
 import urllib.request
 
-from conftest import base_environment, free_port
+from conftest import base_environment, free_port, workflow_history
 
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
 
 
 def app_environment(tmp_path, dev_server, task_queue, **overrides):
     return base_environment(tmp_path, TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_TASK_QUEUE=task_queue, **overrides)
-
-
-def workflow_history(dev_server, workflow_id: str) -> list[dict]:
-    """The raw history as the `temporal` CLI shows it (no codec)."""
-    shown = subprocess.run(
-        ["temporal", "workflow", "show", "--workflow-id", workflow_id, "--address", dev_server.address, "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return json.loads(shown.stdout)["events"]
 
 
 def test_worker_prints_its_two_lines_and_client_smoke_test_completes_workflows(
@@ -91,7 +77,7 @@ def test_sigterm_lets_the_running_activity_finish_and_the_workflow_complete(tmp_
     )
     assert workflow_id, client.output
 
-    events = workflow_history(dev_server, workflow_id.group(1))
+    events = workflow_history(dev_server.address, workflow_id.group(1))
     first_activity_attempts = [
         event["activityTaskStartedEventAttributes"]["attempt"]
         for event in events

@@ -1,0 +1,87 @@
+"""The real Temporal Web UI in headless Chromium shows payloads decrypted by our codec server.
+
+`./start.sh` runs everything as a user would with encryption on: the dev server (its UI
+pointed at the codec server), the codec server, the worker and the client loop. Runs
+whenever a Chromium binary is present (Debian's `chromium` package; .ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import AppProcess, base_environment, free_port
+from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
+from test_encryption_e2e import ENCRYPTED, metadata, stored_payloads
+from test_start_sh import copy_of_repo
+
+CHROMIUM = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
+SECRET = "temporal-encryption-key"
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (apt-get install chromium)")
+
+
+def rendered_page(url: str, profile_dir) -> str:
+    """The page's DOM after its scripts ran, from headless Chromium that talks to nothing but loopback."""
+    rendered = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile_dir}",
+            "--virtual-time-budget=30000",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    return rendered.stdout
+
+
+def test_web_ui_shows_decrypted_input_and_result_through_the_codec_server(tmp_path):
+    port, ui_port, codec_port = free_port(), free_port(), free_port()
+    with FakeKeyVault(tmp_path) as vault:
+        vault.add_version(SECRET, base64.b64encode(os.urandom(32)).decode())
+        repo = copy_of_repo(tmp_path / "repo")
+        environment = azure_cli_environment(
+            base_environment(
+                tmp_path,
+                TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
+                TEMPORAL_DEV_SERVER_UI_PORT=str(ui_port),
+                CODEC_SERVER_PORT=str(codec_port),
+                CLIENT_INTERVAL_SECONDS="1",
+            )
+        ) | keyvault_environment(vault, SECRET)
+        app = AppProcess([str(repo / "start.sh")], environment, cwd=repo)
+        try:
+            app.wait_for_line(rf"Codec server listening on http://127\.0\.0\.1:{codec_port}", timeout=120)
+            completed = app.wait_for_line(r"Workflow \S+ completed: Final result:", timeout=120)[0]
+            workflow_id, result = re.search(r"Workflow (\S+) completed: (.*)$", completed).groups()
+            argument = re.search(r"Hello, (\S+)!", result).group(1)
+
+            page = rendered_page(
+                f"http://localhost:{ui_port}/namespaces/default/workflows/{workflow_id}", tmp_path / "chromium"
+            )
+            assert argument in page and result in page, "the UI shows the decrypted input and result"
+            decode_calls = [line for line in app.lines if "POST /decode" in line]
+            preflights = [line for line in app.lines if "OPTIONS /decode" in line and " 204 " in line]
+            assert decode_calls and preflights, "the browser called the codec server, CORS preflight first"
+            assert all(f"http://localhost:{ui_port}/" in line for line in decode_calls + preflights)
+
+            stored = stored_payloads(f"127.0.0.1:{port}", workflow_id)
+            assert stored and all(metadata(payload, "encoding") == ENCRYPTED for payload in stored)
+            assert all(argument.encode() not in base64.b64decode(payload["data"]) for payload in stored)
+        finally:
+            app.stop()

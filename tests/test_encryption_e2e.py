@@ -1,0 +1,178 @@
+"""Encryption end to end: the real worker and client processes, a real dev server, the fake Key Vault."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import base_environment, workflow_history
+from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
+
+SECRET = "temporal-encryption-key"
+WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
+ENCRYPTED = "binary/encrypted"
+
+
+def new_key_value() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[FakeKeyVault]:
+    with FakeKeyVault(tmp_path) as running:
+        yield running
+
+
+def encrypted_environment(tmp_path, dev_server, task_queue, vault, **overrides) -> dict[str, str]:
+    base = base_environment(tmp_path, TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_TASK_QUEUE=task_queue)
+    return azure_cli_environment(base) | keyvault_environment(vault, SECRET) | overrides
+
+
+def payloads_in(node) -> Iterator[dict]:
+    """Every Payload (a dict with metadata and data) anywhere in a history event."""
+    if isinstance(node, dict):
+        if "metadata" in node and "data" in node:
+            yield node
+        for value in node.values():
+            yield from payloads_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from payloads_in(value)
+
+
+def stored_payloads(address: str, workflow_id: str) -> list[dict]:
+    """Every payload in a workflow's history as the server stores it."""
+    return [payload for event in workflow_history(address, workflow_id) for payload in payloads_in(event)]
+
+
+def metadata(payload: dict, name: str) -> str:
+    return base64.b64decode(payload["metadata"][name]).decode()
+
+
+def workflow_ids(client_output: str) -> list[str]:
+    return re.findall(r"^OK (\S+): ", client_output, re.MULTILINE)
+
+
+def input_key_id(dev_server, workflow_id: str) -> str:
+    started = workflow_history(dev_server.address, workflow_id)[0]
+    (payload,) = payloads_in(started["workflowExecutionStartedEventAttributes"]["input"])
+    return metadata(payload, "encryption-key-id")
+
+
+def test_history_holds_only_ciphertext(tmp_path, dev_server, task_queue, vault, run_app):
+    version = vault.add_version(SECRET, new_key_value())
+    env = encrypted_environment(tmp_path, dev_server, task_queue, vault)
+    worker = run_app("worker.py", env=env)
+    worker.wait_for_line(WORKER_READY)
+    client = run_app("client.py", "--count", "2", env=env)
+    assert client.wait() == 0, client.output
+    for program in (worker, client):
+        assert "Payload encryption: on" in program.output
+
+    for workflow_id in workflow_ids(client.output):
+        payloads = [
+            payload for event in workflow_history(dev_server.address, workflow_id) for payload in payloads_in(event)
+        ]
+        assert len(payloads) >= 7  # input, three activity inputs and results, workflow result
+        for payload in payloads:
+            assert metadata(payload, "encoding") == ENCRYPTED
+            assert metadata(payload, "encryption-key-id") == version
+            plaintext_candidates = base64.b64decode(payload["data"])
+            assert b"ClientTriggeredPayload" not in plaintext_candidates
+            assert b"Hello" not in plaintext_candidates
+
+
+def test_without_key_vault_settings_encryption_is_off_and_says_so(tmp_path, dev_server, task_queue, run_app):
+    env = base_environment(tmp_path, TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_TASK_QUEUE=task_queue)
+    worker = run_app("worker.py", env=env)
+    worker.wait_for_line(WORKER_READY)
+    client = run_app("client.py", "--count", "1", env=env)
+    assert client.wait() == 0
+    for program in (worker, client):
+        assert "Payload encryption: off" in program.output
+    (workflow_id,) = workflow_ids(client.output)
+    encodings = {
+        metadata(p, "encoding") for e in workflow_history(dev_server.address, workflow_id) for p in payloads_in(e)
+    }
+    assert encodings == {"json/plain"}
+
+
+def test_encryption_required_refuses_to_start_without_key_vault(tmp_path, dev_server, task_queue, run_app):
+    env = base_environment(tmp_path, TEMPORAL_ADDRESS=dev_server.address, ENCRYPTION_REQUIRED="true")
+    for script in ("worker.py", "client.py"):
+        program = run_app(script, env=env)
+        assert program.wait() == 2
+        assert "ENCRYPTION_REQUIRED=true but KEYVAULT_URL and KEYVAULT_SECRET_NAME are not set" in program.output
+
+
+def test_rotation_needs_no_restart_and_loses_no_workflow(tmp_path, dev_server, task_queue, vault, run_app):
+    old_version = vault.add_version(SECRET, new_key_value())
+    env = encrypted_environment(
+        tmp_path, dev_server, task_queue, vault, KEYVAULT_REFRESH_SECONDS="1", ACTIVITY_SIMULATED_WORK_SECONDS="2"
+    )
+    first_worker = run_app("worker.py", env=env)
+    first_worker.wait_for_line(WORKER_READY)
+    old_workflows = run_app("client.py", "--count", "3", env=env)
+    first_worker.wait_for_line(r"Running your_first_activity", count=3)
+
+    new_version = vault.add_version(SECRET, new_key_value())
+    first_worker.wait_for_line(rf"encrypting new payloads with key id {new_version} \(was {old_version}\)")
+    # A worker that starts after the rotation knows only the new key: it must fetch the old one on demand.
+    first_worker.signal(signal.SIGTERM)
+    assert first_worker.wait() == 0
+    second_worker = run_app("worker.py", env=env)
+    second_worker.wait_for_line(WORKER_READY)
+
+    assert old_workflows.wait(timeout=120) == 0, old_workflows.output
+    assert "3 of 3 workflows succeeded" in old_workflows.output
+    new_workflows = run_app("client.py", "--count", "2", env=env)
+    assert new_workflows.wait(timeout=120) == 0, new_workflows.output
+
+    assert {input_key_id(dev_server, w) for w in workflow_ids(old_workflows.output)} == {old_version}
+    assert {input_key_id(dev_server, w) for w in workflow_ids(new_workflows.output)} == {new_version}
+    versions_fetched_by_id = [request.version for request in vault.requests if request.version is not None]
+    assert versions_fetched_by_id == [old_version], "one on-demand fetch of the old key, all else current reads"
+    assert vault.fetches(None) >= 4  # each process's start, and the refreshes
+
+
+def test_wrong_key_fails_the_task_clearly_and_the_right_key_completes_the_workflow(
+    tmp_path, dev_server, task_queue, run_app
+):
+    shared_version = "0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f"
+    (tmp_path / "right").mkdir()
+    (tmp_path / "wrong").mkdir()
+    with FakeKeyVault(tmp_path / "right") as right_vault, FakeKeyVault(tmp_path / "wrong") as wrong_vault:
+        right_vault.add_version(SECRET, new_key_value(), version=shared_version)
+        wrong_vault.add_version(SECRET, new_key_value(), version=shared_version)
+        wrong_worker = run_app("worker.py", env=encrypted_environment(tmp_path, dev_server, task_queue, wrong_vault))
+        wrong_worker.wait_for_line(WORKER_READY)
+        client = run_app(
+            "client.py", "--count", "1", env=encrypted_environment(tmp_path, dev_server, task_queue, right_vault)
+        )
+        wrong_worker.wait_for_line(
+            rf"Encrypted payload with key id '{shared_version}' failed authentication", count=2
+        )  # the task is retried, failing the same clear way each time
+        assert client.process.poll() is None, "the workflow waits; nothing is lost"
+
+        wrong_worker.signal(signal.SIGTERM)
+        assert wrong_worker.wait() == 0
+        right_worker = run_app("worker.py", env=encrypted_environment(tmp_path, dev_server, task_queue, right_vault))
+        right_worker.wait_for_line(WORKER_READY)
+        assert client.wait(timeout=120) == 0, client.output
+        assert "1 of 1 workflows succeeded" in client.output
+
+
+def test_unreachable_vault_stops_worker_and_client_with_one_line(tmp_path, dev_server, task_queue, run_app):
+    with FakeKeyVault(tmp_path) as vault:
+        env = encrypted_environment(tmp_path, dev_server, task_queue, vault, KEYVAULT_STARTUP_TIMEOUT_SECONDS="5")
+    for script in ("worker.py", "client.py"):
+        program = run_app(script, env=env)
+        assert program.wait() == 1
+        errors = [line for line in program.lines if line.startswith("ERROR: ")]
+        assert len(errors) == 1 and f"Key Vault secret '{SECRET}'" in errors[0], program.output
+        assert "Traceback" not in program.output
