@@ -75,13 +75,15 @@ _IDENTITY_AND_PROXY_VARIABLES = (
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the vault answered: which secret and version (None = current) and with what status."""
+    """One request the vault answered: which secret and version (None = current), with what status,
+    and which version it served (None when it served none)."""
 
     method: str
     path: str
     secret_name: str | None
     version: str | None
     status: int
+    served_version: str | None = None
 
 
 class FakeKeyVault:
@@ -213,7 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
         body: dict,
         headers: dict[str, str] | None = None,
     ) -> None:
-        self.vault._record(RecordedRequest("GET", path, secret_name, version, status))
+        served_version = body["id"].rsplit("/", 1)[-1] if status == 200 else None
+        self.vault._record(RecordedRequest("GET", path, secret_name, version, status, served_version))
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")

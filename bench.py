@@ -1,0 +1,284 @@
+"""What encryption costs, measured: `./.venv-test/bin/python bench.py` prints a table to paste into the README.
+
+    python bench.py            the full run (a few minutes on 2 cores)
+    python bench.py --quick    tiny sizes and counts: proves the benchmark still runs, measures nothing
+
+It measures, on this machine, with real parts (run it through the test environment, which has the
+`temporal` dev server and the test Key Vault):
+  1. end-to-end workflows per second, plain vs encrypted, against one Temporal dev server, in
+     interleaved rounds (plain, encrypted, plain, ...), with the median of each and their ratio;
+  2. the codec's encode+decode time per payload against raw `cryptography` AES-GCM at several sizes;
+  3. Key Vault requests per key version during an encrypted run with one rotation;
+  4. seconds from starting `python worker.py` to `Starting worker... Awaiting tasks.`.
+The targets it is written against: encrypted/plain >= 0.95; codec >= 0.9 of raw at 1 MiB and at most
+10 us added per tiny payload; one Key Vault GET per version plus the refreshes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+from temporalio.converter import DataConverter
+from temporalio.worker import Worker
+
+REPO_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO_DIR / "tests"))
+
+from conftest import DevServer  # noqa: E402  (test helpers: a dev server on a free port)
+from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment  # noqa: E402
+
+from activities import YourActivities  # noqa: E402
+from config import load_settings  # noqa: E402
+from crypto_converter import EncryptionCodec, encrypted_data_converter  # noqa: E402
+from keyvault import KeyVaultKeyProvider  # noqa: E402
+from workflows import YourWorkflow  # noqa: E402
+
+SECRET = "bench-encryption-key"
+NONCE_BYTES = 12
+
+
+@dataclass(frozen=True)
+class Scale:
+    workflows_per_round: int
+    rounds: int
+    payload_sizes: tuple[int, ...]
+    codec_seconds_per_size: float
+    worker_starts: int
+
+
+FULL = Scale(200, 5, (16, 1024, 64 * 1024, 1024 * 1024), 2.0, 3)
+QUICK = Scale(3, 1, (16, 1024), 0.05, 1)
+
+
+# --- 1 and 3: end to end, plain vs encrypted, and Key Vault requests ------------------------------
+
+
+async def run_round(client: Client, task_queue: str, count: int) -> float:
+    """Start `count` workflows, wait for all of them, and return workflows per second."""
+    started = time.perf_counter()
+    handles = [
+        await client.start_workflow(YourWorkflow.run, f"bench-{n}", id=f"bench-{uuid.uuid4()}", task_queue=task_queue)
+        for n in range(count)
+    ]
+    await asyncio.gather(*(handle.result() for handle in handles))
+    return count / (time.perf_counter() - started)
+
+
+async def measure_end_to_end(scale: Scale, dev_server: DevServer, vault: FakeKeyVault, settings) -> dict:
+    """Plain and encrypted rounds taking turns on one server; the key is rotated before the last encrypted one."""
+    keys = KeyVaultKeyProvider(settings.encryption)
+    await keys.start()
+    converters = {"plain": DataConverter.default, "encrypted": encrypted_data_converter(keys)}
+    try:
+        clients = {name: await Client.connect(dev_server.address, data_converter=c) for name, c in converters.items()}
+        queues = {name: f"bench-{name}-{uuid.uuid4().hex[:8]}" for name in clients}
+        workers = [
+            Worker(client, task_queue=queues[name], workflows=[YourWorkflow], activities=YourActivities().all())
+            for name, client in clients.items()
+        ]
+        rates: dict[str, list[float]] = {name: [] for name in clients}
+        async with workers[0], workers[1]:
+            for name, client in clients.items():
+                await run_round(client, queues[name], scale.workflows_per_round)  # warm-up, not counted
+            for round_number in range(scale.rounds):
+                if round_number == scale.rounds - 1:
+                    vault.add_version(SECRET, new_key_value())  # one rotation, picked up by the refresh
+                for name, client in clients.items():
+                    rates[name].append(await run_round(client, queues[name], scale.workflows_per_round))
+        return rates
+    finally:
+        await keys.close()
+
+
+def interleave_note(rates: dict[str, list[float]]) -> str:
+    plain, encrypted = statistics.median(rates["plain"]), statistics.median(rates["encrypted"])
+    return (
+        f"| end to end, plain | {plain:.1f} workflows/s | median of {len(rates['plain'])} rounds |\n"
+        f"| end to end, encrypted | {encrypted:.1f} workflows/s | median of {len(rates['encrypted'])} rounds |\n"
+        f"| encrypted / plain | {encrypted / plain:.3f} | target >= 0.95 |"
+    )
+
+
+# --- 2: the codec against raw AES-GCM -------------------------------------------------------------
+
+
+class _InMemoryKeys:
+    """The codec's key provider without Key Vault, so only the codec itself is timed."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    async def current_key(self) -> tuple[str, bytes]:
+        return "bench", self._key
+
+    async def key_for(self, key_id: str) -> bytes:
+        return self._key
+
+
+def time_per_call(run_batch: Callable[[int], None], seconds: float) -> float:
+    """Median seconds per call, from batches of calls (`run_batch(n)` makes n calls) filling about `seconds`."""
+    batch, samples, deadline = 1, [], time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(samples) < 5:
+        started = time.perf_counter()
+        run_batch(batch)
+        elapsed = time.perf_counter() - started
+        samples.append(elapsed / batch)
+        if elapsed < 0.01:
+            batch *= 2
+    return statistics.median(samples)
+
+
+def measure_codec(scale: Scale) -> list[str]:
+    """Encode+decode of one payload through the codec vs encrypt+decrypt of its bytes with raw AES-GCM."""
+    key = os.urandom(32)
+    raw = AESGCM(key)
+    codec = EncryptionCodec(_InMemoryKeys(key))
+    loop = asyncio.new_event_loop()
+    rows = []
+    try:
+        for size in scale.payload_sizes:
+            data = os.urandom(size)
+            payload = Payload(metadata={"encoding": b"binary/plain"}, data=data)
+
+            def raw_round_trips(count: int, data: bytes = data) -> None:
+                for _ in range(count):
+                    nonce = os.urandom(NONCE_BYTES)
+                    raw.decrypt(nonce, raw.encrypt(nonce, data, b"bench"), b"bench")
+
+            async def codec_round_trips_async(count: int, payload: Payload = payload) -> None:
+                for _ in range(count):
+                    await codec.decode(await codec.encode([payload]))
+
+            def codec_round_trips(count: int) -> None:
+                loop.run_until_complete(codec_round_trips_async(count))
+
+            raw_seconds = time_per_call(raw_round_trips, scale.codec_seconds_per_size)
+            codec_seconds = time_per_call(codec_round_trips, scale.codec_seconds_per_size)
+            rows.append(
+                f"| codec encode+decode, {human_size(size)} | {codec_seconds * 1e6:.1f} us "
+                f"(raw AES-GCM {raw_seconds * 1e6:.1f} us) | "
+                f"{raw_seconds / codec_seconds:.2f} of raw speed, +{(codec_seconds - raw_seconds) * 1e6:.1f} us |"
+            )
+    finally:
+        loop.close()
+    return rows
+
+
+def human_size(size: int) -> str:
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size >= factor:
+            return f"{size // factor} {unit}"
+    return f"{size} B"
+
+
+# --- 4: worker start-up ---------------------------------------------------------------------------
+
+
+def measure_worker_start(scale: Scale, address: str, environment: dict[str, str]) -> list[float]:
+    durations = []
+    for _ in range(scale.worker_starts):
+        env = environment | {"TEMPORAL_ADDRESS": address, "TEMPORAL_TASK_QUEUE": f"bench-start-{uuid.uuid4().hex}"}
+        started = time.perf_counter()
+        worker = subprocess.Popen(
+            [sys.executable, str(REPO_DIR / "worker.py")], env=env, stdout=subprocess.PIPE, text=True
+        )
+        assert worker.stdout is not None
+        polling = any(line.strip() == "Starting worker... Awaiting tasks." for line in worker.stdout)
+        elapsed = time.perf_counter() - started
+        worker.terminate()
+        worker.communicate(timeout=60)
+        if not polling:
+            raise RuntimeError(f"worker.py exited with {worker.returncode} before it polled")
+        durations.append(elapsed)
+    return durations
+
+
+# --- putting it together --------------------------------------------------------------------------
+
+
+def new_key_value() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def machine_description() -> str:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor() or platform.machine(),
+    )
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def key_vault_rows(vault: FakeKeyVault) -> list[str]:
+    """Per key version: reads of the current version (start-ups and refreshes) and reads by version id."""
+    served = [request for request in vault.requests if request.served_version]
+    versions = list(dict.fromkeys(request.served_version for request in served))
+    rows = []
+    for number, version in enumerate(versions, start=1):
+        current_reads = sum(1 for r in served if r.served_version == version and r.version is None)
+        by_id = sum(1 for r in served if r.served_version == version and r.version is not None)
+        rows.append(
+            f"| Key Vault GETs, key version {number} of {len(versions)} | {current_reads} current reads, "
+            f"{by_id} by version id | start-up + one per refresh; target: at most one by id per process |"
+        )
+    return rows
+
+
+async def measure_with_servers(scale: Scale) -> tuple[dict[str, list[float]], list[str], list[float]]:
+    """End-to-end rates, Key Vault rows and worker start times, against a dev server and the test Key Vault."""
+    with tempfile.TemporaryDirectory() as directory, FakeKeyVault(Path(directory)) as vault:
+        vault.add_version(SECRET, new_key_value())
+        environment = azure_cli_environment() | keyvault_environment(vault, SECRET) | {"KEYVAULT_REFRESH_SECONDS": "5"}
+        os.environ.update(environment)  # azure-identity reads its settings from this process's environment
+        settings = load_settings(environment, env_file=Path(directory) / "none.env")
+        dev_server = DevServer().start(("--headless",))
+        try:
+            rates = await measure_end_to_end(scale, dev_server, vault, settings)
+            start_times = measure_worker_start(scale, dev_server.address, environment | {"METRICS_PORT": "0"})
+        finally:
+            dev_server.stop()
+        return rates, key_vault_rows(vault), start_times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke run, not a measurement")
+    scale = QUICK if parser.parse_args().quick else FULL
+    rates, key_vault, start_times = asyncio.run(measure_with_servers(scale))
+    codec = measure_codec(scale)
+    print(f"Machine: {machine_description()}")
+    print(f"Command: python bench.py{' --quick' if scale is QUICK else ''}\n")
+    print("| measure | result | note |\n| --- | --- | --- |")
+    print(interleave_note(rates))
+    print("\n".join(codec + key_vault))
+    print(f"| worker start to polling | {statistics.median(start_times):.2f} s | median of {len(start_times)} |")
+    sys.stdout.flush()
+    os._exit(0)  # the SDK's threads can abort interpreter teardown (sdk-python issue 300)
+
+
+if __name__ == "__main__":
+    main()

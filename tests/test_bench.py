@@ -1,0 +1,31 @@
+"""The benchmark still runs (tiny sizes): it cannot rot. Nothing about timing is asserted."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from conftest import PYTHON, REPO_DIR, base_environment
+
+
+def test_bench_quick_prints_every_measure(tmp_path):
+    result = subprocess.run(
+        [PYTHON, str(REPO_DIR / "bench.py"), "--quick"],
+        env=base_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = result.stdout
+    assert table.startswith("Machine: ")
+    for row in (
+        r"\| end to end, plain \| [\d.]+ workflows/s \|",
+        r"\| end to end, encrypted \| [\d.]+ workflows/s \|",
+        r"\| encrypted / plain \| [\d.]+ \|",
+        r"\| codec encode\+decode, 16 B \| [\d.]+ us \(raw AES-GCM [\d.]+ us\) \|",
+        r"\| codec encode\+decode, 1 KiB \|",
+        r"\| Key Vault GETs, key version 1 of \d \| \d+ current reads, \d+ by version id \|",
+        r"\| worker start to polling \| [\d.]+ s \|",
+    ):
+        assert re.search(row, table), f"missing {row!r} in:\n{table}"
