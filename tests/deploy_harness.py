@@ -146,6 +146,7 @@ class Project:
             "STUB_CONTEXTS": f"other-context\n{CONTEXT}",
             "STUB_ACR_TOKEN": ACR_TOKEN_CANARY,
             "TMPDIR": str(self.home),
+            "GIT_CONFIG_NOSYSTEM": "1",
         }
         environment.update(extra)
         return environment

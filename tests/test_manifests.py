@@ -220,6 +220,12 @@ def test_the_deployment_is_hardened_and_probed(project: Project) -> None:
     assert pod["automountServiceAccountToken"] is False
 
 
+def test_metrics_port_zero_leaves_the_port_out(project: Project) -> None:
+    render(project, {**MINIMAL_CONFIG, "METRICS_PORT": "0"})
+    [container] = project.manifest("deployment.yaml")[0]["spec"]["template"]["spec"]["containers"]
+    assert "ports" not in container
+
+
 def test_the_pod_gets_its_settings_and_identity(project: Project) -> None:
     render(project, FULL_CONFIG)
     deployment = project.manifest("deployment.yaml")[0]

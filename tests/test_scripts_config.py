@@ -120,11 +120,14 @@ def test_an_explicit_app_image_gives_the_tag(project: Project) -> None:
 
 
 def git(project: Project, *arguments: str) -> str:
+    """git in the project copy, untouched by the developer's git configuration (signing, hooks)."""
+    environment = {"PATH": "/usr/bin:/bin", "HOME": str(project.home), "GIT_CONFIG_NOSYSTEM": "1"}
     completed = subprocess.run(
         ["git", "-C", str(project.root), "-c", "user.name=t", "-c", "user.email=t@example.com", *arguments],
         capture_output=True,
         text=True,
         check=True,
+        env=environment,
     )
     return completed.stdout.strip()
 
