@@ -180,7 +180,7 @@ config_checksum() {
 }
 
 yaml_replicas() {
-  if is_true "$KEDA_ENABLED"; then
+  if sc_is_true KEDA_ENABLED; then
     echo "  # replicas: managed by KEDA (keda-scaledobject.yaml), so applying this file never resets them"
   else
     echo "  replicas: $REPLICAS"
@@ -450,7 +450,7 @@ render_all() {
   [ -z "$AZURE_CLIENT_ID" ] || stage_template service-account.yaml render_service_account
   stage_template deployment.yaml render_deployment
   stage_template pod-disruption-budget.yaml render_pod_disruption_budget
-  ! is_true "$KEDA_ENABLED" || stage_template keda-scaledobject.yaml render_keda
+  ! sc_is_true KEDA_ENABLED || stage_template keda-scaledobject.yaml render_keda
 }
 
 # Replace every manifest in OUTPUT_DIR at once: stale files of features now off are removed,

@@ -238,7 +238,7 @@ sc_derive() {
   fi
   if [ -z "$IMAGE_TAG" ]; then
     case $APP_IMAGE in
-      *:*) [ "${APP_IMAGE##*:}" = "${APP_IMAGE##*/}" ] || IMAGE_TAG=${APP_IMAGE##*:} ;;
+      *:*) case ${APP_IMAGE##*:} in */*) ;; *) IMAGE_TAG=${APP_IMAGE##*:} ;; esac ;; # not a registry port
     esac
     [ -n "$IMAGE_TAG" ] || [ -n "$APP_IMAGE" ] || IMAGE_TAG=$(sc_git_image_tag)
   fi
@@ -291,6 +291,7 @@ SC_MEMORY='^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$'
 SC_DURATION='^([0-9]+(s|m|h))+$'
 SC_PLATFORM='[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?'
 SC_ACR_NAME='^[A-Za-z0-9]{5,50}$'
+SC_WHOLE_NUMBER='^(0|[1-9][0-9]{0,5})$'
 
 sc_check_k8s_name() {
   local name=$1 value=${!1}
@@ -303,7 +304,7 @@ sc_check_k8s_name() {
 
 sc_check_integer() {
   local name=$1 minimum=$2 value=${!1}
-  if ! sc_matches "$value" '^[0-9]{1,6}$' || [ "$value" -lt "$minimum" ]; then
+  if ! sc_matches "$value" "$SC_WHOLE_NUMBER" || [ "$value" -lt "$minimum" ]; then
     sc_bad "$name" "must be a whole number, at least $minimum"
   fi
 }
@@ -383,7 +384,7 @@ sc_check_keda() {
   sc_check_integer KEDA_MIN_REPLICAS 0
   sc_check_integer KEDA_MAX_REPLICAS 1
   sc_check_integer KEDA_TARGET_QUEUE_SIZE 1
-  if sc_matches "$KEDA_MIN_REPLICAS" '^[0-9]{1,6}$' && sc_matches "$KEDA_MAX_REPLICAS" '^[0-9]{1,6}$' &&
+  if sc_matches "$KEDA_MIN_REPLICAS" "$SC_WHOLE_NUMBER" && sc_matches "$KEDA_MAX_REPLICAS" "$SC_WHOLE_NUMBER" &&
     [ "$KEDA_MIN_REPLICAS" -gt "$KEDA_MAX_REPLICAS" ]; then
     sc_problem "KEDA_MIN_REPLICAS=$KEDA_MIN_REPLICAS is more than KEDA_MAX_REPLICAS=$KEDA_MAX_REPLICAS"
   fi

@@ -31,17 +31,6 @@ die() {
   exit "${2:-1}"
 }
 
-warn() {
-  printf '%s: warning: %s\n' "$(script_name)" "$1" >&2
-}
-
-is_true() {
-  case $1 in
-    [Tt][Rr][Uu][Ee] | 1) return 0 ;;
-    *) return 1 ;;
-  esac
-}
-
 # The Python helper for what bash cannot do safely (see scripts/manifest_helpers.py).
 manifest_helper() {
   "$SC_PYTHON" "$SC_DIR/scripts/manifest_helpers.py" "$@"

@@ -41,6 +41,8 @@ finish() {
 shell_word() {
   if [[ $1 =~ ^[A-Za-z0-9_./:,@+=%-]+$ ]] || [ "$1" = "|" ]; then
     printf '%s' "$1"
+  elif [[ $1 =~ ^[[:print:]]+$ ]] && [[ $1 != *"'"* ]]; then
+    printf "'%s'" "$1"
   else
     printf '%q' "$1"
   fi
@@ -131,7 +133,7 @@ check_cluster() {
   fi
   if ! check kubectl --context "$KUBE_CONTEXT" auth can-i create deployments.apps --namespace "$KUBERNETES_NAMESPACE" || [ "$CHECK_OUTPUT" != yes ]; then
     preflight_problem "kubectl: context $KUBE_CONTEXT cannot create Deployments in namespace $KUBERNETES_NAMESPACE, or the cluster is unreachable: check kubectl --context $KUBE_CONTEXT get nodes"
-  elif [ "$mode" = deploy ] && is_true "$KEDA_ENABLED" &&
+  elif [ "$mode" = deploy ] && sc_is_true KEDA_ENABLED &&
     ! check kubectl --context "$KUBE_CONTEXT" get crd scaledobjects.keda.sh triggerauthentications.keda.sh --output name; then
     preflight_problem "KEDA_ENABLED=true but KEDA is not installed in the cluster: az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --enable-keda (the temporal scaler needs KEDA 2.17+), or set KEDA_ENABLED=false"
   fi
@@ -167,7 +169,7 @@ print_preflight_commands() {
   fi
   print_command kubectl config get-contexts --output name
   print_command kubectl --context "$KUBE_CONTEXT" auth can-i create deployments.apps --namespace "$KUBERNETES_NAMESPACE"
-  if [ "$mode" = deploy ] && is_true "$KEDA_ENABLED"; then
+  if [ "$mode" = deploy ] && sc_is_true KEDA_ENABLED; then
     print_command kubectl --context "$KUBE_CONTEXT" get crd scaledobjects.keda.sh triggerauthentications.keda.sh --output name
   fi
 }
@@ -191,6 +193,7 @@ choose_manifest_dir() {
 render_manifests() {
   print_command "$SC_DIR/generate-k8s-manifests.sh" --output-dir "$MANIFEST_DIR"
   "$SC_DIR/generate-k8s-manifests.sh" --output-dir "$MANIFEST_DIR"
+  [ -z "$TEMPORARY_MANIFEST_DIR" ] || echo "  (dry run: these files are removed at exit; --output-dir DIR keeps them)"
 }
 
 # ---------------------------------------------------------------- 4 and 5. image

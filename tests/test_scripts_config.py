@@ -117,6 +117,10 @@ def test_derived_values_name_the_image_and_the_kubectl_context(project: Project)
 def test_an_explicit_app_image_gives_the_tag(project: Project) -> None:
     project.write_config({"APP_IMAGE": "other.azurecr.io/team/worker:build-7"})
     assert shown(project)["IMAGE_TAG"] == "build-7"
+    project.write_config({"APP_IMAGE": "registry.example:5000/worker"})
+    assert shown(project)["IMAGE_TAG"] == "", "a registry port is not a tag"
+    result = project.run("bash", "source_config.sh", "--check", "render")
+    assert "APP_IMAGE='registry.example:5000/worker': must be REGISTRY/REPOSITORY:TAG" in result.stderr
 
 
 def git(project: Project, *arguments: str) -> str:
@@ -191,6 +195,7 @@ INVALID_FOR_RENDERING = [
     ("KUBERNETES_NAMESPACE", "-workers", "RFC 1123"),
     ("REPLICAS", "0", "at least 1"),
     ("REPLICAS", "two", "whole number"),
+    ("REPLICAS", "08", "whole number"),
     ("CPU_REQUEST", "two", "CPU quantity"),
     ("CPU_LIMIT", "100m", "must not exceed its limit"),
     ("MEMORY_LIMIT", "512m", "did you mean 512Mi"),
