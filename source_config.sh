@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+#!/usr/bin/env bash
 # Configuration variables are assigned by name (printf -v) from the catalogs below:
 # shellcheck disable=SC2153,SC2154
 # source_config.sh: load the temporal-aks configuration into a bash shell, as data.
