@@ -1,0 +1,34 @@
+# The temporal-aks worker image: Python 3.11 slim, pinned dependencies from wheels only (no
+# compiler), the app's top-level modules and start.sh, run as an unprivileged user.
+# Build: ./deploy.sh (docker buildx for linux/amd64 and linux/arm64, or az acr build).
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /app
+
+# Wheels only: every pinned dependency ships wheels for amd64 and arm64, so a missing one fails
+# the build here instead of pulling in a compiler.
+COPY requirements.txt ./
+RUN pip install --no-cache-dir --only-binary=:all: -r requirements.txt
+
+# A fixed numeric UID/GID, so Kubernetes can verify runAsNonRoot (the Deployment uses the same IDs).
+RUN groupadd --system --gid 10001 worker \
+    && useradd --system --uid 10001 --gid worker --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin worker
+
+# Only the app: .dockerignore keeps config.env, .venv, tests, docs and manifests out of the context.
+# The files stay owned by root, so the worker cannot modify its own code.
+COPY *.py start.sh ./
+RUN chmod 0755 start.sh
+
+USER 10001:10001
+
+# Prometheus metrics from the Temporal SDK runtime (METRICS_PORT).
+EXPOSE 9000
+
+# start.sh execs Python, so the worker is PID 1 and receives SIGTERM for a graceful shutdown.
+CMD ["./start.sh", "worker"]

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# deploy.sh: build the worker image, push it to ACR and roll it out on AKS, from config.env.
+# Run with --help for the steps; docs/deploy.md is the walkthrough.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: ./deploy.sh [--dry-run] [--output-dir DIR]
+
+Takes config.env (and the environment) to a running, ready worker on AKS:
+
+  [1/8] Checking configuration      every missing or malformed variable, at once
+  [2/8] Checking tools and access   az, kubectl, docker buildx (or BUILD_MODE=acr), az login,
+                                    the subscription, the registry, the kubectl context
+  [3/8] Rendering manifests         ./generate-k8s-manifests.sh
+  [4/8] Logging in to ACR           az acr login --expose-token | docker login --password-stdin
+  [5/8] Building and pushing image  docker buildx build --push (linux/amd64,linux/arm64),
+                                    or az acr build; skipped when the tag is already in ACR
+  [6/8] Creating namespace          idempotent (create --dry-run | apply)
+  [7/8] Applying manifests          in dependency order
+  [8/8] Waiting for rollout         kubectl rollout status --timeout $ROLLOUT_TIMEOUT
+
+then shows the pods and the kubectl logs command. The image tag is the git commit (with a
+-dirty-<hash> suffix for uncommitted changes) unless IMAGE_TAG or APP_IMAGE is set. Every
+command is printed before it runs; a failing step stops the script with its name and a hint.
+
+Options:
+  --dry-run          check the configuration and render the manifests (into a temporary
+                     directory), print every other command without running it; nothing
+                     is built, pushed, applied or written next to the scripts
+  --output-dir DIR   write the manifests to DIR (default: the script's directory)
+  -h, --help         this text
+
+See docs/deploy.md and docs/deploy-variables.md.
+USAGE
+}
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/common.sh
+source "$SCRIPT_DIR/scripts/common.sh"
+# shellcheck source=scripts/deploy-steps.sh
+source "$SCRIPT_DIR/scripts/deploy-steps.sh"
+
+REQUESTED_OUTPUT_DIR=""
+
+parse_arguments() {
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -h | --help) usage; exit 0 ;;
+      --dry-run) DRY_RUN=true; shift ;;
+      --output-dir)
+        [ $# -ge 2 ] || die "--output-dir needs a directory" 2
+        REQUESTED_OUTPUT_DIR=$2
+        shift 2
+        ;;
+      --output-dir=*) REQUESTED_OUTPUT_DIR=${1#*=}; shift ;;
+      *) die "unknown argument '$1'; see --help" 2 ;;
+    esac
+  done
+}
+
+main() {
+  parse_arguments "$@"
+  trap 'finish $?' EXIT
+  # shellcheck source=source_config.sh
+  source "$SCRIPT_DIR/source_config.sh"
+  choose_manifest_dir "$REQUESTED_OUTPUT_DIR"
+  STEP_TOTAL=8
+  ! $DRY_RUN || echo "Dry run: the configuration is checked and the manifests rendered; every other command is printed, not run."
+
+  step "Checking configuration" \
+    "fix the variables listed above in config.env or the environment; docs/deploy-variables.md explains each." \
+    check_configuration deploy
+  step "Checking tools and access" \
+    "fix the problems listed above, then run ./deploy.sh again (./deploy.sh --dry-run shows every command)." \
+    preflight deploy
+  step "Rendering manifests" \
+    "the error above names the manifest or setting; ./generate-k8s-manifests.sh reproduces it." \
+    render_manifests
+  step "Logging in to ACR" \
+    "run az login; check ACR_NAME and that your account has the AcrPush role on the registry." \
+    acr_login
+  step "Building and pushing image" "$(build_hint)" build_and_push
+  step "Creating namespace" \
+    "check that kubectl --context $KUBE_CONTEXT can create namespaces, or create $KUBERNETES_NAMESPACE as a cluster admin." \
+    create_namespace
+  step "Applying manifests" \
+    "the API server rejected the manifest named above; fix the setting behind it and run ./deploy.sh again." \
+    apply_manifests
+  step "Waiting for rollout" "$(rollout_hint)" wait_for_rollout
+  show_pods_and_logs_command
+}
+
+main "$@"

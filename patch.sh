@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# patch.sh: the quick path after a code or configuration change, for a worker that
+# ./deploy.sh has deployed once. Run with --help for the steps.
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+Usage: ./patch.sh [--config-only] [--dry-run] [--output-dir DIR]
+
+Code change (default): rebuild, push and roll out a new image of the deployed worker.
+  [1/7] Checking configuration     [2/7] Checking tools and access
+  [3/7] Rendering manifests        [4/7] Logging in to ACR
+  [5/7] Building and pushing image
+  [6/7] Updating image             kubectl set image deployment/$APP_NAME worker=$APP_IMAGE
+  [7/7] Waiting for rollout        kubectl rollout status --timeout $ROLLOUT_TIMEOUT
+
+--config-only: apply changed settings without building an image.
+  [1/5] Checking configuration     [2/5] Checking cluster access
+  [3/5] Rendering manifests
+  [4/5] Applying configuration     the Secrets and the ConfigMap, then kubectl rollout restart
+  [5/5] Waiting for rollout
+
+Changes to resources, replicas, identity (AZURE_CLIENT_ID), KEDA or the namespace need
+./deploy.sh, which applies every manifest.
+
+Options:
+  --config-only      apply the ConfigMap and Secrets and restart the pods; no build
+  --dry-run          check and render, print every other command without running it
+  --output-dir DIR   write the manifests to DIR (default: the script's directory)
+  -h, --help         this text
+USAGE
+}
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/common.sh
+source "$SCRIPT_DIR/scripts/common.sh"
+# shellcheck source=scripts/deploy-steps.sh
+source "$SCRIPT_DIR/scripts/deploy-steps.sh"
+
+CONFIG_ONLY=false
+REQUESTED_OUTPUT_DIR=""
+
+parse_arguments() {
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -h | --help) usage; exit 0 ;;
+      --config-only) CONFIG_ONLY=true; shift ;;
+      --dry-run) DRY_RUN=true; shift ;;
+      --output-dir)
+        [ $# -ge 2 ] || die "--output-dir needs a directory" 2
+        REQUESTED_OUTPUT_DIR=$2
+        shift 2
+        ;;
+      --output-dir=*) REQUESTED_OUTPUT_DIR=${1#*=}; shift ;;
+      *) die "unknown argument '$1'; see --help" 2 ;;
+    esac
+  done
+}
+
+patch_image() {
+  STEP_TOTAL=7
+  step "Checking configuration" \
+    "fix the variables listed above in config.env or the environment; docs/deploy-variables.md explains each." \
+    check_configuration deploy
+  step "Checking tools and access" "fix the problems listed above, then run ./patch.sh again." preflight deploy
+  step "Rendering manifests" \
+    "the error above names the manifest or setting; ./generate-k8s-manifests.sh reproduces it." \
+    render_manifests
+  step "Logging in to ACR" \
+    "run az login; check ACR_NAME and that your account has the AcrPush role on the registry." \
+    acr_login
+  step "Building and pushing image" "$(build_hint)" build_and_push
+  step "Updating image" \
+    "deployment/$APP_NAME must exist in namespace $KUBERNETES_NAMESPACE: run ./deploy.sh first." \
+    set_image
+  step "Waiting for rollout" "$(rollout_hint)" wait_for_rollout
+}
+
+patch_configuration() {
+  STEP_TOTAL=5
+  step "Checking configuration" \
+    "fix the variables listed above in config.env or the environment; docs/deploy-variables.md explains each." \
+    check_configuration config
+  step "Checking cluster access" "fix the problems listed above, then run ./patch.sh --config-only again." preflight config
+  step "Rendering manifests" \
+    "the error above names the manifest or setting; ./generate-k8s-manifests.sh reproduces it." \
+    render_manifests
+  step "Applying configuration" \
+    "the API server rejected the manifest named above, or deployment/$APP_NAME does not exist yet: run ./deploy.sh first." \
+    apply_configuration_and_restart
+  step "Waiting for rollout" "$(rollout_hint)" wait_for_rollout
+}
+
+apply_configuration_and_restart() {
+  apply_configuration
+  restart_rollout
+}
+
+main() {
+  parse_arguments "$@"
+  trap 'finish $?' EXIT
+  # shellcheck source=source_config.sh
+  source "$SCRIPT_DIR/source_config.sh"
+  choose_manifest_dir "$REQUESTED_OUTPUT_DIR"
+  ! $DRY_RUN || echo "Dry run: the configuration is checked and the manifests rendered; every other command is printed, not run."
+  if $CONFIG_ONLY; then
+    patch_configuration
+  else
+    patch_image
+  fi
+  show_pods_and_logs_command
+}
+
+main "$@"

@@ -1,0 +1,322 @@
+# shellcheck shell=bash
+# The steps deploy.sh and patch.sh are made of. Source it after source_config.sh and common.sh.
+#
+# Every step is announced as "[N/TOTAL] Name ...", prints each command before it runs it and,
+# in a dry run, prints the commands without running them. A failing command ends the script
+# (set -e); the EXIT trap then names the step and prints its hint. No command line carries a
+# secret: the ACR token travels through a pipe, Secrets through files kubectl reads.
+# shellcheck disable=SC2154  # configuration variables come from source_config.sh
+
+DRY_RUN=false
+STEP_NUMBER=0
+STEP_TOTAL=0
+STEP_NAME=""
+STEP_HINT=""
+MANIFEST_DIR=""
+TEMPORARY_MANIFEST_DIR=""
+ACR_TOKEN_USERNAME=00000000-0000-0000-0000-000000000000
+
+# ---------------------------------------------------------------- steps and commands
+
+step() {
+  STEP_NUMBER=$((STEP_NUMBER + 1))
+  STEP_NAME=$1
+  STEP_HINT=$2
+  shift 2
+  printf '\n[%s/%s] %s ...\n' "$STEP_NUMBER" "$STEP_TOTAL" "$STEP_NAME"
+  "$@"
+}
+
+# EXIT trap: remove a dry run's manifests; on failure, name the step and give its hint.
+finish() {
+  local status=$1
+  [ -z "$TEMPORARY_MANIFEST_DIR" ] || rm -rf "$TEMPORARY_MANIFEST_DIR"
+  if [ "$status" -ne 0 ] && [ -n "$STEP_NAME" ]; then
+    printf '\n%s: step %s/%s "%s" failed (exit status %s).\n' "$(script_name)" "$STEP_NUMBER" "$STEP_TOTAL" "$STEP_NAME" "$status" >&2
+    printf 'Hint: %s\n' "$STEP_HINT" >&2
+  fi
+}
+
+# An argument as it can be pasted back into a shell.
+shell_word() {
+  if [[ $1 =~ ^[A-Za-z0-9_./:,@+=%-]+$ ]] || [ "$1" = "|" ]; then
+    printf '%s' "$1"
+  elif [[ $1 =~ ^[[:print:]]+$ ]] && [[ $1 != *"'"* ]]; then
+    printf "'%s'" "$1"
+  else
+    printf '%q' "$1"
+  fi
+}
+
+print_command() {
+  local word line="  \$"
+  for word in "$@"; do
+    line="$line $(shell_word "$word")"
+  done
+  printf '%s\n' "$line"
+}
+
+run() {
+  print_command "$@"
+  $DRY_RUN || "$@"
+}
+
+kube() {
+  run kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" "$@"
+}
+
+# ---------------------------------------------------------------- 1. configuration
+
+check_configuration() {
+  local task=$1
+  sc_validate "$task"
+  set_object_names
+  printf '  Configuration: %s\n' "$SC_CONFIG_FILE"
+  printf '  Image:         %s\n' "$APP_IMAGE"
+  printf '  Cluster:       kubectl context %s, namespace %s\n' "$KUBE_CONTEXT" "$KUBERNETES_NAMESPACE"
+  [ "$task" != deploy ] || printf '  Azure:         subscription %s, registry %s (%s)\n' "$AZURE_SUBSCRIPTION_ID" "$ACR_NAME" "$BUILD_MODE"
+}
+
+# ---------------------------------------------------------------- 2. preflight
+
+PREFLIGHT_PROBLEMS=""
+
+preflight_problem() {
+  PREFLIGHT_PROBLEMS="${PREFLIGHT_PROBLEMS}  - $1"$'\n'
+}
+
+has_command() {
+  command -v "$1" >/dev/null 2>&1
+}
+
+# Run a read-only check, printing it first; its output goes to $CHECK_OUTPUT.
+check() {
+  print_command "$@"
+  CHECK_OUTPUT=$("$@" 2>/dev/null)
+}
+
+check_tools() {
+  local mode=$1
+  has_command kubectl || preflight_problem "kubectl not found: install it with az aks install-cli (https://kubernetes.io/docs/tasks/tools/)"
+  [ "$mode" = deploy ] || return 0
+  has_command az || preflight_problem "az (Azure CLI) not found: install it from https://aka.ms/azure-cli"
+  [ "$BUILD_MODE" = buildx ] || return 0
+  if ! has_command docker; then
+    preflight_problem "docker not found: install Docker with buildx, or set BUILD_MODE=acr to build in Azure with az acr build"
+  elif ! check docker buildx version; then
+    preflight_problem "docker buildx not available: install the buildx plugin, or set BUILD_MODE=acr"
+  elif ! check docker info --format '{{.ServerVersion}}'; then
+    preflight_problem "the Docker daemon is not reachable: start Docker, or set BUILD_MODE=acr"
+  fi
+}
+
+check_azure() {
+  has_command az || return 0
+  if ! check az account show --subscription "$AZURE_SUBSCRIPTION_ID" --query id --output tsv || [ -z "$CHECK_OUTPUT" ]; then
+    preflight_problem "Azure: not logged in, or no access to subscription $AZURE_SUBSCRIPTION_ID: run az login, then check AZURE_SUBSCRIPTION_ID (az account list --output table)"
+  elif ! check az acr show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --query loginServer --output tsv; then
+    preflight_problem "Azure: registry ACR_NAME=$ACR_NAME not found in subscription $AZURE_SUBSCRIPTION_ID, or no access: check ACR_NAME (az acr list --output table)"
+  fi
+}
+
+check_cluster() {
+  local mode=$1 context_found=false context
+  has_command kubectl || return 0
+  if check kubectl config get-contexts --output name; then
+    while IFS= read -r context; do
+      [ "$context" != "$KUBE_CONTEXT" ] || context_found=true
+    done <<<"$CHECK_OUTPUT"
+  fi
+  if ! $context_found; then
+    preflight_problem "kubectl: no context '$KUBE_CONTEXT': run az aks get-credentials --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --subscription ${AZURE_SUBSCRIPTION_ID:-<subscription>}, or set KUBE_CONTEXT"
+    return 0
+  fi
+  if ! check kubectl --context "$KUBE_CONTEXT" auth can-i create deployments.apps --namespace "$KUBERNETES_NAMESPACE" || [ "$CHECK_OUTPUT" != yes ]; then
+    preflight_problem "kubectl: context $KUBE_CONTEXT cannot create Deployments in namespace $KUBERNETES_NAMESPACE, or the cluster is unreachable: check kubectl --context $KUBE_CONTEXT get nodes"
+  elif [ "$mode" = deploy ] && sc_is_true KEDA_ENABLED &&
+    ! check kubectl --context "$KUBE_CONTEXT" get crd scaledobjects.keda.sh triggerauthentications.keda.sh --output name; then
+    preflight_problem "KEDA_ENABLED=true but KEDA is not installed in the cluster: az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --enable-keda (the temporal scaler needs KEDA 2.17+), or set KEDA_ENABLED=false"
+  fi
+}
+
+# Tools, Azure login and cluster access, every problem reported at once. MODE: deploy or config.
+preflight() {
+  local mode=$1
+  PREFLIGHT_PROBLEMS=""
+  if $DRY_RUN; then
+    print_preflight_commands "$mode"
+    return 0
+  fi
+  check_tools "$mode"
+  [ "$mode" != deploy ] || check_azure
+  check_cluster "$mode"
+  if [ -n "$PREFLIGHT_PROBLEMS" ]; then
+    printf 'Preflight found these problems:\n%s' "$PREFLIGHT_PROBLEMS" >&2
+    return 1
+  fi
+  echo "  Tools, Azure login and cluster access are fine."
+}
+
+print_preflight_commands() {
+  local mode=$1
+  if [ "$mode" = deploy ]; then
+    if [ "$BUILD_MODE" = buildx ]; then
+      print_command docker buildx version
+      print_command docker info --format '{{.ServerVersion}}'
+    fi
+    print_command az account show --subscription "$AZURE_SUBSCRIPTION_ID" --query id --output tsv
+    print_command az acr show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --query loginServer --output tsv
+  fi
+  print_command kubectl config get-contexts --output name
+  print_command kubectl --context "$KUBE_CONTEXT" auth can-i create deployments.apps --namespace "$KUBERNETES_NAMESPACE"
+  if [ "$mode" = deploy ] && sc_is_true KEDA_ENABLED; then
+    print_command kubectl --context "$KUBE_CONTEXT" get crd scaledobjects.keda.sh triggerauthentications.keda.sh --output name
+  fi
+}
+
+# ---------------------------------------------------------------- 3. manifests
+
+# A dry run renders into a private directory that is removed at exit, unless --output-dir says where.
+choose_manifest_dir() {
+  local requested=$1
+  if [ -n "$requested" ]; then
+    MANIFEST_DIR=$requested
+  elif $DRY_RUN; then
+    TEMPORARY_MANIFEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/temporal-aks-dry-run.XXXXXX")
+    MANIFEST_DIR=$TEMPORARY_MANIFEST_DIR
+  else
+    MANIFEST_DIR=$SC_DIR
+  fi
+}
+
+# Rendering only writes files, so it runs in a dry run too: that is how a dry run validates them.
+render_manifests() {
+  print_command "$SC_DIR/generate-k8s-manifests.sh" --output-dir "$MANIFEST_DIR"
+  "$SC_DIR/generate-k8s-manifests.sh" --output-dir "$MANIFEST_DIR"
+  [ -z "$TEMPORARY_MANIFEST_DIR" ] || echo "  (dry run: these files are removed at exit; --output-dir DIR keeps them)"
+}
+
+# ---------------------------------------------------------------- 4 and 5. image
+
+image_repository_and_tag() {
+  printf '%s' "${APP_IMAGE#*/}"
+}
+
+# docker login reads the short-lived ACR token on stdin; it is never an argument or a file.
+# (The token waits in a variable so that docker login never runs when az failed to get one.)
+acr_login() {
+  local token
+  if [ "$BUILD_MODE" = acr ]; then
+    echo "  Not needed: az acr build pushes with your az login."
+    return 0
+  fi
+  print_command az acr login --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --expose-token --output tsv --query accessToken \
+    "|" docker login "$(sc_acr_login_server)" --username "$ACR_TOKEN_USERNAME" --password-stdin
+  $DRY_RUN && return 0
+  token=$(az acr login --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --expose-token --output tsv --query accessToken)
+  printf '%s\n' "$token" | docker login "$(sc_acr_login_server)" --username "$ACR_TOKEN_USERNAME" --password-stdin
+}
+
+# Tags are never overwritten: an image already in ACR under this tag was built from the same commit.
+image_in_registry() {
+  print_command az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" --output none
+  $DRY_RUN && return 1
+  az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" --output none >/dev/null 2>&1
+}
+
+build_and_push() {
+  if image_in_registry; then
+    echo "  $APP_IMAGE is already in ACR; not rebuilding (set IMAGE_TAG to build under a new tag)."
+    return 0
+  fi
+  if [ "$BUILD_MODE" = acr ]; then
+    run az acr build --registry "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" \
+      --platform "$BUILD_PLATFORMS" --file "$SC_DIR/Dockerfile" "$SC_DIR"
+  else
+    run docker buildx build --platform "$BUILD_PLATFORMS" --tag "$APP_IMAGE" --push --file "$SC_DIR/Dockerfile" "$SC_DIR"
+  fi
+}
+
+build_hint() {
+  if [ "$BUILD_MODE" = acr ]; then
+    echo "the az acr build log above shows the failing Dockerfile step; check that you have the AcrPush role on $ACR_NAME."
+  else
+    echo "a multi-platform build needs a buildx builder that can emulate other CPUs: docker buildx create --use --name temporal-aks; or set BUILD_PLATFORMS=linux/amd64, or BUILD_MODE=acr."
+  fi
+}
+
+# ---------------------------------------------------------------- 6 to 8. cluster
+
+# Idempotent, as in the guide; the namespace enforces the Pod Security Standards "restricted" profile.
+create_namespace() {
+  print_command kubectl create namespace "$KUBERNETES_NAMESPACE" --dry-run=client --output yaml \
+    "|" kubectl label --local --filename - pod-security.kubernetes.io/enforce=restricted --output yaml \
+    "|" kubectl --context "$KUBE_CONTEXT" apply --filename -
+  $DRY_RUN && return 0
+  kubectl create namespace "$KUBERNETES_NAMESPACE" --dry-run=client --output yaml |
+    kubectl label --local --filename - pod-security.kubernetes.io/enforce=restricted --output yaml |
+    kubectl --context "$KUBE_CONTEXT" apply --filename -
+}
+
+# A Secret whose setting was removed must go too: the Deployment references it as optional.
+delete_stale_secret() {
+  kube delete secret "$1" --ignore-not-found
+}
+
+apply_manifest_file() {
+  local file=$1
+  if [ -f "$MANIFEST_DIR/$file" ]; then
+    kube apply --filename "$MANIFEST_DIR/$file"
+    return 0
+  fi
+  case $file in
+    temporal-api-key-secret.yaml) delete_stale_secret "$API_KEY_SECRET_NAME" ;;
+    temporal-tls-secret.yaml) delete_stale_secret "$TLS_SECRET_NAME" ;;
+  esac
+}
+
+apply_manifests() {
+  local file
+  for file in $MANIFEST_FILES; do
+    apply_manifest_file "$file"
+  done
+}
+
+apply_configuration() {
+  local file
+  for file in $SECRET_MANIFEST_FILES config-map.yaml; do
+    apply_manifest_file "$file"
+  done
+}
+
+restart_rollout() {
+  kube rollout restart "deployment/$APP_NAME"
+}
+
+set_image() {
+  kube set image "deployment/$APP_NAME" "$CONTAINER_NAME=$APP_IMAGE"
+}
+
+wait_for_rollout() {
+  kube rollout status "deployment/$APP_NAME" --timeout "$ROLLOUT_TIMEOUT"
+}
+
+rollout_hint() {
+  printf '%s' "see why the pods are not ready: kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE describe pods --selector $POD_SELECTOR"
+  printf '%s' " (ImagePullBackOff: let the cluster pull from ACR with az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --attach-acr $ACR_NAME;"
+  printf '%s' " CrashLoopBackOff or not ready: read the log with kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$APP_NAME)."
+}
+
+show_pods_and_logs_command() {
+  echo
+  kube get pods --selector "$POD_SELECTOR" --output wide
+  $DRY_RUN && return 0
+  cat <<TEXT
+
+Done: $APP_IMAGE is rolled out. Read the worker's log with:
+  kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$APP_NAME --follow
+A worker that reached Temporal prints:
+  Initializing worker...
+  Starting worker... Awaiting tasks.
+TEXT
+}

@@ -1,0 +1,291 @@
+"""deploy.sh and patch.sh against stub az, docker and kubectl: the exact commands, in order; a dry
+run that changes nothing; preflight problems reported together; a failing step named with a hint;
+and no secret in any argv, output line or non-Secret file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from deploy_harness import (
+    ACR_TOKEN_CANARY,
+    CONTEXT,
+    FULL_CONFIG,
+    IMAGE_TAG,
+    MINIMAL_CONFIG,
+    SUBSCRIPTION,
+    Project,
+    contains_canary,
+)
+
+NS = "temporal-workers"
+IMAGE = f"testregistry.azurecr.io/temporal-worker:{IMAGE_TAG}"
+KUBE = ["kubectl", "--context", CONTEXT, "--namespace", NS]
+
+
+def preflight(keda: bool = False, buildx: bool = True) -> list[list[str]]:
+    commands = []
+    if buildx:
+        commands += [["docker", "buildx", "version"], ["docker", "info", "--format", "{{.ServerVersion}}"]]
+    commands += [
+        ["az", "account", "show", "--subscription", SUBSCRIPTION, "--query", "id", "--output", "tsv"],
+        ["az", "acr", "show", "--name", "testregistry", "--subscription", SUBSCRIPTION, "--query", "loginServer", "--output", "tsv"],
+    ]  # fmt: skip
+    commands += cluster_preflight()
+    if keda:
+        commands.append(
+            ["kubectl", "--context", CONTEXT, "get", "crd", "scaledobjects.keda.sh", "triggerauthentications.keda.sh", "--output", "name"]
+        )  # fmt: skip
+    return commands
+
+
+def cluster_preflight() -> list[list[str]]:
+    return [
+        ["kubectl", "config", "get-contexts", "--output", "name"],
+        ["kubectl", "--context", CONTEXT, "auth", "can-i", "create", "deployments.apps", "--namespace", NS],
+    ]
+
+
+def login_and_push(root: Path) -> list[list[str]]:
+    return [
+        ["az", "acr", "login", "--name", "testregistry", "--subscription", SUBSCRIPTION, "--expose-token", "--output", "tsv", "--query", "accessToken"],
+        ["docker", "login", "testregistry.azurecr.io", "--username", "00000000-0000-0000-0000-000000000000", "--password-stdin"],
+        ["az", "acr", "repository", "show", "--name", "testregistry", "--subscription", SUBSCRIPTION, "--image", f"temporal-worker:{IMAGE_TAG}", "--output", "none"],
+        ["docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", "--tag", IMAGE, "--push", "--file", f"{root}/Dockerfile", str(root)],
+    ]  # fmt: skip
+
+
+def rollout() -> list[list[str]]:
+    return [
+        [*KUBE, "rollout", "status", "deployment/temporal-worker", "--timeout", "5m"],
+        [*KUBE, "get", "pods", "--selector", "app.kubernetes.io/instance=temporal-worker", "--output", "wide"],
+    ]
+
+
+def apply(root: Path, name: str) -> list[str]:
+    return [*KUBE, "apply", "--filename", f"{root}/{name}"]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path / "project")
+
+
+def assert_no_secret_leaked(project: Project, output: str) -> None:
+    """No canary secret in any argv, any output line, or any file but the Secret manifests."""
+    argv = json.dumps([call["argv"] for call in project.calls()], ensure_ascii=False)
+    assert contains_canary(argv) == []
+    assert contains_canary(output) == []
+    for name, content in project.files().items():
+        if name in ("config.env", "acr-secret.yaml", "temporal-api-key-secret.yaml", "temporal-tls-secret.yaml"):
+            continue
+        assert contains_canary(content.decode("utf-8", "replace")) == [], name
+
+
+def test_deploy_runs_exactly_these_commands_in_order(project: Project) -> None:
+    project.write_config(FULL_CONFIG)
+    result = project.run("deploy.sh")
+    assert result.returncode == 0, result.output
+    root = project.root
+    assert project.commands() == [
+        *preflight(keda=True),
+        *login_and_push(root),
+        ["kubectl", "--context", CONTEXT, "apply", "--filename", "-"],
+        apply(root, "service-account.yaml"),
+        apply(root, "acr-secret.yaml"),
+        apply(root, "temporal-api-key-secret.yaml"),
+        [*KUBE, "delete", "secret", "temporal-worker-temporal-tls", "--ignore-not-found"],
+        apply(root, "config-map.yaml"),
+        apply(root, "deployment.yaml"),
+        apply(root, "pod-disruption-budget.yaml"),
+        apply(root, "keda-scaledobject.yaml"),
+        *rollout(),
+    ]
+    for number, name in enumerate(
+        ["Checking configuration", "Checking tools and access", "Rendering manifests", "Logging in to ACR",
+         "Building and pushing image", "Creating namespace", "Applying manifests", "Waiting for rollout"], start=1
+    ):  # fmt: skip
+        assert f"[{number}/8] {name} ..." in result.stdout
+    assert f"kubectl --context {CONTEXT} --namespace {NS} logs deployment/temporal-worker --follow" in result.stdout
+    assert "Initializing worker..." in result.stdout and "Starting worker... Awaiting tasks." in result.stdout
+    assert_no_secret_leaked(project, result.output)
+
+
+def test_the_acr_token_reaches_docker_only_on_stdin(project: Project) -> None:
+    project.write_config(MINIMAL_CONFIG)
+    assert project.run("deploy.sh").returncode == 0
+    [docker_login] = [call for call in project.calls() if call["tool"] == "docker" and call["argv"][0] == "login"]
+    assert docker_login["stdin"].strip() == ACR_TOKEN_CANARY
+    assert "--password-stdin" in docker_login["argv"]
+
+
+def test_the_namespace_is_created_idempotently_and_enforces_the_restricted_profile(project: Project) -> None:
+    project.write_config(MINIMAL_CONFIG)
+    assert project.run("deploy.sh").returncode == 0
+    [namespace_apply] = [call for call in project.calls() if call["argv"][-2:] == ["--filename", "-"]]
+    assert "kind: Namespace" in namespace_apply["stdin"] and f"name: {NS}" in namespace_apply["stdin"]
+    assert "pod-security.kubernetes.io/enforce: restricted" in namespace_apply["stdin"]
+
+
+def test_a_minimal_deploy_applies_only_what_is_configured(project: Project) -> None:
+    project.write_config(MINIMAL_CONFIG)
+    result = project.run("deploy.sh")
+    assert result.returncode == 0, result.output
+    applied = [command[-1].rsplit("/", 1)[-1] for command in project.commands() if "apply" in command]
+    assert applied == ["-", "config-map.yaml", "deployment.yaml", "pod-disruption-budget.yaml"]
+    deleted = [command[-2] for command in project.commands() if "delete" in command]
+    assert deleted == ["temporal-worker-temporal-api-key", "temporal-worker-temporal-tls"], "stale Secrets go"
+
+
+def test_az_acr_build_replaces_docker(project: Project) -> None:
+    project.write_config({**MINIMAL_CONFIG, "BUILD_MODE": "acr"})
+    result = project.run("deploy.sh")
+    assert result.returncode == 0, result.output
+    commands = project.commands()
+    assert not [command for command in commands if command[0] == "docker"]
+    assert [
+        "az", "acr", "build", "--registry", "testregistry", "--subscription", SUBSCRIPTION,
+        "--image", f"temporal-worker:{IMAGE_TAG}", "--platform", "linux/amd64",
+        "--file", f"{project.root}/Dockerfile", str(project.root),
+    ] in commands  # fmt: skip
+    assert "Not needed: az acr build pushes with your az login." in result.stdout
+
+
+def test_an_image_already_in_acr_is_not_rebuilt(project: Project) -> None:
+    project.write_config(MINIMAL_CONFIG)
+    result = project.run("deploy.sh", STUB_IMAGE_EXISTS="1")
+    assert result.returncode == 0, result.output
+    assert not [command for command in project.commands() if command[:3] == ["docker", "buildx", "build"]]
+    assert "is already in ACR; not rebuilding" in result.stdout
+
+
+def test_dry_run_prints_every_command_and_changes_nothing(project: Project) -> None:
+    project.write_config(FULL_CONFIG)
+    before = project.files()
+    result = project.run("deploy.sh", "--dry-run")
+    assert result.returncode == 0, result.output
+    assert project.commands() == [], "nothing reached Azure, Docker or the cluster"
+    assert project.files() == before, "no manifest was written next to the scripts"
+    assert not list(project.home.glob("temporal-aks-*")), "the dry run's temporary manifests are gone"
+    printed = result.stdout
+    for command in [
+        "docker buildx version",
+        f"az account show --subscription {SUBSCRIPTION}",
+        "kubectl config get-contexts --output name",
+        f"az acr login --name testregistry --subscription {SUBSCRIPTION} --expose-token --output tsv --query accessToken | docker login testregistry.azurecr.io",
+        f"docker buildx build --platform linux/amd64,linux/arm64 --tag {IMAGE} --push",
+        f"kubectl create namespace {NS} --dry-run=client --output yaml | kubectl label --local",
+        f"kubectl --context {CONTEXT} --namespace {NS} apply --filename",
+        f"kubectl --context {CONTEXT} --namespace {NS} rollout status deployment/temporal-worker --timeout 5m",
+    ]:  # fmt: skip
+        assert command in printed
+    assert "Rendered manifests for" in printed, "the dry run rendered (and so validated) the manifests"
+    assert_no_secret_leaked(project, result.output)
+
+
+def test_dry_run_still_stops_on_a_bad_configuration(project: Project) -> None:
+    project.write_config({**MINIMAL_CONFIG, "REPLICAS": "many"})
+    result = project.run("deploy.sh", "--dry-run")
+    assert result.returncode == 1
+    assert 'step 1/8 "Checking configuration" failed' in result.stderr
+    assert project.commands() == []
+
+
+@pytest.mark.parametrize(
+    ("failing", "step"),
+    [
+        ("az acr login", '4/8 "Logging in to ACR"'),
+        ("docker buildx build", '5/8 "Building and pushing image"'),
+        ("kubectl --context aks-test apply --filename -", '6/8 "Creating namespace"'),
+        ("deployment.yaml", '7/8 "Applying manifests"'),
+        ("rollout status", '8/8 "Waiting for rollout"'),
+    ],
+)
+def test_a_failing_step_stops_the_script_with_its_name_and_a_hint(project: Project, failing: str, step: str) -> None:
+    project.write_config(FULL_CONFIG)
+    result = project.run("deploy.sh", STUB_FAIL=failing)
+    assert result.returncode == 1
+    assert f"deploy.sh: step {step} failed (exit status 1)." in result.stderr
+    assert "Hint: " in result.stderr
+    commands = [" ".join(command) for command in project.commands()]
+    failed_at = next(index for index, command in enumerate(commands) if failing in command)
+    assert failed_at == len(commands) - 1, "nothing runs after the failing command"
+    assert_no_secret_leaked(project, result.output)
+
+
+def test_a_failed_rollout_hints_at_image_pulls_and_logs(project: Project) -> None:
+    project.write_config({**FULL_CONFIG, "RESOURCE_GROUP": "rg-test"})
+    result = project.run("deploy.sh", STUB_FAIL="rollout status")
+    assert f"az aks update --resource-group rg-test --name {CONTEXT} --attach-acr testregistry" in result.stderr
+    assert f"kubectl --context {CONTEXT} --namespace {NS} logs deployment/temporal-worker" in result.stderr
+
+
+def test_preflight_reports_every_problem_at_once(project: Project) -> None:
+    project.write_config({**FULL_CONFIG, "AKS_CLUSTER_NAME": "missing-context"})
+    project.make_bin(stub_tools=("kubectl",))
+    result = project.run("deploy.sh")
+    assert result.returncode == 1
+    assert "az (Azure CLI) not found" in result.stderr
+    assert "docker not found" in result.stderr
+    assert "kubectl: no context 'missing-context'" in result.stderr
+    assert "az aks get-credentials --resource-group rg-test --name missing-context" in result.stderr
+    assert 'step 2/8 "Checking tools and access" failed' in result.stderr
+    assert [command[0] for command in project.commands()] == ["kubectl"], "no build, push or apply"
+
+
+def test_preflight_checks_the_login_the_registry_and_keda(project: Project) -> None:
+    project.write_config(FULL_CONFIG)
+    result = project.run("deploy.sh", STUB_FAIL="az account show\nget crd")
+    assert result.returncode == 1
+    assert f"Azure: not logged in, or no access to subscription {SUBSCRIPTION}" in result.stderr
+    assert "KEDA_ENABLED=true but KEDA is not installed" in result.stderr
+
+
+def test_patch_rebuilds_pushes_and_sets_the_image(project: Project) -> None:
+    project.write_config(FULL_CONFIG)
+    result = project.run("patch.sh")
+    assert result.returncode == 0, result.output
+    assert project.commands() == [
+        *preflight(keda=True),
+        *login_and_push(project.root),
+        [*KUBE, "set", "image", "deployment/temporal-worker", f"worker={IMAGE}"],
+        *rollout(),
+    ]
+    assert "[6/7] Updating image ..." in result.stdout
+    assert_no_secret_leaked(project, result.output)
+
+
+def test_patch_config_only_applies_configuration_and_restarts(project: Project) -> None:
+    project.write_config(FULL_CONFIG)
+    result = project.run("patch.sh", "--config-only")
+    assert result.returncode == 0, result.output
+    root = project.root
+    assert project.commands() == [
+        *cluster_preflight(),
+        apply(root, "acr-secret.yaml"),
+        apply(root, "temporal-api-key-secret.yaml"),
+        [*KUBE, "delete", "secret", "temporal-worker-temporal-tls", "--ignore-not-found"],
+        apply(root, "config-map.yaml"),
+        [*KUBE, "rollout", "restart", "deployment/temporal-worker"],
+        *rollout(),
+    ]
+    assert "[4/5] Applying configuration ..." in result.stdout
+    assert_no_secret_leaked(project, result.output)
+
+
+def test_patch_config_only_needs_no_azure_settings(project: Project) -> None:
+    config_values = {name: value for name, value in MINIMAL_CONFIG.items() if name != "AZURE_SUBSCRIPTION_ID"}
+    project.write_config(config_values)
+    project.make_bin(stub_tools=("kubectl",))
+    result = project.run("patch.sh", "--config-only")
+    assert result.returncode == 0, result.output
+
+
+def test_patch_dry_run_changes_nothing(project: Project) -> None:
+    project.write_config(FULL_CONFIG)
+    before = project.files()
+    result = project.run("patch.sh", "--dry-run")
+    assert result.returncode == 0, result.output
+    assert project.commands() == [] and project.files() == before
+    assert f"kubectl --context {CONTEXT} --namespace {NS} set image deployment/temporal-worker worker={IMAGE}" in result.stdout

@@ -1,0 +1,347 @@
+"""generate-k8s-manifests.sh with the real kubectl: every manifest valid for a current Kubernetes,
+KEDA's objects valid for KEDA's schema and temporal scaler, a hardened Deployment, Secrets only in
+0600 gitignored files, and no secret anywhere else."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+from deploy_harness import (
+    API_KEY_CANARY,
+    CLIENT_ID,
+    FULL_CONFIG,
+    MINIMAL_CONFIG,
+    REPO,
+    Project,
+    contains_canary,
+    parse_with_kubectl,
+    parse_with_pyyaml,
+    secret_values,
+)
+
+import config  # importable once deploy_harness has put the repository on sys.path
+
+KUBERNETES_VERSION = "1.37.0"
+KEDA = Path(__file__).resolve().parent / "keda"
+SECRET_FILES = {"acr-secret.yaml", "temporal-api-key-secret.yaml", "temporal-tls-secret.yaml"}
+ALWAYS = {"config-map.yaml", "deployment.yaml", "pod-disruption-budget.yaml"}
+ALL_FILES = ALWAYS | SECRET_FILES | {"service-account.yaml", "keda-scaledobject.yaml"}
+
+
+def render(project: Project, values: dict[str, str], *arguments: str) -> None:
+    project.write_config(values)
+    result = project.run("generate-k8s-manifests.sh", *arguments)
+    assert result.returncode == 0, result.output
+    assert contains_canary(result.output) == []
+
+
+def rendered_files(directory: Path) -> set[str]:
+    return {path.name for path in directory.glob("*.yaml")}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path / "project")
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> dict[str, str]:
+    """mTLS settings pointing at (fake) PEM files."""
+    paths = {}
+    for name, variable in [
+        ("client.pem", "TEMPORAL_TLS_CLIENT_CERT_PATH"),
+        ("client.key", "TEMPORAL_TLS_CLIENT_KEY_PATH"),
+        ("ca.pem", "TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
+    ]:
+        path = tmp_path / name
+        path.write_text(f"-----BEGIN {name}-----\n")
+        paths[variable] = str(path)
+    return paths
+
+
+def test_a_minimal_configuration_renders_the_three_core_manifests(project: Project) -> None:
+    render(project, MINIMAL_CONFIG)
+    assert rendered_files(project.root) == ALWAYS
+    deployment = project.manifest("deployment.yaml")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    assert "imagePullSecrets" not in pod, "without ACR credentials the cluster pulls through --attach-acr"
+    assert "serviceAccountName" not in pod
+    assert "azure.workload.identity/use" not in deployment["spec"]["template"]["metadata"]["labels"]
+
+
+def test_every_feature_renders_its_manifest(project: Project, tls_files: dict[str, str]) -> None:
+    render(project, {**FULL_CONFIG, **tls_files})
+    assert rendered_files(project.root) == ALL_FILES
+
+
+@pytest.mark.parametrize("variant", ["minimal", "full"])
+def test_every_manifest_is_valid_for_kubernetes(project: Project, tls_files: dict[str, str], variant: str) -> None:
+    render(project, MINIMAL_CONFIG if variant == "minimal" else {**FULL_CONFIG, **tls_files})
+    for name in sorted(rendered_files(project.root) - {"keda-scaledobject.yaml"}):
+        for document in parse_with_pyyaml(project.root / name):
+            # Raises ValidationError (naming the field) unless the document is valid; strict: no unknown fields.
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def closed(schema: object) -> object:
+    """The schema with every object closed to unknown fields, as the API server's strict validation is."""
+    if isinstance(schema, dict):
+        schema = {key: closed(value) for key, value in schema.items()}
+        if "properties" in schema and "additionalProperties" not in schema:
+            schema["additionalProperties"] = False
+    elif isinstance(schema, list):
+        schema = [closed(item) for item in schema]
+    return schema
+
+
+def keda_schema(kind: str) -> dict:
+    schema = json.loads((KEDA / f"{kind.lower()}.v1alpha1.schema.json").read_text())
+    schema.pop("$comment")
+    return closed(schema)
+
+
+def check_temporal_trigger(trigger: dict) -> None:
+    """The trigger against KEDA's temporal scaler: known keys, required ones, values of the right type."""
+    spec = json.loads((KEDA / "temporal-trigger.json").read_text())
+    metadata = trigger["metadata"]
+    assert trigger["type"] == "temporal"
+    assert set(metadata) <= set(spec["metadata"]), "unknown temporal scaler keys"
+    assert set(spec["required"]) <= set(metadata)
+    for alternatives in spec["one_of_required"]:
+        assert len(set(alternatives) & set(metadata)) == 1
+    for key, value in metadata.items():
+        kind = spec["metadata"][key]["type"]
+        if kind == "integer":
+            assert value.isdigit(), key
+        elif kind == "boolean":
+            assert value in ("true", "false"), key
+        elif kind == "queueTypes":
+            assert set(value.split(",")) <= {"workflow", "activity", "nexus"}
+
+
+def test_keda_objects_match_kedas_schema_and_temporal_scaler(project: Project, tls_files: dict[str, str]) -> None:
+    render(project, {**FULL_CONFIG, **tls_files, "TEMPORAL_TLS_SERVER_NAME": "ns.acct.tmprl.cloud"})
+    documents = {document["kind"]: document for document in project.manifest("keda-scaledobject.yaml")}
+    assert set(documents) == {"TriggerAuthentication", "ScaledObject"}
+    for kind, document in documents.items():
+        jsonschema.validate(document, keda_schema(kind))
+
+    scaled_object = documents["ScaledObject"]["spec"]
+    assert scaled_object["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "temporal-worker"}
+    assert (scaled_object["minReplicaCount"], scaled_object["maxReplicaCount"]) == (1, 10)
+    [trigger] = scaled_object["triggers"]
+    check_temporal_trigger(trigger)
+    assert trigger["metadata"] == {
+        "endpoint": "ns.acct.tmprl.cloud:7233",
+        "namespace": "ns.acct",
+        "taskQueue": config.DEFAULTS["TEMPORAL_TASK_QUEUE"],
+        "queueTypes": "workflow,activity",
+        "targetQueueSize": "5",
+        "activationTargetQueueSize": "0",
+        "tlsServerName": "ns.acct.tmprl.cloud",
+    }
+    assert trigger["authenticationRef"] == {"name": documents["TriggerAuthentication"]["metadata"]["name"]}
+
+
+def test_keda_authenticates_with_keys_that_exist_in_the_rendered_secrets(
+    project: Project, tls_files: dict[str, str]
+) -> None:
+    render(project, {**FULL_CONFIG, **tls_files})
+    spec = json.loads((KEDA / "temporal-trigger.json").read_text())
+    secrets = {
+        document["metadata"]["name"]: document
+        for name in ("temporal-api-key-secret.yaml", "temporal-tls-secret.yaml")
+        for document in project.manifest(name)
+    }
+    [authentication] = [d for d in project.manifest("keda-scaledobject.yaml") if d["kind"] == "TriggerAuthentication"]
+    references = authentication["spec"]["secretTargetRef"]
+    assert {reference["parameter"] for reference in references} == {"apiKey", "cert", "key", "ca"}
+    assert {reference["parameter"] for reference in references} <= set(spec["authentication_parameters"])
+    for reference in references:
+        assert reference["key"] in secrets[reference["name"]]["data"]
+
+
+def test_keda_without_credentials_needs_no_trigger_authentication(project: Project) -> None:
+    render(project, {**MINIMAL_CONFIG, "KEDA_ENABLED": "true", "KEDA_MIN_REPLICAS": "0"})
+    [scaled_object] = project.manifest("keda-scaledobject.yaml")
+    jsonschema.validate(scaled_object, keda_schema("ScaledObject"))
+    assert "authenticationRef" not in scaled_object["spec"]["triggers"][0]
+    assert scaled_object["spec"]["minReplicaCount"] == 0
+    assert "replicas" not in project.manifest("deployment.yaml")[0]["spec"], "KEDA owns the replica count"
+
+
+def test_the_deployment_is_hardened_and_probed(project: Project) -> None:
+    render(project, {**FULL_CONFIG, "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "42.5", "METRICS_PORT": "9100"})
+    deployment = project.manifest("deployment.yaml")[0]
+    template = deployment["spec"]["template"]
+    pod = template["spec"]
+    [container] = pod["containers"]
+
+    for labels in (deployment["metadata"]["labels"], template["metadata"]["labels"]):
+        assert labels["app.kubernetes.io/name"] == "temporal-worker"
+        assert labels["app.kubernetes.io/version"] == FULL_CONFIG["IMAGE_TAG"]
+        assert {"app.kubernetes.io/instance", "app.kubernetes.io/component", "app.kubernetes.io/part-of"} <= set(labels)
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"] == ["python", "healthcheck.py"]
+    assert container["workingDir"] == "/app"
+    assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 300
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
+    assert pod["terminationGracePeriodSeconds"] == 43 + 15
+
+    assert container["resources"] == {
+        "requests": {"cpu": "200m", "memory": "256Mi"},
+        "limits": {"cpu": "500m", "memory": "512Mi"},
+    }
+    assert {constraint["topologyKey"] for constraint in pod["topologySpreadConstraints"]} == {
+        "topology.kubernetes.io/zone",
+        "kubernetes.io/hostname",
+    }
+    assert container["image"] == f"testregistry.azurecr.io/temporal-worker:{FULL_CONFIG['IMAGE_TAG']}"
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_metrics_port_zero_leaves_the_port_out(project: Project) -> None:
+    render(project, {**MINIMAL_CONFIG, "METRICS_PORT": "0"})
+    [container] = project.manifest("deployment.yaml")[0]["spec"]["template"]["spec"]["containers"]
+    assert "ports" not in container
+
+
+def test_the_pod_gets_its_settings_and_identity(project: Project) -> None:
+    render(project, FULL_CONFIG)
+    deployment = project.manifest("deployment.yaml")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["envFrom"] == [
+        {"configMapRef": {"name": "temporal-worker-config"}},
+        {"secretRef": {"name": "temporal-worker-temporal-api-key", "optional": True}},
+    ]
+    assert pod["imagePullSecrets"] == [{"name": "temporal-worker-acr-pull"}]
+    assert pod["serviceAccountName"] == "temporal-worker"
+    assert deployment["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    [service_account] = project.manifest("service-account.yaml")
+    assert service_account["metadata"]["name"] == "temporal-worker"
+    assert service_account["metadata"]["annotations"] == {"azure.workload.identity/client-id": CLIENT_ID}
+
+
+def test_the_config_map_holds_every_non_secret_app_setting_and_nothing_else(project: Project) -> None:
+    render(project, {**FULL_CONFIG, "KEYVAULT_CA_FILE": str(REPO / "config.py")})
+    [config_map] = project.manifest("config-map.yaml")
+    expected = {
+        name: default
+        for name, default in config.DEFAULTS.items()
+        if default and name not in config.SECRET_VARIABLES and not name.startswith("KEYVAULT_VERIFY")
+    }
+    expected.update(TEMPORAL_ADDRESS=FULL_CONFIG["TEMPORAL_ADDRESS"], TEMPORAL_NAMESPACE=FULL_CONFIG["TEMPORAL_NAMESPACE"])
+    assert config_map["data"] == expected
+    assert [secret_values(d) for d in project.manifest("temporal-api-key-secret.yaml")] == [
+        {"TEMPORAL_API_KEY": API_KEY_CANARY}
+    ]
+
+
+def test_the_pull_secret_is_a_docker_config_for_the_registry(project: Project) -> None:
+    render(project, {**FULL_CONFIG, "ACR_EMAIL": "ops@example.com"})
+    [secret] = project.manifest("acr-secret.yaml")
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    docker_config = json.loads(secret_values(secret)[".dockerconfigjson"])
+    entry = docker_config["auths"]["testregistry.azurecr.io"]
+    assert entry["username"] == "testregistry" and entry["password"] == FULL_CONFIG["ACR_PASSWORD"]
+    assert entry["email"] == "ops@example.com"
+
+
+def test_mtls_files_are_mounted_from_a_secret_and_the_config_map_points_there(
+    project: Project, tls_files: dict[str, str]
+) -> None:
+    render(project, {**MINIMAL_CONFIG, **tls_files})
+    [secret] = project.manifest("temporal-tls-secret.yaml")
+    assert secret_values(secret) == {
+        "client.crt": "-----BEGIN client.pem-----\n",
+        "client.key": "-----BEGIN client.key-----\n",
+        "server-ca.crt": "-----BEGIN ca.pem-----\n",
+    }
+    data = project.manifest("config-map.yaml")[0]["data"]
+    assert data["TEMPORAL_TLS_CLIENT_CERT_PATH"] == "/etc/temporal-tls/client.crt"
+    assert data["TEMPORAL_TLS_CLIENT_KEY_PATH"] == "/etc/temporal-tls/client.key"
+    assert data["TEMPORAL_TLS_SERVER_CA_CERT_PATH"] == "/etc/temporal-tls/server-ca.crt"
+    pod = project.manifest("deployment.yaml")[0]["spec"]["template"]["spec"]
+    assert {"name": "temporal-tls", "mountPath": "/etc/temporal-tls", "readOnly": True} in pod["containers"][0][
+        "volumeMounts"
+    ]
+    [volume] = [volume for volume in pod["volumes"] if volume["name"] == "temporal-tls"]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    assert pod["securityContext"]["fsGroup"] == 10001, "the group may read the mounted key"
+
+
+def test_secret_files_are_private_and_gitignored_and_secrets_appear_nowhere_else(
+    project: Project, tls_files: dict[str, str]
+) -> None:
+    render(project, {**FULL_CONFIG, **tls_files})
+    for name in rendered_files(project.root):
+        mode = stat.S_IMODE((project.root / name).stat().st_mode)
+        if name in SECRET_FILES:
+            assert mode == 0o600, name
+        else:
+            assert mode == 0o644, name
+            assert contains_canary((project.root / name).read_text(encoding="utf-8")) == [], name
+    ignored = subprocess.run(
+        ["git", "-C", str(REPO), "check-ignore", "--no-index", *sorted(ALL_FILES)],
+        capture_output=True,
+        text=True,
+    )
+    assert set(ignored.stdout.split()) == ALL_FILES
+    argv = [call["argv"] for call in project.calls()]
+    assert contains_canary(json.dumps(argv, ensure_ascii=False)) == []
+
+
+def test_turning_a_feature_off_removes_its_stale_manifest(project: Project) -> None:
+    render(project, FULL_CONFIG)
+    assert {"temporal-api-key-secret.yaml", "keda-scaledobject.yaml"} <= rendered_files(project.root)
+    render(project, MINIMAL_CONFIG)
+    assert rendered_files(project.root) == ALWAYS
+
+
+def test_output_dir_leaves_the_script_directory_alone(project: Project, tmp_path: Path) -> None:
+    target = tmp_path / "rendered"
+    render(project, MINIMAL_CONFIG, "--output-dir", str(target))
+    assert rendered_files(target) == ALWAYS
+    assert rendered_files(project.root) == set()
+
+
+def test_a_config_change_changes_the_pod_template_so_pods_roll(project: Project) -> None:
+    def checksum() -> str:
+        annotations = project.manifest("deployment.yaml")[0]["spec"]["template"]["metadata"]["annotations"]
+        return annotations["temporal-aks/config-checksum"]
+
+    render(project, FULL_CONFIG)
+    first = checksum()
+    render(project, FULL_CONFIG)
+    assert checksum() == first, "rendering is deterministic"
+    render(project, {**FULL_CONFIG, "LOG_LEVEL": "DEBUG"})
+    assert checksum() != first
+    render(project, {**FULL_CONFIG, "TEMPORAL_API_KEY": "rotated"})
+    assert checksum() != first
+
+
+def test_parsers_agree_on_every_manifest(project: Project, tls_files: dict[str, str]) -> None:
+    render(project, {**FULL_CONFIG, **tls_files})
+    for name in rendered_files(project.root):
+        assert parse_with_kubectl(project.root / name) == parse_with_pyyaml(project.root / name), name

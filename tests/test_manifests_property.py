@@ -1,0 +1,101 @@
+"""Property: whatever printable or unicode text config.env holds, it reaches the ConfigMap, the
+Secrets and KEDA's trigger byte-exact, as kubectl itself parses them, and never adds a key or field."""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from pathlib import Path
+
+from deploy_harness import MINIMAL_CONFIG, Project, parse_with_kubectl, parse_with_pyyaml, secret_values
+from dotenv import dotenv_values
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import config  # importable once deploy_harness has put the repository on sys.path
+
+# Any character a text file can hold but NUL, surrogates and the few that kubectl cannot write as YAML
+# (DEL, C1 controls, U+FFFE, U+FFFF): source_config.sh refuses those with a clear error, tested elsewhere.
+YAML_UNSAFE = "\x00" + "".join(map(chr, range(0x7F, 0xA0))) + "\ufffe\uffff"
+ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters=YAML_UNSAFE), min_size=1, max_size=30)
+# Secrets travel base64-encoded, so they may hold those too (only NUL and surrogates cannot be in a file).
+SECRET_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=30)
+# What config.py accepts as a Temporal name: no control characters, no surrounding whitespace.
+NAME_TEXT = ANY_TEXT.filter(lambda text: text == text.strip() and not any(ord(c) < 32 or ord(c) == 127 for c in text))
+SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+FIXED = {**MINIMAL_CONFIG, "KEDA_ENABLED": "true", "KEYVAULT_URL": "https://vault.vault.azure.net/"}
+TRIGGER_KEYS = {"endpoint", "namespace", "taskQueue", "queueTypes", "targetQueueSize", "activationTargetQueueSize"}
+
+
+def expected_config_map(file_values: dict[str, str]) -> dict[str, str]:
+    """config.py's view of the app settings, minus secrets, test-only and empty ones."""
+    merged = {name: file_values.get(name) or default for name, default in config.DEFAULTS.items()}
+    return {
+        name: value
+        for name, value in merged.items()
+        if value and name not in config.SECRET_VARIABLES and name not in ("KEYVAULT_CA_FILE", "KEYVAULT_VERIFY_CHALLENGE_RESOURCE")
+    }
+
+
+@SETTINGS
+@given(
+    task_queue=NAME_TEXT,
+    namespace=NAME_TEXT,
+    server_name=ANY_TEXT,
+    secret_name=ANY_TEXT,
+    codec_host=ANY_TEXT.filter(str.strip),
+    api_key=SECRET_TEXT,
+    acr_password=SECRET_TEXT,
+)
+def test_values_arrive_byte_exact_and_add_nothing(
+    task_queue: str, namespace: str, server_name: str, secret_name: str, codec_host: str, api_key: str, acr_password: str
+) -> None:
+    values = {
+        **FIXED,
+        "TEMPORAL_TASK_QUEUE": task_queue,
+        "TEMPORAL_NAMESPACE": namespace,
+        "TEMPORAL_TLS_SERVER_NAME": server_name,
+        "KEYVAULT_SECRET_NAME": secret_name,
+        "CODEC_SERVER_HOST": codec_host,
+        "TEMPORAL_API_KEY": api_key,
+        "ACR_USERNAME": "testregistry",
+        "ACR_PASSWORD": acr_password,
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        project = Project(Path(directory) / "project")
+        project.write_config(values)
+        file_values = dotenv_values(project.root / "config.env", interpolate=False)
+        assert file_values == values, "the test wrote config.env as python-dotenv reads it"
+
+        result = project.run("generate-k8s-manifests.sh")
+        assert result.returncode == 0, result.output
+
+        for name in ("config-map.yaml", "temporal-api-key-secret.yaml", "acr-secret.yaml", "keda-scaledobject.yaml"):
+            assert parse_with_kubectl(project.root / name) == parse_with_pyyaml(project.root / name), name
+
+        [config_map] = project.manifest("config-map.yaml")
+        assert config_map["data"] == expected_config_map(file_values)
+        assert set(config_map) == {"apiVersion", "kind", "metadata", "data"}
+
+        [api_key_secret] = project.manifest("temporal-api-key-secret.yaml")
+        assert secret_values(api_key_secret) == {"TEMPORAL_API_KEY": api_key}
+
+        [pull_secret] = project.manifest("acr-secret.yaml")
+        docker_config = json.loads(base64.b64decode(pull_secret["data"][".dockerconfigjson"]))
+        assert set(pull_secret["data"]) == {".dockerconfigjson"}
+        assert docker_config["auths"]["testregistry.azurecr.io"]["password"] == acr_password
+
+        scaled_object = project.manifest("keda-scaledobject.yaml")[-1]
+        [trigger] = scaled_object["spec"]["triggers"]
+        assert trigger["metadata"] == {
+            "endpoint": FIXED["TEMPORAL_ADDRESS"],
+            "namespace": namespace,
+            "taskQueue": task_queue,
+            "queueTypes": "workflow,activity",
+            "targetQueueSize": "5",
+            "activationTargetQueueSize": "0",
+            "tlsServerName": server_name,
+        }
+        assert set(trigger["metadata"]) == TRIGGER_KEYS | {"tlsServerName"}
