@@ -3,8 +3,10 @@
 # Build: ./deploy.sh (docker buildx for linux/amd64 and linux/arm64, or az acr build).
 FROM python:3.11-slim
 
+# IN_CONTAINER=true: start.sh execs the one Python process asked for (no venv, no dev server).
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    IN_CONTAINER=true \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 

@@ -31,7 +31,7 @@ Options:
   --output-dir DIR   write the manifests to DIR (default: the script's directory)
   -h, --help         this text
 
-See docs/deploy.md and docs/deploy-variables.md.
+See docs/deploy.md and CONFIGURATION.md.
 USAGE
 }
 
@@ -69,7 +69,7 @@ main() {
   ! $DRY_RUN || echo "Dry run: the configuration is checked and the manifests rendered; every other command is printed, not run."
 
   step "Checking configuration" \
-    "fix the variables listed above in config.env or the environment; docs/deploy-variables.md explains each." \
+    "fix the variables listed above in config.env or the environment; CONFIGURATION.md explains each." \
     check_configuration deploy
   step "Checking tools and access" \
     "fix the problems listed above, then run ./deploy.sh again (./deploy.sh --dry-run shows every command)." \

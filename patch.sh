@@ -60,7 +60,7 @@ parse_arguments() {
 patch_image() {
   STEP_TOTAL=7
   step "Checking configuration" \
-    "fix the variables listed above in config.env or the environment; docs/deploy-variables.md explains each." \
+    "fix the variables listed above in config.env or the environment; CONFIGURATION.md explains each." \
     check_configuration deploy
   step "Checking tools and access" "fix the problems listed above, then run ./patch.sh again." preflight deploy
   step "Rendering manifests" \
@@ -79,7 +79,7 @@ patch_image() {
 patch_configuration() {
   STEP_TOTAL=5
   step "Checking configuration" \
-    "fix the variables listed above in config.env or the environment; docs/deploy-variables.md explains each." \
+    "fix the variables listed above in config.env or the environment; CONFIGURATION.md explains each." \
     check_configuration config
   step "Checking cluster access" "fix the problems listed above, then run ./patch.sh --config-only again." preflight config
   step "Rendering manifests" \

@@ -13,7 +13,7 @@
 # config.env (or $CONFIG_ENV_FILE), then its default. config.env is parsed by config.py with
 # python-dotenv, exactly as the worker reads it, and never executed as shell code. Variables this
 # file sets are not exported, so sourcing again after editing config.env picks up the change.
-# Nothing here prints a secret. docs/deploy-variables.md describes every deploy-side variable.
+# Nothing here prints a secret. CONFIGURATION.md describes every variable.
 
 if [ -z "${BASH_VERSION:-}" ]; then
   echo "source_config.sh: needs bash (this shell is not bash); run: bash, then source ./source_config.sh" >&2
@@ -496,7 +496,7 @@ sc_validate() {
       printf '%s' "$SC_PROBLEMS"
     fi
     [ "$status" -eq 0 ] || printf '%s\n' "$app_problems"
-    printf 'docs/deploy-variables.md and CONFIGURATION.md explain each variable.\n'
+    printf 'CONFIGURATION.md explains each variable.\n'
   } >&2
   return 1
 }
@@ -541,7 +541,7 @@ config.env is read as KEY=VALUE data by config.py (python-dotenv), never run as 
   --help             this text
 
 Python comes from .venv/bin/python (./start.sh creates it), else $PYTHON, else python3.
-See docs/deploy-variables.md and CONFIGURATION.md.
+See CONFIGURATION.md.
 USAGE
 }
 

@@ -46,7 +46,7 @@ CONTEXT = "aks-test"
 IMAGE_TAG = "0123abcd"
 
 # Canary secrets: none may appear in an argv, an output line or a non-Secret file.
-API_KEY_CANARY = "canary-api-key-7Qx9 \"#:$(touch pwned)"
+API_KEY_CANARY = 'canary-api-key-7Qx9 "#:$(touch pwned)'
 ACR_PASSWORD_CANARY = "canary-acr-password-Zt4w'$HOME"
 ACR_TOKEN_CANARY = "canary-acr-token-Lm3k"
 CODEC_TOKEN_CANARY = "canary-codec-token-Rb8p"
@@ -216,8 +216,16 @@ def parse_with_kubectl(path: Path) -> list[dict]:
     return documents
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, minus a YAML 1.1 relic: a plain `=` is the string "=" (as in Go's YAML, which
+    kubectl writes and Kubernetes reads), not the "value" tag PyYAML cannot construct."""
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:value", yaml.SafeLoader.construct_yaml_str)
+
+
 def parse_with_pyyaml(path: Path) -> list[dict]:
-    return [document for document in yaml.safe_load_all(path.read_text(encoding="utf-8")) if document]
+    return [document for document in yaml.load_all(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader) if document]
 
 
 def secret_values(document: dict) -> dict[str, str]:

@@ -288,4 +288,7 @@ def test_patch_dry_run_changes_nothing(project: Project) -> None:
     result = project.run("patch.sh", "--dry-run")
     assert result.returncode == 0, result.output
     assert project.commands() == [] and project.files() == before
-    assert f"kubectl --context {CONTEXT} --namespace {NS} set image deployment/temporal-worker worker={IMAGE}" in result.stdout
+    assert (
+        f"kubectl --context {CONTEXT} --namespace {NS} set image deployment/temporal-worker worker={IMAGE}"
+        in result.stdout
+    )

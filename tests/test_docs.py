@@ -9,7 +9,7 @@ from conftest import REPO_DIR
 
 import config
 
-PROCESS_ONLY_VARIABLES = {"CONFIG_ENV_FILE", "IN_CONTAINER", "PYTHON"}
+PROCESS_ONLY_VARIABLES = {"CONFIG_ENV_FILE", "IN_CONTAINER", "PYTHON", "TMPDIR"}
 
 
 def example_values() -> dict[str, str]:

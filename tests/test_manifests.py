@@ -251,7 +251,9 @@ def test_the_config_map_holds_every_non_secret_app_setting_and_nothing_else(proj
         for name, default in config.DEFAULTS.items()
         if default and name not in config.SECRET_VARIABLES and not name.startswith("KEYVAULT_VERIFY")
     }
-    expected.update(TEMPORAL_ADDRESS=FULL_CONFIG["TEMPORAL_ADDRESS"], TEMPORAL_NAMESPACE=FULL_CONFIG["TEMPORAL_NAMESPACE"])
+    expected.update(
+        TEMPORAL_ADDRESS=FULL_CONFIG["TEMPORAL_ADDRESS"], TEMPORAL_NAMESPACE=FULL_CONFIG["TEMPORAL_NAMESPACE"]
+    )
     assert config_map["data"] == expected
     assert [secret_values(d) for d in project.manifest("temporal-api-key-secret.yaml")] == [
         {"TEMPORAL_API_KEY": API_KEY_CANARY}

@@ -35,7 +35,9 @@ def expected_config_map(file_values: dict[str, str]) -> dict[str, str]:
     return {
         name: value
         for name, value in merged.items()
-        if value and name not in config.SECRET_VARIABLES and name not in ("KEYVAULT_CA_FILE", "KEYVAULT_VERIFY_CHALLENGE_RESOURCE")
+        if value
+        and name not in config.SECRET_VARIABLES
+        and name not in ("KEYVAULT_CA_FILE", "KEYVAULT_VERIFY_CHALLENGE_RESOURCE")
     }
 
 
@@ -50,7 +52,13 @@ def expected_config_map(file_values: dict[str, str]) -> dict[str, str]:
     acr_password=SECRET_TEXT,
 )
 def test_values_arrive_byte_exact_and_add_nothing(
-    task_queue: str, namespace: str, server_name: str, secret_name: str, codec_host: str, api_key: str, acr_password: str
+    task_queue: str,
+    namespace: str,
+    server_name: str,
+    secret_name: str,
+    codec_host: str,
+    api_key: str,
+    acr_password: str,
 ) -> None:
     values = {
         **FIXED,

@@ -17,7 +17,6 @@ from deploy_harness import (
     Project,
     contains_canary,
 )
-
 from dotenv import dotenv_values
 
 import config  # importable once deploy_harness has put the repository on sys.path
@@ -29,7 +28,7 @@ DEPLOY_VARIABLES = [
     "BUILD_MODE", "BUILD_PLATFORMS", "KEDA_ENABLED", "KEDA_MIN_REPLICAS", "KEDA_MAX_REPLICAS",
     "KEDA_TARGET_QUEUE_SIZE", "ROLLOUT_TIMEOUT",
 ]  # fmt: skip
-AWKWARD_VALUE = "it's \"quoted\" # not a comment $(touch pwned) ${HOME} `id` \\ back\nsecond line\tü 😀"
+AWKWARD_VALUE = 'it\'s "quoted" # not a comment $(touch pwned) ${HOME} `id` \\ back\nsecond line\tü 😀'
 
 
 @pytest.fixture

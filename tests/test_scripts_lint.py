@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from deploy_harness import REPO, STUBS, Project
 
 SKIPPED_DIRECTORIES = {".git", ".venv", ".venv-test", "node_modules", ".temporal", "__pycache__"}
@@ -18,9 +17,7 @@ STUB_SCRIPTS = sorted(path for path in STUBS.iterdir() if path.is_file() and pat
 def shell_scripts() -> list[Path]:
     """Every *.sh in the repository, including ones added later, plus the shell stubs."""
     scripts = [
-        path
-        for path in REPO.rglob("*.sh")
-        if not SKIPPED_DIRECTORIES.intersection(path.relative_to(REPO).parts)
+        path for path in REPO.rglob("*.sh") if not SKIPPED_DIRECTORIES.intersection(path.relative_to(REPO).parts)
     ]
     return sorted(scripts) + STUB_SCRIPTS
 
@@ -61,6 +58,7 @@ def test_the_image_is_slim_compiler_free_unbuffered_and_unprivileged() -> None:
         assert compiler_or_package_manager not in text
     assert "--only-binary=:all:" in text and "-r requirements.txt" in text
     assert "PYTHONUNBUFFERED=1" in dict(instructions)["ENV"]
+    assert "IN_CONTAINER=true" in dict(instructions)["ENV"], "start.sh must exec the worker, not set up a venv"
     users = [rest for keyword, rest in instructions if keyword == "USER"]
     assert users == ["10001:10001"], "the last USER must be the numeric non-root user the Deployment runs as"
     assert instructions[-1] == ("CMD", '["./start.sh", "worker"]')
@@ -73,7 +71,7 @@ def test_the_build_context_is_an_allow_list_of_the_app_files() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert lines[0] == "*", "exclude everything first, so config.env, .venv, tests and manifests never get in"
-    assert set(lines[1:]) == {"!Dockerfile", "!requirements.txt", "!*.py", "!start.sh"}
+    assert set(lines[1:]) == {"!Dockerfile", "!requirements.txt", "!*.py", "!start.sh", "bench.py"}
 
 
 @pytest.mark.parametrize(
