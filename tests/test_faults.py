@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+import os
 import re
 import signal
+import subprocess
 import time
 
 from conftest import AppProcess, DevServer, base_environment
+from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
+from static_keys import StaticKeyProvider
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import DataConverter
+
+from crypto_converter import EncryptionCodec
 
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
 WORKFLOWS_IN_FLIGHT = 20
+SECRET = "temporal-encryption-key"
 
 
 def expected_results(output: str) -> dict[str, str]:
@@ -84,3 +96,81 @@ def test_server_restart_while_the_client_loop_runs(tmp_path, task_queue, run_app
         assert worker.wait() == 0, worker.output
     finally:
         server.stop()
+
+
+# --- Encryption on, Key Vault gone after start-up ---------------------------------------------------
+
+
+def encrypted_input(key_id: str, key: bytes, argument: str) -> Payload:
+    """The payload a client holding key `key_id` would send for `argument`, made with our own codec."""
+    plain = DataConverter.default.payload_converter.to_payloads([argument])
+    return asyncio.run(EncryptionCodec(StaticKeyProvider({key_id: key})).encode(plain))[0]
+
+
+def start_workflow_with_payload(address: str, task_queue: str, workflow_id: str, payload: Payload) -> None:
+    """Start YourWorkflow with a ready-made payload through the `temporal` CLI (no SDK client in this process)."""
+    metadata = [f"{name}={value.decode()}" for name, value in payload.metadata.items()]
+    subprocess.run(
+        ["temporal", "workflow", "start", "--address", address, "--type", "YourWorkflow"]
+        + ["--task-queue", task_queue, "--workflow-id", workflow_id]
+        + ["--input-base64", "--input", base64.b64encode(payload.data).decode()]
+        + [argument for entry in metadata for argument in ("--input-meta", entry)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def workflow_status(address: str, workflow_id: str) -> str:
+    described = subprocess.run(
+        ["temporal", "workflow", "describe", "--address", address, "--workflow-id", workflow_id, "-o", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return json.loads(described.stdout)["workflowExecutionInfo"]["status"]
+
+
+def wait_for_status(address: str, workflow_id: str, status: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while (current := workflow_status(address, workflow_id)) != status:
+        assert time.monotonic() < deadline, f"workflow {workflow_id} is {current}, not {status}"
+        time.sleep(0.5)
+
+
+def test_key_vault_outage_keeps_cached_keys_working_and_an_unfetched_version_waits_for_the_vault(
+    tmp_path, dev_server, task_queue, run_app
+):
+    old_key, new_key = os.urandom(32), os.urandom(32)
+    with FakeKeyVault(tmp_path) as vault:
+        vault.add_version(SECRET, base64.b64encode(old_key).decode())
+        env = azure_cli_environment(
+            base_environment(
+                tmp_path,
+                TEMPORAL_ADDRESS=dev_server.address,
+                TEMPORAL_TASK_QUEUE=task_queue,
+                CLIENT_INTERVAL_SECONDS="0.3",
+                KEYVAULT_STARTUP_TIMEOUT_SECONDS="5",
+            )
+        ) | keyvault_environment(vault, SECRET)
+        worker = run_app("worker.py", env=env)
+        worker.wait_for_line(WORKER_READY)
+        client = run_app("client.py", env=env)
+        client.wait_for_line(r"completed: Final result:")
+
+        new_version = vault.add_version(SECRET, base64.b64encode(new_key).decode())  # not yet refreshed
+        vault.unavailable = True
+        completed_before = len(client.wait_for_line(r"completed: Final result:"))
+        client.wait_for_line(r"completed: Final result:", count=completed_before + 3)  # cached key at work
+
+        workflow_id = f"needs-new-key-{task_queue}"
+        start_workflow_with_payload(
+            dev_server.address, task_queue, workflow_id, encrypted_input(new_version, new_key, "after-rotation")
+        )
+        worker.wait_for_line(rf"No key for encrypted payload with key id '{new_version}': Cannot read version")
+        assert workflow_status(dev_server.address, workflow_id) == "WORKFLOW_EXECUTION_STATUS_RUNNING"
+
+        vault.unavailable = False
+        wait_for_status(dev_server.address, workflow_id, "WORKFLOW_EXECUTION_STATUS_COMPLETED")
+        assert vault.fetches(new_version) == 1
