@@ -4,8 +4,8 @@
 #   ensure_venv VENV_DIR REQUIREMENTS_FILE
 #
 # Creates VENV_DIR with Python 3.11+ when missing and installs REQUIREMENTS_FILE
-# whenever any requirements*.txt changed since the last install (a digest is kept
-# in VENV_DIR), so a second run costs nothing. The interpreter used to create the
+# whenever it, or a file it includes with -r, changed since the last install (a
+# digest is kept in VENV_DIR), so a second run costs nothing. The interpreter used to create the
 # environment is $PYTHON if set, else the newest python3.1x found on PATH.
 
 find_python() {
@@ -22,16 +22,24 @@ find_python() {
   return 1
 }
 
+# The file and every file it includes with -r, so a change to any of them means a new install.
+requirements_text() {
+  local file=$1 include
+  cat "$file"
+  while read -r include; do
+    requirements_text "$(dirname "$file")/$include"
+  done < <(sed -n 's/^-r[[:space:]]*//p' "$file")
+}
+
 requirements_digest() {
-  local requirements_dir=$1
-  cat "$requirements_dir"/requirements*.txt | sha256sum | cut -d' ' -f1
+  requirements_text "$1" | sha256sum | cut -d' ' -f1
 }
 
 ensure_venv() {
   local venv_dir=$1 requirements=$2
   local stamp digest python
   stamp="$venv_dir/.installed-$(basename "$requirements").sha256"
-  digest=$(requirements_digest "$(dirname "$requirements")")
+  digest=$(requirements_digest "$requirements")
   if [[ -x "$venv_dir/bin/python" && -f "$stamp" && "$(<"$stamp")" == "$digest" ]]; then
     return 0
   fi

@@ -1,0 +1,60 @@
+"""ensure_venv.sh: the two commands set up their environments on a fresh machine, and do nothing when up to date."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO_DIR
+
+
+def ensure_venv(venv: Path, requirements: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            "bash",
+            "-c",
+            'source "$0"; ensure_venv "$1" "$2"',
+            str(REPO_DIR / "ensure_venv.sh"),
+            str(venv),
+            str(requirements),
+        ],
+        env={
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+            "PYTHON": sys.executable,
+            "HOME": str(venv.parent),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_creates_installs_then_skips_until_an_included_file_changes(tmp_path):
+    base = tmp_path / "requirements-base.txt"
+    base.write_text("# nothing to install yet\n")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("-r requirements-base.txt\n")
+    venv = tmp_path / "venv"
+
+    first = ensure_venv(venv, requirements)
+    assert first.returncode == 0, first.stderr
+    assert "Creating virtual environment" in first.stderr and "Installing" in first.stderr
+    assert (venv / "bin" / "python").exists()
+
+    second = ensure_venv(venv, requirements)
+    assert second.returncode == 0 and second.stderr == "", "nothing changed, nothing to do"
+
+    base.write_text("# an included file changed\n")
+    third = ensure_venv(venv, requirements)
+    assert "Installing" in third.stderr and "Creating" not in third.stderr
+
+
+def test_a_failed_install_says_so_and_is_retried_next_time(tmp_path):
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("--this-is-not-a-pip-option\n")
+    venv = tmp_path / "venv"
+    for _ in range(2):
+        result = ensure_venv(venv, requirements)
+        assert result.returncode != 0
+        assert f"ERROR: pip could not install {requirements}" in result.stderr
