@@ -68,26 +68,20 @@ main() {
   STEP_TOTAL=8
   ! $DRY_RUN || echo "Dry run: the configuration is checked and the manifests rendered; every other command is printed, not run."
 
-  step "Checking configuration" \
-    "fix the variables listed above in config.env or the environment; CONFIGURATION.md explains each." \
-    check_configuration deploy
+  step_check_configuration deploy
   step "Checking tools and access" \
     "fix the problems listed above, then run ./deploy.sh again (./deploy.sh --dry-run shows every command)." \
     preflight deploy
-  step "Rendering manifests" \
-    "the error above names the manifest or setting; ./generate-k8s-manifests.sh reproduces it." \
-    render_manifests
-  step "Logging in to ACR" \
-    "run az login; check ACR_NAME and that your account has the AcrPush role on the registry." \
-    acr_login
-  step "Building and pushing image" "$(build_hint)" build_and_push
+  step_render_manifests
+  step_acr_login
+  step_build_and_push
   step "Creating namespace" \
     "check that kubectl --context $KUBE_CONTEXT can create namespaces, or create $KUBERNETES_NAMESPACE as a cluster admin." \
     create_namespace
   step "Applying manifests" \
     "the API server rejected the manifest named above; fix the setting behind it and run ./deploy.sh again." \
     apply_manifests
-  step "Waiting for rollout" "$(rollout_hint)" wait_for_rollout
+  step_wait_for_rollout
   show_pods_and_logs_command
 }
 

@@ -59,36 +59,26 @@ parse_arguments() {
 
 patch_image() {
   STEP_TOTAL=7
-  step "Checking configuration" \
-    "fix the variables listed above in config.env or the environment; CONFIGURATION.md explains each." \
-    check_configuration deploy
+  step_check_configuration deploy
   step "Checking tools and access" "fix the problems listed above, then run ./patch.sh again." preflight deploy
-  step "Rendering manifests" \
-    "the error above names the manifest or setting; ./generate-k8s-manifests.sh reproduces it." \
-    render_manifests
-  step "Logging in to ACR" \
-    "run az login; check ACR_NAME and that your account has the AcrPush role on the registry." \
-    acr_login
-  step "Building and pushing image" "$(build_hint)" build_and_push
+  step_render_manifests
+  step_acr_login
+  step_build_and_push
   step "Updating image" \
     "deployment/$APP_NAME must exist in namespace $KUBERNETES_NAMESPACE: run ./deploy.sh first." \
     set_image
-  step "Waiting for rollout" "$(rollout_hint)" wait_for_rollout
+  step_wait_for_rollout
 }
 
 patch_configuration() {
   STEP_TOTAL=5
-  step "Checking configuration" \
-    "fix the variables listed above in config.env or the environment; CONFIGURATION.md explains each." \
-    check_configuration config
+  step_check_configuration config
   step "Checking cluster access" "fix the problems listed above, then run ./patch.sh --config-only again." preflight config
-  step "Rendering manifests" \
-    "the error above names the manifest or setting; ./generate-k8s-manifests.sh reproduces it." \
-    render_manifests
+  step_render_manifests
   step "Applying configuration" \
     "the API server rejected the manifest named above, or deployment/$APP_NAME does not exist yet: run ./deploy.sh first." \
     apply_configuration_and_restart
-  step "Waiting for rollout" "$(rollout_hint)" wait_for_rollout
+  step_wait_for_rollout
 }
 
 apply_configuration_and_restart() {

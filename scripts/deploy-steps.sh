@@ -27,6 +27,33 @@ step() {
   "$@"
 }
 
+# The steps deploy.sh and patch.sh share, each with the hint printed when it fails.
+step_check_configuration() {
+  step "Checking configuration" \
+    "fix the variables listed above in config.env or the environment; CONFIGURATION.md explains each." \
+    check_configuration "$1"
+}
+
+step_render_manifests() {
+  step "Rendering manifests" \
+    "the error above names the manifest or setting; ./generate-k8s-manifests.sh reproduces it." \
+    render_manifests
+}
+
+step_acr_login() {
+  step "Logging in to ACR" \
+    "run az login; check ACR_NAME and that your account has the AcrPush role on the registry." \
+    acr_login
+}
+
+step_build_and_push() {
+  step "Building and pushing image" "$(build_hint)" build_and_push
+}
+
+step_wait_for_rollout() {
+  step "Waiting for rollout" "$(rollout_hint)" wait_for_rollout
+}
+
 # EXIT trap: remove a dry run's manifests; on failure, name the step and give its hint.
 finish() {
   local status=$1
