@@ -92,16 +92,21 @@ class DevServer:
                 self.process.wait()
 
 
-def workflow_history(address: str, workflow_id: str) -> list[dict]:
-    """A workflow's history events as the server stores them, read by the `temporal` CLI without any codec."""
+def temporal_cli_json(address: str, *arguments: str) -> dict:
+    """What the `temporal` CLI prints as JSON for a command against the server at `address` (no codec)."""
     shown = subprocess.run(
-        ["temporal", "workflow", "show", "--workflow-id", workflow_id, "--address", address, "-o", "json"],
+        ["temporal", *arguments, "--address", address, "-o", "json"],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    return json.loads(shown.stdout)["events"]
+    return json.loads(shown.stdout)
+
+
+def workflow_history(address: str, workflow_id: str) -> list[dict]:
+    """A workflow's history events as the server stores them."""
+    return temporal_cli_json(address, "workflow", "show", "--workflow-id", workflow_id)["events"]
 
 
 @pytest.fixture(scope="session")

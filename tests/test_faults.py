@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import re
 import signal
 import subprocess
 import time
 
-from conftest import AppProcess, DevServer, base_environment
+from conftest import AppProcess, DevServer, base_environment, temporal_cli_json
 from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
 from static_keys import StaticKeyProvider
 from temporalio.api.common.v1 import Payload
@@ -122,14 +121,8 @@ def start_workflow_with_payload(address: str, task_queue: str, workflow_id: str,
 
 
 def workflow_status(address: str, workflow_id: str) -> str:
-    described = subprocess.run(
-        ["temporal", "workflow", "describe", "--address", address, "--workflow-id", workflow_id, "-o", "json"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    return json.loads(described.stdout)["workflowExecutionInfo"]["status"]
+    described = temporal_cli_json(address, "workflow", "describe", "--workflow-id", workflow_id)
+    return described["workflowExecutionInfo"]["status"]
 
 
 def wait_for_status(address: str, workflow_id: str, status: str, timeout: float = 120) -> None:
