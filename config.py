@@ -196,9 +196,9 @@ def read_variables(
 
 def read_env_file(path: Path) -> dict[str, str]:
     """Every KEY=VALUE in a config.env file, as data (python-dotenv, no interpolation)."""
-    if not path.exists():
-        return {}
     try:
+        if not path.exists():  # raises too, for a path the OS refuses (a name too long)
+            return {}
         values = dotenv_values(path, interpolate=False)
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError([f"{path}: cannot be read ({error}); fix the file or its permissions"]) from None
@@ -362,7 +362,11 @@ class _Parser:
             if not raw:
                 return None
             path = Path(raw)
-            if not path.is_file() or not os.access(path, os.R_OK):
+            try:
+                readable = path.is_file() and os.access(path, os.R_OK)
+            except OSError:  # a path the OS refuses to look up, such as a name too long
+                readable = False
+            if not readable:
                 raise ValueError("file does not exist or is not readable; give the path to a readable file")
             return raw
 
