@@ -435,8 +435,10 @@ def _boolean(raw: str) -> bool:
 
 
 def _port(raw: str, lowest: int) -> int:
-    if not raw.isascii() or not raw.isdigit() or not lowest <= int(raw) <= 65535:
-        raise ValueError(f"port must be a whole number from {lowest} to 65535")
+    # No leading zeros: YAML (containerPort) and bash arithmetic (start.sh) read 0010 as octal 8.
+    plain_number = raw.isascii() and raw.isdigit() and len(raw) <= 5 and (raw == "0" or not raw.startswith("0"))
+    if not plain_number or not lowest <= int(raw) <= 65535:
+        raise ValueError(f"port must be a whole number from {lowest} to 65535, without leading zeros")
     return int(raw)
 
 
