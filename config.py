@@ -73,6 +73,9 @@ DEFAULTS: dict[str, str] = {
 }
 
 SECRET_VARIABLES = frozenset({"TEMPORAL_API_KEY", "CODEC_SERVER_TOKEN"})
+# A day. Far more overflows the worker's timedelta (about 8.6e13 s) and, sooner or later, the pod's
+# terminationGracePeriodSeconds (an int64); no shutdown needs to wait that long.
+MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS = 86400.0
 
 # The words temporalio.envconfig and the `temporal` CLI accept, so one config.env means the same to all.
 _TRUE_WORDS = frozenset({"true", "1"})
@@ -223,7 +226,9 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | os.P
         dev_server_ui_port=parser.optional_port("TEMPORAL_DEV_SERVER_UI_PORT"),
         task_queue=parser.name("TEMPORAL_TASK_QUEUE"),
         client_interval_seconds=parser.seconds("CLIENT_INTERVAL_SECONDS", minimum=0.0),
-        worker_shutdown_timeout_seconds=parser.seconds("WORKER_SHUTDOWN_TIMEOUT_SECONDS", minimum=0.0),
+        worker_shutdown_timeout_seconds=parser.seconds(
+            "WORKER_SHUTDOWN_TIMEOUT_SECONDS", minimum=0.0, maximum=MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS
+        ),
         log_level=parser.log_level("LOG_LEVEL"),
         activity_simulated_work_seconds=parser.seconds("ACTIVITY_SIMULATED_WORK_SECONDS", minimum=0.0),
         metrics_port=parser.port("METRICS_PORT", allow_zero=True),
@@ -319,14 +324,16 @@ class _Parser:
     def optional_boolean(self, name: str) -> bool | None:
         return self._parse(name, lambda raw: _boolean(raw) if raw else None, None)
 
-    def seconds(self, name: str, minimum: float) -> float:
+    def seconds(self, name: str, minimum: float, maximum: float = math.inf) -> float:
+        bounds = f"at least {minimum:g}" + (f" and at most {maximum:g}" if maximum < math.inf else "")
+
         def convert(raw: str) -> float:
             try:
                 value = float(raw)
             except ValueError:
-                raise ValueError(f"must be a number of seconds, at least {minimum:g}") from None
-            if not math.isfinite(value) or value < minimum:
-                raise ValueError(f"must be a number of seconds, at least {minimum:g}")
+                raise ValueError(f"must be a number of seconds, {bounds}") from None
+            if not math.isfinite(value) or not minimum <= value <= maximum:
+                raise ValueError(f"must be a number of seconds, {bounds}")
             return value
 
         return self._parse(name, convert, minimum)
