@@ -76,6 +76,8 @@ SECRET_VARIABLES = frozenset({"TEMPORAL_API_KEY", "CODEC_SERVER_TOKEN"})
 # A day. Far more overflows the worker's timedelta (about 8.6e13 s) and, sooner or later, the pod's
 # terminationGracePeriodSeconds (an int64); no shutdown needs to wait that long.
 MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS = 86400.0
+# The problem with a value the environment gave as bytes that are not UTF-8 (the value is never shown).
+NOT_TEXT = "holds bytes that are not UTF-8 text; write the value in UTF-8"
 
 # The words temporalio.envconfig and the `temporal` CLI accept, so one config.env means the same to all.
 _TRUE_WORDS = frozenset({"true", "1"})
@@ -288,8 +290,12 @@ class _Parser:
     """Turns raw strings into typed values, collecting a problem line instead of raising."""
 
     def __init__(self, variables: dict[str, str]) -> None:
-        self.variables = variables
+        self.variables = dict(variables)
         self.problems: list[str] = []
+        for name, raw in variables.items():
+            if not _is_text(raw):  # bytes the environment held that are not UTF-8 (lone surrogates here)
+                self.problems.append(f"{name}: {NOT_TEXT}")
+                self.variables[name] = DEFAULTS[name]
 
     def _parse(self, name: str, convert: Callable[[str], T], fallback: T) -> T:
         raw = self.variables[name]
@@ -447,6 +453,14 @@ def _port(raw: str, lowest: int) -> int:
     if not plain_number or not lowest <= int(raw) <= 65535:
         raise ValueError(f"port must be a whole number from {lowest} to 65535, without leading zeros")
     return int(raw)
+
+
+def _is_text(raw: str) -> bool:
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _has_control_characters(text: str) -> bool:

@@ -429,8 +429,18 @@ sc_check_config_map_text() {
   done <<<"$problems"
 }
 
+# The image pull Secret is JSON, which holds only UTF-8 text (the values go through a pipe, never an argv).
+sc_check_pull_secret_text() {
+  local problem
+  while IFS= read -r problem; do
+    [ -z "$problem" ] || sc_problem "$problem"
+  done < <(printf '%s=%s\0' ACR_USERNAME "$ACR_USERNAME" ACR_PASSWORD "$ACR_PASSWORD" ACR_EMAIL "$ACR_EMAIL" |
+    "$SC_PYTHON" "$SC_DIR/scripts/manifest_helpers.py" not-text)
+}
+
 sc_check_render() {
   sc_check_config_map_text
+  sc_check_pull_secret_text
   sc_check_k8s_name APP_NAME
   sc_check_k8s_name KUBERNETES_NAMESPACE
   sc_check_image
