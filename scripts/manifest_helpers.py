@@ -2,8 +2,8 @@
 
 They exist because bash cannot do these few things safely or portably:
 
-  yaml-string VALUE          print VALUE as a YAML double-quoted scalar that every YAML parser
-                             (Go's in kubectl, PyYAML) reads back byte-exact
+  yaml-string                read a value from stdin and print it as a YAML double-quoted scalar
+                             that every YAML parser (Go's in kubectl, PyYAML) reads back byte-exact
   grace-period SECONDS       print terminationGracePeriodSeconds for a worker whose graceful
                              shutdown takes SECONDS: the next whole second plus a margin
   quantity-le REQUEST LIMIT  exit 0 when the Kubernetes quantity REQUEST is at most LIMIT, else 1
@@ -137,8 +137,8 @@ def _stdin_pairs() -> list[str]:
 
 def _main(arguments: list[str]) -> int:
     command, rest = (arguments[0], arguments[1:]) if arguments else ("", [])
-    if command == "yaml-string" and len(rest) == 1:
-        print(yaml_string(rest[0]))
+    if command == "yaml-string" and not rest:
+        print(yaml_string(sys.stdin.buffer.read().decode()))
     elif command == "grace-period" and len(rest) == 1:
         print(grace_period(rest[0]))
     elif command == "quantity-le" and len(rest) == 2:
