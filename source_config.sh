@@ -264,9 +264,16 @@ sc_problem() {
   SC_PROBLEMS="${SC_PROBLEMS}  $1"$'\n'
 }
 
-# How a value may appear in a message: secrets never do.
+# How a value may appear in a message: secrets never do, and one with control characters is escaped
+# (%q), so that every problem stays on one line and no escape sequence reaches the terminal.
 sc_shown() {
-  if sc_is_secret "$1"; then printf '<hidden>'; else printf "'%s'" "${!1}"; fi
+  if sc_is_secret "$1"; then
+    printf '<hidden>'
+  elif sc_matches "${!1}" '^[[:print:]]*$'; then
+    printf "'%s'" "${!1}"
+  else
+    printf '%q' "${!1}"
+  fi
 }
 
 sc_bad() {
