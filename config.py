@@ -73,6 +73,11 @@ DEFAULTS: dict[str, str] = {
 }
 
 SECRET_VARIABLES = frozenset({"TEMPORAL_API_KEY", "CODEC_SERVER_TOKEN"})
+# A day. Far more overflows the worker's timedelta (about 8.6e13 s) and, sooner or later, the pod's
+# terminationGracePeriodSeconds (an int64); no shutdown needs to wait that long.
+MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS = 86400.0
+# The problem with a value the environment gave as bytes that are not UTF-8 (the value is never shown).
+NOT_TEXT = "holds bytes that are not UTF-8 text; write the value in UTF-8"
 
 # The words temporalio.envconfig and the `temporal` CLI accept, so one config.env means the same to all.
 _TRUE_WORDS = frozenset({"true", "1"})
@@ -196,9 +201,9 @@ def read_variables(
 
 def read_env_file(path: Path) -> dict[str, str]:
     """Every KEY=VALUE in a config.env file, as data (python-dotenv, no interpolation)."""
-    if not path.exists():
-        return {}
     try:
+        if not path.exists():  # raises too, for a path the OS refuses (a name too long)
+            return {}
         values = dotenv_values(path, interpolate=False)
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError([f"{path}: cannot be read ({error}); fix the file or its permissions"]) from None
@@ -223,7 +228,9 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | os.P
         dev_server_ui_port=parser.optional_port("TEMPORAL_DEV_SERVER_UI_PORT"),
         task_queue=parser.name("TEMPORAL_TASK_QUEUE"),
         client_interval_seconds=parser.seconds("CLIENT_INTERVAL_SECONDS", minimum=0.0),
-        worker_shutdown_timeout_seconds=parser.seconds("WORKER_SHUTDOWN_TIMEOUT_SECONDS", minimum=0.0),
+        worker_shutdown_timeout_seconds=parser.seconds(
+            "WORKER_SHUTDOWN_TIMEOUT_SECONDS", minimum=0.0, maximum=MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS
+        ),
         log_level=parser.log_level("LOG_LEVEL"),
         activity_simulated_work_seconds=parser.seconds("ACTIVITY_SIMULATED_WORK_SECONDS", minimum=0.0),
         metrics_port=parser.port("METRICS_PORT", allow_zero=True),
@@ -283,8 +290,12 @@ class _Parser:
     """Turns raw strings into typed values, collecting a problem line instead of raising."""
 
     def __init__(self, variables: dict[str, str]) -> None:
-        self.variables = variables
+        self.variables = dict(variables)
         self.problems: list[str] = []
+        for name, raw in variables.items():
+            if not _is_text(raw):  # bytes the environment held that are not UTF-8 (lone surrogates here)
+                self.problems.append(f"{name}: {NOT_TEXT}")
+                self.variables[name] = DEFAULTS[name]
 
     def _parse(self, name: str, convert: Callable[[str], T], fallback: T) -> T:
         raw = self.variables[name]
@@ -319,14 +330,16 @@ class _Parser:
     def optional_boolean(self, name: str) -> bool | None:
         return self._parse(name, lambda raw: _boolean(raw) if raw else None, None)
 
-    def seconds(self, name: str, minimum: float) -> float:
+    def seconds(self, name: str, minimum: float, maximum: float = math.inf) -> float:
+        bounds = f"at least {minimum:g}" + (f" and at most {maximum:g}" if maximum < math.inf else "")
+
         def convert(raw: str) -> float:
             try:
                 value = float(raw)
             except ValueError:
-                raise ValueError(f"must be a number of seconds, at least {minimum:g}") from None
-            if not math.isfinite(value) or value < minimum:
-                raise ValueError(f"must be a number of seconds, at least {minimum:g}")
+                raise ValueError(f"must be a number of seconds, {bounds}") from None
+            if not math.isfinite(value) or not minimum <= value <= maximum:
+                raise ValueError(f"must be a number of seconds, {bounds}")
             return value
 
         return self._parse(name, convert, minimum)
@@ -362,7 +375,11 @@ class _Parser:
             if not raw:
                 return None
             path = Path(raw)
-            if not path.is_file() or not os.access(path, os.R_OK):
+            try:
+                readable = path.is_file() and os.access(path, os.R_OK)
+            except OSError:  # a path the OS refuses to look up, such as a name too long
+                readable = False
+            if not readable:
                 raise ValueError("file does not exist or is not readable; give the path to a readable file")
             return raw
 
@@ -431,9 +448,19 @@ def _boolean(raw: str) -> bool:
 
 
 def _port(raw: str, lowest: int) -> int:
-    if not raw.isascii() or not raw.isdigit() or not lowest <= int(raw) <= 65535:
-        raise ValueError(f"port must be a whole number from {lowest} to 65535")
+    # No leading zeros: YAML (containerPort) and bash arithmetic (start.sh) read 0010 as octal 8.
+    plain_number = raw.isascii() and raw.isdigit() and len(raw) <= 5 and (raw == "0" or not raw.startswith("0"))
+    if not plain_number or not lowest <= int(raw) <= 65535:
+        raise ValueError(f"port must be a whole number from {lowest} to 65535, without leading zeros")
     return int(raw)
+
+
+def _is_text(raw: str) -> bool:
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _has_control_characters(text: str) -> bool:

@@ -350,8 +350,10 @@ YAML
 
 # ---------------------------------------------------------------- KEDA
 
+# The value travels on stdin: as an argument, one longer than 128 KiB would fail (E2BIG) unnoticed
+# inside the template's $(...), leaving an empty field.
 quoted() {
-  manifest_helper yaml-string "$1"
+  printf '%s' "$1" | manifest_helper yaml-string
 }
 
 needs_trigger_authentication() {

@@ -264,9 +264,16 @@ sc_problem() {
   SC_PROBLEMS="${SC_PROBLEMS}  $1"$'\n'
 }
 
-# How a value may appear in a message: secrets never do.
+# How a value may appear in a message: secrets never do, and one with control characters is escaped
+# (%q), so that every problem stays on one line and no escape sequence reaches the terminal.
 sc_shown() {
-  if sc_is_secret "$1"; then printf '<hidden>'; else printf "'%s'" "${!1}"; fi
+  if sc_is_secret "$1"; then
+    printf '<hidden>'
+  elif sc_matches "${!1}" '^[[:print:]]*$'; then
+    printf "'%s'" "${!1}"
+  else
+    printf '%q' "${!1}"
+  fi
 }
 
 sc_bad() {
@@ -429,8 +436,18 @@ sc_check_config_map_text() {
   done <<<"$problems"
 }
 
+# The image pull Secret is JSON, which holds only UTF-8 text (the values go through a pipe, never an argv).
+sc_check_pull_secret_text() {
+  local problem
+  while IFS= read -r problem; do
+    [ -z "$problem" ] || sc_problem "$problem"
+  done < <(printf '%s=%s\0' ACR_USERNAME "$ACR_USERNAME" ACR_PASSWORD "$ACR_PASSWORD" ACR_EMAIL "$ACR_EMAIL" |
+    "$SC_PYTHON" "$SC_DIR/scripts/manifest_helpers.py" not-text)
+}
+
 sc_check_render() {
   sc_check_config_map_text
+  sc_check_pull_secret_text
   sc_check_k8s_name APP_NAME
   sc_check_k8s_name KUBERNETES_NAMESPACE
   sc_check_image

@@ -2,8 +2,8 @@
 
 They exist because bash cannot do these few things safely or portably:
 
-  yaml-string VALUE          print VALUE as a YAML double-quoted scalar that every YAML parser
-                             (Go's in kubectl, PyYAML) reads back byte-exact
+  yaml-string                read a value from stdin and print it as a YAML double-quoted scalar
+                             that every YAML parser (Go's in kubectl, PyYAML) reads back byte-exact
   grace-period SECONDS       print terminationGracePeriodSeconds for a worker whose graceful
                              shutdown takes SECONDS: the next whole second plus a margin
   quantity-le REQUEST LIMIT  exit 0 when the Kubernetes quantity REQUEST is at most LIMIT, else 1
@@ -12,6 +12,8 @@ They exist because bash cannot do these few things safely or portably:
   checksum FILE...           print one SHA-256 over the files' names and contents
   yaml-unsafe                read NAME=VALUE pairs (NUL-separated) from stdin and print one line
                              for each value holding a character kubectl cannot write as YAML
+  not-text                   read NAME=VALUE pairs (NUL-separated) from stdin and print one line
+                             for each value holding bytes that are not UTF-8 text
 
 No command reads configuration: values arrive as arguments (never secrets) or on stdin.
 """
@@ -117,10 +119,26 @@ def yaml_unsafe(pairs: list[str]) -> list[str]:
     return problems
 
 
+def not_text(pairs: list[str]) -> list[str]:
+    problems = []
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append(f"{name}: holds bytes that are not UTF-8 text; write the value in UTF-8")
+    return problems
+
+
+def _stdin_pairs() -> list[str]:
+    """NUL-separated NAME=VALUE pairs from stdin; bytes that are not UTF-8 arrive as lone surrogates."""
+    return [pair for pair in sys.stdin.buffer.read().decode("utf-8", "surrogateescape").split("\0") if pair]
+
+
 def _main(arguments: list[str]) -> int:
     command, rest = (arguments[0], arguments[1:]) if arguments else ("", [])
-    if command == "yaml-string" and len(rest) == 1:
-        print(yaml_string(rest[0]))
+    if command == "yaml-string" and not rest:
+        print(yaml_string(sys.stdin.buffer.read().decode()))
     elif command == "grace-period" and len(rest) == 1:
         print(grace_period(rest[0]))
     elif command == "quantity-le" and len(rest) == 2:
@@ -134,8 +152,10 @@ def _main(arguments: list[str]) -> int:
     elif command == "checksum" and rest:
         print(checksum(rest))
     elif command == "yaml-unsafe" and not rest:
-        pairs = [pair for pair in sys.stdin.buffer.read().decode().split("\0") if pair]
-        for problem in yaml_unsafe(pairs):
+        for problem in yaml_unsafe(_stdin_pairs()):  # bytes that are not UTF-8: config.py check says so
+            print(problem)
+    elif command == "not-text" and not rest:
+        for problem in not_text(_stdin_pairs()):
             print(problem)
     else:
         print(__doc__, file=sys.stderr)
