@@ -392,6 +392,10 @@ class _Parser:
             parts = urlsplit(raw)
             if parts.scheme != "https" or not parts.hostname or _has_control_characters(raw) or " " in raw:
                 raise ValueError("must be an https URL, for example https://my-vault.vault.azure.net/")
+            try:
+                parts.port  # noqa: B018  (urlsplit checks the port only when asked)
+            except ValueError:
+                raise ValueError("has a port that is not a whole number from 0 to 65535") from None
             return raw
 
         return self._parse(name, convert, None)

@@ -74,12 +74,25 @@ async def run(settings: Settings) -> bool:
     return True
 
 
+async def first_beat_or_stop(health: HealthFile, worker: Worker) -> None:
+    """Write the health file once before announcing readiness: a worker whose probes can never pass must say so."""
+    try:
+        health.beat()
+    except OSError as error:
+        await worker.shutdown()
+        raise StartupError(
+            f"Cannot write the health file {health.path}: {error.strerror or error}. "
+            "Set WORKER_HEALTH_FILE to a writable path (in the pod: under /tmp)."
+        ) from None
+
+
 async def serve(worker: Worker, settings: Settings, stop: asyncio.Event) -> None:
     """Poll until stopped or failed, keeping the health file fresh meanwhile; then shut down gracefully."""
     run_task = asyncio.create_task(worker.run())
     await wait_until_polling(worker, run_task)
-    print("Starting worker... Awaiting tasks.", flush=True)
     health = HealthFile(settings.worker_health_file)
+    await first_beat_or_stop(health, worker)
+    print("Starting worker... Awaiting tasks.", flush=True)
     beating = asyncio.create_task(health.keep_fresh())
     try:
         stop_requested = asyncio.create_task(stop.wait())

@@ -93,6 +93,7 @@ COMPANIONS = {"KEYVAULT_URL": {"KEYVAULT_SECRET_NAME": "temporal-encryption-key"
         ("METRICS_PORT", "90000", "port must be a whole number from 0 to 65535"),
         ("METRICS_PORT", "９０００", "port must be a whole number"),
         ("KEYVAULT_URL", "http://vault.example", "must be an https URL"),
+        ("KEYVAULT_URL", "https://vault.example:99999/", "has a port that is not a whole number"),
         ("KEYVAULT_REFRESH_SECONDS", "0", "at least 1"),
         ("KEYVAULT_STARTUP_TIMEOUT_SECONDS", "x", "number of seconds"),
         ("KEYVAULT_CA_FILE", "/no/such/ca.pem", "not readable"),

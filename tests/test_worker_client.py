@@ -132,3 +132,17 @@ def test_unknown_namespace_makes_the_worker_exit_non_zero_with_a_hint(tmp_path, 
     assert "Check TEMPORAL_NAMESPACE" in worker.output
     assert "Starting worker... Awaiting tasks." not in worker.output
     assert "Traceback" not in worker.output
+
+
+def test_unwritable_health_file_stops_the_worker_before_it_claims_to_be_ready(
+    tmp_path, dev_server, task_queue, run_app
+):
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    env = app_environment(tmp_path, dev_server, task_queue, WORKER_HEALTH_FILE=str(not_a_directory / "health"))
+    worker = run_app("worker.py", env=env)
+    assert worker.wait() == 1
+    assert f"ERROR: Cannot write the health file {not_a_directory / 'health'}" in worker.output
+    assert "Set WORKER_HEALTH_FILE to a writable path" in worker.output
+    assert "Starting worker... Awaiting tasks." not in worker.output
+    assert "Traceback" not in worker.output
