@@ -14,10 +14,10 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import AppProcess, base_environment, free_port
-from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
+from conftest import AppProcess, free_port
+from fake_keyvault import FakeKeyVault
 from test_encryption_e2e import ENCRYPTED, metadata, stored_payloads
-from test_start_sh import copy_of_repo
+from test_start_sh import copy_of_repo, encrypted_start_sh_environment
 
 CHROMIUM = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
 SECRET = "temporal-encryption-key"
@@ -55,15 +55,7 @@ def test_web_ui_shows_decrypted_input_and_result_through_the_codec_server(tmp_pa
     with FakeKeyVault(tmp_path) as vault:
         vault.add_version(SECRET, base64.b64encode(os.urandom(32)).decode())
         repo = copy_of_repo(tmp_path / "repo")
-        environment = azure_cli_environment(
-            base_environment(
-                tmp_path,
-                TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
-                TEMPORAL_DEV_SERVER_UI_PORT=str(ui_port),
-                CODEC_SERVER_PORT=str(codec_port),
-                CLIENT_INTERVAL_SECONDS="1",
-            )
-        ) | keyvault_environment(vault, SECRET)
+        environment = encrypted_start_sh_environment(tmp_path, vault, SECRET, port, ui_port, codec_port)
         app = AppProcess([str(repo / "start.sh")], environment, cwd=repo)
         try:
             app.wait_for_line(rf"Codec server listening on http://127\.0\.0\.1:{codec_port}", timeout=120)

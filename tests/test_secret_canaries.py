@@ -39,8 +39,8 @@ from deploy_harness import (
     parse_with_kubectl,
     secret_values,
 )
-from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
-from test_start_sh import copy_of_repo
+from fake_keyvault import FakeKeyVault
+from test_start_sh import copy_of_repo, encrypted_start_sh_environment
 
 SECRET_NAME = "temporal-encryption-key"
 ENCRYPTION_KEY = b"canary-encryption-key-32-bytes!!"  # an AES-256 key whose bytes are recognizable text
@@ -187,18 +187,17 @@ def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: P
     with FakeKeyVault(tmp_path) as vault:
         vault.add_version(SECRET_NAME, KEY_IN_VAULT)
         repo = copy_of_repo(tmp_path / "repo")
-        environment = azure_cli_environment(
-            base_environment(
-                tmp_path,
-                TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
-                TEMPORAL_DEV_SERVER_UI_PORT=str(ui_port),
-                CODEC_SERVER_PORT=str(codec_port),
-                CLIENT_INTERVAL_SECONDS="1",
-                LOG_LEVEL="DEBUG",
-                CODEC_SERVER_TOKEN=CODEC_TOKEN_CANARY,
-                ACR_PASSWORD=ACR_PASSWORD_CANARY,  # not read by the app: shows if a program dumps its environment
-            )
-        ) | keyvault_environment(vault, SECRET_NAME)
+        environment = encrypted_start_sh_environment(
+            tmp_path,
+            vault,
+            SECRET_NAME,
+            port,
+            ui_port,
+            codec_port,
+            LOG_LEVEL="DEBUG",
+            CODEC_SERVER_TOKEN=CODEC_TOKEN_CANARY,
+            ACR_PASSWORD=ACR_PASSWORD_CANARY,  # not read by the app: shows if a program dumps its environment
+        )
         app = AppProcess([str(repo / "start.sh")], environment, cwd=repo)
         client = None
         try:

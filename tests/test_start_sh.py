@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO_DIR, AppProcess, base_environment, free_port
+from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
 
 TEST_VENV = Path(sys.prefix)
 
@@ -23,6 +24,21 @@ def copy_of_repo(destination: Path) -> Path:
             shutil.copy2(source, destination / source.name)
     (destination / ".venv").symlink_to(TEST_VENV)
     return destination
+
+
+def encrypted_start_sh_environment(
+    tmp_path: Path, vault: FakeKeyVault, secret_name: str, port: int, ui_port: int, codec_port: int, **overrides: str
+) -> dict[str, str]:
+    """What `./start.sh` needs to run everything with encryption on: ports, the test vault, the stub `az`."""
+    base = base_environment(
+        tmp_path,
+        TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
+        TEMPORAL_DEV_SERVER_UI_PORT=str(ui_port),
+        CODEC_SERVER_PORT=str(codec_port),
+        CLIENT_INTERVAL_SECONDS="1",
+        **overrides,
+    )
+    return azure_cli_environment(base) | keyvault_environment(vault, secret_name)
 
 
 def process_group_is_gone(process_group: int) -> bool:
