@@ -40,14 +40,14 @@ from temporalio.worker import Worker
 REPO_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO_DIR / "tests"))
 
-from conftest import DevServer  # noqa: E402  (test helpers: a dev server on a free port)
-from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment  # noqa: E402
-
 from activities import YourActivities  # noqa: E402
 from config import load_settings  # noqa: E402
 from crypto_converter import EncryptionCodec, encrypted_data_converter  # noqa: E402
 from keyvault import KeyVaultKeyProvider  # noqa: E402
 from workflows import YourWorkflow  # noqa: E402
+
+from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment  # noqa: E402
+from helpers.processes import DevServer  # noqa: E402  (test helpers: a dev server on a free port)
 
 SECRET = "bench-encryption-key"
 NONCE_BYTES = 12

@@ -29,8 +29,10 @@ from pathlib import Path
 import jsonschema
 import kubernetes_validate
 import pytest
-from conftest import PYTHON, REPO_DIR, base_environment, free_port
-from deploy_harness import (
+
+import config
+
+from helpers.deploy_harness import (
     FULL_CONFIG,
     Project,
     Result,
@@ -38,12 +40,11 @@ from deploy_harness import (
     parse_with_kubectl,
     parse_with_pyyaml,
     secret_values,
+    shown,
 )
-from fake_keyvault import azure_cli_environment
-from test_manifests import KUBERNETES_VERSION, check_temporal_trigger, keda_schema
-from test_scripts_config import shown
-
-import config  # importable once deploy_harness has put the repository on sys.path
+from helpers.fake_keyvault import azure_cli_environment
+from helpers.manifest_checks import KUBERNETES_VERSION, check_temporal_trigger, keda_schema
+from helpers.processes import PYTHON, REPO_DIR, base_environment, free_port
 
 # Replaced in every value by the path of a file that only a shell running the value would create.
 CANARY = "CANARY"

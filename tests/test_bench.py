@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import PYTHON, REPO_DIR, base_environment
+from helpers.processes import PYTHON, REPO_DIR, base_environment
 
 
 def test_bench_quick_prints_every_measure(tmp_path):

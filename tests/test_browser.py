@@ -14,10 +14,11 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import AppProcess, free_port
-from fake_keyvault import FakeKeyVault
-from test_encryption_e2e import ENCRYPTED, metadata, stored_payloads
-from test_start_sh import copy_of_repo, encrypted_start_sh_environment
+
+from helpers.fake_keyvault import FakeKeyVault
+from helpers.payloads import ENCRYPTED, metadata, stored_payloads
+from helpers.processes import AppProcess, free_port
+from helpers.start_sh import copy_of_repo, encrypted_start_sh_environment
 
 CHROMIUM = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
 SECRET = "temporal-encryption-key"

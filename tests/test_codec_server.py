@@ -21,15 +21,21 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import AppProcess, base_environment, free_port
-from fake_keyvault import FakeKeyVault, azure_cli_environment, forbid_non_loopback_connections, keyvault_environment
 from google.protobuf import json_format
-from static_keys import StaticKeyProvider
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 
 from codec_server import create_app
 from crypto_converter import EncryptionCodec, encrypted_data_converter
+
+from helpers.fake_keyvault import (
+    FakeKeyVault,
+    azure_cli_environment,
+    forbid_non_loopback_connections,
+    keyvault_environment,
+)
+from helpers.processes import AppProcess, base_environment, free_port
+from helpers.static_keys import StaticKeyProvider
 
 SECRET = "temporal-encryption-key"
 UI_ORIGIN = "http://localhost:8233"

@@ -6,10 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PYTHON, REPO_DIR, base_environment
 
 import config
 from config import ConfigError, load_settings
+
+from helpers.processes import PYTHON, REPO_DIR, base_environment
 
 
 def settings_from(tmp_path: Path, file_text: str = "", **environ: str):

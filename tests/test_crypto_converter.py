@@ -8,15 +8,16 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_DIR
 from hypothesis import given
 from hypothesis import strategies as st
-from static_keys import StaticKeyProvider
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.exceptions import ApplicationError
 
 from crypto_converter import EncryptionCodec, PayloadDecryptionError, encrypted_data_converter
+
+from helpers.processes import REPO_DIR
+from helpers.static_keys import StaticKeyProvider
 
 PLAINTEXT = b'"card number 4111 1111 1111 1111"'
 

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from deploy_harness import (
+
+from helpers.deploy_harness import (
     ACR_TOKEN_CANARY,
     CONTEXT,
     FULL_CONFIG,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import subprocess
 
-from conftest import REPO_DIR
-
 import config
+
+from helpers.processes import REPO_DIR
 
 PROCESS_ONLY_VARIABLES = {"CONFIG_ENV_FILE", "IN_CONTAINER", "PYTHON", "TMPDIR"}
 

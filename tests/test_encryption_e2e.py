@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import base_environment, workflow_history
-from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
+
+from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
+from helpers.payloads import ENCRYPTED, metadata, payloads_in
+from helpers.processes import base_environment, workflow_history
 
 SECRET = "temporal-encryption-key"
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
-ENCRYPTED = "binary/encrypted"
 
 
 def new_key_value() -> str:
@@ -31,27 +32,6 @@ def vault(tmp_path: Path) -> Iterator[FakeKeyVault]:
 def encrypted_environment(tmp_path, dev_server, task_queue, vault, **overrides) -> dict[str, str]:
     base = base_environment(tmp_path, TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_TASK_QUEUE=task_queue)
     return azure_cli_environment(base) | keyvault_environment(vault, SECRET) | overrides
-
-
-def payloads_in(node) -> Iterator[dict]:
-    """Every Payload (a dict with metadata and data) anywhere in a history event."""
-    if isinstance(node, dict):
-        if "metadata" in node and "data" in node:
-            yield node
-        for value in node.values():
-            yield from payloads_in(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from payloads_in(value)
-
-
-def stored_payloads(address: str, workflow_id: str) -> list[dict]:
-    """Every payload in a workflow's history as the server stores it."""
-    return [payload for event in workflow_history(address, workflow_id) for payload in payloads_in(event)]
-
-
-def metadata(payload: dict, name: str) -> str:
-    return base64.b64decode(payload["metadata"][name]).decode()
 
 
 def workflow_ids(client_output: str) -> list[str]:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO_DIR
+from helpers.processes import REPO_DIR
 
 
 def ensure_venv(venv: Path, requirements: Path) -> subprocess.CompletedProcess:

@@ -10,13 +10,14 @@ import signal
 import subprocess
 import time
 
-from conftest import AppProcess, DevServer, base_environment, temporal_cli_json
-from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
-from static_keys import StaticKeyProvider
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter
 
 from crypto_converter import EncryptionCodec
+
+from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
+from helpers.processes import AppProcess, DevServer, base_environment, temporal_cli_json
+from helpers.static_keys import StaticKeyProvider
 
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
 WORKFLOWS_IN_FLIGHT = 20

@@ -17,20 +17,21 @@ from typing import TypeVar
 
 import pytest
 import trustme
-from conftest import free_port
-from fake_keyvault import (
+from temporalio.api.common.v1 import Payload
+
+import config
+from crypto_converter import EncryptionCodec, PayloadDecryptionError
+from keyvault import KeyVaultError, KeyVaultKeyProvider
+
+from helpers.fake_keyvault import (
     ACCESS_TOKEN,
     FakeKeyVault,
     azure_cli_environment,
     forbid_non_loopback_connections,
     keyvault_environment,
 )
-from static_keys import StaticKeyProvider
-from temporalio.api.common.v1 import Payload
-
-import config
-from crypto_converter import EncryptionCodec, PayloadDecryptionError
-from keyvault import KeyVaultError, KeyVaultKeyProvider
+from helpers.processes import free_port
+from helpers.static_keys import StaticKeyProvider
 
 SECRET = "temporal-encryption-key"
 T = TypeVar("T")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from conftest import REPO_DIR
+from helpers.processes import REPO_DIR
 
 
 def run_ruff(*arguments: str) -> subprocess.CompletedProcess:

@@ -12,7 +12,10 @@ from pathlib import Path
 import jsonschema
 import kubernetes_validate
 import pytest
-from deploy_harness import (
+
+import config
+
+from helpers.deploy_harness import (
     API_KEY_CANARY,
     CLIENT_ID,
     FULL_CONFIG,
@@ -24,11 +27,8 @@ from deploy_harness import (
     parse_with_pyyaml,
     secret_values,
 )
+from helpers.manifest_checks import KEDA, KUBERNETES_VERSION, check_temporal_trigger, keda_schema
 
-import config  # importable once deploy_harness has put the repository on sys.path
-
-KUBERNETES_VERSION = "1.37.0"
-KEDA = Path(__file__).resolve().parent / "keda"
 SECRET_FILES = {"acr-secret.yaml", "temporal-api-key-secret.yaml", "temporal-tls-secret.yaml"}
 ALWAYS = {"config-map.yaml", "deployment.yaml", "pod-disruption-budget.yaml"}
 ALL_FILES = ALWAYS | SECRET_FILES | {"service-account.yaml", "keda-scaledobject.yaml"}
@@ -88,42 +88,6 @@ def test_every_manifest_is_valid_for_kubernetes(project: Project, tls_files: dic
         for document in parse_with_pyyaml(project.root / name):
             # Raises ValidationError (naming the field) unless the document is valid; strict: no unknown fields.
             kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
-
-
-def closed(schema: object) -> object:
-    """The schema with every object closed to unknown fields, as the API server's strict validation is."""
-    if isinstance(schema, dict):
-        schema = {key: closed(value) for key, value in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema:
-            schema["additionalProperties"] = False
-    elif isinstance(schema, list):
-        schema = [closed(item) for item in schema]
-    return schema
-
-
-def keda_schema(kind: str) -> dict:
-    schema = json.loads((KEDA / f"{kind.lower()}.v1alpha1.schema.json").read_text())
-    schema.pop("$comment")
-    return closed(schema)
-
-
-def check_temporal_trigger(trigger: dict) -> None:
-    """The trigger against KEDA's temporal scaler: known keys, required ones, values of the right type."""
-    spec = json.loads((KEDA / "temporal-trigger.json").read_text())
-    metadata = trigger["metadata"]
-    assert trigger["type"] == "temporal"
-    assert set(metadata) <= set(spec["metadata"]), "unknown temporal scaler keys"
-    assert set(spec["required"]) <= set(metadata)
-    for alternatives in spec["one_of_required"]:
-        assert len(set(alternatives) & set(metadata)) == 1
-    for key, value in metadata.items():
-        kind = spec["metadata"][key]["type"]
-        if kind == "integer":
-            assert value.isdigit(), key
-        elif kind == "boolean":
-            assert value in ("true", "false"), key
-        elif kind == "queueTypes":
-            assert set(value.split(",")) <= {"workflow", "activity", "nexus"}
 
 
 def test_keda_objects_match_kedas_schema_and_temporal_scaler(project: Project, tls_files: dict[str, str]) -> None:

@@ -8,12 +8,13 @@ import json
 import tempfile
 from pathlib import Path
 
-from deploy_harness import MINIMAL_CONFIG, Project, parse_with_kubectl, parse_with_pyyaml, secret_values
 from dotenv import dotenv_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import config  # importable once deploy_harness has put the repository on sys.path
+import config
+
+from helpers.deploy_harness import MINIMAL_CONFIG, Project, parse_with_kubectl, parse_with_pyyaml, secret_values
 
 # Any character a text file can hold but NUL, surrogates and the few that kubectl cannot write as YAML
 # (DEL, C1 controls, U+FFFE, U+FFFF): source_config.sh refuses those with a clear error, tested elsewhere.

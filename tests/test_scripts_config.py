@@ -8,7 +8,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_harness import (
+from dotenv import dotenv_values
+
+import config
+
+from helpers.deploy_harness import (
     API_KEY_CANARY,
     FULL_CONFIG,
     MINIMAL_CONFIG,
@@ -16,10 +20,8 @@ from deploy_harness import (
     REPO,
     Project,
     contains_canary,
+    shown,
 )
-from dotenv import dotenv_values
-
-import config  # importable once deploy_harness has put the repository on sys.path
 
 DEPLOY_VARIABLES = [
     "AZURE_SUBSCRIPTION_ID", "RESOURCE_GROUP", "ACR_NAME", "ACR_USERNAME", "ACR_PASSWORD", "ACR_EMAIL",
@@ -39,12 +41,6 @@ def project(tmp_path: Path) -> Project:
 def sourced(project: Project, script: str, **environment: str):
     """Run `script` in bash after `source ./source_config.sh` (with set -u, as deploy.sh has)."""
     return project.run("bash", "-c", f"set -u; source ./source_config.sh && {script}", **environment)
-
-
-def shown(project: Project, **environment: str) -> dict[str, str]:
-    result = project.run("bash", "source_config.sh", "--show", **environment)
-    assert result.returncode == 0, result.output
-    return dict(line.split("=", 1) for line in result.stdout.splitlines() if not line.startswith("#"))
 
 
 def test_list_variables_names_every_app_and_deploy_variable_once(project: Project) -> None:

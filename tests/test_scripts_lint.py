@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from deploy_harness import REPO, STUBS, Project
+
+from helpers.deploy_harness import REPO, STUBS, Project
 
 SKIPPED_DIRECTORIES = {".git", ".venv", ".venv-test", "node_modules", ".temporal", "__pycache__"}
 STUB_SCRIPTS = sorted(path for path in STUBS.iterdir() if path.is_file() and path.suffix != ".py")

@@ -29,8 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import AppProcess, base_environment, free_port
-from deploy_harness import (
+
+from helpers.deploy_harness import (
     ACR_PASSWORD_CANARY,
     API_KEY_CANARY,
     CODEC_TOKEN_CANARY,
@@ -39,8 +39,9 @@ from deploy_harness import (
     parse_with_kubectl,
     secret_values,
 )
-from fake_keyvault import FakeKeyVault
-from test_start_sh import copy_of_repo, encrypted_start_sh_environment
+from helpers.fake_keyvault import FakeKeyVault
+from helpers.processes import AppProcess, base_environment, free_port
+from helpers.start_sh import copy_of_repo, encrypted_start_sh_environment
 
 SECRET_NAME = "temporal-encryption-key"
 ENCRYPTION_KEY = b"canary-encryption-key-32-bytes!!"  # an AES-256 key whose bytes are recognizable text

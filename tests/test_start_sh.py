@@ -3,42 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO_DIR, AppProcess, base_environment, free_port
-from fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
 
-TEST_VENV = Path(sys.prefix)
-
-
-def copy_of_repo(destination: Path) -> Path:
-    """The app's files in a fresh folder, its .venv being the test environment (already installed)."""
-    destination.mkdir()
-    for pattern in ("*.py", "*.sh", "requirements*.txt"):
-        for source in REPO_DIR.glob(pattern):
-            shutil.copy2(source, destination / source.name)
-    (destination / ".venv").symlink_to(TEST_VENV)
-    return destination
-
-
-def encrypted_start_sh_environment(
-    tmp_path: Path, vault: FakeKeyVault, secret_name: str, port: int, ui_port: int, codec_port: int, **overrides: str
-) -> dict[str, str]:
-    """What `./start.sh` needs to run everything with encryption on: ports, the test vault, the stub `az`."""
-    base = base_environment(
-        tmp_path,
-        TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
-        TEMPORAL_DEV_SERVER_UI_PORT=str(ui_port),
-        CODEC_SERVER_PORT=str(codec_port),
-        CLIENT_INTERVAL_SECONDS="1",
-        **overrides,
-    )
-    return azure_cli_environment(base) | keyvault_environment(vault, secret_name)
+from helpers.processes import AppProcess, base_environment, free_port
+from helpers.start_sh import copy_of_repo
 
 
 def process_group_is_gone(process_group: int) -> bool:

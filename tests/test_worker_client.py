@@ -6,7 +6,7 @@ import re
 import signal
 import urllib.request
 
-from conftest import base_environment, free_port, workflow_history
+from helpers.processes import base_environment, free_port, workflow_history
 
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
 

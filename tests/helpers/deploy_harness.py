@@ -18,9 +18,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # so that tests can `import config` after importing this module
+REPO = Path(__file__).resolve().parents[2]
 STUBS = Path(__file__).resolve().parent / "stubs"
 PYTHON = sys.executable
 REAL_KUBECTL = shutil.which("kubectl", path=str(Path(PYTHON).parent)) or shutil.which("kubectl")
@@ -193,6 +191,13 @@ class Project:
             for path in sorted(self.root.rglob("*"))
             if path.is_file() and "__pycache__" not in path.parts
         }
+
+
+def shown(project: Project, **environment: str) -> dict[str, str]:
+    """The values `source_config.sh --show` prints in the copy: defaults, config.env and the environment merged."""
+    result = project.run("bash", "source_config.sh", "--show", **environment)
+    assert result.returncode == 0, result.output
+    return dict(line.split("=", 1) for line in result.stdout.splitlines() if not line.startswith("#"))
 
 
 def parse_with_kubectl(path: Path) -> list[dict]:
