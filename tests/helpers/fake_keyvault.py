@@ -18,7 +18,7 @@ recorded so tests can count how often each version was fetched. `unavailable = T
 `rejected_status = 401 or 403` refuses the token; `stop()` closes the port.
 
 `azure_cli_environment()` is the environment that makes `DefaultAzureCredential` use only the stub `az`
-in `tests/stub_bin` (which prints `STUB_AZ_ACCESS_TOKEN`), so no test ever probes the managed-identity
+(tests/helpers/stubs, which prints `STUB_AZ_ACCESS_TOKEN`), so no test ever probes the managed-identity
 endpoint. `forbid_non_loopback_connections()` proves it: an audit hook refuses any other address.
 
 It runs in a thread inside pytest (`with FakeKeyVault(tmp_path) as vault:`); processes under test
@@ -48,7 +48,9 @@ import trustme
 TENANT_ID = "00000000-0000-0000-0000-000000000001"
 ACCESS_TOKEN = "fake-keyvault-access-token"
 CHALLENGE = f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", resource="https://vault.azure.net"'
-STUB_BIN = Path(__file__).resolve().parent / "stub_bin"
+# A PATH directory holding only the stub `az` (links to stubs/az and the stub.py it runs): the stub docker and
+# kubectl of the deploy tests never stand in front of the real ones here.
+AZURE_CLI_STUB_DIR = Path(__file__).resolve().parent / "stubs" / "azure-cli"
 
 # Variables that would send DefaultAzureCredential to a real identity endpoint, or the SDK through a proxy.
 _IDENTITY_AND_PROXY_VARIABLES = (
@@ -243,8 +245,9 @@ def azure_cli_environment(base: dict[str, str] | None = None, access_token: str 
     environment = dict(os.environ if base is None else base)
     for name in _IDENTITY_AND_PROXY_VARIABLES:
         environment.pop(name, None)
-    environment["PATH"] = f"{STUB_BIN}{os.pathsep}{environment.get('PATH', '')}"
+    environment["PATH"] = f"{AZURE_CLI_STUB_DIR}{os.pathsep}{environment.get('PATH', '')}"
     environment["AZURE_TOKEN_CREDENTIALS"] = "AzureCliCredential"
+    environment["STUB_PYTHON"] = sys.executable  # what the stub's `#!/bin/sh` wrapper runs stub.py with
     environment["STUB_AZ_ACCESS_TOKEN"] = access_token
     environment["NO_PROXY"] = "127.0.0.1,localhost"
     return environment

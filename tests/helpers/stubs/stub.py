@@ -1,21 +1,38 @@
-"""Stand-in for az, docker and kubectl in the deploy tests: records every call, answers like the tool.
+"""The one stand-in for az, docker and kubectl: answers like the tool, records calls in the deploy tests.
 
-Each call appends one JSON line to $STUB_LOG: {"tool": ..., "argv": [...], "stdin": ...}.
+The shell wrappers next to this file (`az`, `docker`, `kubectl`) run it as `$STUB_PYTHON stub.py TOOL ARGS`.
+
+`az account get-access-token ...` is what azure-identity's AzureCliCredential runs (the Key Vault
+tests, through fake_keyvault.azure_cli_environment): it prints a token response whose accessToken is
+$STUB_AZ_ACCESS_TOKEN, or with STUB_AZ_LOGGED_OUT=1 fails like a CLI nobody has logged in to.
+Those tests set no STUB_LOG, and then that is the only call answered: anything else fails (exit 2).
+
+The deploy tests (deploy_harness.Project) set STUB_LOG: each call appends one JSON line to it,
+{"tool": ..., "argv": [...], "stdin": ...}, and is answered like the real tool would.
 kubectl calls that only render locally (--dry-run=client, --local) are handed to the real
 kubectl ($REAL_KUBECTL) after being recorded, so manifests are built exactly as on a laptop.
 
 Knobs (environment):
-  STUB_FAIL           lines of substrings; a call whose "tool arg arg..." contains one fails (exit 1)
-  STUB_SUBSCRIPTION   what `az account show --query id` prints
-  STUB_CONTEXTS       lines printed by `kubectl config get-contexts --output name`
-  STUB_ACR_TOKEN      what `az acr login --expose-token` prints
-  STUB_IMAGE_EXISTS   "1": `az acr repository show` finds the image
+  STUB_LOG              where calls are recorded; unset: nothing is recorded, only tokens are answered
+  STUB_FAIL             lines of substrings; a call whose "tool arg arg..." contains one fails (exit 1)
+  STUB_SUBSCRIPTION     what `az account show --query id` prints
+  STUB_CONTEXTS         lines printed by `kubectl config get-contexts --output name`
+  STUB_ACR_TOKEN        what `az acr login --expose-token` prints
+  STUB_IMAGE_EXISTS     "1": `az acr repository show` finds the image
+  STUB_AZ_ACCESS_TOKEN  the accessToken that `az account get-access-token` prints
+  STUB_AZ_LOGGED_OUT    "1": `az account get-access-token` fails as it does before `az login`
+It never contacts anything.
 """
 
 import fcntl
 import json
 import os
 import sys
+import time
+
+# What `az account get-access-token` reports besides the token (the fake Key Vault's tenant).
+TOKEN_TENANT = "00000000-0000-0000-0000-000000000001"
+TOKEN_SUBSCRIPTION = "00000000-0000-0000-0000-000000000002"
 
 
 def record(tool: str, arguments: list[str], stdin: str | None) -> None:
@@ -51,18 +68,56 @@ def answer(tool: str, arguments: list[str]) -> tuple[int, str]:
     return 0, ""
 
 
+def is_token_request(tool: str, arguments: list[str]) -> bool:
+    """`az account get-access-token --output json --resource RESOURCE [--tenant TENANT]` (or --scope SCOPE)."""
+    return tool == "az" and arguments[:2] == ["account", "get-access-token"]
+
+
+def answer_token_request() -> int:
+    """Print what `az account get-access-token --output json` prints for a logged-in user."""
+    if os.environ.get("STUB_AZ_LOGGED_OUT"):
+        print("ERROR: Please run 'az login' to setup account.", file=sys.stderr)
+        return 1
+    token = os.environ.get("STUB_AZ_ACCESS_TOKEN")
+    if not token:
+        print("stub az: set STUB_AZ_ACCESS_TOKEN", file=sys.stderr)
+        return 2
+    expires_on = int(time.time()) + 3600
+    response = {
+        "accessToken": token,
+        "expiresOn": time.strftime("%Y-%m-%d %H:%M:%S.000000", time.localtime(expires_on)),
+        "expires_on": expires_on,
+        "subscription": TOKEN_SUBSCRIPTION,
+        "tenant": TOKEN_TENANT,
+        "tokenType": "Bearer",
+    }
+    sys.stdout.write(json.dumps(response, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     tool, arguments = sys.argv[1], sys.argv[2:]
-    if renders_locally(tool, arguments):
-        record(tool, arguments, None)
-        os.execv(os.environ["REAL_KUBECTL"], ["kubectl", *arguments])
-    stdin = sys.stdin.read() if not sys.stdin.isatty() else None
-    record(tool, arguments, stdin)
+    recording = bool(os.environ.get("STUB_LOG"))
+    if not recording and not is_token_request(tool, arguments):
+        print(
+            f"stub {tool}: without STUB_LOG only 'az account get-access-token' is answered, not: {tool} "
+            + " ".join(arguments),
+            file=sys.stderr,
+        )
+        return 2
+    if recording:
+        if renders_locally(tool, arguments):
+            record(tool, arguments, None)
+            os.execv(os.environ["REAL_KUBECTL"], ["kubectl", *arguments])
+        stdin = sys.stdin.read() if not sys.stdin.isatty() else None
+        record(tool, arguments, stdin)
     call = " ".join([tool, *arguments])
     failures = [line for line in os.environ.get("STUB_FAIL", "").splitlines() if line]
     if any(failure in call for failure in failures):
         print(f"{tool}: simulated failure", file=sys.stderr)
         return 1
+    if is_token_request(tool, arguments):
+        return answer_token_request()
     status, output = answer(tool, arguments)
     sys.stdout.write(output)
     return status
