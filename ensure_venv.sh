@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Sourced by start.sh and test.sh: keeps a virtual environment in step with a requirements file.
+# Sourced by start.sh, test.sh and the deploy scripts: keeps a virtual environment in step with a
+# requirements file.
 #
 #   ensure_venv VENV_DIR REQUIREMENTS_FILE
 #
-# Creates VENV_DIR with Python 3.11+ when missing and installs REQUIREMENTS_FILE
-# whenever it, or a file it includes with -r, changed since the last install (a
-# digest is kept in VENV_DIR), so a second run costs nothing. The interpreter used to create the
-# environment is $PYTHON if set, else the newest python3.1x found on PATH.
+# Creates VENV_DIR with Python 3.11+ when missing and installs REQUIREMENTS_FILE whenever it, or a
+# file it includes with -r, changed since the last install, saying so in one line; a second run costs
+# nothing. A digest per requirements file is kept in VENV_DIR, for the file and for every file it
+# includes (installed with it), so that start.sh's requirements-local.txt also satisfies the deploy
+# scripts' requirements.txt. The interpreter used to create the environment is $PYTHON if set, else
+# the newest python3.1x found on PATH.
 
 find_python() {
   local candidate
@@ -28,7 +31,21 @@ requirements_text() {
   cat "$file"
   while read -r include; do
     requirements_text "$(dirname "$file")/$include"
-  done < <(sed -n 's/^-r[[:space:]]*//p' "$file")
+  done < <(included_files "$file")
+}
+
+# The files a requirements file includes with -r, directly.
+included_files() {
+  sed -n 's/^-r[[:space:]]*//p' "$1"
+}
+
+# Record that REQUIREMENTS (and, recursively, what it includes) is installed in VENV_DIR.
+stamp_installed() {
+  local venv_dir=$1 requirements=$2 include
+  requirements_digest "$requirements" >"$venv_dir/.installed-$(basename "$requirements").sha256"
+  while read -r include; do
+    stamp_installed "$venv_dir" "$(dirname "$requirements")/$include"
+  done < <(included_files "$requirements")
 }
 
 requirements_digest() {
@@ -37,21 +54,21 @@ requirements_digest() {
 
 ensure_venv() {
   local venv_dir=$1 requirements=$2
-  local stamp digest python
+  local stamp python
   stamp="$venv_dir/.installed-$(basename "$requirements").sha256"
-  digest=$(requirements_digest "$requirements")
-  if [[ -x "$venv_dir/bin/python" && -f "$stamp" && "$(<"$stamp")" == "$digest" ]]; then
+  if [[ -x "$venv_dir/bin/python" && -f "$stamp" && "$(<"$stamp")" == "$(requirements_digest "$requirements")" ]]; then
     return 0
   fi
   if [[ ! -x "$venv_dir/bin/python" ]]; then
-    python=$(find_python)
-    echo "Creating virtual environment $venv_dir with $python ..." >&2
-    "$python" -m venv "$venv_dir"
+    python=$(find_python) || return 1
+    echo "Creating virtual environment $venv_dir with $python and installing $requirements into it (the first run takes a minute) ..." >&2
+    "$python" -m venv "$venv_dir" || return 1
+  else
+    echo "Installing $requirements into $venv_dir: it changed since the last install ..." >&2
   fi
-  echo "Installing $requirements into $venv_dir (the first run takes a minute) ..." >&2
   if ! "$venv_dir/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements" >&2; then
     echo "ERROR: pip could not install $requirements into $venv_dir; see pip's message above" >&2
     return 1
   fi
-  echo "$digest" >"$stamp"
+  stamp_installed "$venv_dir" "$requirements"
 }

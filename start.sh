@@ -47,10 +47,6 @@ run_in_container() {
   exec python "$REPO_DIR/$(entry_point_for "$mode")"
 }
 
-config_value() {
-  "$VENV_PYTHON" "$REPO_DIR/config.py" get "$1"
-}
-
 is_local_host() {
   case "$1" in
     localhost | 127.* | "[::1]" | ::1) return 0 ;;
@@ -64,29 +60,26 @@ is_listening() {
 }
 
 codec_server_url() {
-  local host
-  host=$(config_value CODEC_SERVER_HOST)
+  local host=$CODEC_SERVER_HOST
   case "$host" in
     0.0.0.0 | "::" | "[::]") host=127.0.0.1 ;; # listening everywhere: the browser reaches it on loopback
   esac
-  echo "http://$host:$(config_value CODEC_SERVER_PORT)"
+  echo "http://$host:$CODEC_SERVER_PORT"
 }
 
 # The Web UI of the dev server started here calls the codec server from the browser:
 # add its origins to the allowed ones for the codec server this script starts.
 allow_dev_ui_to_call_codec_server() {
   local ui_port=$1
-  CODEC_SERVER_CORS_ORIGINS="$(config_value CODEC_SERVER_CORS_ORIGINS),http://localhost:$ui_port,http://127.0.0.1:$ui_port"
-  export CODEC_SERVER_CORS_ORIGINS
+  export CODEC_SERVER_CORS_ORIGINS="$CODEC_SERVER_CORS_ORIGINS,http://localhost:$ui_port,http://127.0.0.1:$ui_port"
 }
 
 encryption_enabled() {
-  [[ -n "$(config_value KEYVAULT_URL)" && -n "$(config_value KEYVAULT_SECRET_NAME)" ]]
+  [[ -n "$KEYVAULT_URL" && -n "$KEYVAULT_SECRET_NAME" ]]
 }
 
 start_dev_server_if_needed() {
-  local address host port ui_port namespace
-  address=$(config_value TEMPORAL_ADDRESS)
+  local address=$TEMPORAL_ADDRESS host port ui_port
   host=${address%:*}
   port=${address##*:}
   if ! is_local_host "$host"; then
@@ -97,12 +90,10 @@ start_dev_server_if_needed() {
     echo "Using the Temporal server already listening at $address"
     return 0
   fi
-  ui_port=$(config_value TEMPORAL_DEV_SERVER_UI_PORT)
-  ui_port=${ui_port:-$((port + 1000))}
-  namespace=$(config_value TEMPORAL_NAMESPACE)
+  ui_port=${TEMPORAL_DEV_SERVER_UI_PORT:-$((port + 1000))}
   local arguments=(server start-dev --ip 127.0.0.1 --port "$port" --ui-port "$ui_port"
     --db-filename "$DEV_SERVER_STATE_DIR/dev-server.db" --log-level warn)
-  [[ "$namespace" == default ]] || arguments+=(--namespace "$namespace")
+  [[ "$TEMPORAL_NAMESPACE" == default ]] || arguments+=(--namespace "$TEMPORAL_NAMESPACE")
   if encryption_enabled; then
     arguments+=(--ui-codec-endpoint "$(codec_server_url)")
     allow_dev_ui_to_call_codec_server "$ui_port"
@@ -168,7 +159,9 @@ run_on_laptop() {
   # shellcheck source=ensure_venv.sh
   source "$REPO_DIR/ensure_venv.sh"
   ensure_venv "$REPO_DIR/.venv" "$REPO_DIR/requirements-local.txt"
-  "$VENV_PYTHON" "$REPO_DIR/config.py" check >/dev/null
+  # The app's settings, checked (every problem listed at once, exit status 2) and loaded into this shell.
+  # shellcheck source=source_config.sh
+  source "$REPO_DIR/source_config.sh" --check local
   trap stop_everything EXIT
   trap 'exit 0' TERM INT
   if [[ "$mode" != codec-server ]]; then

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
 import config
 
@@ -22,26 +21,17 @@ def documented_variables() -> set[str]:
     return set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", text, re.MULTILINE))
 
 
-def shell_variables() -> set[str]:
-    """The deployment variables source_config.sh knows, when it exists."""
-    script = REPO_DIR / "source_config.sh"
-    if not script.exists():
-        return set()
-    listed = subprocess.run(
-        ["bash", str(script), "--list-variables"], capture_output=True, text=True, check=True, timeout=60
-    )
-    return set(listed.stdout.split())
-
-
-def test_example_documentation_and_code_list_the_same_variables():
-    in_code = set(config.DEFAULTS) | shell_variables()
+def test_example_documentation_and_the_catalog_list_the_same_variables():
+    in_code = {variable.name for variable in config.VARIABLES}
     assert set(example_values()) == in_code
     assert documented_variables() - PROCESS_ONLY_VARIABLES == in_code
 
 
-def test_example_shows_the_app_defaults():
+def test_example_shows_every_default():
     values = example_values()
-    assert {name: values[name] for name in config.DEFAULTS} == config.DEFAULTS
+    assert {variable.name: values[variable.name] for variable in config.VARIABLES} == {
+        variable.name: variable.default for variable in config.VARIABLES
+    }
 
 
 def test_example_never_holds_a_secret_value():

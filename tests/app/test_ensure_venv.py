@@ -39,7 +39,10 @@ def test_creates_installs_then_skips_until_an_included_file_changes(tmp_path):
 
     first = ensure_venv(venv, requirements)
     assert first.returncode == 0, first.stderr
-    assert "Creating virtual environment" in first.stderr and "Installing" in first.stderr
+    assert first.stderr.splitlines() == [
+        f"Creating virtual environment {venv} with {sys.executable} and installing {requirements} into it "
+        "(the first run takes a minute) ..."
+    ], "one line says what happens"
     assert (venv / "bin" / "python").exists()
 
     second = ensure_venv(venv, requirements)
@@ -47,7 +50,23 @@ def test_creates_installs_then_skips_until_an_included_file_changes(tmp_path):
 
     base.write_text("# an included file changed\n")
     third = ensure_venv(venv, requirements)
-    assert "Installing" in third.stderr and "Creating" not in third.stderr
+    changed = f"Installing {requirements} into {venv}: it changed since the last install ..."
+    assert third.stderr.splitlines() == [changed]
+
+
+def test_a_file_installed_through_another_that_includes_it_counts_as_installed(tmp_path):
+    """start.sh installs requirements-local.txt, which includes requirements.txt: the deploy scripts then
+    find requirements.txt installed in the same .venv and install nothing."""
+    runtime = tmp_path / "requirements.txt"
+    runtime.write_text("# the runtime\n")
+    local = tmp_path / "requirements-local.txt"
+    local.write_text("-r requirements.txt\n# and the dev server\n")
+    venv = tmp_path / "venv"
+    assert ensure_venv(venv, local).returncode == 0
+    again = ensure_venv(venv, runtime)
+    assert again.returncode == 0 and again.stderr == ""
+    runtime.write_text("# the runtime changed\n")
+    assert "Installing" in ensure_venv(venv, runtime).stderr
 
 
 def test_a_failed_install_says_so_and_is_retried_next_time(tmp_path):

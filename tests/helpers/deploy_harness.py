@@ -7,12 +7,15 @@ tools the scripts use, and an environment that holds nothing from the developer'
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,14 +31,20 @@ PROJECT_FILES = (
     "generate-k8s-manifests.sh",
     "deploy.sh",
     "patch.sh",
+    "ensure_venv.sh",
     "config.py",
+    "deploy_config.py",
+    "manifests.py",
     "Dockerfile",
     ".dockerignore",
     "requirements.txt",
     "scripts",
 )
-# Everything the scripts run besides bash builtins, Python ($PYTHON) and the stubbed tools.
-SYSTEM_TOOLS = ("bash", "sh", "dirname", "mktemp", "rm", "mkdir", "chmod", "mv", "cat", "tr", "git")
+# Everything the scripts run besides bash builtins, the project's Python and the stubbed tools.
+SYSTEM_TOOLS = (
+    "bash", "sh", "dirname", "basename", "mktemp", "rm", "mkdir", "chmod", "mv", "cat", "tr", "git",
+    "grep", "sed", "cut", "sha256sum",
+)  # fmt: skip
 STUB_TOOLS = ("az", "docker", "kubectl")
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
@@ -93,17 +102,46 @@ def dotenv_line(name: str, value: str) -> str:
     return f'{name}="{escaped}"\n'
 
 
-class Project:
-    """A private copy of the scripts with stub tools; run scripts in it and inspect what they did."""
+_runtime_venv: list[Path] = []
 
-    def __init__(self, root: Path) -> None:
+
+def runtime_venv() -> Path:
+    """A virtual environment that ensure_venv.sh takes for .venv made from requirements.txt, made once per process.
+
+    Creating a real one (pip installing requirements.txt) for every copy of the scripts would take minutes:
+    this one is an empty venv whose site-packages point (a .pth file) at this test environment's, which
+    holds requirements.txt and more, stamped exactly as ensure_venv.sh stamps an install. The fresh-clone
+    test makes a real one.
+    """
+    if not _runtime_venv:
+        venv = Path(tempfile.mkdtemp(prefix="runtime-venv-"))
+        atexit.register(shutil.rmtree, venv, True)
+        subprocess.run([PYTHON, "-m", "venv", "--without-pip", str(venv)], check=True)
+        [site_packages] = venv.glob("lib/python3*/site-packages")
+        (site_packages / "test-environment.pth").write_text(site.getsitepackages()[0] + "\n")
+        subprocess.run(
+            ["bash", "-c", 'source "$0/ensure_venv.sh" && stamp_installed "$1" "$0/requirements.txt"', REPO, venv],
+            check=True,
+        )
+        _runtime_venv.append(venv)
+    return _runtime_venv[0]
+
+
+class Project:
+    """A private copy of the scripts with stub tools; run scripts in it and inspect what they did.
+
+    The copy holds `files` (by default the scripts and what they need) and, unless `venv` is False, a
+    `.venv` with the runtime requirements (see runtime_venv).
+    """
+
+    def __init__(self, root: Path, files: tuple[str, ...] = PROJECT_FILES, venv: bool = True) -> None:
         self.root = root
         self.log = root.parent / f"{root.name}-calls.jsonl"
         self.bin = root.parent / f"{root.name}-bin"
         self.home = root.parent / f"{root.name}-home"
         root.mkdir(parents=True)
         self.home.mkdir()
-        for name in PROJECT_FILES:
+        for name in files:
             source = REPO / name
             if not source.exists():
                 continue
@@ -111,6 +149,8 @@ class Project:
                 shutil.copytree(source, root / name)
             else:
                 shutil.copy2(source, root / name)
+        if venv:
+            (root / ".venv").symlink_to(runtime_venv())
         self.make_bin(STUB_TOOLS)
 
     def make_bin(self, stub_tools: tuple[str, ...]) -> None:
@@ -135,7 +175,6 @@ class Project:
             "PATH": str(self.bin),
             "HOME": str(self.home),
             "LANG": "C.UTF-8",
-            "PYTHON": PYTHON,
             "STUB_PYTHON": PYTHON,
             "STUB_LOG": str(self.log),
             "REAL_KUBECTL": REAL_KUBECTL,
@@ -189,7 +228,7 @@ class Project:
         return {
             str(path.relative_to(self.root)): path.read_bytes()
             for path in sorted(self.root.rglob("*"))
-            if path.is_file() and "__pycache__" not in path.parts
+            if path.is_file() and "__pycache__" not in path.parts and ".venv" not in path.parts
         }
 
 

@@ -1,0 +1,439 @@
+"""Deploy-side configuration: what the scripts and manifests need, validated with the catalog of `config.py`.
+
+Public API:
+    load_deploy_settings(task) -> DeploySettings   # or ConfigError listing every problem, app side included
+    TASKS                                          # what a configuration can be checked for
+
+The tasks, each including the ones before it:
+    local     the app's own settings (what `./start.sh` needs)
+    render    + everything the manifests are made of (generate-k8s-manifests.sh)
+    config    + the kubectl context (patch.sh --config-only)
+    deploy    + the subscription, registry, build and rollout (deploy.sh, patch.sh)
+
+Values nobody gave are derived here, once: KUBE_CONTEXT from AKS_CLUSTER_NAME, BUILD_PLATFORMS from
+BUILD_MODE, IMAGE_TAG from the git commit (with `-dirty-<hash>` for uncommitted changes) or from
+APP_IMAGE, and APP_IMAGE from ACR_NAME, APP_NAME and IMAGE_TAG.
+
+The shell interface (`source_config.sh`, and through it every script) is this module's command line:
+
+    python deploy_config.py values [TASK]     every non-secret variable as NUL-separated NAME=VALUE pairs,
+                                              after checking for TASK; problems on stderr and exit 2
+    python deploy_config.py check TASK        "Configuration OK for TASK", or the problems and exit 2
+    python deploy_config.py show              every variable and its value, secrets hidden
+    python deploy_config.py list-variables    every variable's name, one per line
+
+Secrets are never printed: the shell gets no secret at all, and the manifests read them here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import config
+from config import CATALOG, VARIABLES, ConfigError, Parser, Scope, Settings
+
+REPO_DIR = Path(__file__).resolve().parent
+TASKS = ("local", "render", "config", "deploy")
+BUILDX_PLATFORMS = "linux/amd64,linux/arm64"
+ACR_BUILD_PLATFORM = "linux/amd64"
+LOCAL_ADDRESS = re.compile(r"(localhost|127\.[0-9.]*|\[::1\]):")
+
+_QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?")
+_SUFFIX_FACTORS = {
+    None: Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+@dataclass(frozen=True)
+class KedaSettings:
+    """KEDA's ScaledObject: scale the worker on the task queue's backlog."""
+
+    enabled: bool
+    min_replicas: int
+    """Fewest pods; 0 scales to zero when the backlog is empty."""
+    max_replicas: int
+    target_queue_size: int
+    """Backlog per pod KEDA aims for."""
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """Everything the manifests and the deploy scripts need, with the app's settings."""
+
+    app: Settings
+    values: Mapping[str, str] = field(repr=False)
+    """Every variable's text after precedence and derivation, secrets included (for the Secrets)."""
+    namespace: str
+    app_name: str
+    """Names the Deployment and every other object, and the image repository."""
+    image: str
+    """The full image reference the pods run."""
+    image_tag: str
+    replicas: int
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+    azure_client_id: str | None
+    """The workload identity's client ID; None renders no ServiceAccount."""
+    acr_username: str | None
+    keda: KedaSettings
+    kube_context: str
+    warnings: tuple[str, ...] = ()
+    """Settings that are not wrong but will not do what one might expect in the cluster."""
+
+    def pod_variables(self, secret: bool) -> dict[str, str]:
+        """The variables the pod gets, secret or not, with a value: what goes into the ConfigMap or the app Secret."""
+        return {
+            variable.name: self.values[variable.name]
+            for variable in VARIABLES
+            if variable.scope is Scope.POD and variable.secret == secret and self.values[variable.name]
+        }
+
+
+def load_deploy_settings(
+    task: str, environ: Mapping[str, str] | None = None, env_file: Path | None = None
+) -> DeploySettings:
+    """Read, derive and check the configuration for `task`; raise ConfigError naming every problem."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    parser = Parser(derived(config.read_variables(environ, env_file)))
+    app = config.parse_settings(parser)
+    checks = TASKS.index(task)
+    settings = _deploy_settings(parser, app, checks >= 1)
+    if checks >= 2:
+        _check_kube_context(parser)
+    if checks >= 3:
+        _check_azure_and_build(parser)
+    if parser.problems:
+        raise ConfigError(parser.problems)
+    return settings
+
+
+def derived(variables: Mapping[str, str]) -> dict[str, str]:
+    """The values computed from others when not given."""
+    values = dict(variables)
+    values["KUBE_CONTEXT"] = values["KUBE_CONTEXT"] or values["AKS_CLUSTER_NAME"]
+    if not values["BUILD_PLATFORMS"]:
+        values["BUILD_PLATFORMS"] = ACR_BUILD_PLATFORM if values["BUILD_MODE"] == "acr" else BUILDX_PLATFORMS
+    image = values["APP_IMAGE"]
+    if not values["IMAGE_TAG"]:
+        _, separator, tag = image.rpartition(":")
+        if separator and "/" not in tag:  # after the last ':' comes a tag, unless it was a registry port
+            values["IMAGE_TAG"] = tag
+        elif not image:
+            values["IMAGE_TAG"] = git_image_tag(REPO_DIR)
+    if not image and values["ACR_NAME"] and values["IMAGE_TAG"]:
+        values["APP_IMAGE"] = f"{acr_login_server(values['ACR_NAME'])}/{values['APP_NAME']}:{values['IMAGE_TAG']}"
+    return values
+
+
+def acr_login_server(acr_name: str) -> str:
+    return f"{acr_name.lower()}.azurecr.io"
+
+
+def git_image_tag(repo: Path) -> str:
+    """The commit, plus -dirty-<hash of the changes> when the tree differs from it; "" outside a git checkout.
+
+    Untracked files count as changes; ignored files (config.env, rendered manifests) do not.
+    """
+
+    def git(*arguments: str) -> bytes:
+        return subprocess.run(["git", "-C", str(repo), *arguments], capture_output=True, check=True).stdout
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD").decode().strip()
+        if not git("status", "--porcelain", "--untracked-files=all", "--", "."):
+            return commit
+        changes = hashlib.sha256(git("diff", "HEAD", "--binary", "--", "."))
+        for path in git("ls-files", "--others", "--exclude-standard", "-z", "--", ".").split(b"\0"):
+            if path:
+                changes.update(path + b"\0" + (repo / path.decode()).read_bytes() + b"\0")
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    return f"{commit}-dirty-{changes.hexdigest()[:10]}"
+
+
+def quantity(text: str) -> Decimal:
+    """A Kubernetes quantity (200m, 0.5, 256Mi) as a number."""
+    match = _QUANTITY.fullmatch(text)
+    if not match:
+        raise ValueError(f"not a Kubernetes quantity: {text!r}")
+    return Decimal(match["number"]) * _SUFFIX_FACTORS[match["suffix"]]
+
+
+def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettings:
+    """The typed deploy settings; with `check`, every problem the manifests would have is recorded."""
+    if check:
+        _check_image(parser)
+        _check_resources(parser)
+        _check_pull_secret(parser)
+        _check_keda(parser, app)
+        _check_pod(parser)
+    values = parser.variables
+    value = partial(_unchecked, parser)
+    return DeploySettings(
+        app=app,
+        values=values,
+        namespace=values["KUBERNETES_NAMESPACE"],
+        app_name=values["APP_NAME"],
+        image=values["APP_IMAGE"],
+        image_tag=values["IMAGE_TAG"],
+        replicas=value("REPLICAS") or 0,
+        cpu_request=values["CPU_REQUEST"],
+        memory_request=values["MEMORY_REQUEST"],
+        cpu_limit=values["CPU_LIMIT"],
+        memory_limit=values["MEMORY_LIMIT"],
+        azure_client_id=value("AZURE_CLIENT_ID"),
+        acr_username=values["ACR_USERNAME"] or None,
+        keda=KedaSettings(
+            enabled=value("KEDA_ENABLED") is True,
+            min_replicas=value("KEDA_MIN_REPLICAS") or 0,
+            max_replicas=value("KEDA_MAX_REPLICAS") or 0,
+            target_queue_size=value("KEDA_TARGET_QUEUE_SIZE") or 0,
+        ),
+        kube_context=values["KUBE_CONTEXT"],
+        warnings=tuple(_warnings(parser)),
+    )
+
+
+def _unchecked(parser: Parser, variable_name: str) -> Any:
+    """A value by its kind, or None, without recording a problem (the checks record them once)."""
+    raw = parser.variables[variable_name]
+    try:
+        return CATALOG[variable_name].parse(raw) if raw and config.is_text(raw) else None
+    except ValueError:
+        return None
+
+
+def _check_image(parser: Parser) -> None:
+    values = parser.variables
+    for variable_name in ("APP_NAME", "KUBERNETES_NAMESPACE", "ACR_NAME", "IMAGE_TAG"):
+        parser.value(variable_name)
+    if not values["APP_IMAGE"]:
+        if not values["ACR_NAME"]:
+            parser.problems.append("ACR_NAME: not set; it names the image (or set APP_IMAGE)")
+        if not values["IMAGE_TAG"]:
+            parser.problems.append(
+                f"IMAGE_TAG: not set and {REPO_DIR} is not a git checkout with a commit; set IMAGE_TAG"
+            )
+        return
+    image = parser.value("APP_IMAGE")
+    if image is None:
+        return
+    tag = image.rpartition(":")[2]
+    if tag == "latest":
+        parser.problem(
+            "APP_IMAGE",
+            "the tag 'latest' is mutable, so a rollout could run other code than you tested; use a fixed tag "
+            "(unset IMAGE_TAG to tag with the git commit)",
+        )
+    elif tag != values["IMAGE_TAG"]:
+        parser.problems.append(
+            f"APP_IMAGE={image!r} and IMAGE_TAG={values['IMAGE_TAG']!r} disagree; set only one of them"
+        )
+
+
+def _check_resources(parser: Parser) -> None:
+    parser.value("REPLICAS")
+    for request, limit in (("CPU_REQUEST", "CPU_LIMIT"), ("MEMORY_REQUEST", "MEMORY_LIMIT")):
+        request_value, limit_value = parser.value(request), parser.value(limit)
+        if request_value and limit_value and quantity(request_value) > quantity(limit_value):
+            parser.problems.append(
+                f"{request}={request_value} is more than {limit}={limit_value}; a request must not exceed its limit"
+            )
+
+
+def _check_pull_secret(parser: Parser) -> None:
+    parser.value("AZURE_CLIENT_ID")
+    parser.value("ACR_USERNAME")
+    parser.raw("ACR_PASSWORD")
+    parser.raw("ACR_EMAIL")
+    if bool(parser.variables["ACR_USERNAME"]) != bool(parser.variables["ACR_PASSWORD"]):
+        parser.problems.append(
+            "ACR_USERNAME and ACR_PASSWORD go together: set both for an image pull secret, "
+            "or neither to pull with az aks update --attach-acr"
+        )
+
+
+def _check_keda(parser: Parser, app: Settings) -> None:
+    if parser.value("KEDA_ENABLED") is not True:
+        return
+    minimum, maximum = parser.value("KEDA_MIN_REPLICAS"), parser.value("KEDA_MAX_REPLICAS")
+    parser.value("KEDA_TARGET_QUEUE_SIZE")
+    if minimum is not None and maximum is not None and minimum > maximum:
+        parser.problems.append(f"KEDA_MIN_REPLICAS={minimum} is more than KEDA_MAX_REPLICAS={maximum}")
+    temporal = app.temporal
+    if temporal.tls is True and not temporal.api_key and not temporal.tls_client_cert_path:
+        parser.problems.append(
+            "KEDA_ENABLED=true with TEMPORAL_TLS=true but no TEMPORAL_API_KEY or client certificate: KEDA's temporal "
+            "scaler would connect without TLS; use an API key or mTLS, or set KEDA_ENABLED=false"
+        )
+
+
+def _check_pod(parser: Parser) -> None:
+    """What the pod can use: a health file under the writable /tmp."""
+    health_file = parser.variables["WORKER_HEALTH_FILE"]
+    if not (health_file.startswith("/tmp/") and len(health_file) > len("/tmp/")):
+        parser.problem("WORKER_HEALTH_FILE", "must be under /tmp/, the only writable directory in the pod")
+
+
+def _warnings(parser: Parser) -> list[str]:
+    values = parser.variables
+    warnings = []
+    if LOCAL_ADDRESS.match(values["TEMPORAL_ADDRESS"]):
+        warnings.append(
+            f"TEMPORAL_ADDRESS={values['TEMPORAL_ADDRESS']} points at the pod itself in the cluster; "
+            "use the Temporal Cloud or in-cluster address"
+        )
+    for variable in VARIABLES:
+        value = values[variable.name]
+        if variable.scope is Scope.TEST and value != variable.default and config.is_text(value):
+            warnings.append(f"{variable.name}={value} is a test-only setting and is not deployed")
+    return warnings
+
+
+def _check_kube_context(parser: Parser) -> None:
+    if not parser.variables["KUBE_CONTEXT"]:
+        parser.problems.append(
+            "KUBE_CONTEXT: not set; set AKS_CLUSTER_NAME (the context az aks get-credentials creates) or KUBE_CONTEXT"
+        )
+    else:
+        parser.value("KUBE_CONTEXT")
+
+
+def _check_azure_and_build(parser: Parser) -> None:
+    values = parser.variables
+    if not values["AZURE_SUBSCRIPTION_ID"]:
+        parser.problems.append(
+            "AZURE_SUBSCRIPTION_ID: not set; give the subscription to deploy into (az account list --output table)"
+        )
+    parser.value("AZURE_SUBSCRIPTION_ID")
+    image, acr_name = values["APP_IMAGE"], values["ACR_NAME"]
+    if not acr_name:
+        if image:
+            parser.problems.append("ACR_NAME: not set; deploy.sh pushes the image to this registry")
+    elif image and not image.startswith(f"{acr_login_server(acr_name)}/"):
+        parser.problems.append(
+            f"APP_IMAGE={image!r} is not in the registry ACR_NAME={acr_name} ({acr_login_server(acr_name)}/...), "
+            "where deploy.sh pushes"
+        )
+    if parser.value("BUILD_MODE") == "acr":
+        if "," in values["BUILD_PLATFORMS"]:
+            parser.problem(
+                "BUILD_PLATFORMS",
+                "az acr build builds one platform per call; give one, such as linux/amd64 (or use BUILD_MODE=buildx)",
+            )
+        else:
+            parser.value("BUILD_PLATFORMS")
+    else:
+        parser.value("BUILD_PLATFORMS")
+    parser.value("ROLLOUT_TIMEOUT")
+
+
+# ---------------------------------------------------------------- the shell interface
+
+
+def shell_text(value: str) -> str:
+    """A value as `--show` prints it: plain when harmless, else quoted as bash would read it, on one line."""
+    if re.fullmatch(r"[A-Za-z0-9_./:,@+=-]*", value):
+        return value
+    if value.isprintable() and "'" not in value:
+        return f"'{value}'"
+    return "$'" + "".join(_ansi_c_character(character) for character in value) + "'"
+
+
+def _ansi_c_character(character: str) -> str:
+    code = ord(character)
+    if character in "'\\":
+        return "\\" + character
+    if character.isprintable():
+        return character
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _load_for_shell(task: str | None) -> dict[str, str]:
+    """The values for the shell, after checking for `task` (if any); warnings printed, problems exit 2.
+
+    Booleans are given to the shell as `true` or `false`, whichever word config.env used, so that the
+    scripts never need to know which words mean true.
+    """
+    path = config.config_env_path()
+    try:
+        for unknown in config.unknown_file_variables(path):
+            _warn(f"{path}: unknown variable '{unknown}' is ignored (typo? see config.env.example)")
+        if task is None:
+            values = derived(config.read_variables())
+        else:
+            settings = load_deploy_settings(task)
+            values = dict(settings.values)
+            if task != "local":
+                for warning in settings.warnings:
+                    _warn(warning)
+    except ConfigError as error:
+        config.exit_with_config_error(error)
+    for variable in VARIABLES:
+        if variable.parse is config.boolean and config.is_text(values[variable.name]):
+            try:
+                values[variable.name] = str(config.boolean(values[variable.name])).lower()
+            except ValueError:
+                pass  # left as given: a check for the task that uses it says what is wrong
+    return values
+
+
+def _main(arguments: list[str]) -> int:
+    command, rest = (arguments[0], arguments[1:]) if arguments else ("", [])
+    if command == "values" and len(rest) <= 1 and (not rest or rest[0] in TASKS):
+        values = _load_for_shell(rest[0] if rest else None)
+        for variable in VARIABLES:
+            if not variable.secret:
+                pair = f"{variable.name}={values[variable.name]}\0"
+                sys.stdout.buffer.write(pair.encode("utf-8", "surrogateescape"))
+    elif command == "check" and len(rest) == 1 and rest[0] in TASKS:
+        _load_for_shell(rest[0])
+        print(f"Configuration OK for {rest[0]}")
+    elif command == "show" and not rest:
+        values = _load_for_shell(None)
+        print(f"# from the environment, then {config.config_env_path()}, then defaults")
+        for variable in VARIABLES:
+            value = values[variable.name]
+            shown = "<set, hidden>" if variable.secret and value else shell_text(value)
+            print(f"{variable.name}={shown}")
+    elif command == "list-variables" and not rest:
+        print("\n".join(variable.name for variable in VARIABLES))
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
