@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +43,7 @@ from helpers.deploy_harness import (
 )
 from helpers.fake_keyvault import azure_cli_environment
 from helpers.manifest_checks import KUBERNETES_VERSION, check_temporal_trigger, keda_schema
-from helpers.processes import PYTHON, REPO_DIR, base_environment, free_port
+from helpers.processes import base_environment, free_port
 
 # Replaced in every value by the path of a file that only a shell running the value would create.
 CANARY = "CANARY"
@@ -89,7 +88,7 @@ CORPUS = [
     ("TEMPORAL_NAMESPACE", " padded", rejected("without surrounding spaces")),
     ("TEMPORAL_TASK_QUEUE", "队列-😀-ü-\u202eevil", CARRIED),
     ("TEMPORAL_TASK_QUEUE", "line\u2028separator\u00a0nbsp", CARRIED),
-    ("TEMPORAL_TASK_QUEUE", "csi\x9b31m", rejected("control character U+009B", by="render")),
+    ("TEMPORAL_TASK_QUEUE", "csi\x9b31m", CARRIED),
     ("TEMPORAL_TASK_QUEUE", "q" * LONG, CARRIED),
     ("TEMPORAL_TASK_QUEUE", "bytes-\udcff\udcfe", rejected("not UTF-8")),
     ("TEMPORAL_TLS_SERVER_NAME", 'srv" \\ `touch CANARY`\n$(touch CANARY)\r\t', CARRIED),
@@ -278,13 +277,8 @@ def test_config_py_and_the_programs(tmp_path: Path, run_app, variable: str, valu
 
 
 def value_config_py_reads(environment: dict[str, str], variable: str) -> str:
-    """`python config.py get VARIABLE`, as bytes: text mode would turn a carriage return into a newline."""
-    completed = subprocess.run(
-        [PYTHON, str(REPO_DIR / "config.py"), "get", variable], env=environment, capture_output=True, timeout=60
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.endswith(b"\n")
-    return completed.stdout[:-1].decode("utf-8")
+    """The text config.py reads for a variable, with the same environment (and so the same config.env)."""
+    return config.read_variables(environment)[variable]
 
 
 # --- The shell side -------------------------------------------------------------------------------
@@ -340,7 +334,7 @@ def assert_manifests_sound(directory: Path) -> None:
 def carried_value(project: Project, variable: str) -> str:
     """Where a legal value lands: the API key Secret, the image pull Secret, or the ConfigMap."""
     if variable == "TEMPORAL_API_KEY":
-        [secret] = project.manifest("temporal-api-key-secret.yaml")
+        [secret] = project.manifest("app-secret.yaml")
         return secret_values(secret)["TEMPORAL_API_KEY"]
     if variable in PULL_SECRET_FIELDS:
         [secret] = project.manifest("acr-secret.yaml")
@@ -367,19 +361,19 @@ def test_source_config_and_generate_manifests(tmp_path: Path, variable: str, val
     for result in (deploy_check, generated):
         assert_not_echoed(result.output, variable, value)
     if outcome.kind == "rejected":
-        assert deploy_check.returncode == 1
+        assert deploy_check.returncode == 2
         assert_refused(deploy_check.stderr, variable, outcome.message)
     else:
         assert deploy_check.returncode == 0, deploy_check.output
 
     if outcome.kind == "rejected" and outcome.by in ("config.py", "render"):
-        assert generated.returncode == 1
+        assert generated.returncode == 2
         assert_refused(generated.stderr, variable, outcome.message)
         assert "nothing was rendered" in generated.stderr
         assert project.files() == before, "nothing is written when a value is refused"
         assert [call for call in project.calls() if call["tool"] == "kubectl"] == [], "kubectl never saw the value"
         render_check = run_script(project, canary, "bash", "source_config.sh", "--check", "render", **environment)
-        assert render_check.returncode == 1
+        assert render_check.returncode == 2
         assert_refused(render_check.stderr, variable, outcome.message)
         assert_not_echoed(render_check.output, variable, value)
         return

@@ -29,8 +29,15 @@ from helpers.deploy_harness import (
 )
 from helpers.manifest_checks import KEDA, KUBERNETES_VERSION, check_temporal_trigger, keda_schema
 
-SECRET_FILES = {"acr-secret.yaml", "temporal-api-key-secret.yaml", "temporal-tls-secret.yaml"}
-ALWAYS = {"config-map.yaml", "deployment.yaml", "pod-disruption-budget.yaml"}
+SECRET_FILES = {"acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml"}
+ALWAYS = {
+    "namespace.yaml",
+    "app-secret.yaml",
+    "temporal-tls-secret.yaml",
+    "config-map.yaml",
+    "deployment.yaml",
+    "pod-disruption-budget.yaml",
+}
 ALL_FILES = ALWAYS | SECRET_FILES | {"service-account.yaml", "keda-scaledobject.yaml"}
 
 
@@ -65,7 +72,7 @@ def tls_files(tmp_path: Path) -> dict[str, str]:
     return paths
 
 
-def test_a_minimal_configuration_renders_the_three_core_manifests(project: Project) -> None:
+def test_a_minimal_configuration_renders_the_core_manifests(project: Project) -> None:
     render(project, MINIMAL_CONFIG)
     assert rendered_files(project.root) == ALWAYS
     deployment = project.manifest("deployment.yaml")[0]
@@ -74,6 +81,12 @@ def test_a_minimal_configuration_renders_the_three_core_manifests(project: Proje
     assert "imagePullSecrets" not in pod, "without ACR credentials the cluster pulls through --attach-acr"
     assert "serviceAccountName" not in pod
     assert "azure.workload.identity/use" not in deployment["spec"]["template"]["metadata"]["labels"]
+    assert [secret_values(document) for document in project.manifest("app-secret.yaml")] == [{}]
+    [namespace] = project.manifest("namespace.yaml")
+    assert namespace["metadata"] == {
+        "name": "temporal-workers",
+        "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+    }
 
 
 def test_every_feature_renders_its_manifest(project: Project, tls_files: dict[str, str]) -> None:
@@ -121,7 +134,7 @@ def test_keda_authenticates_with_keys_that_exist_in_the_rendered_secrets(
     spec = json.loads((KEDA / "temporal-trigger.json").read_text())
     secrets = {
         document["metadata"]["name"]: document
-        for name in ("temporal-api-key-secret.yaml", "temporal-tls-secret.yaml")
+        for name in ("app-secret.yaml", "temporal-tls-secret.yaml")
         for document in project.manifest(name)
     }
     [authentication] = [d for d in project.manifest("keda-scaledobject.yaml") if d["kind"] == "TriggerAuthentication"]
@@ -197,7 +210,7 @@ def test_the_pod_gets_its_settings_and_identity(project: Project) -> None:
     [container] = pod["containers"]
     assert container["envFrom"] == [
         {"configMapRef": {"name": "temporal-worker-config"}},
-        {"secretRef": {"name": "temporal-worker-temporal-api-key", "optional": True}},
+        {"secretRef": {"name": "temporal-worker-secrets"}},
     ]
     assert pod["imagePullSecrets"] == [{"name": "temporal-worker-acr-pull"}]
     assert pod["serviceAccountName"] == "temporal-worker"
@@ -211,17 +224,16 @@ def test_the_config_map_holds_every_non_secret_app_setting_and_nothing_else(proj
     render(project, {**FULL_CONFIG, "KEYVAULT_CA_FILE": str(REPO / "config.py")})
     [config_map] = project.manifest("config-map.yaml")
     expected = {
-        name: default
-        for name, default in config.DEFAULTS.items()
-        if default and name not in config.SECRET_VARIABLES and not name.startswith("KEYVAULT_VERIFY")
+        variable.name: variable.default
+        for variable in config.VARIABLES
+        if variable.default and variable.scope is config.Scope.POD and not variable.secret
     }
+    assert "KEYVAULT_VERIFY_CHALLENGE_RESOURCE" not in expected and "APP_NAME" not in expected
     expected.update(
         TEMPORAL_ADDRESS=FULL_CONFIG["TEMPORAL_ADDRESS"], TEMPORAL_NAMESPACE=FULL_CONFIG["TEMPORAL_NAMESPACE"]
     )
     assert config_map["data"] == expected
-    assert [secret_values(d) for d in project.manifest("temporal-api-key-secret.yaml")] == [
-        {"TEMPORAL_API_KEY": API_KEY_CANARY}
-    ]
+    assert [secret_values(d) for d in project.manifest("app-secret.yaml")] == [{"TEMPORAL_API_KEY": API_KEY_CANARY}]
 
 
 def test_the_pull_secret_is_a_docker_config_for_the_registry(project: Project) -> None:
@@ -278,11 +290,12 @@ def test_secret_files_are_private_and_gitignored_and_secrets_appear_nowhere_else
     assert contains_canary(json.dumps(argv, ensure_ascii=False)) == []
 
 
-def test_turning_a_feature_off_removes_its_stale_manifest(project: Project) -> None:
+def test_turning_a_feature_off_removes_its_stale_manifest_and_empties_its_secret(project: Project) -> None:
     render(project, FULL_CONFIG)
-    assert {"temporal-api-key-secret.yaml", "keda-scaledobject.yaml"} <= rendered_files(project.root)
+    assert {"acr-secret.yaml", "keda-scaledobject.yaml"} <= rendered_files(project.root)
     render(project, MINIMAL_CONFIG)
     assert rendered_files(project.root) == ALWAYS
+    assert [secret_values(document) for document in project.manifest("app-secret.yaml")] == [{}]
 
 
 def test_output_dir_leaves_the_script_directory_alone(project: Project, tmp_path: Path) -> None:

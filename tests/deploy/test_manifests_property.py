@@ -16,12 +16,10 @@ import config
 
 from helpers.deploy_harness import MINIMAL_CONFIG, Project, parse_with_kubectl, parse_with_pyyaml, secret_values
 
-# Any character a text file can hold but NUL, surrogates and the few that kubectl cannot write as YAML
-# (DEL, C1 controls, U+FFFE, U+FFFF): source_config.sh refuses those with a clear error, tested elsewhere.
-YAML_UNSAFE = "\x00" + "".join(map(chr, range(0x7F, 0xA0))) + "\ufffe\uffff"
-ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters=YAML_UNSAFE), min_size=1, max_size=30)
-# Secrets travel base64-encoded, so they may hold those too (only NUL and surrogates cannot be in a file).
-SECRET_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=30)
+# Any character a text file can hold but NUL (and surrogates, which are not characters): C1 controls, DEL,
+# U+2028, U+FFFE and the rest reach the manifests byte-exact too, escaped by the one YAML writer.
+ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=30)
+SECRET_TEXT = ANY_TEXT
 # What config.py accepts as a Temporal name: no control characters, no surrounding whitespace.
 NAME_TEXT = ANY_TEXT.filter(lambda text: text == text.strip() and not any(ord(c) < 32 or ord(c) == 127 for c in text))
 SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -31,14 +29,13 @@ TRIGGER_KEYS = {"endpoint", "namespace", "taskQueue", "queueTypes", "targetQueue
 
 
 def expected_config_map(file_values: dict[str, str]) -> dict[str, str]:
-    """config.py's view of the app settings, minus secrets, test-only and empty ones."""
-    merged = {name: file_values.get(name) or default for name, default in config.DEFAULTS.items()}
+    """config.py's view of the settings the pod uses, minus secrets and empty ones."""
     return {
-        name: value
-        for name, value in merged.items()
-        if value
-        and name not in config.SECRET_VARIABLES
-        and name not in ("KEYVAULT_CA_FILE", "KEYVAULT_VERIFY_CHALLENGE_RESOURCE")
+        variable.name: file_values.get(variable.name) or variable.default
+        for variable in config.VARIABLES
+        if variable.scope is config.Scope.POD
+        and not variable.secret
+        and (file_values.get(variable.name) or variable.default)
     }
 
 
@@ -81,14 +78,14 @@ def test_values_arrive_byte_exact_and_add_nothing(
         result = project.run("generate-k8s-manifests.sh")
         assert result.returncode == 0, result.output
 
-        for name in ("config-map.yaml", "temporal-api-key-secret.yaml", "acr-secret.yaml", "keda-scaledobject.yaml"):
+        for name in ("config-map.yaml", "app-secret.yaml", "acr-secret.yaml", "keda-scaledobject.yaml"):
             assert parse_with_kubectl(project.root / name) == parse_with_pyyaml(project.root / name), name
 
         [config_map] = project.manifest("config-map.yaml")
         assert config_map["data"] == expected_config_map(file_values)
         assert set(config_map) == {"apiVersion", "kind", "metadata", "data"}
 
-        [api_key_secret] = project.manifest("temporal-api-key-secret.yaml")
+        [api_key_secret] = project.manifest("app-secret.yaml")
         assert secret_values(api_key_secret) == {"TEMPORAL_API_KEY": api_key}
 
         [pull_secret] = project.manifest("acr-secret.yaml")

@@ -72,7 +72,15 @@ def test_the_build_context_is_an_allow_list_of_the_app_files() -> None:
         if line.strip() and not line.startswith("#")
     ]
     assert lines[0] == "*", "exclude everything first, so config.env, .venv, tests and manifests never get in"
-    assert set(lines[1:]) == {"!Dockerfile", "!requirements.txt", "!*.py", "!start.sh", "bench.py"}
+    assert set(lines[1:]) == {
+        "!Dockerfile",
+        "!requirements.txt",
+        "!*.py",
+        "!start.sh",
+        "bench.py",
+        "deploy_config.py",
+        "manifests.py",
+    }
 
 
 @pytest.mark.parametrize(
