@@ -35,38 +35,17 @@ See docs/deploy.md and CONFIGURATION.md.
 USAGE
 }
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/common.sh
-source "$SCRIPT_DIR/scripts/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 # shellcheck source=scripts/deploy-steps.sh
-source "$SCRIPT_DIR/scripts/deploy-steps.sh"
-
-REQUESTED_OUTPUT_DIR=""
-
-parse_arguments() {
-  while [ $# -gt 0 ]; do
-    case $1 in
-      -h | --help) usage; exit 0 ;;
-      --dry-run) DRY_RUN=true; shift ;;
-      --output-dir)
-        [ $# -ge 2 ] || die "--output-dir needs a directory" 2
-        REQUESTED_OUTPUT_DIR=$2
-        shift 2
-        ;;
-      --output-dir=*) REQUESTED_OUTPUT_DIR=${1#*=}; shift ;;
-      *) die "unknown argument '$1'; see --help" 2 ;;
-    esac
-  done
-}
+source "$REPO_DIR/scripts/deploy-steps.sh"
 
 main() {
-  parse_arguments "$@"
+  parse_arguments "--dry-run --output-dir" "$@"
   trap 'finish $?' EXIT
-  # shellcheck source=source_config.sh
-  source "$SCRIPT_DIR/source_config.sh"
-  choose_manifest_dir "$REQUESTED_OUTPUT_DIR"
+  choose_manifest_dir
   STEP_TOTAL=8
-  ! $DRY_RUN || echo "Dry run: the configuration is checked and the manifests rendered; every other command is printed, not run."
+  announce_dry_run
 
   step_check_configuration deploy
   step "Checking tools and access" \

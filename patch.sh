@@ -31,31 +31,10 @@ Options:
 USAGE
 }
 
-SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/common.sh
-source "$SCRIPT_DIR/scripts/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 # shellcheck source=scripts/deploy-steps.sh
-source "$SCRIPT_DIR/scripts/deploy-steps.sh"
-
-CONFIG_ONLY=false
-REQUESTED_OUTPUT_DIR=""
-
-parse_arguments() {
-  while [ $# -gt 0 ]; do
-    case $1 in
-      -h | --help) usage; exit 0 ;;
-      --config-only) CONFIG_ONLY=true; shift ;;
-      --dry-run) DRY_RUN=true; shift ;;
-      --output-dir)
-        [ $# -ge 2 ] || die "--output-dir needs a directory" 2
-        REQUESTED_OUTPUT_DIR=$2
-        shift 2
-        ;;
-      --output-dir=*) REQUESTED_OUTPUT_DIR=${1#*=}; shift ;;
-      *) die "unknown argument '$1'; see --help" 2 ;;
-    esac
-  done
-}
+source "$REPO_DIR/scripts/deploy-steps.sh"
 
 patch_image() {
   STEP_TOTAL=7
@@ -87,12 +66,10 @@ apply_configuration_and_restart() {
 }
 
 main() {
-  parse_arguments "$@"
+  parse_arguments "--config-only --dry-run --output-dir" "$@"
   trap 'finish $?' EXIT
-  # shellcheck source=source_config.sh
-  source "$SCRIPT_DIR/source_config.sh"
-  choose_manifest_dir "$REQUESTED_OUTPUT_DIR"
-  ! $DRY_RUN || echo "Dry run: the configuration is checked and the manifests rendered; every other command is printed, not run."
+  choose_manifest_dir
+  announce_dry_run
   if $CONFIG_ONLY; then
     patch_configuration
   else

@@ -1,25 +1,14 @@
 # shellcheck shell=bash
-# Shared by generate-k8s-manifests.sh, deploy.sh and patch.sh: Kubernetes names derived from the
-# configuration, the manifest files in the order they are applied, and message helpers.
-# Source it after source_config.sh.
-# shellcheck disable=SC2154,SC2034  # config variables come from source_config.sh; the names are used by the scripts that source this file
+# Shared by generate-k8s-manifests.sh, deploy.sh and patch.sh: argument parsing, messages, and the one
+# helper through which every command that changes something is printed and run (or, in a dry run,
+# only printed), so that what --dry-run shows is exactly what a real run runs.
 
-# Manifests in dependency order: identity and secrets before what uses them, the Deployment before
-# what targets it. Files for features that are off are not written (and stale ones are removed).
-MANIFEST_FILES="service-account.yaml acr-secret.yaml temporal-api-key-secret.yaml temporal-tls-secret.yaml config-map.yaml deployment.yaml pod-disruption-budget.yaml keda-scaledobject.yaml"
-SECRET_MANIFEST_FILES="acr-secret.yaml temporal-api-key-secret.yaml temporal-tls-secret.yaml"
-
-CONTAINER_NAME=worker
-TLS_MOUNT_DIR=/etc/temporal-tls
-
-# Names of the Kubernetes objects, all derived from APP_NAME.
-set_object_names() {
-  CONFIG_MAP_NAME="$APP_NAME-config"
-  API_KEY_SECRET_NAME="$APP_NAME-temporal-api-key"
-  TLS_SECRET_NAME="$APP_NAME-temporal-tls"
-  PULL_SECRET_NAME="$APP_NAME-acr-pull"
-  TRIGGER_AUTH_NAME="$APP_NAME-temporal"
-  POD_SELECTOR="app.kubernetes.io/instance=$APP_NAME"
+# shellcheck disable=SC2034  # read by the scripts that source this file
+{
+  REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  DRY_RUN=false     # --dry-run
+  CONFIG_ONLY=false # --config-only
+  OUTPUT_DIR=""     # --output-dir DIR
 }
 
 script_name() {
@@ -31,7 +20,98 @@ die() {
   exit "${2:-1}"
 }
 
-# The Python helper for what bash cannot do safely (see scripts/manifest_helpers.py).
-manifest_helper() {
-  "$SC_PYTHON" "$SC_DIR/scripts/manifest_helpers.py" "$@"
+# parse_arguments "OPTIONS" "$@": the options a script accepts (from --dry-run, --config-only and
+# --output-dir), -h/--help (the script's usage function), and nothing else.
+# shellcheck disable=SC2034  # the options' variables are read by the scripts
+parse_arguments() {
+  local accepted=" $1 "
+  shift
+  while [ $# -gt 0 ]; do
+    case $1 in
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      --output-dir=*) set -- --output-dir "${1#*=}" "${@:2}" ;;
+    esac
+    case $accepted in
+      *" $1 "*) ;;
+      *) die "unknown argument '$1'; see --help" 2 ;;
+    esac
+    case $1 in
+      --dry-run) DRY_RUN=true ;;
+      --config-only) CONFIG_ONLY=true ;;
+      --output-dir)
+        [ $# -ge 2 ] || die "--output-dir needs a directory" 2
+        OUTPUT_DIR=$2
+        shift
+        ;;
+    esac
+    shift
+  done
+}
+
+# An argument as it can be pasted back into a shell.
+shell_word() {
+  if [[ $1 =~ ^[A-Za-z0-9_./:,@+=%-]+$ ]] || [ "$1" = "|" ]; then
+    printf '%s' "$1"
+  elif [[ $1 =~ ^[[:print:]]+$ ]] && [[ $1 != *"'"* ]]; then
+    printf "'%s'" "$1"
+  else
+    printf '%q' "$1"
+  fi
+}
+
+print_command() {
+  local word line="  \$"
+  for word in "$@"; do
+    line="$line $(shell_word "$word")"
+  done
+  printf '%s\n' "$line"
+}
+
+# A command, or commands separated by a "|" argument, run without a shell in between: each one gets the
+# output of the one before on stdin, and runs only if that one succeeded (so a secret such as a token
+# travels through a pipe, and nothing runs after a failure).
+run_pipeline() {
+  local position=1 word output
+  for word in "$@"; do
+    if [ "$word" = "|" ]; then
+      output=$("${@:1:position-1}") || return
+      printf '%s\n' "$output" | run_pipeline "${@:position+1}"
+      return
+    fi
+    position=$((position + 1))
+  done
+  "$@"
+}
+
+# run COMMAND [| COMMAND...]: print the command line, then run it unless this is a dry run.
+run() {
+  print_command "$@"
+  $DRY_RUN || run_pipeline "$@"
+}
+
+# run_local COMMAND: print and run it even in a dry run; for commands that only write local files.
+run_local() {
+  print_command "$@"
+  run_pipeline "$@"
+}
+
+# check EXPECTED COMMAND...: print a read-only command and run it (not in a dry run, which assumes it
+# passes); it passes when it succeeds and, unless EXPECTED is empty, prints a line equal to EXPECTED.
+check() {
+  local expected=$1 output
+  shift
+  print_command "$@"
+  $DRY_RUN && return 0
+  output=$("$@" 2>/dev/null) || return 1
+  [ -z "$expected" ] || grep -qxF -- "$expected" <<<"$output"
+}
+
+# found COMMAND...: print a read-only lookup and run it; it finds something when it succeeds (a dry run
+# assumes it finds nothing, so that it shows what would follow).
+found() {
+  print_command "$@"
+  ! $DRY_RUN && "$@" >/dev/null 2>&1
 }

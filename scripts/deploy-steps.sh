@@ -1,13 +1,11 @@
 # shellcheck shell=bash
-# The steps deploy.sh and patch.sh are made of. Source it after source_config.sh and common.sh.
+# The steps deploy.sh and patch.sh are made of. Source it after common.sh.
 #
-# Every step is announced as "[N/TOTAL] Name ...", prints each command before it runs it and,
-# in a dry run, prints the commands without running them. A failing command ends the script
-# (set -e); the EXIT trap then names the step and prints its hint. No command line carries a
-# secret: the ACR token travels through a pipe, Secrets through files kubectl reads.
-# shellcheck disable=SC2154  # configuration variables come from source_config.sh
+# Every step is announced as "[N/TOTAL] Name ..." and runs its commands through run/check (common.sh):
+# printed, then run, or in a dry run only printed. A failing command ends the script (set -e); the
+# EXIT trap then names the step and prints its hint. No command line carries a secret: the ACR token
+# travels through a pipe, Secrets through files kubectl reads.
 
-DRY_RUN=false
 STEP_NUMBER=0
 STEP_TOTAL=0
 STEP_NAME=""
@@ -15,8 +13,6 @@ STEP_HINT=""
 MANIFEST_DIR=""
 TEMPORARY_MANIFEST_DIR=""
 ACR_TOKEN_USERNAME=00000000-0000-0000-0000-000000000000
-
-# ---------------------------------------------------------------- steps and commands
 
 step() {
   STEP_NUMBER=$((STEP_NUMBER + 1))
@@ -64,28 +60,8 @@ finish() {
   fi
 }
 
-# An argument as it can be pasted back into a shell.
-shell_word() {
-  if [[ $1 =~ ^[A-Za-z0-9_./:,@+=%-]+$ ]] || [ "$1" = "|" ]; then
-    printf '%s' "$1"
-  elif [[ $1 =~ ^[[:print:]]+$ ]] && [[ $1 != *"'"* ]]; then
-    printf "'%s'" "$1"
-  else
-    printf '%q' "$1"
-  fi
-}
-
-print_command() {
-  local word line="  \$"
-  for word in "$@"; do
-    line="$line $(shell_word "$word")"
-  done
-  printf '%s\n' "$line"
-}
-
-run() {
-  print_command "$@"
-  $DRY_RUN || "$@"
+announce_dry_run() {
+  ! $DRY_RUN || echo "Dry run: the configuration is checked and the manifests rendered; every other command is printed, not run."
 }
 
 kube() {
@@ -94,11 +70,12 @@ kube() {
 
 # ---------------------------------------------------------------- 1. configuration
 
+# Load the configuration, checked for TASK (deploy or config) by Python; every problem is listed at once.
 check_configuration() {
   local task=$1
-  sc_validate "$task"
-  set_object_names
-  printf '  Configuration: %s\n' "$SC_CONFIG_FILE"
+  # shellcheck source=../source_config.sh
+  source "$REPO_DIR/source_config.sh" --check "$task"
+  printf '  Configuration: %s\n' "${CONFIG_ENV_FILE:-$REPO_DIR/config.env}"
   printf '  Image:         %s\n' "$APP_IMAGE"
   printf '  Cluster:       kubectl context %s, namespace %s\n' "$KUBE_CONTEXT" "$KUBERNETES_NAMESPACE"
   [ "$task" != deploy ] || printf '  Azure:         subscription %s, registry %s (%s)\n' "$AZURE_SUBSCRIPTION_ID" "$ACR_NAME" "$BUILD_MODE"
@@ -112,14 +89,9 @@ preflight_problem() {
   PREFLIGHT_PROBLEMS="${PREFLIGHT_PROBLEMS}  - $1"$'\n'
 }
 
+# A tool on PATH; a dry run assumes every tool is there.
 has_command() {
-  command -v "$1" >/dev/null 2>&1
-}
-
-# Run a read-only check, printing it first; its output goes to $CHECK_OUTPUT.
-check() {
-  print_command "$@"
-  CHECK_OUTPUT=$("$@" 2>/dev/null)
+  $DRY_RUN || command -v "$1" >/dev/null 2>&1
 }
 
 check_tools() {
@@ -130,38 +102,31 @@ check_tools() {
   [ "$BUILD_MODE" = buildx ] || return 0
   if ! has_command docker; then
     preflight_problem "docker not found: install Docker with buildx, or set BUILD_MODE=acr to build in Azure with az acr build"
-  elif ! check docker buildx version; then
+  elif ! check "" docker buildx version; then
     preflight_problem "docker buildx not available: install the buildx plugin, or set BUILD_MODE=acr"
-  elif ! check docker info --format '{{.ServerVersion}}'; then
+  elif ! check "" docker info --format '{{.ServerVersion}}'; then
     preflight_problem "the Docker daemon is not reachable: start Docker, or set BUILD_MODE=acr"
   fi
 }
 
 check_azure() {
   has_command az || return 0
-  if ! check az account show --subscription "$AZURE_SUBSCRIPTION_ID" --query id --output tsv || [ -z "$CHECK_OUTPUT" ]; then
+  if ! check "" az account show --subscription "$AZURE_SUBSCRIPTION_ID" --query id --output tsv; then
     preflight_problem "Azure: not logged in, or no access to subscription $AZURE_SUBSCRIPTION_ID: run az login, then check AZURE_SUBSCRIPTION_ID (az account list --output table)"
-  elif ! check az acr show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --query loginServer --output tsv; then
+  elif ! check "" az acr show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --query loginServer --output tsv; then
     preflight_problem "Azure: registry ACR_NAME=$ACR_NAME not found in subscription $AZURE_SUBSCRIPTION_ID, or no access: check ACR_NAME (az acr list --output table)"
   fi
 }
 
 check_cluster() {
-  local mode=$1 context_found=false context
+  local mode=$1
   has_command kubectl || return 0
-  if check kubectl config get-contexts --output name; then
-    while IFS= read -r context; do
-      [ "$context" != "$KUBE_CONTEXT" ] || context_found=true
-    done <<<"$CHECK_OUTPUT"
-  fi
-  if ! $context_found; then
+  if ! check "$KUBE_CONTEXT" kubectl config get-contexts --output name; then
     preflight_problem "kubectl: no context '$KUBE_CONTEXT': run az aks get-credentials --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --subscription ${AZURE_SUBSCRIPTION_ID:-<subscription>}, or set KUBE_CONTEXT"
-    return 0
-  fi
-  if ! check kubectl --context "$KUBE_CONTEXT" auth can-i create deployments.apps --namespace "$KUBERNETES_NAMESPACE" || [ "$CHECK_OUTPUT" != yes ]; then
+  elif ! check yes kubectl --context "$KUBE_CONTEXT" auth can-i create deployments.apps --namespace "$KUBERNETES_NAMESPACE"; then
     preflight_problem "kubectl: context $KUBE_CONTEXT cannot create Deployments in namespace $KUBERNETES_NAMESPACE, or the cluster is unreachable: check kubectl --context $KUBE_CONTEXT get nodes"
-  elif [ "$mode" = deploy ] && sc_is_true KEDA_ENABLED &&
-    ! check kubectl --context "$KUBE_CONTEXT" get crd scaledobjects.keda.sh triggerauthentications.keda.sh --output name; then
+  elif [ "$mode" = deploy ] && [ "$KEDA_ENABLED" = true ] &&
+    ! check "" kubectl --context "$KUBE_CONTEXT" get crd scaledobjects.keda.sh triggerauthentications.keda.sh --output name; then
     preflight_problem "KEDA_ENABLED=true but KEDA is not installed in the cluster: az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --enable-keda (the temporal scaler needs KEDA 2.17+), or set KEDA_ENABLED=false"
   fi
 }
@@ -170,10 +135,6 @@ check_cluster() {
 preflight() {
   local mode=$1
   PREFLIGHT_PROBLEMS=""
-  if $DRY_RUN; then
-    print_preflight_commands "$mode"
-    return 0
-  fi
   check_tools "$mode"
   [ "$mode" != deploy ] || check_azure
   check_cluster "$mode"
@@ -181,46 +142,32 @@ preflight() {
     printf 'Preflight found these problems:\n%s' "$PREFLIGHT_PROBLEMS" >&2
     return 1
   fi
-  echo "  Tools, Azure login and cluster access are fine."
-}
-
-print_preflight_commands() {
-  local mode=$1
-  if [ "$mode" = deploy ]; then
-    if [ "$BUILD_MODE" = buildx ]; then
-      print_command docker buildx version
-      print_command docker info --format '{{.ServerVersion}}'
-    fi
-    print_command az account show --subscription "$AZURE_SUBSCRIPTION_ID" --query id --output tsv
-    print_command az acr show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --query loginServer --output tsv
-  fi
-  print_command kubectl config get-contexts --output name
-  print_command kubectl --context "$KUBE_CONTEXT" auth can-i create deployments.apps --namespace "$KUBERNETES_NAMESPACE"
-  if [ "$mode" = deploy ] && sc_is_true KEDA_ENABLED; then
-    print_command kubectl --context "$KUBE_CONTEXT" get crd scaledobjects.keda.sh triggerauthentications.keda.sh --output name
-  fi
+  $DRY_RUN || echo "  Tools, Azure login and cluster access are fine."
 }
 
 # ---------------------------------------------------------------- 3. manifests
 
 # A dry run renders into a private directory that is removed at exit, unless --output-dir says where.
 choose_manifest_dir() {
-  local requested=$1
-  if [ -n "$requested" ]; then
-    MANIFEST_DIR=$requested
+  if [ -n "$OUTPUT_DIR" ]; then
+    MANIFEST_DIR=$OUTPUT_DIR
   elif $DRY_RUN; then
     TEMPORARY_MANIFEST_DIR=$(mktemp -d "${TMPDIR:-/tmp}/temporal-aks-dry-run.XXXXXX")
     MANIFEST_DIR=$TEMPORARY_MANIFEST_DIR
   else
-    MANIFEST_DIR=$SC_DIR
+    MANIFEST_DIR=$REPO_DIR
   fi
 }
 
 # Rendering only writes files, so it runs in a dry run too: that is how a dry run validates them.
 render_manifests() {
-  print_command "$SC_DIR/generate-k8s-manifests.sh" --output-dir "$MANIFEST_DIR"
-  "$SC_DIR/generate-k8s-manifests.sh" --output-dir "$MANIFEST_DIR"
+  run_local "$REPO_DIR/generate-k8s-manifests.sh" --output-dir "$MANIFEST_DIR"
   [ -z "$TEMPORARY_MANIFEST_DIR" ] || echo "  (dry run: these files are removed at exit; --output-dir DIR keeps them)"
+}
+
+# The rendered files, in the order to apply them (all, or only the configuration: Secrets and ConfigMap).
+manifest_files() {
+  "$SC_PYTHON" "$REPO_DIR/manifests.py" --list "$@"
 }
 
 # ---------------------------------------------------------------- 4 and 5. image
@@ -230,25 +177,18 @@ image_repository_and_tag() {
 }
 
 # docker login reads the short-lived ACR token on stdin; it is never an argument or a file.
-# (The token waits in a variable so that docker login never runs when az failed to get one.)
 acr_login() {
-  local token
   if [ "$BUILD_MODE" = acr ]; then
     echo "  Not needed: az acr build pushes with your az login."
     return 0
   fi
-  print_command az acr login --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --expose-token --output tsv --query accessToken \
-    "|" docker login "$(sc_acr_login_server)" --username "$ACR_TOKEN_USERNAME" --password-stdin
-  $DRY_RUN && return 0
-  token=$(az acr login --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --expose-token --output tsv --query accessToken)
-  printf '%s\n' "$token" | docker login "$(sc_acr_login_server)" --username "$ACR_TOKEN_USERNAME" --password-stdin
+  run az acr login --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --expose-token --output tsv --query accessToken \
+    "|" docker login "${APP_IMAGE%%/*}" --username "$ACR_TOKEN_USERNAME" --password-stdin
 }
 
 # Tags are never overwritten: an image already in ACR under this tag was built from the same commit.
 image_in_registry() {
-  print_command az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" --output none
-  $DRY_RUN && return 1
-  az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" --output none >/dev/null 2>&1
+  found az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" --output none
 }
 
 build_and_push() {
@@ -258,9 +198,9 @@ build_and_push() {
   fi
   if [ "$BUILD_MODE" = acr ]; then
     run az acr build --registry "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" \
-      --platform "$BUILD_PLATFORMS" --file "$SC_DIR/Dockerfile" "$SC_DIR"
+      --platform "$BUILD_PLATFORMS" --file "$REPO_DIR/Dockerfile" "$REPO_DIR"
   else
-    run docker buildx build --platform "$BUILD_PLATFORMS" --tag "$APP_IMAGE" --push --file "$SC_DIR/Dockerfile" "$SC_DIR"
+    run docker buildx build --platform "$BUILD_PLATFORMS" --tag "$APP_IMAGE" --push --file "$REPO_DIR/Dockerfile" "$REPO_DIR"
   fi
 }
 
@@ -274,46 +214,32 @@ build_hint() {
 
 # ---------------------------------------------------------------- 6 to 8. cluster
 
-# Idempotent, as in the guide; the namespace enforces the Pod Security Standards "restricted" profile.
+# Idempotent; the namespace enforces the Pod Security Standards "restricted" profile (namespace.yaml).
 create_namespace() {
-  print_command kubectl create namespace "$KUBERNETES_NAMESPACE" --dry-run=client --output yaml \
-    "|" kubectl label --local --filename - pod-security.kubernetes.io/enforce=restricted --output yaml \
-    "|" kubectl --context "$KUBE_CONTEXT" apply --filename -
-  $DRY_RUN && return 0
-  kubectl create namespace "$KUBERNETES_NAMESPACE" --dry-run=client --output yaml |
-    kubectl label --local --filename - pod-security.kubernetes.io/enforce=restricted --output yaml |
-    kubectl --context "$KUBE_CONTEXT" apply --filename -
+  run kubectl --context "$KUBE_CONTEXT" apply --filename "$MANIFEST_DIR/namespace.yaml"
 }
 
-# A Secret whose setting was removed must go too: the Deployment references it as optional.
-delete_stale_secret() {
-  kube delete secret "$1" --ignore-not-found
-}
-
-apply_manifest_file() {
-  local file=$1
-  if [ -f "$MANIFEST_DIR/$file" ]; then
+# Apply the rendered files among FILES (in the order given), skipping the namespace, applied on its own.
+apply_files() {
+  local file
+  for file in "$@"; do
+    [ "$file" != namespace.yaml ] && [ -f "$MANIFEST_DIR/$file" ] || continue
     kube apply --filename "$MANIFEST_DIR/$file"
-    return 0
-  fi
-  case $file in
-    temporal-api-key-secret.yaml) delete_stale_secret "$API_KEY_SECRET_NAME" ;;
-    temporal-tls-secret.yaml) delete_stale_secret "$TLS_SECRET_NAME" ;;
-  esac
+  done
 }
 
 apply_manifests() {
-  local file
-  for file in $MANIFEST_FILES; do
-    apply_manifest_file "$file"
-  done
+  local files
+  files=$(manifest_files)
+  # shellcheck disable=SC2086  # file names without spaces, one per line
+  apply_files $files
 }
 
 apply_configuration() {
-  local file
-  for file in $SECRET_MANIFEST_FILES config-map.yaml; do
-    apply_manifest_file "$file"
-  done
+  local files
+  files=$(manifest_files configuration)
+  # shellcheck disable=SC2086  # file names without spaces, one per line
+  apply_files $files
 }
 
 restart_rollout() {
@@ -321,22 +247,26 @@ restart_rollout() {
 }
 
 set_image() {
-  kube set image "deployment/$APP_NAME" "$CONTAINER_NAME=$APP_IMAGE"
+  kube set image "deployment/$APP_NAME" "worker=$APP_IMAGE"
 }
 
 wait_for_rollout() {
   kube rollout status "deployment/$APP_NAME" --timeout "$ROLLOUT_TIMEOUT"
 }
 
+pod_selector() {
+  printf 'app.kubernetes.io/instance=%s' "$APP_NAME"
+}
+
 rollout_hint() {
-  printf '%s' "see why the pods are not ready: kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE describe pods --selector $POD_SELECTOR"
+  printf '%s' "see why the pods are not ready: kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE describe pods --selector $(pod_selector)"
   printf '%s' " (ImagePullBackOff: let the cluster pull from ACR with az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --attach-acr $ACR_NAME;"
   printf '%s' " CrashLoopBackOff or not ready: read the log with kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$APP_NAME)."
 }
 
 show_pods_and_logs_command() {
   echo
-  kube get pods --selector "$POD_SELECTOR" --output wide
+  kube get pods --selector "$(pod_selector)" --output wide
   $DRY_RUN && return 0
   cat <<TEXT
 

@@ -79,7 +79,7 @@ def assert_no_secret_leaked(project: Project, output: str) -> None:
     assert contains_canary(argv) == []
     assert contains_canary(output) == []
     for name, content in project.files().items():
-        if name in ("config.env", "acr-secret.yaml", "temporal-api-key-secret.yaml", "temporal-tls-secret.yaml"):
+        if name in ("config.env", "acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml"):
             continue
         assert contains_canary(content.decode("utf-8", "replace")) == [], name
 
@@ -92,11 +92,11 @@ def test_deploy_runs_exactly_these_commands_in_order(project: Project) -> None:
     assert project.commands() == [
         *preflight(keda=True),
         *login_and_push(root),
-        ["kubectl", "--context", CONTEXT, "apply", "--filename", "-"],
+        ["kubectl", "--context", CONTEXT, "apply", "--filename", f"{root}/namespace.yaml"],
         apply(root, "service-account.yaml"),
         apply(root, "acr-secret.yaml"),
-        apply(root, "temporal-api-key-secret.yaml"),
-        [*KUBE, "delete", "secret", "temporal-worker-temporal-tls", "--ignore-not-found"],
+        apply(root, "app-secret.yaml"),
+        apply(root, "temporal-tls-secret.yaml"),
         apply(root, "config-map.yaml"),
         apply(root, "deployment.yaml"),
         apply(root, "pod-disruption-budget.yaml"),
@@ -124,9 +124,11 @@ def test_the_acr_token_reaches_docker_only_on_stdin(project: Project) -> None:
 def test_the_namespace_is_created_idempotently_and_enforces_the_restricted_profile(project: Project) -> None:
     project.write_config(MINIMAL_CONFIG)
     assert project.run("deploy.sh").returncode == 0
-    [namespace_apply] = [call for call in project.calls() if call["argv"][-2:] == ["--filename", "-"]]
-    assert "kind: Namespace" in namespace_apply["stdin"] and f"name: {NS}" in namespace_apply["stdin"]
-    assert "pod-security.kubernetes.io/enforce: restricted" in namespace_apply["stdin"]
+    [namespace_apply] = [call["argv"] for call in project.calls() if call["argv"][-1].endswith("namespace.yaml")]
+    assert namespace_apply[:3] == ["--context", CONTEXT, "apply"], "kubectl apply: creates it or leaves it be"
+    [namespace] = project.manifest("namespace.yaml")
+    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == NS
+    assert namespace["metadata"]["labels"] == {"pod-security.kubernetes.io/enforce": "restricted"}
 
 
 def test_a_minimal_deploy_applies_only_what_is_configured(project: Project) -> None:
@@ -134,9 +136,14 @@ def test_a_minimal_deploy_applies_only_what_is_configured(project: Project) -> N
     result = project.run("deploy.sh")
     assert result.returncode == 0, result.output
     applied = [command[-1].rsplit("/", 1)[-1] for command in project.commands() if "apply" in command]
-    assert applied == ["-", "config-map.yaml", "deployment.yaml", "pod-disruption-budget.yaml"]
-    deleted = [command[-2] for command in project.commands() if "delete" in command]
-    assert deleted == ["temporal-worker-temporal-api-key", "temporal-worker-temporal-tls"], "stale Secrets go"
+    assert applied == [
+        "namespace.yaml",
+        "app-secret.yaml",
+        "temporal-tls-secret.yaml",
+        "config-map.yaml",
+        "deployment.yaml",
+        "pod-disruption-budget.yaml",
+    ], "the Secrets are applied (empty) so that a removed secret leaves the cluster too"
 
 
 def test_az_acr_build_replaces_docker(project: Project) -> None:
@@ -176,7 +183,7 @@ def test_dry_run_prints_every_command_and_changes_nothing(project: Project) -> N
         "kubectl config get-contexts --output name",
         f"az acr login --name testregistry --subscription {SUBSCRIPTION} --expose-token --output tsv --query accessToken | docker login testregistry.azurecr.io",
         f"docker buildx build --platform linux/amd64,linux/arm64 --tag {IMAGE} --push",
-        f"kubectl create namespace {NS} --dry-run=client --output yaml | kubectl label --local",
+        f"kubectl --context {CONTEXT} apply --filename {project.home}/temporal-aks-dry-run.",
         f"kubectl --context {CONTEXT} --namespace {NS} apply --filename",
         f"kubectl --context {CONTEXT} --namespace {NS} rollout status deployment/temporal-worker --timeout 5m",
     ]:  # fmt: skip
@@ -188,8 +195,9 @@ def test_dry_run_prints_every_command_and_changes_nothing(project: Project) -> N
 def test_dry_run_still_stops_on_a_bad_configuration(project: Project) -> None:
     project.write_config({**MINIMAL_CONFIG, "REPLICAS": "many"})
     result = project.run("deploy.sh", "--dry-run")
-    assert result.returncode == 1
-    assert 'step 1/8 "Checking configuration" failed' in result.stderr
+    assert result.returncode == 2
+    assert 'step 1/8 "Checking configuration" failed (exit status 2)' in result.stderr
+    assert "REPLICAS='many': must be a whole number" in result.stderr
     assert project.commands() == []
 
 
@@ -198,7 +206,7 @@ def test_dry_run_still_stops_on_a_bad_configuration(project: Project) -> None:
     [
         ("az acr login", '4/8 "Logging in to ACR"'),
         ("docker buildx build", '5/8 "Building and pushing image"'),
-        ("kubectl --context aks-test apply --filename -", '6/8 "Creating namespace"'),
+        ("namespace.yaml", '6/8 "Creating namespace"'),
         ("deployment.yaml", '7/8 "Applying manifests"'),
         ("rollout status", '8/8 "Waiting for rollout"'),
     ],
@@ -265,8 +273,8 @@ def test_patch_config_only_applies_configuration_and_restarts(project: Project) 
     assert project.commands() == [
         *cluster_preflight(),
         apply(root, "acr-secret.yaml"),
-        apply(root, "temporal-api-key-secret.yaml"),
-        [*KUBE, "delete", "secret", "temporal-worker-temporal-tls", "--ignore-not-found"],
+        apply(root, "app-secret.yaml"),
+        apply(root, "temporal-tls-secret.yaml"),
         apply(root, "config-map.yaml"),
         [*KUBE, "rollout", "restart", "deployment/temporal-worker"],
         *rollout(),
