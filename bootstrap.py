@@ -27,7 +27,7 @@ from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
 from config import EncryptionSettings, Settings, configure_logging, load_settings_or_exit
-from crypto_converter import encrypted_data_converter
+from crypto_converter import Plaintext, encrypted_data_converter
 from keyvault import KeyVaultError, KeyVaultKeyProvider
 
 CONNECT_TIMEOUT = timedelta(seconds=30)
@@ -54,14 +54,30 @@ async def temporal_client(settings: Settings, runtime: Runtime | None = None) ->
         return
     keys = await started_key_provider(encryption)
     try:
+        plaintext = plaintext_policy(encryption)
         logger.info(
-            "Payload encryption: on (AES-GCM, key from Key Vault secret %s at %s)",
+            "Payload encryption: on (AES-GCM, key from Key Vault secret %s at %s); unencrypted payloads: %s",
             encryption.secret_name,
             encryption.keyvault_url,
+            PLAINTEXT_POLICY_NAMES[plaintext],
         )
-        yield await connect_client(settings, encrypted_data_converter(keys), runtime)
+        yield await connect_client(settings, encrypted_data_converter(keys, plaintext), runtime)
     finally:
         await keys.close()
+
+
+PLAINTEXT_POLICY_NAMES = {
+    Plaintext.REFUSE: "refused (ENCRYPTION_REQUIRED=true)",
+    Plaintext.WARN: "accepted with a warning during a migration (ENCRYPTION_ALLOW_PLAINTEXT=true)",
+    Plaintext.ACCEPT: "accepted (ENCRYPTION_REQUIRED=false)",
+}
+
+
+def plaintext_policy(encryption: EncryptionSettings) -> Plaintext:
+    """What decode does with an unencrypted payload: refused only when encryption is required."""
+    if not encryption.required:
+        return Plaintext.ACCEPT
+    return Plaintext.WARN if encryption.allow_plaintext else Plaintext.REFUSE
 
 
 async def started_key_provider(settings: EncryptionSettings) -> KeyVaultKeyProvider:

@@ -299,14 +299,20 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("KEYVAULT_SECRET_NAME"),
     Variable("KEYVAULT_REFRESH_SECONDS", seconds(1.0), "300"),
     Variable("KEYVAULT_STARTUP_TIMEOUT_SECONDS", seconds(1.0), "30"),
+    Variable("KEYVAULT_FAILED_FETCH_RETRY_SECONDS", seconds(1.0), "60"),
     Variable("KEYVAULT_CA_FILE", readable_file, scope=Scope.TEST),
     Variable("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", boolean, "true", scope=Scope.TEST),
     Variable("ENCRYPTION_REQUIRED", boolean, "false"),
+    Variable("ENCRYPTION_ALLOW_PLAINTEXT", boolean, "false"),
     # Codec server (decrypts payloads for the Web UI and CLI)
     Variable("CODEC_SERVER_HOST", required_text, "127.0.0.1"),
     Variable("CODEC_SERVER_PORT", port(), "8081"),
     Variable("CODEC_SERVER_CORS_ORIGINS", origins, "http://localhost:8233"),
     Variable("CODEC_SERVER_TOKEN", secret=True, scope=Scope.LOCAL),
+    Variable("CODEC_SERVER_ENCODE", boolean, "false", scope=Scope.LOCAL),
+    Variable("CODEC_SERVER_ENCODE_TOKEN", secret=True, scope=Scope.LOCAL),
+    Variable("CODEC_SERVER_TLS_CERT_FILE", readable_file, scope=Scope.LOCAL),
+    Variable("CODEC_SERVER_TLS_KEY_FILE", readable_file, scope=Scope.LOCAL),
     # --- Your own variables: declare them here, e.g. Variable("DATABASE_PASSWORD", secret=True),
     # --- and read them in load_settings(). A secret reaches the pod from the app Secret.
     # Deployment to AKS (deploy.sh, patch.sh, generate-k8s-manifests.sh; checked by deploy_config.py)
@@ -424,6 +430,10 @@ class EncryptionSettings:
     ca_file: str | None
     verify_challenge_resource: bool
     required: bool
+    allow_plaintext: bool = False
+    """With `required`: accept unencrypted payloads (with a warning) during a migration window."""
+    failed_fetch_retry_seconds: float = 60.0
+    """How long a key id that could not be fetched is refused without asking Key Vault again."""
 
     @property
     def enabled(self) -> bool:
@@ -438,6 +448,12 @@ class CodecServerSettings:
     port: int
     cors_origins: tuple[str, ...]
     token: str | None = field(default=None, repr=False)
+    encode: bool = False
+    """Whether POST /encode is served at all (it encrypts anything with the production key)."""
+    encode_token: str | None = field(default=None, repr=False)
+    """The bearer token /encode needs instead of `token`, when set."""
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -572,12 +588,18 @@ def parse_settings(parser: Parser) -> Settings:
             ca_file=value("KEYVAULT_CA_FILE"),
             verify_challenge_resource=value("KEYVAULT_VERIFY_CHALLENGE_RESOURCE") is not False,
             required=value("ENCRYPTION_REQUIRED") is True,
+            allow_plaintext=value("ENCRYPTION_ALLOW_PLAINTEXT") is True,
+            failed_fetch_retry_seconds=value("KEYVAULT_FAILED_FETCH_RETRY_SECONDS"),
         ),
         codec_server=CodecServerSettings(
             host=value("CODEC_SERVER_HOST"),
             port=value("CODEC_SERVER_PORT"),
             cors_origins=value("CODEC_SERVER_CORS_ORIGINS") or (),
             token=value("CODEC_SERVER_TOKEN"),
+            encode=value("CODEC_SERVER_ENCODE") is True,
+            encode_token=value("CODEC_SERVER_ENCODE_TOKEN"),
+            tls_cert_file=value("CODEC_SERVER_TLS_CERT_FILE"),
+            tls_key_file=value("CODEC_SERVER_TLS_KEY_FILE"),
         ),
     )
     parser.problems.extend(combination_problems(parser, settings))
@@ -609,6 +631,38 @@ def combination_problems(parser: Parser, settings: Settings) -> list[str]:
         problems.append(
             "ENCRYPTION_REQUIRED=true but KEYVAULT_URL and KEYVAULT_SECRET_NAME are not set: "
             "set them, or set ENCRYPTION_REQUIRED=false"
+        )
+    if encryption.allow_plaintext and switched_off(parser, "ENCRYPTION_REQUIRED"):
+        problems.append(
+            "ENCRYPTION_ALLOW_PLAINTEXT=true without ENCRYPTION_REQUIRED=true: unencrypted payloads are only refused "
+            "when encryption is required; set ENCRYPTION_REQUIRED=true, or remove ENCRYPTION_ALLOW_PLAINTEXT"
+        )
+    problems.extend(codec_server_problems(parser, settings.codec_server))
+    return problems
+
+
+def switched_off(parser: Parser, variable_name: str) -> bool:
+    """Whether a boolean variable is unset or false (a value that is neither is its own problem already)."""
+    raw = parser.raw(variable_name)
+    return not raw or raw.strip().lower() in _FALSE_WORDS
+
+
+def codec_server_problems(parser: Parser, server: CodecServerSettings) -> list[str]:
+    """The codec server's variables that contradict each other (no secret value is ever shown)."""
+    problems = []
+    if server.encode_token and switched_off(parser, "CODEC_SERVER_ENCODE"):
+        problems.append(
+            "CODEC_SERVER_ENCODE_TOKEN is set but CODEC_SERVER_ENCODE is not true: set CODEC_SERVER_ENCODE=true "
+            "to serve /encode, or remove the token"
+        )
+    if server.encode_token and server.encode_token == server.token:
+        problems.append(
+            "CODEC_SERVER_ENCODE_TOKEN equals CODEC_SERVER_TOKEN: /encode forges payloads that workers trust, so "
+            "give it its own token (openssl rand -hex 32)"
+        )
+    if bool(parser.raw("CODEC_SERVER_TLS_CERT_FILE")) != bool(parser.raw("CODEC_SERVER_TLS_KEY_FILE")):
+        problems.append(
+            "CODEC_SERVER_TLS_CERT_FILE and CODEC_SERVER_TLS_KEY_FILE go together: set both to serve HTTPS, or neither"
         )
     return problems
 

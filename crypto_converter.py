@@ -1,10 +1,12 @@
 """End-to-end payload encryption: an AES-GCM `PayloadCodec` and the `DataConverter` that uses it.
 
 Public API:
-    encrypted_data_converter(key_provider) -> DataConverter   # for Client.connect(data_converter=...)
-    EncryptionCodec(key_provider)                             # the codec itself (the codec server uses it)
-    KeyProvider                                               # what both need: where the keys come from
-    PayloadDecryptionError                                    # raised by decode; its message names the key id
+    encrypted_data_converter(key_provider, plaintext) -> DataConverter   # for Client.connect(data_converter=...)
+    EncryptionCodec(key_provider, plaintext=Plaintext.REFUSE)           # the codec itself (the codec server's too)
+    Plaintext                      # what decode does with a payload that is not encrypted: REFUSE, WARN or ACCEPT
+    KeyProvider                    # what both need: where the keys come from
+    PayloadDecryptionError         # raised by decode; its message names the key id, never payload contents
+    PlaintextRefusedError          # the PayloadDecryptionError for an unencrypted payload; names the workflow
 
 Encryption lives in a codec, not in a payload converter, because codecs run outside the workflow
 sandbox (they may await a key from Key Vault) and because only codec-level encryption can be
@@ -17,9 +19,15 @@ random 96-bit nonce. The result is a new payload:
     data:     nonce (12 bytes) || ciphertext || tag (16 bytes)
 
 The key id is AES-GCM associated data, so a payload relabelled with another key id fails
-authentication instead of decrypting under the wrong key. Payloads that are not
-`binary/encrypted` pass through decode unchanged, so histories written before encryption was
-switched on stay readable.
+authentication instead of decrypting under the wrong key.
+
+A payload that is not `binary/encrypted` was written without the key: before encryption was switched
+on, or by anyone who can start or signal a workflow (or by the server itself). What decode does with
+it is the `Plaintext` policy the codec was built with: REFUSE raises `PlaintextRefusedError`, whose
+message names the workflow the payload belongs to (the SDK hands the codec a serialization context
+through `with_context`), so a worker fails that workflow task instead of running attacker-chosen
+input; WARN passes it through and warns once per workflow (a migration window); ACCEPT passes it
+through silently (encryption not required, and the codec server, which must show old histories).
 
 This module knows nothing about Key Vault or configuration: it is handed a `KeyProvider`
 (`keyvault.KeyVaultKeyProvider` in the product) and touches no network at import.
@@ -28,25 +36,51 @@ Search attributes are never passed through a codec by Temporal, so they are neve
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import enum
 import functools
+import logging
 import os
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
+    ActivitySerializationContext,
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
+    NexusSerializationContext,
     PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
 )
 
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 NONCE_BYTES = 12  # 96 bits, the nonce size AES-GCM is designed for
 TAG_BYTES = 16
+# Key ids and encodings come from the payload, so from whoever wrote it: messages show them cut short.
+SHOWN_METADATA_CHARACTERS = 64
+# WARN remembers this many workflows it has warned about, so a long migration cannot grow memory.
+WARNED_WORKFLOWS = 1024
+
+logger = logging.getLogger(__name__)
+
+
+class Plaintext(enum.Enum):
+    """What decode does with a payload that is not encrypted."""
+
+    REFUSE = "refuse"
+    """Raise PlaintextRefusedError naming the workflow: ENCRYPTION_REQUIRED=true."""
+    WARN = "warn"
+    """Pass it through, warning once per workflow: ENCRYPTION_REQUIRED=true with ENCRYPTION_ALLOW_PLAINTEXT=true."""
+    ACCEPT = "accept"
+    """Pass it through silently: encryption not required, and the codec server showing old histories."""
 
 
 class KeyProvider(Protocol):
@@ -62,14 +96,27 @@ class KeyProvider(Protocol):
 
 
 class PayloadDecryptionError(Exception):
-    """An encrypted payload that cannot be decrypted; the message names its key id, never its contents."""
+    """A payload that cannot be decrypted; the message names its key id, never its contents."""
 
 
-class EncryptionCodec(PayloadCodec):
+class PlaintextRefusedError(PayloadDecryptionError):
+    """An unencrypted payload where only encrypted ones are accepted; the message names the workflow."""
+
+
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
     """AES-GCM encryption of whole payloads with keys from a `KeyProvider`."""
 
-    def __init__(self, key_provider: KeyProvider) -> None:
+    def __init__(self, key_provider: KeyProvider, plaintext: Plaintext = Plaintext.REFUSE) -> None:
         self._key_provider = key_provider
+        self._plaintext = plaintext
+        self._context: SerializationContext | None = None
+        self._warned: OrderedDict[str, None] = OrderedDict()  # shared by the copies with_context makes
+
+    def with_context(self, context: SerializationContext) -> Self:
+        """A copy that knows which workflow or activity its payloads belong to (the SDK calls this)."""
+        contextual = copy.copy(self)  # shallow: the key provider and the warned workflows stay shared
+        contextual._context = context
+        return contextual
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Encrypt every payload with the provider's current key."""
@@ -79,8 +126,39 @@ class EncryptionCodec(PayloadCodec):
         return [_encrypt(cipher, key_id, associated_data, payload) for payload in payloads]
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        """Decrypt encrypted payloads with the key each one names; pass others through."""
-        return [await self._decrypt(payload) if _is_encrypted(payload) else payload for payload in payloads]
+        """Decrypt encrypted payloads with the key each one names; others as the `Plaintext` policy says."""
+        return [
+            await self._decrypt(payload) if _is_encrypted(payload) else self._plain(payload) for payload in payloads
+        ]
+
+    def _plain(self, payload: Payload) -> Payload:
+        if self._plaintext is Plaintext.ACCEPT:
+            return payload
+        where = _describe(self._context)
+        if self._plaintext is Plaintext.WARN:
+            self._warn_once(where)
+            return payload
+        encoding = _shown(payload.metadata.get("encoding", b""))
+        raise PlaintextRefusedError(
+            f"Refused an unencrypted payload (encoding {encoding}) for {where}: ENCRYPTION_REQUIRED=true accepts "
+            "only payloads encrypted with the Key Vault key. It was written without the key (by a client, worker or "
+            "`temporal` command without it, or before encryption was switched on); to accept such payloads during a "
+            "migration set ENCRYPTION_ALLOW_PLAINTEXT=true (docs/encryption.md)"
+        )
+
+    def _warn_once(self, where: str) -> None:
+        warned = self._warned
+        if where in warned:
+            warned.move_to_end(where)
+            return
+        warned[where] = None
+        if len(warned) > WARNED_WORKFLOWS:
+            warned.popitem(last=False)
+        logger.warning(
+            "Accepted an unencrypted payload for %s because ENCRYPTION_ALLOW_PLAINTEXT=true; "
+            "switch it off once no running or retained workflow holds unencrypted payloads",
+            where,
+        )
 
     async def _decrypt(self, payload: Payload) -> Payload:
         associated_data = payload.metadata.get(KEY_ID_METADATA, b"")
@@ -91,26 +169,28 @@ class EncryptionCodec(PayloadCodec):
             )
         data = memoryview(payload.data)  # one copy out of the message; slices of the view copy nothing
         if len(data) < NONCE_BYTES + TAG_BYTES:
-            raise PayloadDecryptionError(f"Encrypted payload with key id {key_id!r} is truncated")
-        key = await self._key(key_id)
+            raise PayloadDecryptionError(f"Encrypted payload with key id {_shown(associated_data)} is truncated")
+        key = await self._key(key_id, associated_data)
         nonce, ciphertext = data[:NONCE_BYTES], data[NONCE_BYTES:]
         try:
             plaintext = _cipher(key).decrypt(nonce, ciphertext, associated_data)
         except InvalidTag:
             raise PayloadDecryptionError(
-                f"Encrypted payload with key id {key_id!r} failed authentication: the key with that id is not "
-                "the one it was encrypted with, or the payload or its key id was altered"
+                f"Encrypted payload with key id {_shown(associated_data)} failed authentication: the key with that "
+                "id is not the one it was encrypted with, or the payload or its key id was altered"
             ) from None
         return Payload.FromString(plaintext)
 
-    async def _key(self, key_id: str) -> bytes:
+    async def _key(self, key_id: str, associated_data: bytes) -> bytes:
         try:
             return await self._key_provider.key_for(key_id)
         except Exception as error:  # any provider failure means the same thing here: no key, no plaintext
-            raise PayloadDecryptionError(f"No key for encrypted payload with key id {key_id!r}: {error}") from error
+            raise PayloadDecryptionError(
+                f"No key for encrypted payload with key id {_shown(associated_data)}: {error}"
+            ) from error
 
 
-def encrypted_data_converter(key_provider: KeyProvider) -> DataConverter:
+def encrypted_data_converter(key_provider: KeyProvider, plaintext: Plaintext) -> DataConverter:
     """The data converter for worker and client: default conversion, encrypted payloads and failures.
 
     The failure converter moves failure messages and stack traces into an encoded attribute, so
@@ -118,7 +198,7 @@ def encrypted_data_converter(key_provider: KeyProvider) -> DataConverter:
     """
     return dataclasses.replace(
         DataConverter.default,
-        payload_codec=EncryptionCodec(key_provider),
+        payload_codec=EncryptionCodec(key_provider, plaintext),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
 
@@ -127,6 +207,27 @@ def encrypted_data_converter(key_provider: KeyProvider) -> DataConverter:
 def _cipher(key: bytes) -> AESGCM:
     """One AES-GCM object per key: building it costs about as much as encrypting a small payload."""
     return AESGCM(key)
+
+
+def _describe(context: SerializationContext | None) -> str:
+    """Which workflow (or activity, or Nexus operation) a payload belongs to, for a message."""
+    if isinstance(context, WorkflowSerializationContext):
+        return f"workflow {context.workflow_id!r} in namespace {context.namespace!r}"
+    if isinstance(context, ActivitySerializationContext):
+        if context.workflow_id:
+            return f"an activity of workflow {context.workflow_id!r} in namespace {context.namespace!r}"
+        return f"activity {context.activity_id!r} in namespace {context.namespace!r}"
+    if isinstance(context, NexusSerializationContext):
+        return f"Nexus operation {context.operation!r} of service {context.service!r}"
+    return "a payload outside any workflow (no serialization context)"
+
+
+def _shown(value: bytes) -> str:
+    """Metadata from a payload as a message may show it: quoted, escaped, cut short."""
+    text = value.decode("utf-8", errors="replace")
+    if len(text) > SHOWN_METADATA_CHARACTERS:
+        return repr(text[:SHOWN_METADATA_CHARACTERS]) + "..."
+    return repr(text)
 
 
 def _is_encrypted(payload: Payload) -> bool:

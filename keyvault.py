@@ -18,6 +18,13 @@ last key. Payloads name the version they were encrypted with, and any version no
 fetched on demand and kept for the life of the process (Key Vault versions never change), with one
 fetch per version however many payloads wait for it.
 
+Key ids come from payloads, so from whoever wrote them: before anything is fetched, a key id must
+have the shape of a secret version (32 lowercase hexadecimal digits), so `.`, `..`, `/` or `%2F`
+never become a vault path. A fetch that failed is remembered for KEYVAULT_FAILED_FETCH_RETRY_SECONDS
+(at most one vault read per key id per interval, for at most MAX_REMEMBERED_FAILURES ids), and at most
+MAX_FETCHES_IN_FLIGHT versions are fetched at once; beyond that a key id is refused at once (not
+remembered), and the workflow task or codec request that needed it is simply tried again later.
+
 Every read of Key Vault is bounded by KEYVAULT_STARTUP_TIMEOUT_SECONDS, because DefaultAzureCredential
 can otherwise wait minutes on the managed-identity probe. The key id in use is logged at start and on
 every change; the key never is.
@@ -28,6 +35,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
+import time
 from types import TracebackType
 from typing import Self
 
@@ -38,6 +47,13 @@ from azure.keyvault.secrets.aio import SecretClient
 from config import EncryptionSettings
 
 AES_KEY_SIZES = (16, 24, 32)
+# The shape of a Key Vault secret version, which is what our key ids are.
+KEY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+# Different versions fetched at the same time; a legitimate process meets one or two old versions at once.
+MAX_FETCHES_IN_FLIGHT = 4
+# Failed key ids remembered at once; beyond that the oldest is forgotten (and may cost one more read).
+MAX_REMEMBERED_FAILURES = 1024
+SHOWN_KEY_ID_CHARACTERS = 64
 NEW_KEY_ADVICE = 'store a key made with: az keyvault secret set ... --value "$(openssl rand -base64 32)"'
 IDENTITY_ADVICE = (
     "On a laptop run `az login`; in AKS check the pod's workload identity "
@@ -64,9 +80,11 @@ class KeyVaultKeyProvider:
         self._secret_name = settings.secret_name
         self._refresh_seconds = settings.refresh_seconds
         self._timeout_seconds = settings.startup_timeout_seconds
+        self._failure_memory_seconds = settings.failed_fetch_retry_seconds
         self._keys: dict[str, bytes] = {}
         self._current_key_id: str | None = None
         self._fetches: dict[str, asyncio.Task[bytes]] = {}
+        self._failures: dict[str, tuple[float, str]] = {}  # key id -> (when to ask again, monotonic; the message)
         self._refresh_task: asyncio.Task[None] | None = None
         logging.getLogger(CREDENTIAL_CHAIN_LOGGER).setLevel(logging.ERROR)
         self._credential = _default_credential()
@@ -115,23 +133,63 @@ class KeyVaultKeyProvider:
         return self._current_key_id, self._keys[self._current_key_id]
 
     async def key_for(self, key_id: str) -> bytes:
-        """The key of secret version `key_id`: from memory, or fetched once however many callers wait."""
+        """The key of secret version `key_id`: from memory, or fetched once however many callers wait.
+
+        Raises KeyVaultError, without asking Key Vault, for a key id that is not a secret version, one
+        whose fetch failed less than KEYVAULT_FAILED_FETCH_RETRY_SECONDS ago, or when too many versions
+        are being fetched already.
+        """
         key = self._keys.get(key_id)
         if key is not None:
             return key
         fetch = self._fetches.get(key_id)
         if fetch is None:
+            self._check_before_fetching(key_id)
             fetch = asyncio.create_task(self._fetch_version(key_id), name=f"keyvault-fetch-{key_id}")
             self._fetches[key_id] = fetch
             fetch.add_done_callback(lambda _: self._fetches.pop(key_id, None))
         # shield: a caller that gives up (is cancelled) must not cancel the fetch the others wait for
         return await asyncio.shield(fetch)
 
+    def _check_before_fetching(self, key_id: str) -> None:
+        """Refuse, without a vault read, what no read may be spent on."""
+        if not KEY_ID_PATTERN.fullmatch(key_id):
+            raise KeyVaultError(
+                f"Key id {_shown(key_id)} is not a Key Vault secret version (32 hexadecimal digits), so it was not "
+                "looked up: the payload was not encrypted by this project's codec, or its metadata was altered"
+            )
+        remembered = self._failures.get(key_id)
+        if remembered is not None:
+            retry_at, message = remembered
+            remaining = retry_at - time.monotonic()
+            if remaining > 0:
+                raise KeyVaultError(
+                    f"{message} (remembered: Key Vault is asked for this key id again in {remaining:.0f}s, "
+                    "KEYVAULT_FAILED_FETCH_RETRY_SECONDS)"
+                )
+            del self._failures[key_id]
+        if len(self._fetches) >= MAX_FETCHES_IN_FLIGHT:
+            raise KeyVaultError(
+                f"Key id {key_id} not fetched: {MAX_FETCHES_IN_FLIGHT} other key versions are being fetched from "
+                "Key Vault right now; it is fetched when asked again"
+            )
+
     async def _fetch_version(self, key_id: str) -> bytes:
-        _, key = await self._fetch(version=key_id)
+        try:
+            _, key = await self._fetch(version=key_id)
+        except KeyVaultError as error:
+            self._remember_failure(key_id, str(error))
+            raise
         self._keys[key_id] = key
         logger.info("Fetched key id %s (Key Vault secret %s) to decrypt older payloads", key_id, self._secret_name)
         return key
+
+    def _remember_failure(self, key_id: str, message: str) -> None:
+        """Refuse this key id without a vault read until the interval is over; forget the oldest beyond the cap."""
+        self._failures.pop(key_id, None)
+        while len(self._failures) >= MAX_REMEMBERED_FAILURES:
+            del self._failures[next(iter(self._failures))]
+        self._failures[key_id] = (time.monotonic() + self._failure_memory_seconds, message)
 
     async def _refresh_forever(self) -> None:
         while True:
@@ -231,6 +289,13 @@ def _service_message(error: HttpResponseError) -> str:
     """`HTTP 403: <Key Vault's own message>`, without the repetitions in the SDK's message."""
     detail = error.error.message if error.error and error.error.message else error.reason
     return f"HTTP {error.status_code}: {' '.join(str(detail).split()).rstrip('.')}"
+
+
+def _shown(key_id: str) -> str:
+    """A key id from a payload as a message may show it: quoted, escaped, cut short."""
+    if len(key_id) > SHOWN_KEY_ID_CHARACTERS:
+        return repr(key_id[:SHOWN_KEY_ID_CHARACTERS]) + "..."
+    return repr(key_id)
 
 
 def _one_line(error: BaseException) -> str:
