@@ -5,29 +5,50 @@ settings as the worker, fetches keys from the same Key Vault secret, and answers
 server protocol:
 
     POST /decode  and  POST /{namespace}/decode     decrypt {"payloads": [...]}
-    POST /encode  and  POST /{namespace}/encode     encrypt {"payloads": [...]}
+    POST /encode  and  POST /{namespace}/encode     encrypt {"payloads": [...]}  (off unless CODEC_SERVER_ENCODE=true)
 
-Bodies are `temporal.api.common.v1.Payloads` in proto3 JSON. Any payload it cannot decrypt, or a
-malformed body, is a 400 whose message names at most a key id, never payload contents; payload
-contents are never logged either.
+Bodies are `temporal.api.common.v1.Payloads` in proto3 JSON; answers are compact JSON. Unencrypted
+payloads pass through /decode unchanged, so histories written before encryption stay readable.
 
-Browsers may call it only from CODEC_SERVER_CORS_ORIGINS (default the local dev UI): a request with
-any other Origin is refused with 403 and no CORS headers. When CODEC_SERVER_TOKEN is set, every
-request but a CORS preflight needs `Authorization: Bearer <token>` (the CLI sends it with
-`--codec-auth "Bearer <token>"`); anyone who can call the server can decrypt payloads, so outside
-a laptop keep it on a private address and set a token.
+Who may call it:
+  * Browsers only from CODEC_SERVER_CORS_ORIGINS (default the local dev UI): a request with any other
+    Origin is refused with 403 and no CORS headers.
+  * When CODEC_SERVER_TOKEN is set, /decode needs `Authorization: Bearer <token>` (the scheme in any
+    case; the CLI sends it with `--codec-auth "Bearer <token>"`). A CORS preflight never needs it.
+  * /encode encrypts anything with the production key, so it forges payloads that workers trust: it
+    answers 403 unless CODEC_SERVER_ENCODE=true, then needs CODEC_SERVER_ENCODE_TOKEN when that is set
+    (else CODEC_SERVER_TOKEN), and every encode is logged with its key id and the caller's address.
 
-Public API: `create_app(codec, cors_origins, token)` builds the aiohttp application (tests use it
-directly); `main()` is the command line entry point.
+What one request may cost (`Limits`, each over-the-cap answer a 413 naming the cap): its body, its
+number of payloads (bounded before parsing by counting the body's JSON punctuation, so a million tiny
+payloads cost a few milliseconds), and its payload bytes after base64 decoding. Large bodies are
+parsed and large answers written in a small thread pool, off the event loop; at most `max_requests`
+requests are read and worked on at once, each within `request_timeout_seconds` (else 503).
+
+Errors: a payload that cannot be decrypted is a generic 400; the log says why (key id, Key Vault's
+answer), never the caller. Payload contents are never logged; request paths and origins are logged
+with %r, so a `%0A` in a path cannot forge a log line.
+
+TLS: with CODEC_SERVER_TLS_CERT_FILE and CODEC_SERVER_TLS_KEY_FILE it serves HTTPS itself; otherwise
+keep it on loopback or terminate TLS in front of it (docs/encryption.md has an example).
+
+Public API: `create_app(codec, cors_origins, token, encode=..., encode_token=..., limits=...)` builds
+the aiohttp application (tests use it directly); `Limits`; `main()` is the command line entry point.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hmac
 import ipaddress
+import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import NoReturn
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -36,32 +57,101 @@ from temporalio.converter import PayloadCodec
 
 import config
 from bootstrap import StartupError, run_program, started_key_provider, stop_on_signals
-from crypto_converter import EncryptionCodec, PayloadDecryptionError
+from crypto_converter import KEY_ID_METADATA, EncryptionCodec, PayloadDecryptionError, Plaintext
 
-# Temporal limits a payload to 2 MiB by default; base64 adds a third, and one request may carry several.
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
+MIB = 1024 * 1024
 ALLOWED_METHODS = "POST, OPTIONS"
 ALLOWED_HEADERS = "content-type, x-namespace, authorization"
 BAD_BODY = 'request body must be JSON {"payloads": [...]}: temporal.api.common.v1.Payloads in proto3 JSON'
+CANNOT_DECRYPT = (
+    "a payload cannot be decrypted by this codec server (its key is unknown here, or the payload was altered); "
+    "the codec server's log says why"
+)
+# Punctuation ({ [ , :) that a payload with a handful of metadata entries needs in proto3 JSON. The body's
+# count of these bounds how many values json.loads would build, so it is checked before parsing.
+JSON_TOKENS_PER_PAYLOAD = 16
+# Bodies and answers this small are parsed and written on the event loop: a thread hop would cost more.
+INLINE_BYTES = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
+T = TypeVar("T")
 
 logger = logging.getLogger("codec_server")  # the same name whether imported or run as a script
 
 
-def create_app(codec: PayloadCodec, cors_origins: Iterable[str], token: str | None) -> web.Application:
-    """The codec server application: encode/decode routes behind CORS and optional bearer-token checks."""
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost the codec server; a request over a cap gets a 413 naming the cap."""
+
+    max_request_bytes: int = 6 * MIB
+    """Largest body read: the decoded cap in base64 (4/3 of it) plus room for the JSON around it."""
+    max_payloads: int = 1000
+    """Payloads in one request. The Web UI and the CLI send one event field's payloads at a time: a handful."""
+    max_decoded_bytes: int = 4 * MIB
+    """Payload bytes in one request after base64 decoding. Temporal refuses payloads over 2 MiB by default
+    (limit.blobSize.error), so this is twice what the server stores for one field."""
+    max_requests: int = 16
+    """Requests being read or worked on at once; more wait for a turn, within the timeout."""
+    worker_threads: int = 2
+    """Threads that parse large bodies and write large answers, off the event loop."""
+    request_timeout_seconds: float = 15.0
+    """Longest a request may take, its wait for a turn included; then 503. A Key Vault read for an unknown
+    key id goes on in the background, so asking again later finds the key."""
+
+    @property
+    def max_json_tokens(self) -> int:
+        return JSON_TOKENS_PER_PAYLOAD * (self.max_payloads + 1)
+
+
+class RequestTooLarge(Exception):
+    """A request over one of the `Limits`; the message names the cap."""
+
+
+def create_app(
+    codec: PayloadCodec,
+    cors_origins: Iterable[str],
+    token: str | None,
+    *,
+    encode: bool = False,
+    encode_token: str | None = None,
+    limits: Limits = Limits(),
+) -> web.Application:
+    """The codec server application: /decode, /encode when switched on, CORS, bearer tokens and limits."""
     app = web.Application(
-        middlewares=[_cors_middleware(frozenset(cors_origins)), _authorization_middleware(token)],
-        client_max_size=MAX_REQUEST_BYTES,
+        middlewares=[_cors_middleware(frozenset(cors_origins))], client_max_size=limits.max_request_bytes
     )
+    work = _Work(limits)
+    app.on_cleanup.append(work.close)
+    decode_handler = _codec_endpoint("decode", codec.decode, _expected_authorization(token), work)
+    if encode:
+        encode_handler = _codec_endpoint("encode", codec.encode, _expected_authorization(encode_token or token), work)
+    else:
+        encode_handler = _encode_switched_off
     for prefix in ("", "/{namespace}"):
-        for name, transform in (("encode", codec.encode), ("decode", codec.decode)):
-            app.router.add_post(f"{prefix}/{name}", _codec_endpoint(name, transform))
+        for name, handler in (("encode", encode_handler), ("decode", decode_handler)):
+            app.router.add_post(f"{prefix}/{name}", handler)
             app.router.add_route("OPTIONS", f"{prefix}/{name}", _preflight)
     return app
+
+
+class _Work:
+    """What every request shares: the limits, the turns (a semaphore) and the thread pool."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.turns = asyncio.Semaphore(limits.max_requests)
+        self._threads = ThreadPoolExecutor(max_workers=limits.worker_threads, thread_name_prefix="codec-json")
+
+    async def run(self, size: int, function: Callable[..., T], *arguments: Any) -> T:
+        """`function(*arguments)` on the event loop when `size` bytes are few, else in the thread pool."""
+        if size <= INLINE_BYTES:
+            return function(*arguments)
+        return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(function, *arguments))
+
+    async def close(self, app: web.Application) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
 
 def _cors_middleware(allowed_origins: frozenset[str]) -> Middleware:
@@ -73,7 +163,7 @@ def _cors_middleware(allowed_origins: frozenset[str]) -> Middleware:
         if origin is None:  # not a browser request from a page: the CLI, curl
             return await handler(request)
         if origin not in allowed_origins:
-            logger.warning("Refused a request from origin %s: not in CODEC_SERVER_CORS_ORIGINS", origin)
+            logger.warning("Refused a request from origin %r: not in CODEC_SERVER_CORS_ORIGINS", origin)
             return _error(403, "origin not allowed; add it to CODEC_SERVER_CORS_ORIGINS")
         response = await handler(request)
         response.headers.update(
@@ -89,20 +179,21 @@ def _cors_middleware(allowed_origins: frozenset[str]) -> Middleware:
     return cors
 
 
-def _authorization_middleware(token: str | None) -> Middleware:
-    """Require `Authorization: Bearer <token>` when a token is configured; preflights never carry one."""
-    expected = f"Bearer {token}".encode() if token else None
+def _expected_authorization(token: str | None) -> bytes | None:
+    return token.encode() if token else None
 
-    @web.middleware
-    async def authorization(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if expected is not None and request.method != "OPTIONS":
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                logger.warning("Refused a request to %s without the right bearer token", request.path)
-                return _error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-        return await handler(request)
 
-    return authorization
+def _authorized(request: web.Request, expected: bytes | None) -> bool:
+    """Whether the request carries `Authorization: Bearer <token>`, the scheme in any case (RFC 9110).
+
+    Header bytes that are not UTF-8 reach us as surrogate escapes; they are compared as the bytes they
+    were, so they are refused like any wrong token instead of failing the request.
+    """
+    if expected is None:
+        return True
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    given = credentials.strip().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(given, expected) and scheme.lower() == "bearer"
 
 
 async def _preflight(request: web.Request) -> web.Response:
@@ -110,23 +201,91 @@ async def _preflight(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def _codec_endpoint(name: str, transform: Transform) -> Handler:
-    """A POST handler that runs the codec's encode or decode over a Payloads JSON body."""
+async def _encode_switched_off(request: web.Request) -> web.Response:
+    logger.warning("Refused an /encode request to %r from %s: /encode is switched off", request.path, request.remote)
+    return _error(403, "/encode is switched off on this codec server (CODEC_SERVER_ENCODE)")
+
+
+def _codec_endpoint(name: str, transform: Transform, expected_authorization: bytes | None, work: _Work) -> Handler:
+    """A POST handler that runs the codec's encode or decode over a Payloads JSON body, within the limits."""
+    timeout = work.limits.request_timeout_seconds
 
     async def endpoint(request: web.Request) -> web.Response:
+        if not _authorized(request, expected_authorization):
+            logger.warning(
+                "Refused a request to %r from %s without the right bearer token", request.path, request.remote
+            )
+            return _error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         try:
-            payloads = json_format.Parse(await request.read(), Payloads())
-        except (json_format.ParseError, ValueError):
-            logger.warning("Refused a malformed %s request body", name)
-            return _error(400, BAD_BODY)
-        try:
-            result = await transform(payloads.payloads)
-        except PayloadDecryptionError as error:
-            logger.warning("Could not %s payloads: %s", name, error)
-            return _error(400, str(error))
-        return web.Response(text=json_format.MessageToJson(Payloads(payloads=result)), content_type="application/json")
+            async with asyncio.timeout(timeout):
+                async with work.turns:
+                    return await _answer(request, name, transform, work)
+        except TimeoutError:
+            logger.warning(
+                "Gave up on a %s request to %r from %s after %gs", name, request.path, request.remote, timeout
+            )
+            return _error(503, f"the codec server did not finish this request within {timeout:g}s; try again")
 
     return endpoint
+
+
+async def _answer(request: web.Request, name: str, transform: Transform, work: _Work) -> web.Response:
+    limits = work.limits
+    try:
+        if (request.content_length or 0) > limits.max_request_bytes:
+            raise RequestTooLarge(_body_cap(limits))
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise RequestTooLarge(_body_cap(limits)) from None
+        payloads = await work.run(len(body), _parse, body, limits)
+    except RequestTooLarge as error:
+        logger.warning("Refused a %s request to %r from %s: %s", name, request.path, request.remote, error)
+        return _error(413, str(error))
+    except (json_format.ParseError, ValueError, RecursionError):
+        logger.warning("Refused a malformed %s request body from %s", name, request.remote)
+        return _error(400, BAD_BODY)
+    try:
+        result = await transform(payloads.payloads)
+    except PayloadDecryptionError as error:
+        logger.warning("Could not %s payloads for %s: %s", name, request.remote, error)
+        return _error(400, CANNOT_DECRYPT)
+    if name == "encode" and result:
+        key_id = result[0].metadata.get(KEY_ID_METADATA, b"").decode(errors="replace")
+        logger.info(
+            "Encoded %d payload(s) with key id %s for %s (%r)", len(result), key_id, request.remote, request.path
+        )
+    text = await work.run(payloads.ByteSize(), _to_json, result)
+    return web.Response(text=text, content_type="application/json")
+
+
+def _body_cap(limits: Limits) -> str:
+    return f"request body over {limits.max_request_bytes} bytes; send fewer or smaller payloads per request"
+
+
+def _parse(body: bytes, limits: Limits) -> Payloads:
+    """The body as Payloads, or RequestTooLarge before any parsing when its JSON could hold too many values."""
+    tokens = sum(body.count(punctuation) for punctuation in (b"{", b"[", b",", b":"))
+    if tokens > limits.max_json_tokens:
+        raise RequestTooLarge(
+            f"more than {limits.max_payloads} payloads (or more JSON than {limits.max_payloads} payloads need) "
+            "in one request; send fewer payloads per request"
+        )
+    payloads = json_format.Parse(body, Payloads())
+    if len(payloads.payloads) > limits.max_payloads:
+        raise RequestTooLarge(f"more than {limits.max_payloads} payloads in one request; send fewer per request")
+    size = payloads.ByteSize()
+    if size > limits.max_decoded_bytes:
+        raise RequestTooLarge(
+            f"{size} bytes of payloads after base64 decoding, over the {limits.max_decoded_bytes} one request may "
+            "carry; send fewer or smaller payloads per request"
+        )
+    return payloads
+
+
+def _to_json(payloads: list[Payload]) -> str:
+    """Compact proto3 JSON: no indentation, no spaces."""
+    return json.dumps(json_format.MessageToDict(Payloads(payloads=payloads)), separators=(",", ":"))
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -140,14 +299,15 @@ async def _serve(settings: config.Settings) -> bool:
             "Codec server: payload encryption is not configured; set KEYVAULT_URL and KEYVAULT_SECRET_NAME"
         )
     server = settings.codec_server
+    tls = _tls_context(server)
     _warn_if_exposed(server)
     stop = stop_on_signals()
     keys = await started_key_provider(settings.encryption)
     try:
-        runner = web.AppRunner(create_app(EncryptionCodec(keys), server.cors_origins, server.token))
+        runner = web.AppRunner(_application(server, EncryptionCodec(keys, Plaintext.ACCEPT)))
         await runner.setup()
         try:
-            await _listen(runner, server.host, server.port)
+            await _listen(runner, server.host, server.port, tls)
             await stop.wait()
         finally:
             await runner.cleanup()
@@ -157,33 +317,70 @@ async def _serve(settings: config.Settings) -> bool:
     return True
 
 
-async def _listen(runner: web.AppRunner, host: str, port: int) -> None:
+def _application(server: config.CodecServerSettings, codec: EncryptionCodec) -> web.Application:
+    """The application as configured; the codec passes unencrypted payloads through, so old histories show."""
+    return create_app(codec, server.cors_origins, server.token, encode=server.encode, encode_token=server.encode_token)
+
+
+async def _listen(runner: web.AppRunner, host: str, port: int, tls: ssl.SSLContext | None) -> None:
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
     except OSError as error:
         raise StartupError(
             f"Codec server cannot listen on {host}:{port}: {error.strerror or error}; "
             "set CODEC_SERVER_HOST and CODEC_SERVER_PORT to a free local address"
         ) from None
-    logger.info("Codec server listening on %s", _url(host, port))
+    logger.info("Codec server listening on %s", _url(host, port, tls is not None))
 
 
-def _url(host: str, port: int) -> str:
+def _url(host: str, port: int, tls: bool) -> str:
     shown_host = f"[{host}]" if ":" in host else host
-    return f"http://{shown_host}:{port}"
+    return f"{'https' if tls else 'http'}://{shown_host}:{port}"
+
+
+def _tls_context(server: config.CodecServerSettings) -> ssl.SSLContext | None:
+    """The TLS context from CODEC_SERVER_TLS_CERT_FILE and _KEY_FILE, or None to serve plain HTTP."""
+    if not (server.tls_cert_file and server.tls_key_file):
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # TLS 1.2 or later
+    try:
+        # A key protected by a passphrase fails here instead of prompting on a terminal nobody watches.
+        context.load_cert_chain(server.tls_cert_file, server.tls_key_file, password=lambda: b"")
+    except (ssl.SSLError, OSError) as error:
+        raise StartupError(
+            f"Codec server cannot use CODEC_SERVER_TLS_CERT_FILE {server.tls_cert_file} and "
+            f"CODEC_SERVER_TLS_KEY_FILE {server.tls_key_file}: {error}. "
+            "Give a PEM certificate (chain) and its unencrypted PEM private key"
+        ) from None
+    return context
 
 
 def _warn_if_exposed(server: config.CodecServerSettings) -> None:
-    """Anyone who reaches an open codec server can decrypt every payload: say so when that is likely."""
-    if server.token:
-        return
+    """Anyone who reaches an open codec server can decrypt (or, with /encode, forge) payloads: say so."""
+    if server.encode:
+        guard = "CODEC_SERVER_ENCODE_TOKEN" if server.encode_token else "CODEC_SERVER_TOKEN" if server.token else None
+        logger.info("Codec server serves /encode (CODEC_SERVER_ENCODE=true), guarded by %s", guard or "no token")
     try:
         loopback = ipaddress.ip_address(server.host).is_loopback
     except ValueError:
         loopback = server.host == "localhost"
-    if not loopback:
+    if loopback:
+        return
+    if not server.token:
         logger.warning(
             "Codec server on %s without CODEC_SERVER_TOKEN: anyone who can reach it can decrypt payloads",
+            server.host,
+        )
+    if server.encode and not server.encode_token:
+        logger.warning(
+            "Codec server on %s serves /encode without CODEC_SERVER_ENCODE_TOKEN: anyone who can call it can forge "
+            "payloads that workers trust",
+            server.host,
+        )
+    if not server.tls_cert_file:
+        logger.warning(
+            "Codec server on %s serves plain HTTP: tokens and decrypted payloads cross the network in clear "
+            "unless TLS is terminated in front of it (else set CODEC_SERVER_TLS_CERT_FILE and _KEY_FILE)",
             server.host,
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -12,9 +13,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
+from temporalio.converter import (
+    ActivitySerializationContext,
+    SerializationContext,
+    WorkflowSerializationContext,
+)
 from temporalio.exceptions import ApplicationError
 
-from crypto_converter import EncryptionCodec, PayloadDecryptionError, encrypted_data_converter
+from crypto_converter import (
+    EncryptionCodec,
+    PayloadDecryptionError,
+    Plaintext,
+    PlaintextRefusedError,
+    encrypted_data_converter,
+)
 
 from helpers.processes import REPO_DIR
 from helpers.static_keys import StaticKeyProvider
@@ -30,8 +42,10 @@ def encode(provider: StaticKeyProvider, payloads: list[Payload]) -> list[Payload
     return asyncio.run(EncryptionCodec(provider).encode(payloads))
 
 
-def decode(provider: StaticKeyProvider, payloads: list[Payload]) -> list[Payload]:
-    return asyncio.run(EncryptionCodec(provider).decode(payloads))
+def decode(
+    provider: StaticKeyProvider, payloads: list[Payload], plaintext: Plaintext = Plaintext.REFUSE
+) -> list[Payload]:
+    return asyncio.run(EncryptionCodec(provider, plaintext).decode(payloads))
 
 
 def decryption_error(provider: StaticKeyProvider, payload: Payload) -> str:
@@ -74,14 +88,122 @@ def test_every_encryption_uses_a_fresh_nonce() -> None:
     assert len({payload.data for payload in encrypted}) == 200
 
 
-def test_unencrypted_payloads_pass_through_in_order() -> None:
+@pytest.mark.parametrize("plaintext", [Plaintext.ACCEPT, Plaintext.WARN])
+def test_unencrypted_payloads_pass_through_in_order_when_accepted(plaintext: Plaintext) -> None:
     provider = StaticKeyProvider.random()
     written_before_encryption = plain_payload(b'"old"')
     [encrypted] = encode(provider, [plain_payload(b'"new"')])
 
-    decoded = decode(provider, [written_before_encryption, encrypted, written_before_encryption])
+    decoded = decode(provider, [written_before_encryption, encrypted, written_before_encryption], plaintext)
 
     assert decoded == [written_before_encryption, plain_payload(b'"new"'), written_before_encryption]
+
+
+WORKFLOW = WorkflowSerializationContext(namespace="payments", workflow_id="order-4711")
+ACTIVITY = ActivitySerializationContext(
+    namespace="payments",
+    activity_id="1",
+    activity_type="charge",
+    activity_task_queue="q",
+    workflow_id="order-4711",
+    workflow_type="OrderWorkflow",
+    is_local=False,
+)
+
+
+def refusal(codec: EncryptionCodec, payload: Payload) -> str:
+    with pytest.raises(PlaintextRefusedError) as raised:
+        asyncio.run(codec.decode([payload]))
+    return str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("context", "named"),
+    [
+        (WORKFLOW, "workflow 'order-4711' in namespace 'payments'"),
+        (ACTIVITY, "an activity of workflow 'order-4711' in namespace 'payments'"),
+        (None, "outside any workflow"),
+    ],
+    ids=["workflow", "activity", "no-context"],
+)
+def test_unencrypted_payload_is_refused_by_default_naming_the_workflow(
+    context: SerializationContext | None, named: str
+) -> None:
+    codec = EncryptionCodec(StaticKeyProvider.random())
+    if context is not None:
+        codec = codec.with_context(context)
+
+    message = refusal(codec, plain_payload())
+
+    assert named in message and "'json/plain'" in message
+    assert "ENCRYPTION_REQUIRED=true" in message and "ENCRYPTION_ALLOW_PLAINTEXT=true" in message
+    assert "4111" not in message  # never the payload's contents
+
+
+def test_refusal_comes_before_any_payload_is_decrypted() -> None:
+    provider = StaticKeyProvider.random()
+    [encrypted] = encode(provider, [plain_payload()])
+
+    with pytest.raises(PlaintextRefusedError):
+        decode(provider, [encrypted, plain_payload(b'"forged"')])
+
+
+def test_payload_without_metadata_is_unencrypted_too() -> None:
+    message = refusal(EncryptionCodec(StaticKeyProvider.random()).with_context(WORKFLOW), Payload(data=b"x"))
+
+    assert "encoding ''" in message and "order-4711" in message
+
+
+def test_with_context_returns_a_copy_and_leaves_the_codec_as_it_was() -> None:
+    codec = EncryptionCodec(StaticKeyProvider.random())
+
+    contextual = codec.with_context(WORKFLOW)
+
+    assert contextual is not codec
+    assert "order-4711" in refusal(contextual, plain_payload())
+    assert "outside any workflow" in refusal(codec, plain_payload())
+
+
+def test_the_data_converter_hands_the_workflow_to_the_codec() -> None:
+    """The SDK calls DataConverter.with_context for every workflow task; the codec must see that context."""
+    converter = encrypted_data_converter(StaticKeyProvider.random(), Plaintext.REFUSE).with_context(WORKFLOW)
+
+    with pytest.raises(PlaintextRefusedError, match="workflow 'order-4711'"):
+        asyncio.run(converter.decode([plain_payload()], [str]))
+
+
+def test_migration_opt_in_warns_once_per_workflow(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="crypto_converter")
+    codec = EncryptionCodec(StaticKeyProvider.random(), Plaintext.WARN)
+    other = WorkflowSerializationContext(namespace="payments", workflow_id="order-4712")
+
+    for context in (WORKFLOW, WORKFLOW, other, WORKFLOW):
+        assert asyncio.run(codec.with_context(context).decode([plain_payload()])) == [plain_payload()]
+
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 2
+    assert "order-4711" in warnings[0] and "order-4712" in warnings[1]
+    assert all("ENCRYPTION_ALLOW_PLAINTEXT=true" in warning and "4111" not in warning for warning in warnings)
+
+
+def test_accepting_plaintext_is_silent(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    decode(StaticKeyProvider.random(), [plain_payload()], Plaintext.ACCEPT)
+
+    assert not [record for record in caplog.records if record.name == "crypto_converter"]
+
+
+def test_key_ids_from_payloads_are_shown_escaped_and_cut_short() -> None:
+    forged_key_id = "forged\nline" + "x" * 10_000
+    provider = StaticKeyProvider.random(forged_key_id)
+    [encrypted] = encode(provider, [plain_payload()])
+    encrypted.data = encrypted.data[:-1] + bytes([encrypted.data[-1] ^ 1])
+
+    message = decryption_error(provider, encrypted)
+
+    assert "failed authentication" in message and "'forged\\nline" in message
+    assert "\n" not in message and len(message) < 500
 
 
 def test_unknown_key_id_is_rejected_naming_it() -> None:
@@ -143,7 +265,7 @@ def test_encrypted_payload_without_key_id_is_rejected() -> None:
 
 
 def test_data_converter_encrypts_values() -> None:
-    converter = encrypted_data_converter(StaticKeyProvider.random())
+    converter = encrypted_data_converter(StaticKeyProvider.random(), Plaintext.REFUSE)
 
     async def round_trip() -> tuple[list[Payload], list[object]]:
         payloads = await converter.encode(["card number 4111 1111 1111 1111"])
@@ -157,7 +279,7 @@ def test_data_converter_encrypts_values() -> None:
 
 
 def test_data_converter_encrypts_failure_messages_and_stack_traces() -> None:
-    converter = encrypted_data_converter(StaticKeyProvider.random())
+    converter = encrypted_data_converter(StaticKeyProvider.random(), Plaintext.REFUSE)
 
     def telltale_function_name() -> None:
         raise ApplicationError("customer 4111 1111 1111 1111 was declined")

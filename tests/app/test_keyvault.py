@@ -21,7 +21,7 @@ from temporalio.api.common.v1 import Payload
 
 import config
 from crypto_converter import EncryptionCodec, PayloadDecryptionError
-from keyvault import KeyVaultError, KeyVaultKeyProvider
+from keyvault import MAX_FETCHES_IN_FLIGHT, KeyVaultError, KeyVaultKeyProvider
 
 from helpers.fake_keyvault import (
     ACCESS_TOKEN,
@@ -364,3 +364,80 @@ def test_connections_beyond_loopback_are_refused_in_tests(loopback_only: list[st
 
     assert loopback_only == ["192.0.2.1"]
     loopback_only.clear()  # refused as it should be: not a failure of this test
+
+
+# --- Key ids come from payloads: checked before any read, failures remembered, fetches bounded ----------
+
+
+@pytest.mark.parametrize(
+    "key_id",
+    [".", "..", "%2F", "a/b", "../other-secret", "0" * 31, "0" * 33, "A" * 32, "0" * 31 + "\n", ""],
+    ids=["dot", "dot-dot", "percent-2F", "slash", "parent", "31-digits", "33-digits", "upper-case", "newline", "empty"],
+)
+def test_a_key_id_that_is_not_a_version_never_reaches_the_vault(vault: FakeKeyVault, tmp_path: Path, key_id) -> None:
+    vault.add_version(SECRET, new_key()[1])
+
+    async def ask(provider: KeyVaultKeyProvider) -> str:
+        reads_after_start = len(vault.requests)
+        with pytest.raises(KeyVaultError) as raised:
+            await provider.key_for(key_id)
+        assert len(vault.requests) == reads_after_start
+        return str(raised.value)
+
+    message = run_with(provider_for(vault, tmp_path), ask)
+    assert "not a Key Vault secret version" in message and "\n" not in message
+
+
+def test_a_failed_fetch_is_remembered_for_the_interval(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(SECRET, new_key()[1])
+    unknown = "1" * 32
+
+    async def ask_until_forgotten(provider: KeyVaultKeyProvider) -> list[str]:
+        messages = []
+        for _ in range(5):
+            with pytest.raises(KeyVaultError) as raised:
+                await provider.key_for(unknown)
+            messages.append(str(raised.value))
+        assert len([request for request in vault.requests if request.version == unknown]) == 1
+        await asyncio.sleep(1.2)  # KEYVAULT_FAILED_FETCH_RETRY_SECONDS=1 below
+        with pytest.raises(KeyVaultError):
+            await provider.key_for(unknown)
+        return messages
+
+    messages = run_with(provider_for(vault, tmp_path, KEYVAULT_FAILED_FETCH_RETRY_SECONDS="1"), ask_until_forgotten)
+    assert len([request for request in vault.requests if request.version == unknown]) == 2
+    assert all("does not exist" in message for message in messages)
+    assert all("remembered" in message and "KEYVAULT_FAILED_FETCH_RETRY_SECONDS" in message for message in messages[1:])
+
+
+def test_a_version_that_appears_later_is_found_after_the_interval(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(SECRET, new_key()[1])
+    late_key, late_value = new_key()
+    late_version = "2" * 32
+
+    async def ask_before_and_after(provider: KeyVaultKeyProvider) -> bytes:
+        with pytest.raises(KeyVaultError):
+            await provider.key_for(late_version)
+        vault.add_version(SECRET, late_value, version=late_version)
+        with pytest.raises(KeyVaultError, match="remembered"):
+            await provider.key_for(late_version)
+        await asyncio.sleep(1.2)
+        return await provider.key_for(late_version)
+
+    assert run_with(provider_for(vault, tmp_path, KEYVAULT_FAILED_FETCH_RETRY_SECONDS="1"), ask_before_and_after) == (
+        late_key
+    )
+
+
+def test_fetches_in_flight_are_bounded(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(SECRET, new_key()[1])
+    unknown = [f"{number:032x}" for number in range(1, MAX_FETCHES_IN_FLIGHT + 3)]
+
+    async def ask_all_at_once(provider: KeyVaultKeyProvider) -> list[BaseException]:
+        outcomes = await asyncio.gather(*(provider.key_for(key_id) for key_id in unknown), return_exceptions=True)
+        return [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+
+    errors = run_with(provider_for(vault, tmp_path), ask_all_at_once)
+    assert len(errors) == len(unknown)
+    assert sum("being fetched" in str(error) for error in errors) == 2
+    assert len({request.version for request in vault.requests if request.version}) == MAX_FETCHES_IN_FLIGHT
