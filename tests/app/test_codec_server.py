@@ -18,15 +18,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client
 
-from codec_server import create_app
-from crypto_converter import EncryptionCodec, encrypted_data_converter
+from codec_server import CANNOT_DECRYPT, Limits, create_app
+from crypto_converter import EncryptionCodec, KeyProvider, Plaintext, encrypted_data_converter
 
 from helpers.fake_keyvault import (
     FakeKeyVault,
@@ -80,16 +82,23 @@ class Answer:
     body: bytes
 
 
+def codec_server_app(provider: KeyProvider | None = None, token: str | None = None, **options: Any) -> web.Application:
+    """The application as codec_server.py builds it: unencrypted payloads pass through /decode."""
+    codec = EncryptionCodec(provider or StaticKeyProvider.random(), Plaintext.ACCEPT)
+    return create_app(codec, [UI_ORIGIN], token, **options)
+
+
 def call(
     method: str,
     path: str,
-    provider: StaticKeyProvider | None = None,
+    provider: KeyProvider | None = None,
     token: str | None = None,
     headers: dict[str, str] | None = None,
-    body: str | bytes | None = None,
+    body: Any = None,
+    **options: Any,
 ) -> Answer:
     """One request to a fresh app on a free loopback port."""
-    app = create_app(EncryptionCodec(provider or StaticKeyProvider.random()), [UI_ORIGIN], token)
+    app = codec_server_app(provider, token, **options)
 
     async def request() -> Answer:
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
@@ -102,7 +111,7 @@ def call(
 def test_encode_then_decode_round_trip() -> None:
     provider = StaticKeyProvider.random("v1")
 
-    encoded = call("POST", "/encode", provider, body=payloads_json(plain_payload()))
+    encoded = call("POST", "/encode", provider, body=payloads_json(plain_payload()), encode=True)
     [encrypted] = payloads_from(encoded.body)
     decoded = call("POST", "/decode", provider, body=payloads_json(encrypted))
 
@@ -208,8 +217,15 @@ def test_decoding_with_the_bearer_token() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"{not json", b'{"payloads": "not a list"}', b'{"payloads": [{"metadata": {"encoding": 5}}]}', b"\xff\xfe", b""],
-    ids=["not-json", "wrong-shape", "wrong-type", "not-utf8", "empty"],
+    [
+        b"{not json",
+        b'{"payloads": "not a list"}',
+        b'{"payloads": [{"metadata": {"encoding": 5}}]}',
+        b"\xff\xfe",
+        b"",
+        b'{"payloads":' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+    ],
+    ids=["not-json", "wrong-shape", "wrong-type", "not-utf8", "empty", "deeply-nested"],
 )
 def test_malformed_body_is_400(body: bytes) -> None:
     answer = call("POST", "/decode", body=body)
@@ -218,14 +234,13 @@ def test_malformed_body_is_400(body: bytes) -> None:
     assert "payloads" in json.loads(answer.body)["error"]
 
 
-def test_undecryptable_payload_is_400_naming_only_the_key_id(caplog: pytest.LogCaptureFixture) -> None:
+def test_undecryptable_payload_is_a_generic_400_and_the_log_says_why(caplog: pytest.LogCaptureFixture) -> None:
     foreign = encrypt(StaticKeyProvider.random("someone-elses-key"), plain_payload())
 
     answer = call("POST", "/decode", StaticKeyProvider.random("our-key"), body=payloads_json(foreign))
 
     assert answer.status == 400
-    assert "someone-elses-key" in json.loads(answer.body)["error"]
-    assert foreign.data not in answer.body and base64.b64encode(foreign.data) not in answer.body
+    assert json.loads(answer.body) == {"error": CANNOT_DECRYPT}
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "someone-elses-key" in logged and base64.b64encode(foreign.data).decode() not in logged
 
@@ -234,11 +249,256 @@ def test_payload_contents_never_reach_the_logs(caplog: pytest.LogCaptureFixture)
     caplog.set_level("DEBUG")
     provider = StaticKeyProvider.random()
 
-    call("POST", "/encode", provider, body=payloads_json(plain_payload()))
+    call("POST", "/encode", provider, body=payloads_json(plain_payload()), encode=True)
     call("POST", "/decode", provider, body=payloads_json(encrypt(provider, plain_payload())))
 
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert PLAINTEXT.decode() not in logged and base64.b64encode(PLAINTEXT).decode() not in logged
+
+
+# --- /encode: off unless switched on, with its own token, every encode logged ---------------------
+
+ENCODE_TOKEN = "encode-token-for-tests"
+
+
+def test_encode_is_refused_unless_switched_on() -> None:
+    answer = call("POST", "/encode", body=payloads_json(plain_payload()))
+
+    assert answer.status == 403
+    assert "CODEC_SERVER_ENCODE" in json.loads(answer.body)["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "authorization", "status"),
+    [
+        ("/encode", TOKEN, 401),
+        ("/encode", None, 401),
+        ("/encode", ENCODE_TOKEN, 200),
+        ("/default/encode", ENCODE_TOKEN, 200),
+        ("/decode", ENCODE_TOKEN, 401),
+        ("/decode", TOKEN, 200),
+    ],
+    ids=[
+        "encode-with-decode-token",
+        "encode-without-token",
+        "encode",
+        "namespace-encode",
+        "decode-with-encode-token",
+        "decode",
+    ],
+)
+def test_encode_needs_its_own_token_when_one_is_set(path: str, authorization: str | None, status: int) -> None:
+    headers = {"Authorization": f"Bearer {authorization}"} if authorization else {}
+
+    answer = call(
+        "POST",
+        path,
+        token=TOKEN,
+        headers=headers,
+        body=payloads_json(plain_payload()),
+        encode=True,
+        encode_token=ENCODE_TOKEN,
+    )
+
+    assert answer.status == status
+
+
+def test_encode_without_its_own_token_needs_the_server_token() -> None:
+    body = payloads_json(plain_payload())
+
+    refused = call("POST", "/encode", token=TOKEN, body=body, encode=True)
+    allowed = call("POST", "/encode", token=TOKEN, headers={"Authorization": f"Bearer {TOKEN}"}, body=body, encode=True)
+
+    assert (refused.status, allowed.status) == (401, 200)
+
+
+def test_every_encode_is_logged_with_its_key_id(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="codec_server")
+
+    answer = call(
+        "POST",
+        "/my-namespace/encode",
+        StaticKeyProvider.random("v7"),
+        body=payloads_json(plain_payload(), plain_payload()),
+        encode=True,
+    )
+
+    assert answer.status == 200
+    [logged] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Encoded")]
+    assert "Encoded 2 payload(s) with key id v7 for 127.0.0.1" in logged and "'/my-namespace/encode'" in logged
+
+
+# --- Headers and paths an attacker chooses ----------------------------------------------------------
+
+
+def raw_exchange(request: bytes, **options: Any) -> bytes:
+    """Send bytes no HTTP client library would send; return everything the server answered."""
+    app = codec_server_app(**options)
+
+    async def exchange() -> bytes:
+        async with TestServer(app, host="127.0.0.1") as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(request)
+            await writer.drain()
+            answer = await reader.read()
+            writer.close()
+            return answer
+
+    return asyncio.run(exchange())
+
+
+def raw_post(path: bytes, *headers: bytes) -> bytes:
+    body = b'{"payloads": []}'
+    lines = [b"POST " + path + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close", *headers]
+    return b"\r\n".join([*lines, b"Content-Length: " + str(len(body)).encode(), b"", body])
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(scheme: str) -> None:
+    answer = call("POST", "/decode", token=TOKEN, headers={"Authorization": f"{scheme} {TOKEN}"}, body=payloads_json())
+
+    assert answer.status == 200
+
+
+def test_an_authorization_header_that_is_not_utf8_is_refused_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    answer = raw_exchange(raw_post(b"/decode", b"Authorization: Bearer \xff\xfe" + TOKEN.encode()), token=TOKEN)
+
+    assert status_of(answer) == 401
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+def test_an_origin_that_is_not_utf8_is_refused_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    answer = raw_exchange(raw_post(b"/decode", b"Origin: http://\xff.example"))
+
+    assert status_of(answer) == 403
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+def test_a_path_cannot_forge_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    forged = b"/x%0A2026-01-01 00:00:00,000 INFO codec_server: forged/decode".replace(b" ", b"%20")
+
+    answer = raw_exchange(raw_post(forged), token=TOKEN)
+
+    assert status_of(answer) == 401
+    [logged] = [record.getMessage() for record in caplog.records if "bearer token" in record.getMessage()]
+    assert "\n" not in logged and "\\n2026-01-01" in logged
+
+
+# --- Limits: what one request may cost ------------------------------------------------------------
+
+SMALL_LIMITS = Limits(max_request_bytes=20_000, max_payloads=10, max_decoded_bytes=2_000)
+
+
+def many_payloads_body(count: int, payload: bytes = b"{}") -> bytes:
+    return b'{"payloads":[' + b",".join([payload] * count) + b"]}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        many_payloads_body(11, b'{"metadata":{"encoding":"anNvbi9wbGFpbg=="},"data":"eA=="}'),
+        many_payloads_body(11, b'{"data":"eA=="}'),
+        many_payloads_body(2_000),
+        b'{"payloads":[{"metadata":{' + b",".join(b'"k%d":""' % number for number in range(500)) + b"}}]}",
+    ],
+    ids=["one-too-many", "without-metadata", "many-empty", "one-payload-with-many-metadata-entries"],
+)
+def test_too_many_payloads_is_413_naming_the_cap(body: bytes) -> None:
+    answer = call("POST", "/decode", body=body, limits=SMALL_LIMITS)
+
+    assert answer.status == 413
+    assert "more than 10 payloads" in json.loads(answer.body)["error"]
+
+
+def test_payloads_at_the_cap_are_decoded() -> None:
+    provider = StaticKeyProvider.random()
+    ten = [encrypt(provider, Payload(metadata={"encoding": b"json/plain"}, data=b"1")) for _ in range(10)]
+
+    answer = call("POST", "/decode", provider, body=payloads_json(*ten), limits=SMALL_LIMITS)
+
+    assert answer.status == 200 and len(payloads_from(answer.body)) == 10
+
+
+def test_decoded_bytes_over_the_cap_is_413_naming_the_cap() -> None:
+    answer = call("POST", "/decode", body=payloads_json(Payload(data=b"x" * 2_001)), limits=SMALL_LIMITS)
+
+    assert answer.status == 413
+    error = json.loads(answer.body)["error"]
+    assert "after base64 decoding" in error and "over the 2000" in error
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_the_cap_is_413(chunked: bool) -> None:
+    body = payloads_json(Payload(data=b"x" * 30_000)).encode()
+
+    async def chunks():
+        yield body
+
+    answer = call("POST", "/decode", body=chunks() if chunked else body, limits=SMALL_LIMITS)
+
+    assert answer.status == 413
+    assert "request body over 20000 bytes" in json.loads(answer.body)["error"]
+
+
+def test_answers_are_compact_json() -> None:
+    provider = StaticKeyProvider.random()
+    encrypted = [encrypt(provider, plain_payload()) for _ in range(3)]
+
+    answer = call("POST", "/decode", provider, body=payloads_json(*encrypted))
+
+    assert answer.status == 200 and payloads_from(answer.body) == [plain_payload()] * 3
+    assert not set(answer.body.decode()) & {" ", "\n"}
+
+
+class NeverAnsweringKeys(StaticKeyProvider):
+    """A key provider whose keys never arrive, like a Key Vault that accepts connections and never answers."""
+
+    async def key_for(self, key_id: str) -> bytes:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def test_a_request_that_takes_too_long_is_503() -> None:
+    encrypted = encrypt(StaticKeyProvider.random(), plain_payload())
+
+    answer = call(
+        "POST",
+        "/decode",
+        NeverAnsweringKeys.random(),
+        body=payloads_json(encrypted),
+        limits=Limits(request_timeout_seconds=0.5),
+    )
+
+    assert answer.status == 503
+    assert "within 0.5s" in json.loads(answer.body)["error"]
+
+
+@pytest.mark.parametrize(("max_requests", "order"), [(1, ["stuck", "small"]), (2, ["small", "stuck"])])
+def test_requests_beyond_the_bound_wait_for_a_turn(max_requests: int, order: list[str]) -> None:
+    """A request stuck on its key holds its turn until its timeout: with one turn, the next one waits for it."""
+    limits = Limits(max_requests=max_requests, request_timeout_seconds=1)
+    app = codec_server_app(NeverAnsweringKeys.random(), limits=limits)
+    stuck = payloads_json(encrypt(StaticKeyProvider.random(), plain_payload()))
+    answered: list[str] = []
+
+    async def post(client: TestClient, name: str, body: str) -> int:
+        response = await client.post("/decode", data=body)
+        answered.append(name)
+        return response.status
+
+    async def stuck_then_small() -> list[int]:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            first = asyncio.create_task(post(client, "stuck", stuck))
+            await asyncio.sleep(0.2)
+            second = asyncio.create_task(post(client, "small", payloads_json(plain_payload())))
+            return list(await asyncio.gather(first, second))
+
+    assert asyncio.run(stuck_then_small()) == [503, 200]
+    assert answered == order
 
 
 # --- `python codec_server.py`, a real process ---------------------------------------------------
@@ -353,7 +613,8 @@ def test_temporal_cli_shows_plaintext_through_the_codec_server(vault, tmp_path, 
 
     async def start_encrypted_workflow() -> None:
         client = await Client.connect(
-            dev_server.address, data_converter=encrypted_data_converter(StaticKeyProvider({version: key}))
+            dev_server.address,
+            data_converter=encrypted_data_converter(StaticKeyProvider({version: key}), Plaintext.REFUSE),
         )
         await client.start_workflow("NoWorkerNeeded", marker, id=workflow_id, task_queue=f"no-worker-{workflow_id}")
 
