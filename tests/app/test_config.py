@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 import config
+from bootstrap import plaintext_policy
 from config import ConfigError, load_settings
+from crypto_converter import Plaintext
 
 from helpers.processes import PYTHON, REPO_DIR, base_environment
 
@@ -72,7 +74,11 @@ def test_settings_are_immutable(tmp_path):
 
 
 # Variables that are only checked together with a partner get the partner set.
-COMPANIONS = {"KEYVAULT_URL": {"KEYVAULT_SECRET_NAME": "temporal-encryption-key"}}
+COMPANIONS = {
+    "KEYVAULT_URL": {"KEYVAULT_SECRET_NAME": "temporal-encryption-key"},
+    "CODEC_SERVER_TLS_CERT_FILE": {"CODEC_SERVER_TLS_KEY_FILE": config.__file__},
+    "CODEC_SERVER_TLS_KEY_FILE": {"CODEC_SERVER_TLS_CERT_FILE": config.__file__},
+}
 
 
 @pytest.mark.parametrize(
@@ -101,6 +107,12 @@ COMPANIONS = {"KEYVAULT_URL": {"KEYVAULT_SECRET_NAME": "temporal-encryption-key"
         ("KEYVAULT_CA_FILE", "/no/such/ca.pem", "not readable"),
         ("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", "sometimes", "must be true or false"),
         ("ENCRYPTION_REQUIRED", "yes please", "must be true or false"),
+        ("ENCRYPTION_ALLOW_PLAINTEXT", "for a while", "must be true or false"),
+        ("KEYVAULT_FAILED_FETCH_RETRY_SECONDS", "0", "at least 1"),
+        ("KEYVAULT_FAILED_FETCH_RETRY_SECONDS", "a minute", "number of seconds"),
+        ("CODEC_SERVER_ENCODE", "enabled", "must be true or false"),
+        ("CODEC_SERVER_TLS_CERT_FILE", "/no/such/cert.pem", "not readable"),
+        ("CODEC_SERVER_TLS_KEY_FILE", "/no/such/key.pem", "not readable"),
         ("CODEC_SERVER_PORT", "0", "port must be a whole number from 1"),
         ("CODEC_SERVER_CORS_ORIGINS", "localhost:8233", "is not an origin"),
         ("CODEC_SERVER_HOST", " ", "must not be empty"),
@@ -136,6 +148,16 @@ def test_every_problem_is_reported_at_once(tmp_path):
         ({"TEMPORAL_TLS_CLIENT_KEY_PATH": "__key__"}, "set both or neither"),
         ({"KEYVAULT_URL": "https://vault.example/"}, "KEYVAULT_URL and KEYVAULT_SECRET_NAME go together"),
         ({"ENCRYPTION_REQUIRED": "true"}, "ENCRYPTION_REQUIRED=true but KEYVAULT_URL"),
+        ({"ENCRYPTION_ALLOW_PLAINTEXT": "true"}, "ENCRYPTION_ALLOW_PLAINTEXT=true without ENCRYPTION_REQUIRED=true"),
+        ({"CODEC_SERVER_ENCODE_TOKEN": "t"}, "CODEC_SERVER_ENCODE_TOKEN is set but CODEC_SERVER_ENCODE is not true"),
+        (
+            {"CODEC_SERVER_ENCODE": "true", "CODEC_SERVER_TOKEN": "same", "CODEC_SERVER_ENCODE_TOKEN": "same"},
+            "CODEC_SERVER_ENCODE_TOKEN equals CODEC_SERVER_TOKEN",
+        ),
+        (
+            {"CODEC_SERVER_TLS_KEY_FILE": "__key__"},
+            "CODEC_SERVER_TLS_CERT_FILE and CODEC_SERVER_TLS_KEY_FILE go together",
+        ),
     ],
 )
 def test_contradicting_variables_are_reported(tmp_path, environ, message):
@@ -144,6 +166,50 @@ def test_contradicting_variables_are_reported(tmp_path, environ, message):
     environ = {name: value.replace("__key__", str(key_file)) for name, value in environ.items()}
     problems = problems_for(tmp_path, **environ)
     assert any(message in problem for problem in problems), problems
+
+
+def test_a_token_shared_by_encode_and_decode_is_never_shown(tmp_path):
+    problems = problems_for(
+        tmp_path, CODEC_SERVER_ENCODE="true", CODEC_SERVER_TOKEN="canary-99", CODEC_SERVER_ENCODE_TOKEN="canary-99"
+    )
+    assert problems and "canary-99" not in "\n".join(problems)
+
+
+def test_encryption_and_codec_server_hardening_settings(tmp_path):
+    settings = settings_from(
+        tmp_path,
+        KEYVAULT_URL="https://vault.example/",
+        KEYVAULT_SECRET_NAME="key",
+        ENCRYPTION_REQUIRED="true",
+        ENCRYPTION_ALLOW_PLAINTEXT="true",
+        KEYVAULT_FAILED_FETCH_RETRY_SECONDS="5",
+        CODEC_SERVER_ENCODE="true",
+        CODEC_SERVER_ENCODE_TOKEN="encode-canary",
+        CODEC_SERVER_TLS_CERT_FILE=config.__file__,
+        CODEC_SERVER_TLS_KEY_FILE=config.__file__,
+    )
+    assert settings.encryption.allow_plaintext and settings.encryption.failed_fetch_retry_seconds == 5
+    server = settings.codec_server
+    assert server.encode and server.encode_token == "encode-canary" and server.tls_key_file == config.__file__
+    assert "encode-canary" not in repr(settings)
+    defaults = settings_from(tmp_path)
+    assert not defaults.encryption.allow_plaintext and defaults.encryption.failed_fetch_retry_seconds == 60
+    assert not defaults.codec_server.encode and defaults.codec_server.tls_cert_file is None
+
+
+@pytest.mark.parametrize(
+    ("required", "allow", "policy"),
+    [("false", "false", Plaintext.ACCEPT), ("true", "false", Plaintext.REFUSE), ("true", "true", Plaintext.WARN)],
+)
+def test_unencrypted_payloads_are_refused_exactly_when_encryption_is_required(tmp_path, required, allow, policy):
+    settings = settings_from(
+        tmp_path,
+        KEYVAULT_URL="https://vault.example/",
+        KEYVAULT_SECRET_NAME="key",
+        ENCRYPTION_REQUIRED=required,
+        ENCRYPTION_ALLOW_PLAINTEXT=allow,
+    )
+    assert plaintext_policy(settings.encryption) is policy
 
 
 def test_tls_forced_off_with_tls_files_is_reported(tmp_path):
@@ -276,7 +342,12 @@ def test_the_catalog_declares_each_variable_once_and_the_app_reads_only_its_own(
     assert set(config.DEFAULTS) == {
         variable.name for variable in config.VARIABLES if variable.scope is not config.Scope.DEPLOY
     }
-    assert config.SECRET_VARIABLES == {"TEMPORAL_API_KEY", "CODEC_SERVER_TOKEN", "ACR_PASSWORD"}
+    assert config.SECRET_VARIABLES == {
+        "TEMPORAL_API_KEY",
+        "CODEC_SERVER_TOKEN",
+        "CODEC_SERVER_ENCODE_TOKEN",
+        "ACR_PASSWORD",
+    }
     for variable in config.VARIABLES:
         if variable.default:
             variable.parse(variable.default)  # every default passes its own check
