@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
 import re
 import signal
+import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+
+from crypto_converter import EncryptionCodec, Plaintext
 
 from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
 from helpers.payloads import ENCRYPTED, metadata, payloads_in
-from helpers.processes import base_environment, workflow_history
+from helpers.processes import TEMPORAL_CLI, base_environment, workflow_history
+from helpers.static_keys import StaticKeyProvider
 
 SECRET = "temporal-encryption-key"
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
@@ -156,3 +166,80 @@ def test_unreachable_vault_stops_worker_and_client_with_one_line(tmp_path, dev_s
         errors = [line for line in program.lines if line.startswith("ERROR: ")]
         assert len(errors) == 1 and f"Key Vault secret '{SECRET}'" in errors[0], program.output
         assert "Traceback" not in program.output
+
+
+# --- Encryption required: unencrypted payloads are refused, not run ----------------------------------
+
+
+def start_with_plaintext_input(address: str, task_queue: str, workflow_id: str, argument: str) -> None:
+    """What anyone who may start workflows can do without the key: the `temporal` CLI, no codec."""
+    subprocess.run(
+        [TEMPORAL_CLI, "workflow", "start", "--address", address, "--type", "YourWorkflow"]
+        + ["--task-queue", task_queue, "--workflow-id", workflow_id, "--input", json.dumps(argument)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def event_types(address: str, workflow_id: str) -> list[str]:
+    return [event["eventType"] for event in workflow_history(address, workflow_id)]
+
+
+def decrypted_task_failure(address: str, workflow_id: str, provider: StaticKeyProvider) -> str:
+    """The message of the workflow's first failed task: the worker encrypted it, so only the key reads it."""
+    failed = next(
+        event
+        for event in workflow_history(address, workflow_id)
+        if event["eventType"] == "EVENT_TYPE_WORKFLOW_TASK_FAILED"
+    )
+    encoded = json_format.ParseDict(
+        failed["workflowTaskFailedEventAttributes"]["failure"]["encodedAttributes"], Payload()
+    )
+    assert encoded.metadata["encoding"] == ENCRYPTED.encode()
+    [decrypted] = asyncio.run(EncryptionCodec(provider, Plaintext.REFUSE).decode([encoded]))
+    return json.loads(decrypted.data)["message"]
+
+
+def wait_until_completed(address: str, workflow_id: str) -> None:
+    for _ in range(240):
+        if "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED" in event_types(address, workflow_id):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"workflow {workflow_id} did not complete: {event_types(address, workflow_id)}")
+
+
+def test_forged_plaintext_input_fails_the_workflow_task_and_never_reaches_an_activity(
+    tmp_path, dev_server, task_queue, vault, run_app
+):
+    key = os.urandom(32)
+    version = vault.add_version(SECRET, base64.b64encode(key).decode())
+    env = encrypted_environment(tmp_path, dev_server, task_queue, vault, ENCRYPTION_REQUIRED="true")
+    worker = run_app("worker.py", env=env)
+    worker.wait_for_line(WORKER_READY)
+    assert "unencrypted payloads: refused (ENCRYPTION_REQUIRED=true)" in worker.output
+    encrypted_workflows = run_app("client.py", "--count", "1", env=env)
+    assert encrypted_workflows.wait(timeout=120) == 0, encrypted_workflows.output  # no false refusal
+
+    forged_id = f"forged-{uuid.uuid4().hex}"
+    start_with_plaintext_input(dev_server.address, task_queue, forged_id, "attacker-chosen input")
+
+    worker.wait_for_line(rf"Refused an unencrypted payload \(encoding 'json/plain'\) for workflow '{forged_id}'")
+    events = event_types(dev_server.address, forged_id)
+    assert "EVENT_TYPE_WORKFLOW_TASK_FAILED" in events
+    assert not [event for event in events if event.startswith("EVENT_TYPE_ACTIVITY_")], events
+    assert len(re.findall(r"Running your_first_activity", worker.output)) == 1  # the encrypted workflow's only
+    message = decrypted_task_failure(dev_server.address, forged_id, StaticKeyProvider({version: key}))
+    assert f"Refused an unencrypted payload (encoding 'json/plain') for workflow '{forged_id}'" in message
+    assert "ENCRYPTION_ALLOW_PLAINTEXT=true" in message and "attacker-chosen" not in message
+
+    # The migration opt-in lets the same workflow through on its next attempt, with a warning.
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    migrating = run_app("worker.py", env=env | {"ENCRYPTION_ALLOW_PLAINTEXT": "true"})
+    migrating.wait_for_line(rf"Accepted an unencrypted payload for workflow '{forged_id}'", timeout=120)
+    wait_until_completed(dev_server.address, forged_id)
+    assert "Running your_first_activity" in migrating.output
+    completed = workflow_history(dev_server.address, forged_id)[-1]
+    (result,) = payloads_in(completed["workflowExecutionCompletedEventAttributes"]["result"])
+    assert metadata(result, "encoding") == ENCRYPTED  # what the worker writes is encrypted all the same
