@@ -1,9 +1,9 @@
 """Secret canaries: recognizable fake secrets go through every program and script, and come out nowhere.
 
 The secrets are the API key, the ACR password and the codec server token of deploy_harness (which hold
-shell and YAML syntax, too), and an encryption key whose bytes read as text, stored in the fake Key Vault
-in base64 as a user stores it. Each is searched for in several forms (as given, base64, and for the key
-also hex and URL-safe base64), in:
+shell and YAML syntax, too), the codec server's /encode token, and an encryption key whose bytes read as
+text, stored in the fake Key Vault in base64 as a user stores it. Each is searched for in several forms (as
+given, base64, and for the key also hex and URL-safe base64), in:
 
   * every stdout/stderr line of ./start.sh and everything it starts (dev server, worker, client loop,
     codec server) run with LOG_LEVEL=DEBUG, of `client.py --count 2`, and of the codec server's answers
@@ -44,6 +44,7 @@ from helpers.processes import AppProcess, base_environment, free_port
 from helpers.start_sh import copy_of_repo, encrypted_start_sh_environment
 
 SECRET_NAME = "temporal-encryption-key"
+CODEC_ENCODE_TOKEN_CANARY = "canary-codec-encode-token-Vq2n"  # local only, like the codec server that reads it
 ENCRYPTION_KEY = b"canary-encryption-key-32-bytes!!"  # an AES-256 key whose bytes are recognizable text
 KEY_IN_VAULT = base64.b64encode(ENCRYPTION_KEY).decode()
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
@@ -60,6 +61,7 @@ CANARY_FORMS = {
     **text_forms("TEMPORAL_API_KEY", API_KEY_CANARY),
     **text_forms("ACR_PASSWORD", ACR_PASSWORD_CANARY),
     **text_forms("CODEC_SERVER_TOKEN", CODEC_TOKEN_CANARY),
+    **text_forms("CODEC_SERVER_ENCODE_TOKEN", CODEC_ENCODE_TOKEN_CANARY),
     "encryption key (raw bytes)": ENCRYPTION_KEY,
     "encryption key (base64, as stored in Key Vault)": KEY_IN_VAULT.encode(),
     "encryption key (URL-safe base64, unpadded)": base64.urlsafe_b64encode(ENCRYPTION_KEY).rstrip(b"="),
@@ -144,7 +146,11 @@ def exercise_codec_server(base_url: str) -> list[tuple[str, int, bytes]]:
     plain = payloads(b'"a patient record"')
     answers = []
 
-    status, encoded = call_codec_server(f"{base_url}/encode", plain, authorized)
+    status, body = call_codec_server(f"{base_url}/encode", plain, authorized)
+    answers.append(("encode with the decode token", status, body))
+    assert status == 401
+    encoding = {**authorized, "Authorization": f"Bearer {CODEC_ENCODE_TOKEN_CANARY}"}
+    status, encoded = call_codec_server(f"{base_url}/encode", plain, encoding)
     answers.append(("encode", status, encoded))
     assert status == 200 and json.loads(encoded)["payloads"][0]["metadata"]["encryption-key-id"]
     status, decoded = call_codec_server(f"{base_url}/default/decode", encoded, authorized)
@@ -175,7 +181,7 @@ def exercise_codec_server(base_url: str) -> list[tuple[str, int, bytes]]:
     tampered["payloads"][0]["data"] = base64.b64encode(bytes(data)).decode()
     status, body = call_codec_server(f"{base_url}/decode", json.dumps(tampered).encode(), authorized)
     answers.append(("a tampered payload", status, body))
-    assert status == 400 and b"failed authentication" in body
+    assert status == 400 and b"cannot be decrypted" in body
 
     status, body = call_codec_server(f"{base_url}/decode", encoded, {**authorized, "Origin": "http://evil.example"})
     answers.append(("a browser from another origin", status, body))
@@ -197,6 +203,8 @@ def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: P
             codec_port,
             LOG_LEVEL="DEBUG",
             CODEC_SERVER_TOKEN=CODEC_TOKEN_CANARY,
+            CODEC_SERVER_ENCODE="true",
+            CODEC_SERVER_ENCODE_TOKEN=CODEC_ENCODE_TOKEN_CANARY,
             ACR_PASSWORD=ACR_PASSWORD_CANARY,  # not read by the app: shows if a program dumps its environment
         )
         app = AppProcess([str(repo / "start.sh")], environment, cwd=repo)
@@ -220,7 +228,8 @@ def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: P
             assert "2 of 2 workflows succeeded" in client.output
 
             answers = exercise_codec_server(f"http://127.0.0.1:{codec_port}")
-            app.wait_for_line(r"Refused a request to /decode without the right bearer token", count=3)
+            app.wait_for_line(r"Refused a request to '/decode' from \S+ without the right bearer token", count=3)
+            app.wait_for_line(r"Encoded 1 payload\(s\) with key id [0-9a-f]{32} for ")
         finally:
             app.stop()
             if client is not None:
