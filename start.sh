@@ -60,11 +60,14 @@ is_listening() {
 }
 
 codec_server_url() {
-  local host=$CODEC_SERVER_HOST
+  local host=$CODEC_SERVER_HOST scheme=http
   case "$host" in
     0.0.0.0 | "::" | "[::]") host=127.0.0.1 ;; # listening everywhere: the browser reaches it on loopback
   esac
-  echo "http://$host:$CODEC_SERVER_PORT"
+  if [[ -n "$CODEC_SERVER_TLS_CERT_FILE" ]]; then
+    scheme=https # the codec server serves TLS itself
+  fi
+  echo "$scheme://$host:$CODEC_SERVER_PORT"
 }
 
 # The Web UI of the dev server started here calls the codec server from the browser:
