@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO_DIR / "tests"))
 
 from activities import YourActivities  # noqa: E402
 from config import load_settings  # noqa: E402
-from crypto_converter import EncryptionCodec, encrypted_data_converter  # noqa: E402
+from crypto_converter import EncryptionCodec, Plaintext, encrypted_data_converter  # noqa: E402
 from keyvault import KeyVaultKeyProvider  # noqa: E402
 from workflows import YourWorkflow  # noqa: E402
 
@@ -84,7 +84,7 @@ async def measure_end_to_end(scale: Scale, dev_server: DevServer, vault: FakeKey
     """Plain and encrypted rounds taking turns on one server; the key is rotated before the last encrypted one."""
     keys = KeyVaultKeyProvider(settings.encryption)
     await keys.start()
-    converters = {"plain": DataConverter.default, "encrypted": encrypted_data_converter(keys)}
+    converters = {"plain": DataConverter.default, "encrypted": encrypted_data_converter(keys, Plaintext.REFUSE)}
     try:
         clients = {name: await Client.connect(dev_server.address, data_converter=c) for name, c in converters.items()}
         queues = {name: f"bench-{name}-{uuid.uuid4().hex[:8]}" for name in clients}
