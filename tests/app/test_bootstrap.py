@@ -28,7 +28,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     finally:
         for number in STOP_SIGNALS:
             new_loop.remove_signal_handler(number)
-            if previous[number] is not None:  # None: a handler not set from Python, which removal left alone
+            if previous[number] is not None:  # None: installed from C, not restorable from Python
                 signal.signal(number, previous[number])
         new_loop.close()
 
