@@ -24,8 +24,9 @@ from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_
 from helpers.processes import AppProcess, base_environment, free_port
 from helpers.stopping import FirstCallOnlyProxy, SilentServer, processes_in_session, stop_and_time
 
-# Measured at 0.01-0.1 s on an idle machine and under 1 s with the whole suite running on 2 cores; the
-# bound leaves room for a slow machine and still fails the 30 s the steps used to take.
+# Measured 0.02-0.07 s at a load average of 5 on 2 cores, and 0.04-1.1 s (mostly under 0.25 s) at 8-13 with
+# the whole suite running alongside. Issue 11 asks for 2 s; the bound is 5 s so that a busy machine does not
+# fail it, and it still fails the 30 s (then exit 1) a stop during start-up used to take.
 STOP_BOUND_SECONDS = 5.0
 SETTLE_SECONDS = 1.0  # the signal comes this long after the program reached its wait
 SECRET = "temporal-encryption-key"
