@@ -61,7 +61,7 @@ class StartupError(Exception):
 
 
 class StopRequested(Exception):
-    """A stop signal arrived while a step was running; the step was cancelled."""
+    """A stop signal arrived before a step finished; the step was cancelled (or never begun)."""
 
     def __init__(self, reason: str, doing: str) -> None:
         super().__init__(f"stopped by {reason} while {doing}")
@@ -120,6 +120,10 @@ class Stop:
         client's message. A step that finishes wins even when a stop arrives at the same moment.
         Wrap a task in `asyncio.shield` to wait for it without cancelling it.
         """
+        if self.requested:  # never begin a step once stopping
+            if asyncio.iscoroutine(step):
+                step.close()
+            raise StopRequested(self.reason or "a stop request", doing)
         task = asyncio.ensure_future(step)
         stopped = asyncio.ensure_future(self._event.wait())
         try:
