@@ -1,13 +1,27 @@
-"""How worker.py, client.py and codec_server.py start and stop.
+"""How worker.py, client.py and codec_server.py start, run until asked to stop, and exit.
 
-Connecting to Temporal with payload encryption switched on exactly when Key
-Vault is configured, fetching the key before anything else, handling signals
-and exiting.
+Public API:
+    run_program(name, program)        # the one entry point: settings, logging, stop signals, event loop, exit status
+    Stop                              # SIGTERM/SIGINT as one object every program waits on (see below)
+    StopRequested                     # raised by `Stop.race` when a stop comes first
+    temporal_client(settings, stop)   # the key (when encryption is on), then the connection, each raced against stop
+    started_key_provider(encryption, stop)
+    StartupError                      # a reason the process cannot start, in one line
+    exit_process(code)
 
-A start-up problem becomes one `StartupError` line that names what failed and
-what to check, never a traceback, and the process exits non-zero with it (the
-guide's client logged a failed connection and exited 0, which hides an outage
-from Kubernetes and from CI).
+Stopping works the same way in every program and every phase. `run_program` installs the SIGTERM
+(Kubernetes, ./start.sh) and SIGINT (Ctrl-C) handlers before it does anything else, so no signal is
+lost or turned into a traceback. Every step that waits on something outside the process (the Key
+Vault read, the Temporal connection, the worker's namespace check, starting a workflow, waiting for
+results) runs as `await stop.race(step, "what it is doing")`: the step's result, or, when a stop comes
+first, the step is cancelled and `StopRequested` raised. Long-running phases wait with `stop.wait()`
+or `stop.sleep(seconds)`. A `StopRequested` that reaches `run_program` is a requested stop: one log
+line saying what was interrupted, exit status 0. A program that owes its caller a verdict (the
+client's `--count`) catches it and chooses its own status.
+
+A start-up problem becomes one `StartupError` line that names what failed and what to check, never
+a traceback, and the process exits 1 (the guide's client logged a failed connection and exited 0,
+which hides an outage from Kubernetes and from CI). A configuration mistake exits 2 (config.py).
 """
 
 from __future__ import annotations
@@ -20,7 +34,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter
@@ -31,6 +45,13 @@ from crypto_converter import Plaintext, encrypted_data_converter
 from keyvault import KeyVaultError, KeyVaultKeyProvider
 
 CONNECT_TIMEOUT = timedelta(seconds=30)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How long a step interrupted by a stop gets to close what it opened (sockets, the Key Vault client)
+# before the process leaves without it. Cancellation of the SDK's and Azure's calls takes milliseconds.
+CANCELLED_STEP_GRACE_SECONDS = 0.5
+
+T = TypeVar("T")
+Program = Callable[[Settings, "Stop"], Awaitable[int]]
 
 logger = logging.getLogger(__name__)
 
@@ -39,29 +60,113 @@ class StartupError(Exception):
     """A reason the process cannot start, worded for the person reading the log."""
 
 
+class StopRequested(Exception):
+    """A stop signal arrived before a step finished; the step was cancelled (or never begun)."""
+
+    def __init__(self, reason: str, doing: str) -> None:
+        super().__init__(f"stopped by {reason} while {doing}")
+        self.reason = reason
+        """What asked for the stop: "SIGTERM" or "SIGINT"."""
+        self.doing = doing
+        """The step that was interrupted, e.g. "connecting to Temporal"."""
+
+
+class Stop:
+    """SIGTERM and SIGINT as one event: what every program waits on, in start-up and while it runs.
+
+    Made by `run_program` before anything else, so a signal that arrives early is kept and ends the
+    first step. Further signals change nothing: the stop is already under way (a worker's graceful
+    shutdown is not cut short by ./start.sh passing on the terminal's Ctrl-C as a SIGTERM).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._event = asyncio.Event()
+        self.reason: str | None = None
+        """The first signal's name ("SIGTERM", "SIGINT"), or None while no stop was requested."""
+        self.signal_number: int | None = None
+        """The first signal's number, for exit statuses of the form 128 + signal."""
+        for signal_number in STOP_SIGNALS:
+            loop.add_signal_handler(signal_number, self._on_signal, signal_number)
+
+    def _on_signal(self, signal_number: int) -> None:
+        name = signal.Signals(signal_number).name
+        if self.reason is None:
+            self.reason, self.signal_number = name, signal_number
+            logger.info("%s received: stopping", name)
+            self._event.set()
+        else:
+            logger.info("%s received: already stopping (%s)", name, self.reason)
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        """Return once a stop is requested."""
+        await self._event.wait()
+
+    async def sleep(self, seconds: float) -> bool:
+        """Wait `seconds`, or less if a stop comes; whether a stop was requested."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+        return self.requested
+
+    async def race(self, step: Awaitable[T], doing: str) -> T:
+        """The step's result; or, if a stop comes first, cancel the step and raise StopRequested.
+
+        `doing` says what the step does ("connecting to Temporal"), for the log line and the
+        client's message. A step that finishes wins even when a stop arrives at the same moment.
+        Wrap a task in `asyncio.shield` to wait for it without cancelling it.
+        """
+        if self.requested:  # never begin a step once stopping
+            if asyncio.iscoroutine(step):
+                step.close()
+            raise StopRequested(self.reason or "a stop request", doing)
+        task = asyncio.ensure_future(step)
+        stopped = asyncio.ensure_future(self._event.wait())
+        try:
+            done, _ = await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not task.done():
+                await _cancel(task)
+        if task in done:
+            return task.result()
+        raise StopRequested(self.reason or "a stop request", doing)
+
+
+async def _cancel(task: asyncio.Future) -> None:
+    """Cancel a step and give it a moment to close what it opened; never wait on it longer."""
+    task.cancel()
+    await asyncio.wait((task,), timeout=CANCELLED_STEP_GRACE_SECONDS)
+    # Whatever the step ends with now, nobody reads it: say so, or asyncio logs "never retrieved".
+    task.add_done_callback(lambda finished: finished.cancelled() or finished.exception())
+
+
 @asynccontextmanager
-async def temporal_client(settings: Settings, runtime: Runtime | None = None) -> AsyncIterator[Client]:
+async def temporal_client(settings: Settings, stop: Stop, runtime: Runtime | None = None) -> AsyncIterator[Client]:
     """A connected client whose payloads are encrypted when Key Vault is configured.
 
-    The key is fetched before connecting, so a Key Vault problem stops the process
-    at start-up instead of failing workflow tasks later; the key provider's
-    background refresh ends when the block does.
+    The key is fetched before connecting, so a Key Vault problem stops the process at start-up
+    instead of failing workflow tasks later; the key provider's background refresh ends when the
+    block does. Both steps end at once when a stop is requested (StopRequested).
     """
     encryption = settings.encryption
     if not encryption.enabled:
         logger.info("Payload encryption: off (set KEYVAULT_URL and KEYVAULT_SECRET_NAME to switch it on)")
-        yield await connect_client(settings, DataConverter.default, runtime)
+        yield await stop.race(connect_client(settings, DataConverter.default, runtime), "connecting to Temporal")
         return
-    keys = await started_key_provider(encryption)
+    plaintext = plaintext_policy(encryption)
+    logger.info(
+        "Payload encryption: on (AES-GCM, key from Key Vault); unencrypted payloads: %s",
+        PLAINTEXT_POLICY_NAMES[plaintext],
+    )
+    keys = await started_key_provider(encryption, stop)
     try:
-        plaintext = plaintext_policy(encryption)
-        logger.info(
-            "Payload encryption: on (AES-GCM, key from Key Vault secret %s at %s); unencrypted payloads: %s",
-            encryption.secret_name,
-            encryption.keyvault_url,
-            PLAINTEXT_POLICY_NAMES[plaintext],
-        )
-        yield await connect_client(settings, encrypted_data_converter(keys, plaintext), runtime)
+        data_converter = encrypted_data_converter(keys, plaintext)
+        yield await stop.race(connect_client(settings, data_converter, runtime), "connecting to Temporal")
     finally:
         await keys.close()
 
@@ -80,11 +185,12 @@ def plaintext_policy(encryption: EncryptionSettings) -> Plaintext:
     return Plaintext.WARN if encryption.allow_plaintext else Plaintext.REFUSE
 
 
-async def started_key_provider(settings: EncryptionSettings) -> KeyVaultKeyProvider:
-    """A key provider holding the current key, or a StartupError saying what to check."""
+async def started_key_provider(settings: EncryptionSettings, stop: Stop) -> KeyVaultKeyProvider:
+    """A key provider holding the current key; a StartupError saying what to check; or StopRequested."""
+    logger.info("Reading the encryption key: Key Vault secret %s at %s", settings.secret_name, settings.keyvault_url)
     try:
         keys = KeyVaultKeyProvider(settings)
-        await keys.start()
+        await stop.race(keys.start(), "reading the encryption key from Key Vault")
     except KeyVaultError as error:
         raise StartupError(str(error)) from None
     return keys
@@ -93,6 +199,8 @@ async def started_key_provider(settings: EncryptionSettings) -> KeyVaultKeyProvi
 async def connect_client(settings: Settings, data_converter: DataConverter, runtime: Runtime | None) -> Client:
     """Connect with the settings' address, namespace, TLS and API key."""
     temporal = settings.temporal
+    tls = "on" if temporal.uses_tls else "off"
+    logger.info("Connecting to Temporal at %s in namespace %s (TLS %s)", temporal.address, temporal.namespace, tls)
     try:
         client = await asyncio.wait_for(
             Client.connect(**temporal.connect_kwargs(), data_converter=data_converter, runtime=runtime),
@@ -101,16 +209,10 @@ async def connect_client(settings: Settings, data_converter: DataConverter, runt
     except (TimeoutError, RuntimeError, OSError) as error:
         reason = str(error) or f"no answer within {CONNECT_TIMEOUT.total_seconds():g}s"
         raise StartupError(
-            f"Cannot connect to Temporal at {temporal.address} (namespace {temporal.namespace}, "
-            f"TLS {'on' if temporal.uses_tls else 'off'}): {reason}. "
-            "Check TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and TEMPORAL_TLS."
+            f"Cannot connect to Temporal at {temporal.address} (namespace {temporal.namespace}, TLS {tls}): "
+            f"{reason}. Check TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and TEMPORAL_TLS."
         ) from None
-    logger.info(
-        "Connected to Temporal at %s in namespace %s (TLS %s)",
-        temporal.address,
-        temporal.namespace,
-        "on" if temporal.uses_tls else "off",
-    )
+    logger.info("Connected to Temporal at %s in namespace %s (TLS %s)", temporal.address, temporal.namespace, tls)
     return client
 
 
@@ -128,25 +230,30 @@ def exit_process(code: int) -> NoReturn:
     os._exit(code)
 
 
-def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGTERM (Kubernetes, ./start.sh) or SIGINT (Ctrl-C)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, stop.set)
-    return stop
+def run_program(name: str, program: Program) -> NoReturn:
+    """Run `program(settings, stop)` until it returns its exit status, and exit with it.
 
-
-def run_program(name: str, program: Callable[[Settings], Awaitable[bool]]) -> NoReturn:
-    """Load the settings, run `program` and exit: 0 if it succeeded, 1 if not or if it could not start."""
+    The stop signals are handled from the first moment; then the settings are loaded (exit 2 on a
+    mistake). A StopRequested from the program is a requested stop (exit 0); a StartupError is one
+    `ERROR:` line on stderr (exit 1), any other failure one logged line (exit 1). The event loop is
+    never torn down: the process leaves as soon as the program is done (see `exit_process`), so a
+    step abandoned after a stop cannot hold the exit up.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    stop = Stop(loop)
     settings = load_settings_or_exit()
     configure_logging(settings)
+    program_logger = logging.getLogger(name.replace(" ", "_"))
     try:
-        succeeded = asyncio.run(program(settings))
+        code = loop.run_until_complete(program(settings, stop))
+    except StopRequested as stopped:
+        program_logger.info("%s stopped by %s while %s", name.capitalize(), stopped.reason, stopped.doing)
+        code = 0
     except StartupError as error:
         print(f"ERROR: {error}", file=sys.stderr)
-        exit_process(1)
+        code = 1
     except Exception as error:
-        logging.getLogger(name).error("%s failed: %s", name.capitalize(), error)
-        exit_process(1)
-    exit_process(0 if succeeded else 1)
+        program_logger.error("%s failed: %s", name.capitalize(), error)
+        code = 1
+    exit_process(code)

@@ -1,30 +1,59 @@
 """The Temporal client: starts YourWorkflow executions.
 
 Two modes:
-  python client.py              the guide's loop: a uniquely named workflow every
-                                CLIENT_INTERVAL_SECONDS, logging each result as it
-                                completes; a failed start is logged and the loop
-                                goes on. SIGTERM/SIGINT stop it (exit 0).
-  python client.py --count N    the smoke test: start N workflows, wait for all,
-                                print each result; exit 0 only if all succeeded.
+  python client.py
+      The guide's loop: a uniquely named workflow every CLIENT_INTERVAL_SECONDS,
+      logging each outcome as it arrives; a failed start is logged and the loop
+      goes on. At most CLIENT_MAX_PENDING_WORKFLOWS workflows wait for a result at
+      a time: while no worker polls, the loop pauses instead of piling them up.
+      SIGTERM/SIGINT stop it at once, during start-up too (exit 0).
+  python client.py --count N [--timeout SECONDS]
+      The smoke test: start N workflows, print each outcome as it arrives, exit 0
+      only if all succeeded. SIGTERM/SIGINT (Ctrl-C) or an expired --timeout end
+      the wait with one line saying how many results arrived; the workflows keep
+      running on the server (Temporal workflows are durable) and the line says
+      how to see them.
 
-Either way, a connection that cannot be made is one line and exit status 1.
+Every workflow gets an execution timeout of CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS,
+so none waits for a worker forever. With payload encryption on, the client shows
+workflow ids and outcomes only, never arguments, results or failure messages (what
+encryption protects); with it off, the loop logs them at DEBUG and --count prints
+results.
+
+Exit status:
+  0    the loop stopped by SIGTERM/SIGINT; --count: all N workflows succeeded
+  1    cannot start (Temporal, Key Vault); --count: a workflow failed
+  2    a configuration or command-line mistake
+  124  --count: --timeout expired before every result arrived
+  130  --count: stopped by SIGINT (Ctrl-C) before every result arrived
+  143  --count: stopped by SIGTERM before every result arrived
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import math
+import shlex
 import sys
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.service import RPCError
 
-from bootstrap import run_program, stop_on_signals, temporal_client
+from bootstrap import Stop, StopRequested, run_program, temporal_client
 from config import Settings
 from workflows import YourWorkflow
+
+EXIT_SUCCEEDED = 0
+EXIT_FAILED = 1
+EXIT_TIMED_OUT = 124  # what timeout(1) exits with; a signal gives 128 + its number, as a shell reports it
+MAX_CAUSES_SHOWN = 5
 
 logger = logging.getLogger("client")
 
@@ -35,70 +64,209 @@ def new_workflow_id(counter: int) -> str:
     return f"your-workflow-{counter}-{timestamp}-{uuid.uuid4().hex[:8]}"
 
 
+def shows_payloads(settings: Settings) -> bool:
+    """Arguments, results and failure messages are what encryption protects: shown only when it is off."""
+    return not settings.encryption.enabled
+
+
 async def start_workflow(client: Client, settings: Settings, counter: int) -> WorkflowHandle:
     workflow_id = new_workflow_id(counter)
     argument = f"ClientTriggeredPayload-{counter}"
-    logger.info("Starting workflow %s with argument %s", workflow_id, argument)
-    handle = await client.start_workflow(YourWorkflow.run, argument, id=workflow_id, task_queue=settings.task_queue)
+    logger.info("Starting workflow %s", workflow_id)
+    if shows_payloads(settings):
+        logger.debug("Workflow %s argument: %s", workflow_id, argument)
+    handle = await client.start_workflow(
+        YourWorkflow.run,
+        argument,
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        execution_timeout=timedelta(seconds=settings.client_workflow_execution_timeout_seconds),
+    )
     logger.info("Workflow %s started. Run ID: %s", workflow_id, handle.result_run_id)
     return handle
 
 
-async def log_result(handle: WorkflowHandle) -> None:
+def describe_failure(error: BaseException, show_messages: bool) -> str:
+    """A failed workflow's chain of errors; their messages only when payloads may be shown.
+
+    With encryption on, failure messages are encrypted in the history like payloads, so only the
+    error types are shown (and the server's own RPC errors, which hold no payload).
+    """
+    parts = []
+    current: BaseException | None = error
+    while current is not None and len(parts) < MAX_CAUSES_SHOWN:
+        part = type(current).__name__
+        if isinstance(current, ApplicationError) and current.type:
+            part += f" ({current.type})"
+        message = current.message if isinstance(current, FailureError) else str(current)
+        if (show_messages or isinstance(current, RPCError)) and message:
+            part += f": {message}"
+        parts.append(part)
+        current = current.__cause__
+    described = "; caused by ".join(parts)
+    return described if show_messages else f"{described} (messages not shown: payload encryption is on)"
+
+
+# ---------------------------------------------------------------- the loop
+
+
+async def log_outcome(handle: WorkflowHandle, show_payloads: bool) -> None:
     try:
         result = await handle.result()
     except Exception as error:
-        logger.error("Workflow %s failed: %s", handle.id, error)
+        logger.error("Workflow %s failed: %s", handle.id, describe_failure(error, show_payloads))
     else:
-        logger.info("Workflow %s completed: %s", handle.id, result)
+        logger.info("Workflow %s completed", handle.id)
+        if show_payloads:
+            logger.debug("Workflow %s result: %s", handle.id, result)
 
 
-async def run_loop(client: Client, settings: Settings, stop: asyncio.Event) -> None:
-    """Start a workflow every interval until stopped; one failed start never ends the loop."""
-    result_watchers: set[asyncio.Task] = set()
+async def run_loop(client: Client, settings: Settings, stop: Stop) -> None:
+    """Start a workflow every interval until stopped; one failed start never ends the loop.
+
+    At most CLIENT_MAX_PENDING_WORKFLOWS results are awaited at a time; with that many pending the
+    loop starts nothing new (no worker is taking them) until one finishes or times out.
+    """
+    watchers: set[asyncio.Task] = set()
+    limit = settings.client_max_pending_workflows
     counter = 0
-    while not stop.is_set():
-        counter += 1
-        try:
-            handle = await start_workflow(client, settings, counter)
-        except Exception as error:
-            logger.error("Failed to start workflow number %d: %s", counter, error)
+    paused = False
+    while not stop.requested:
+        if len(watchers) >= limit:
+            if not paused:
+                logger.warning(
+                    "%d workflows are waiting for a result (CLIENT_MAX_PENDING_WORKFLOWS): starting no more until "
+                    "one finishes. Is a worker polling task queue %s in namespace %s?",
+                    len(watchers),
+                    settings.task_queue,
+                    settings.temporal.namespace,
+                )
+                paused = True
         else:
-            watcher = asyncio.create_task(log_result(handle))
-            result_watchers.add(watcher)
-            watcher.add_done_callback(result_watchers.discard)
-        logger.info("Waiting %g seconds before the next workflow", settings.client_interval_seconds)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=settings.client_interval_seconds)
-        except TimeoutError:
-            pass
-    for watcher in list(result_watchers):
+            if paused:
+                logger.info("Fewer than %d workflows are waiting for a result: starting workflows again", limit)
+                paused = False
+            counter += 1
+            try:
+                handle = await stop.race(start_workflow(client, settings, counter), f"starting workflow {counter}")
+            except StopRequested:
+                break
+            except Exception as error:
+                logger.error("Failed to start workflow number %d: %s", counter, error)
+            else:
+                watcher = asyncio.create_task(log_outcome(handle, shows_payloads(settings)))
+                watchers.add(watcher)
+                watcher.add_done_callback(watchers.discard)
+            logger.info("Waiting %g seconds before the next workflow", settings.client_interval_seconds)
+        if await stop.sleep(settings.client_interval_seconds):
+            break
+    pending = list(watchers)
+    for watcher in pending:
         watcher.cancel()
-    logger.info("Client stopped")
+    await asyncio.gather(*pending, return_exceptions=True)
+    if pending:
+        logger.info(
+            "Client stopped (%s); %d workflows had no result yet and keep running on the server (see them with: %s)",
+            stop.reason,
+            len(pending),
+            running_workflows_command(settings),
+        )
+    else:
+        logger.info("Client stopped (%s)", stop.reason)
 
 
-async def run_smoke_test(client: Client, settings: Settings, count: int) -> bool:
-    """Start `count` workflows, print each result, and say whether all succeeded."""
-    handles = [await start_workflow(client, settings, number) for number in range(1, count + 1)]
-    outcomes = await asyncio.gather(*(handle.result() for handle in handles), return_exceptions=True)
-    failures = 0
-    for handle, outcome in zip(handles, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            failures += 1
-            print(f"FAILED {handle.id}: {outcome}", flush=True)
+# ---------------------------------------------------------------- the smoke test
+
+
+@dataclass
+class SmokeTest:
+    """A --count run: the workflows it started and the outcomes that arrived, printed as they arrive."""
+
+    count: int
+    """How many workflows the run starts."""
+    show_payloads: bool
+    """Whether results and failure messages may be printed (payload encryption off)."""
+    started: list[WorkflowHandle] = field(default_factory=list)
+    """The workflows started so far, in order."""
+    finished: set[str] = field(default_factory=set)
+    """Ids of the workflows whose outcome arrived."""
+    failed: int = 0
+    """How many of those failed."""
+
+    async def wait_for_all(self) -> None:
+        await asyncio.gather(*(self._wait_for(handle) for handle in self.started))
+
+    async def _wait_for(self, handle: WorkflowHandle) -> None:
+        try:
+            result = await handle.result()
+        except Exception as error:
+            self.failed += 1
+            print(f"FAILED {handle.id}: {describe_failure(error, self.show_payloads)}", flush=True)
         else:
-            print(f"OK {handle.id}: {outcome}", flush=True)
-    print(f"{count - failures} of {count} workflows succeeded", flush=True)
-    return failures == 0
+            shown = f": {result}" if self.show_payloads else " (result not shown: payload encryption is on)"
+            print(f"OK {handle.id}{shown}", flush=True)
+        self.finished.add(handle.id)
+
+    def summary(self) -> str:
+        return f"{self.count - self.failed} of {self.count} workflows succeeded"
+
+    def unfinished(self, what: str, settings: Settings) -> str:
+        """One line for a run that ended early: how many results arrived, where the other workflows are."""
+        waiting = [handle.id for handle in self.started if handle.id not in self.finished]
+        for workflow_id in waiting:
+            print(f"PENDING {workflow_id}", flush=True)
+        line = f"{what}: {len(self.finished)} of {self.count} results arrived"
+        if not self.started:
+            return f"{line}; no workflow was started"
+        if len(self.started) < self.count:
+            line += f" ({len(self.started)} of {self.count} workflows were started)"
+        if not waiting:
+            return line
+        return (
+            f"{line}. The {len(waiting)} workflows without a result keep running on the server (they are durable): "
+            f"see them in the Temporal Web UI or with: {running_workflows_command(settings)}"
+        )
 
 
-async def run(settings: Settings, count: int | None) -> bool:
-    stop = stop_on_signals()
-    async with temporal_client(settings) as client:
-        if count is None:
+def running_workflows_command(settings: Settings) -> str:
+    """The `temporal` CLI command that lists the workflows still running on the client's task queue."""
+    query = f'TaskQueue={json.dumps(settings.task_queue, ensure_ascii=False)} AND ExecutionStatus="Running"'
+    arguments = ["temporal", "workflow", "list", "--address", settings.temporal.address]
+    arguments += ["--namespace", settings.temporal.namespace, "--query", query]
+    return shlex.join(arguments)
+
+
+async def run_smoke_test(settings: Settings, stop: Stop, count: int, timeout: float | None) -> int:
+    """Start `count` workflows and print each outcome; the exit status says whether all succeeded."""
+    smoke_test = SmokeTest(count, shows_payloads(settings))
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline, temporal_client(settings, stop) as client:
+            for number in range(1, count + 1):
+                handle = await stop.race(start_workflow(client, settings, number), f"starting workflow {number}")
+                smoke_test.started.append(handle)
+            await stop.race(smoke_test.wait_for_all(), "waiting for results")
+    except StopRequested as stopped:
+        print(smoke_test.unfinished(f"Stopped by {stopped.reason} while {stopped.doing}", settings), flush=True)
+        return 128 + (stop.signal_number or 0)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        print(smoke_test.unfinished(f"Timed out after {timeout:g}s (--timeout)", settings), flush=True)
+        return EXIT_TIMED_OUT
+    print(smoke_test.summary(), flush=True)
+    return EXIT_SUCCEEDED if smoke_test.failed == 0 else EXIT_FAILED
+
+
+# ---------------------------------------------------------------- command line
+
+
+async def run(settings: Settings, stop: Stop, arguments: argparse.Namespace) -> int:
+    if arguments.count is None:
+        async with temporal_client(settings, stop) as client:
             await run_loop(client, settings, stop)
-            return True
-        return await run_smoke_test(client, settings, count)
+        return EXIT_SUCCEEDED
+    return await run_smoke_test(settings, stop, arguments.count, arguments.timeout)
 
 
 def parse_arguments(arguments: list[str]) -> argparse.Namespace:
@@ -109,7 +277,16 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         metavar="N",
         help="start N workflows, wait for their results, print them and exit (0 only if all succeeded)",
     )
-    return parser.parse_args(arguments)
+    parser.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="with --count: give up after SECONDS in all, start-up included (exit 124); default: wait for every result",
+    )
+    parsed = parser.parse_args(arguments)
+    if parsed.timeout is not None and parsed.count is None:
+        parser.error("--timeout goes with --count N (the loop runs until SIGTERM or SIGINT)")
+    return parsed
 
 
 def positive_int(text: str) -> int:
@@ -118,6 +295,16 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds greater than 0")
+    return value
+
+
 if __name__ == "__main__":
-    count = parse_arguments(sys.argv[1:]).count
-    run_program("client", lambda settings: run(settings, count))
+    parsed_arguments = parse_arguments(sys.argv[1:])
+    run_program("client", lambda settings, stop: run(settings, stop, parsed_arguments))

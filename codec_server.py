@@ -56,7 +56,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
 import config
-from bootstrap import StartupError, run_program, started_key_provider, stop_on_signals
+from bootstrap import StartupError, Stop, run_program, started_key_provider
 from crypto_converter import KEY_ID_METADATA, EncryptionCodec, PayloadDecryptionError, Plaintext
 
 MIB = 1024 * 1024
@@ -292,8 +292,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-async def _serve(settings: config.Settings) -> bool:
-    """Keys from Key Vault, then answer on CODEC_SERVER_HOST:PORT until SIGTERM or SIGINT."""
+async def _serve(settings: config.Settings, stop: Stop) -> int:
+    """Keys from Key Vault, then answer on CODEC_SERVER_HOST:PORT until SIGTERM or SIGINT (in start-up too)."""
     if not settings.encryption.enabled:
         raise StartupError(
             "Codec server: payload encryption is not configured; set KEYVAULT_URL and KEYVAULT_SECRET_NAME"
@@ -301,8 +301,7 @@ async def _serve(settings: config.Settings) -> bool:
     server = settings.codec_server
     tls = _tls_context(server)
     _warn_if_exposed(server)
-    stop = stop_on_signals()
-    keys = await started_key_provider(settings.encryption)
+    keys = await started_key_provider(settings.encryption, stop)
     try:
         runner = web.AppRunner(_application(server, EncryptionCodec(keys, Plaintext.ACCEPT)))
         await runner.setup()
@@ -314,7 +313,7 @@ async def _serve(settings: config.Settings) -> bool:
     finally:
         await keys.close()
     logger.info("Codec server stopped")
-    return True
+    return 0
 
 
 def _application(server: config.CodecServerSettings, codec: EncryptionCodec) -> web.Application:
@@ -386,7 +385,7 @@ def _warn_if_exposed(server: config.CodecServerSettings) -> None:
 
 
 def main() -> NoReturn:
-    """`python codec_server.py`: exit 0 when stopped by a signal, 1 with one line when it cannot start."""
+    """`python codec_server.py`: exit 0 when stopped by a signal (in start-up too), 1 when it cannot start."""
     run_program("codec server", _serve)
 
 

@@ -45,6 +45,11 @@ from dotenv import dotenv_values
 CONFIG_ENV_FILE_VARIABLE = "CONFIG_ENV_FILE"
 DEFAULT_CONFIG_ENV_FILE = Path(__file__).resolve().parent / "config.env"
 
+# The client loop's fastest pace: 0 would start workflows as fast as the server answers, forever.
+MIN_CLIENT_INTERVAL_SECONDS = 0.1
+# A week: far beyond YourWorkflow's worst case (three activities of at most 30 minutes each), and a bound,
+# since no timedelta holds an unbounded number of seconds.
+MAX_CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS = 7 * 86400.0
 # A day. Far more overflows the worker's timedelta (about 8.6e13 s) and, sooner or later, the pod's
 # terminationGracePeriodSeconds (an int64); no shutdown needs to wait that long.
 MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS = 86400.0
@@ -285,7 +290,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TEMPORAL_TLS_SERVER_NAME"),
     # Application
     Variable("TEMPORAL_TASK_QUEUE", name, "test-task-queue"),
-    Variable("CLIENT_INTERVAL_SECONDS", seconds(0.0), "10"),
+    Variable("CLIENT_INTERVAL_SECONDS", seconds(MIN_CLIENT_INTERVAL_SECONDS), "10"),
+    Variable("CLIENT_MAX_PENDING_WORKFLOWS", whole_number(1), "100"),
+    Variable(
+        "CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS", seconds(1.0, MAX_CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS), "7200"
+    ),
     Variable("WORKER_SHUTDOWN_TIMEOUT_SECONDS", seconds(0.0, MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS), "30"),
     Variable("LOG_LEVEL", log_level, "INFO"),
     Variable("ACTIVITY_SIMULATED_WORK_SECONDS", seconds(0.0), "0"),
@@ -464,6 +473,8 @@ class Settings:
     dev_server_ui_port: int | None
     task_queue: str
     client_interval_seconds: float
+    client_max_pending_workflows: int
+    client_workflow_execution_timeout_seconds: float
     worker_shutdown_timeout_seconds: float
     log_level: str
     activity_simulated_work_seconds: float
@@ -575,6 +586,8 @@ def parse_settings(parser: Parser) -> Settings:
         dev_server_ui_port=value("TEMPORAL_DEV_SERVER_UI_PORT"),
         task_queue=value("TEMPORAL_TASK_QUEUE"),
         client_interval_seconds=value("CLIENT_INTERVAL_SECONDS"),
+        client_max_pending_workflows=value("CLIENT_MAX_PENDING_WORKFLOWS"),
+        client_workflow_execution_timeout_seconds=value("CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS"),
         worker_shutdown_timeout_seconds=value("WORKER_SHUTDOWN_TIMEOUT_SECONDS"),
         log_level=value("LOG_LEVEL") or "INFO",
         activity_simulated_work_seconds=value("ACTIVITY_SIMULATED_WORK_SECONDS"),

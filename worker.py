@@ -3,14 +3,16 @@
 Prints the two lines people look for in `kubectl logs`:
     Initializing worker...
     Starting worker... Awaiting tasks.
-the second only once the worker is really polling. SIGTERM or SIGINT starts a
-graceful shutdown: polling stops and in-flight activities get
-WORKER_SHUTDOWN_TIMEOUT_SECONDS to finish. While polling, the worker keeps its
-health file fresh for the Kubernetes probes (healthcheck.py) and serves
-Prometheus metrics from the SDK runtime on METRICS_PORT.
+the second only once the worker is really polling. SIGTERM or SIGINT while it
+polls starts a graceful shutdown: polling stops and in-flight activities get
+WORKER_SHUTDOWN_TIMEOUT_SECONDS to finish. SIGTERM or SIGINT during start-up
+(reading the key from Key Vault, connecting, the namespace check) stops it at
+once (bootstrap.Stop). While polling, the worker keeps its health file fresh
+for the Kubernetes probes (healthcheck.py) and serves Prometheus metrics from
+the SDK runtime on METRICS_PORT.
 
-Exit status: 0 after a requested shutdown, 1 when it cannot start or the worker
-fails, 2 for a configuration mistake.
+Exit status: 0 after a requested stop (in start-up too), 1 when it cannot start
+or the worker fails, 2 for a configuration mistake.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import YourActivities
-from bootstrap import StartupError, run_program, stop_on_signals, temporal_client
+from bootstrap import StartupError, Stop, StopRequested, run_program, temporal_client
 from config import Settings
 from healthcheck import HealthFile
 from workflows import YourWorkflow
@@ -66,12 +68,20 @@ async def wait_until_polling(worker: Worker, run_task: asyncio.Task) -> None:
         await asyncio.sleep(POLL_CHECK_INTERVAL_SECONDS)
 
 
-async def run(settings: Settings) -> bool:
+async def run(settings: Settings, stop: Stop) -> int:
     print("Initializing worker...", flush=True)
-    stop = stop_on_signals()
-    async with temporal_client(settings, build_runtime(settings.metrics_port)) as client:
+    async with temporal_client(settings, stop, build_runtime(settings.metrics_port)) as client:
         await serve(build_worker(client, settings), settings, stop)
-    return True
+    return 0
+
+
+async def abandon_start(worker: Worker, run_task: asyncio.Task) -> None:
+    """A stop during start-up: end the namespace check at once, or shut down if polling began meanwhile."""
+    if worker.is_running:
+        await worker.shutdown()
+    else:
+        run_task.cancel()  # the SDK marks a worker cancelled during its namespace check as shut down
+    await asyncio.gather(run_task, return_exceptions=True)
 
 
 async def first_beat_or_stop(health: HealthFile, worker: Worker) -> None:
@@ -86,18 +96,23 @@ async def first_beat_or_stop(health: HealthFile, worker: Worker) -> None:
         ) from None
 
 
-async def serve(worker: Worker, settings: Settings, stop: asyncio.Event) -> None:
+async def serve(worker: Worker, settings: Settings, stop: Stop) -> None:
     """Poll until stopped or failed, keeping the health file fresh meanwhile; then shut down gracefully."""
     run_task = asyncio.create_task(worker.run())
-    await wait_until_polling(worker, run_task)
+    try:
+        await stop.race(wait_until_polling(worker, run_task), "checking the namespace and starting to poll")
+    except StopRequested:
+        await abandon_start(worker, run_task)
+        raise
     health = HealthFile(settings.worker_health_file)
     await first_beat_or_stop(health, worker)
     print("Starting worker... Awaiting tasks.", flush=True)
     beating = asyncio.create_task(health.keep_fresh())
     try:
-        stop_requested = asyncio.create_task(stop.wait())
-        await asyncio.wait([stop_requested, run_task], return_when=asyncio.FIRST_COMPLETED)
-        stop_requested.cancel()
+        # shield: a stop must not cancel the worker, which shuts down gracefully below
+        await stop.race(asyncio.shield(run_task), "polling")
+    except StopRequested:
+        pass
     finally:
         beating.cancel()
         health.remove()

@@ -34,6 +34,8 @@ def test_defaults_apply_without_file_or_environment(tmp_path):
     assert settings.temporal.namespace == "default"
     assert settings.task_queue == "test-task-queue"
     assert settings.client_interval_seconds == 10
+    assert settings.client_max_pending_workflows == 100
+    assert settings.client_workflow_execution_timeout_seconds == 7200
     assert settings.worker_shutdown_timeout_seconds == 30
     assert settings.encryption.enabled is False
 
@@ -94,7 +96,13 @@ COMPANIONS = {
         ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "/no/such/ca.pem", "not readable"),
         ("TEMPORAL_DEV_SERVER_UI_PORT", "0", "port must be a whole number from 1"),
         ("CLIENT_INTERVAL_SECONDS", "soon", "number of seconds"),
-        ("CLIENT_INTERVAL_SECONDS", "-1", "at least 0"),
+        ("CLIENT_INTERVAL_SECONDS", "-1", "at least 0.1"),
+        ("CLIENT_INTERVAL_SECONDS", "0", "at least 0.1"),
+        ("CLIENT_INTERVAL_SECONDS", "0.05", "at least 0.1"),
+        ("CLIENT_MAX_PENDING_WORKFLOWS", "0", "whole number, at least 1"),
+        ("CLIENT_MAX_PENDING_WORKFLOWS", "ten", "whole number, at least 1"),
+        ("CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS", "0", "at least 1 and at most 604800"),
+        ("CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS", "1e9", "at least 1 and at most 604800"),
         ("WORKER_SHUTDOWN_TIMEOUT_SECONDS", "nan", "number of seconds"),
         ("ACTIVITY_SIMULATED_WORK_SECONDS", "inf", "number of seconds"),
         ("LOG_LEVEL", "LOUD", "must be one of DEBUG"),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 import urllib.request
 
-from helpers.processes import base_environment, free_port, workflow_history
+from helpers.processes import base_environment, free_port, temporal_cli_json, workflow_history
+from helpers.stopping import SilentServer
 
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
 
@@ -34,17 +36,27 @@ def test_worker_prints_its_two_lines_and_client_smoke_test_completes_workflows(
     assert "3 of 3 workflows succeeded" in client.output
 
 
-def test_client_loop_starts_a_workflow_every_interval_and_logs_results(tmp_path, dev_server, task_queue, run_app):
+def test_client_loop_starts_a_workflow_every_interval_and_logs_outcomes_with_payloads_only_at_debug(
+    tmp_path, dev_server, task_queue, run_app
+):
     env = app_environment(tmp_path, dev_server, task_queue, CLIENT_INTERVAL_SECONDS="0.2")
     worker = run_app("worker.py", env=env)
     worker.wait_for_line(WORKER_READY)
     client = run_app("client.py", env=env)
-    completed = client.wait_for_line(r"Workflow your-workflow-\d+-\S+ completed: Final result: ", count=3)
+    talkative_client = run_app("client.py", env=env | {"LOG_LEVEL": "DEBUG"})
+    completed = client.wait_for_line(r"Workflow your-workflow-\d+-\S+ completed$", count=3)
     workflow_ids = {re.search(r"Workflow (\S+) completed", line).group(1) for line in completed}
     assert len(workflow_ids) == 3
-    client.signal(signal.SIGTERM)
-    assert client.wait() == 0
-    assert "Client stopped" in client.output
+    results = talkative_client.wait_for_line(
+        r"Workflow your-workflow-(\d+)-\S+ result: Final result: Processed: Hello, ClientTriggeredPayload-\1!$", count=3
+    )
+    assert len(results) >= 3
+    talkative_client.wait_for_line(r"Workflow your-workflow-1-\S+ argument: ClientTriggeredPayload-1$")
+    for program in (client, talkative_client):
+        program.signal(signal.SIGTERM)
+        assert program.wait() == 0
+        assert "Client stopped (SIGTERM)" in program.output
+    assert "ClientTriggeredPayload" not in client.output and "Final result" not in client.output, "INFO shows none"
 
 
 def test_client_loop_keeps_going_when_a_start_fails(tmp_path, dev_server, task_queue, run_app):
@@ -57,6 +69,78 @@ def test_client_loop_keeps_going_when_a_start_fails(tmp_path, dev_server, task_q
     assert client.process.poll() is None, "the loop must survive failed starts"
     client.signal(signal.SIGINT)
     assert client.wait() == 0
+
+
+def test_client_loop_pauses_while_its_pending_workflows_reach_the_limit_and_goes_on_when_a_worker_comes(
+    tmp_path, dev_server, task_queue, run_app
+):
+    env = app_environment(
+        tmp_path, dev_server, task_queue, CLIENT_INTERVAL_SECONDS="0.1", CLIENT_MAX_PENDING_WORKFLOWS="2"
+    )
+    client = run_app("client.py", env=env)
+    client.wait_for_line(
+        rf"2 workflows are waiting for a result \(CLIENT_MAX_PENDING_WORKFLOWS\): starting no more until one "
+        rf"finishes\. Is a worker polling task queue {task_queue} in namespace default\?"
+    )
+    time.sleep(2)  # twenty intervals
+    assert len(client.wait_for_line(r"Starting workflow ")) == 2, client.output
+
+    worker = run_app("worker.py", env=env)
+    worker.wait_for_line(WORKER_READY)
+    client.wait_for_line(r"starting workflows again")
+    client.wait_for_line(r"Workflow your-workflow-4-\S+ completed$")
+    client.signal(signal.SIGINT)
+    assert client.wait() == 0
+
+
+def test_smoke_test_gives_up_at_its_timeout_in_start_up_and_while_waiting(tmp_path, dev_server, task_queue, run_app):
+    waiting = run_app(
+        "client.py", "--count", "2", "--timeout", "3", env=app_environment(tmp_path, dev_server, task_queue)
+    )
+    with SilentServer() as silent:
+        connecting = run_app(
+            "client.py",
+            "--count",
+            "2",
+            "--timeout",
+            "3",
+            env=base_environment(tmp_path, TEMPORAL_ADDRESS=silent.address, TEMPORAL_TASK_QUEUE=task_queue),
+        )
+        assert connecting.wait() == 124, connecting.output
+    assert connecting.lines[-1] == "Timed out after 3s (--timeout): 0 of 2 results arrived; no workflow was started"
+
+    assert waiting.wait() == 124, waiting.output
+    assert len(re.findall(r"^PENDING your-workflow-\d+-\S+$", waiting.output, re.MULTILINE)) == 2
+    assert waiting.lines[-1].startswith(
+        "Timed out after 3s (--timeout): 0 of 2 results arrived. The 2 workflows without a result keep running on "
+        "the server (they are durable): see them in the Temporal Web UI or with: temporal workflow list "
+    ), waiting.output
+
+
+def test_every_workflow_has_the_execution_timeout_so_none_waits_for_a_worker_forever(
+    tmp_path, dev_server, task_queue, run_app
+):
+    env = app_environment(tmp_path, dev_server, task_queue, CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS="2")
+    client = run_app("client.py", "--count", "1", env=env)
+    assert client.wait() == 1, client.output
+    failed = re.search(r"^FAILED (\S+): (.*)$", client.output, re.MULTILINE)
+    assert failed, client.output
+    assert (
+        failed.group(2) == "WorkflowFailureError: Workflow execution failed; caused by TimeoutError: Workflow timed out"
+    )
+    assert "0 of 1 workflows succeeded" in client.output
+    described = temporal_cli_json(dev_server.address, "workflow", "describe", "--workflow-id", failed.group(1))
+    assert described["executionConfig"]["workflowExecutionTimeout"] == "2s"
+
+
+def test_client_help_documents_the_exit_statuses_and_timeout_needs_count(tmp_path, run_app):
+    shown = run_app("client.py", "--help", env=base_environment(tmp_path))
+    assert shown.wait() == 0
+    for status in ("0 ", "1 ", "2 ", "124 ", "130 ", "143 "):
+        assert re.search(rf"^  {status}", shown.output, re.MULTILINE), shown.output
+    refused = run_app("client.py", "--timeout", "5", env=base_environment(tmp_path))
+    assert refused.wait() == 2
+    assert "--timeout goes with --count N" in refused.output
 
 
 def test_sigterm_lets_the_running_activity_finish_and_the_workflow_complete(tmp_path, dev_server, task_queue, run_app):

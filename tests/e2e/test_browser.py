@@ -60,9 +60,11 @@ def test_web_ui_shows_decrypted_input_and_result_through_the_codec_server(tmp_pa
         app = AppProcess([str(repo / "start.sh")], environment, cwd=repo)
         try:
             app.wait_for_line(rf"Codec server listening on http://127\.0\.0\.1:{codec_port}", timeout=120)
-            completed = app.wait_for_line(r"Workflow \S+ completed: Final result:", timeout=120)[0]
-            workflow_id, result = re.search(r"Workflow (\S+) completed: (.*)$", completed).groups()
-            argument = re.search(r"Hello, (\S+)!", result).group(1)
+            completed = app.wait_for_line(r"Workflow your-workflow-\d+-\S+ completed$", timeout=120)[0]
+            # With encryption on the client logs no payloads: the input and result follow from the id's number.
+            workflow_id, number = re.search(r"Workflow (your-workflow-(\d+)-\S+) completed$", completed).groups()
+            argument = f"ClientTriggeredPayload-{number}"
+            result = f"Final result: Processed: Hello, {argument}!"
 
             page = rendered_page(
                 f"http://localhost:{ui_port}/namespaces/default/workflows/{workflow_id}", tmp_path / "chromium"

@@ -45,7 +45,7 @@ def encrypted_environment(tmp_path, dev_server, task_queue, vault, **overrides) 
 
 
 def workflow_ids(client_output: str) -> list[str]:
-    return re.findall(r"^OK (\S+): ", client_output, re.MULTILINE)
+    return re.findall(r"^OK ([^\s:]+)", client_output, re.MULTILINE)
 
 
 def input_key_id(dev_server, workflow_id: str) -> str:

@@ -33,7 +33,7 @@ def completed_after_last_failed_start(client: AppProcess) -> list[int]:
     """Numbers of the workflows that completed and were started after the last failed start."""
     last_failed = max(int(n) for n in re.findall(r"Failed to start workflow number (\d+):", client.output))
     completed = (
-        int(n) for n in re.findall(r"Workflow your-workflow-(\d+)-\S+ completed: Final result:", client.output)
+        int(n) for n in re.findall(r"Workflow your-workflow-(\d+)-\S+ completed$", client.output, re.MULTILINE)
     )
     return [number for number in completed if number > last_failed]
 
@@ -82,7 +82,7 @@ def test_server_restart_while_the_client_loop_runs(tmp_path, task_queue, run_app
         worker = run_app("worker.py", env=env)
         worker.wait_for_line(WORKER_READY)
         client = run_app("client.py", env=env)
-        client.wait_for_line(r"completed: Final result:")
+        client.wait_for_line(r"Workflow \S+ completed$")
 
         server.stop()
         client.wait_for_line(r"Failed to start workflow number \d+:", count=2)
@@ -151,12 +151,12 @@ def test_key_vault_outage_keeps_cached_keys_working_and_an_unfetched_version_wai
         worker = run_app("worker.py", env=env)
         worker.wait_for_line(WORKER_READY)
         client = run_app("client.py", env=env)
-        client.wait_for_line(r"completed: Final result:")
+        client.wait_for_line(r"Workflow \S+ completed$")
 
         new_version = vault.add_version(SECRET, base64.b64encode(new_key).decode())  # not yet refreshed
         vault.unavailable = True
-        completed_before = len(client.wait_for_line(r"completed: Final result:"))
-        client.wait_for_line(r"completed: Final result:", count=completed_before + 3)  # cached key at work
+        completed_before = len(client.wait_for_line(r"Workflow \S+ completed$"))
+        client.wait_for_line(r"Workflow \S+ completed$", count=completed_before + 3)  # cached key at work
 
         workflow_id = f"needs-new-key-{task_queue}"
         start_workflow_with_payload(

@@ -13,6 +13,10 @@ given, base64, and for the key also hex and URL-safe base64), in:
   * the output, the stub tools' recorded argv and the files of `deploy.sh --dry-run`, `patch.sh --dry-run`
     and `generate-k8s-manifests.sh`, where only the Secret manifests may hold a secret, base64-encoded.
 
+With encryption on, what is encrypted is secret too: the workflows' arguments and results (and the
+failure messages) must not show in the output of the client loop and `client.py --count 2` at DEBUG,
+nor of the worker: the client logs workflow ids and outcomes only.
+
 The API key cannot reach the TLS-less dev server (it turns TLS on, and TEMPORAL_TLS=false with a key is
 refused on purpose), so it is followed through what can happen to it locally: the refusal of that
 combination by every program, and a real TLS connection attempt that fails.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -49,6 +54,8 @@ ENCRYPTION_KEY = b"canary-encryption-key-32-bytes!!"  # an AES-256 key whose byt
 KEY_IN_VAULT = base64.b64encode(ENCRYPTION_KEY).decode()
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
 SECRET_MANIFESTS = ("acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml")
+# Pieces of YourWorkflow's argument ("ClientTriggeredPayload-N") and result ("Final result: Processed: Hello, ...!").
+PAYLOAD_TEXTS = ("ClientTriggeredPayload", "Processed: Hello", "Final result")
 
 
 def text_forms(name: str, secret: str) -> dict[str, bytes]:
@@ -212,7 +219,7 @@ def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: P
         try:
             app.wait_for_line(rf"Codec server listening on http://127\.0\.0\.1:{codec_port}", timeout=120)
             app.wait_for_line(WORKER_READY)
-            app.wait_for_line(r"Workflow \S+ completed: Final result:", timeout=120)
+            app.wait_for_line(r"Workflow \S+ completed$", timeout=120)
 
             running = processes_in_session(app.process.pid)
             command_lines = [b" ".join(argv) for argv in running.values()]
@@ -241,6 +248,9 @@ def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: P
         assert "Payload encryption: on" in program.output, "the key was in use"
         assert " DEBUG " in program.output, "the most talkative log level was searched"
         assert leaked(program.output) == [], program.output
+        shown_payloads = [line for line in program.lines if any(text in line for text in PAYLOAD_TEXTS)]
+        assert shown_payloads == [], "a payload shows although encryption is on"
+    assert re.search(r"^OK your-workflow-\d+-\S+ \(result not shown: payload encryption is on\)$", client.output, re.M)
     for what, _, body in answers:
         assert leaked(body) == [], f"the codec server's answer to {what} holds a secret: {body!r}"
     assert (repo / ".temporal" / "dev-server.log").exists() and (repo / ".temporal" / "dev-server.db").exists()

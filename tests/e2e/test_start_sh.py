@@ -47,11 +47,12 @@ def test_start_sh_brings_up_dev_server_worker_and_client_and_sigterm_leaves_noth
         TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
         TEMPORAL_DEV_SERVER_UI_PORT=str(ui_port),
         CLIENT_INTERVAL_SECONDS="0.5",
+        LOG_LEVEL="DEBUG",  # the client logs results at DEBUG
     )
     app.wait_for_line(rf"^Temporal Web UI: http://localhost:{ui_port}$", timeout=120)
     app.wait_for_line(r"^Initializing worker\.\.\.$")
     app.wait_for_line(r"^Starting worker\.\.\. Awaiting tasks\.$")
-    app.wait_for_line(r"completed: Final result: Processed: Hello, ClientTriggeredPayload-\d+!", count=2)
+    app.wait_for_line(r"result: Final result: Processed: Hello, ClientTriggeredPayload-\d+!$", count=2)
 
     app.signal(signal.SIGTERM)
     assert app.wait(timeout=60) == 0, app.output
