@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -292,7 +293,14 @@ def test_sigterm_stops_the_worker_with_exit_0_within_the_grace_period(
 
     worker.signal(signal.SIGTERM)  # to PID 1 of the container, which ignores it unless it handles it
     started = time.monotonic()
-    assert worker.wait(timeout=grace_seconds) == 0, worker.output
+    try:
+        status = worker.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(
+            f"still running {grace_seconds}s after SIGTERM: the kubelet would kill it (is Python PID 1, does start.sh "
+            f"exec it?); output:\n{worker.output}"
+        )
+    assert status == 0, worker.output
     assert time.monotonic() - started < grace_seconds
     assert "Traceback" not in worker.output
 
