@@ -16,9 +16,11 @@ from `podman image inspect`, the host's network namespace (so the dev server on 
 private one with only loopback. The process is PID 1 of its PID namespace, as in a pod: SIGTERM reaches it only
 if it handles the signal, so a start.sh that does not exec Python would fail the shutdown test.
 
-The stand-in: python:3.11-slim is Debian bookworm with Python 3.11 in /usr/local. The stand-in is Debian bookworm
-(debootstrap --variant=minbase) with Debian's Python 3.11 in a virtual environment at /usr/local, so `python`
-and `pip` are where the real image has them. It also holds this machine's CA bundle with PIP_CERT pointing at it,
+The stand-in: python:3.11-slim is a slim Debian (trixie since August 2025, bookworm before) with CPython 3.11 built
+from source in /usr/local. The stand-in is Debian bookworm (debootstrap --variant=minbase), the Debian release
+whose own Python is 3.11, with that Python in a virtual environment at /usr/local, so `python` and `pip` are
+where the real image has them: the same Python version, paths and user tools (groupadd, useradd, bash), not the
+same Python build, C library version or size. It also holds this machine's CA bundle with PIP_CERT pointing at it,
 because pip inside the build reaches PyPI through this network's TLS-inspecting proxy; that setting belongs to
 the stand-in only, never to the Dockerfile. It is kept in podman's image store under a name that changes with
 its recipe and the CA bundle, so it is created once per machine (a few minutes) and reused afterwards.
@@ -62,7 +64,9 @@ STAND_IN_CHANGES = (
 STAND_IN_RECIPE = f"1 {DEBIAN_SUITE} minbase {','.join(DEBOOTSTRAP_PACKAGES)} venv:/usr/local {STAND_IN_CHANGES}"
 CHROOT_SCRIPT = Path(__file__).resolve().parent / "image_chroot.sh"
 LOCK_FILE = Path(tempfile.gettempdir()) / "temporal-aks-image-tests.lock"
-TOOLS = ("podman", "unshare", "nsenter", "setpriv", "mount", "ip", "chroot", "tar")
+# The tools, by the Debian package that has them.
+TOOLS = {"podman": "podman", "unshare": "util-linux", "nsenter": "util-linux", "setpriv": "util-linux",
+         "mount": "mount", "ip": "iproute2", "chroot": "coreutils", "tar": "tar"}  # fmt: skip
 LEFTOVER_AGE_SECONDS = 6 * 3600
 DEBOOTSTRAP_TIMEOUT_SECONDS = 1800
 BUILD_TIMEOUT_SECONDS = 1200
@@ -78,7 +82,8 @@ def machine_problem() -> str | None:
         return "the image tests need root (podman image mount, mount namespaces, chroot): run them as root, as CI does"
     missing = [tool for tool in TOOLS if not shutil.which(tool)]
     if missing:
-        return f"{', '.join(missing)} not installed: apt-get install podman debootstrap (.ci/run installs them)"
+        packages = " ".join(dict.fromkeys(TOOLS[tool] for tool in missing))
+        return f"{', '.join(missing)} not found: apt-get install {packages} (.ci/run installs podman and debootstrap)"
     probe = _run(["unshare", "--mount", "--pid", "--net", "--fork", "--", "true"])
     if probe.returncode != 0:
         return f"this machine cannot create mount, PID and network namespaces: {probe.stderr.strip()}"
