@@ -1,7 +1,11 @@
 # The temporal-aks worker image: Python 3.11 slim, pinned dependencies from wheels only (no
 # compiler), the app's top-level modules and start.sh, run as an unprivileged user.
 # Build: ./deploy.sh (docker buildx for linux/amd64 and linux/arm64, or az acr build).
-FROM python:3.11-slim
+
+# The base image, as a build argument so the tests can point it at their local stand-in
+# (tests/image/test_image.py); ./deploy.sh builds with this default.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 # IN_CONTAINER=true: start.sh execs the one Python process asked for (no venv, no dev server).
 ENV PYTHONUNBUFFERED=1 \

@@ -45,6 +45,18 @@ def run_app(tmp_path: Path) -> Iterator:
         process.stop()
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print what tests measured (`record_property("measured", text)`), once each: e.g. the image's size."""
+    reports = [report for reports in terminalreporter.stats.values() for report in reports]
+    measured = dict.fromkeys(
+        value for report in reports for name, value in getattr(report, "user_properties", ()) if name == "measured"
+    )
+    if measured:
+        terminalreporter.write_sep("-", "measured")
+        for line in measured:
+            terminalreporter.write_line(line)
+
+
 # The Temporal SDK's Rust threads can abort a finalizing interpreter ("Fatal Python
 # error: PyGILState_Release", exit 134, sdk-python issue 300). pytest's own exit status
 # must never be turned into that: once everything is reported, leave without teardown.
