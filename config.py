@@ -22,6 +22,9 @@ read, and `temporalio.envconfig` turns them into `Client.connect` arguments: TLS
 or a TLS file is given, unless `TEMPORAL_TLS=false`; `TEMPORAL_TLS=true` turns it on for any address.
 Nothing is guessed from the address, so a self-hosted in-cluster server such as
 `temporal-frontend.temporal.svc:7233` connects in plain text like the dev server.
+The API key and the client certificate may instead live in Key Vault
+(TEMPORAL_API_KEY_KEYVAULT_SECRET, TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE, in KEYVAULT_URL's vault):
+they turn TLS on the same way, and bootstrap.py reads them and keeps them current.
 
 `python config.py check` validates the app's settings without starting anything.
 """

@@ -15,6 +15,8 @@ Where each variable goes follows from its declaration in `config.VARIABLES`: a P
 the ConfigMap, or into the app Secret when it is secret, and the container gets both with `envFrom`;
 LOCAL, TEST and DEPLOY variables stay out of the cluster. Secrets are read here, from config.env and the
 environment, and written only into Secret files (mode 0600, gitignored); never onto a command line.
+Temporal credentials kept in Key Vault (TEMPORAL_API_KEY_KEYVAULT_SECRET, ..._KEYVAULT_CERTIFICATE) are in
+no Secret: the pod reads them with its workload identity, and KEDA's TriggerAuthentication with `azureKeyVault`.
 
 Command line: `python manifests.py [--output-dir DIR]` renders into DIR (default: next to this file);
 `python manifests.py --list [configuration]` prints the file names in the order to apply them (all, or

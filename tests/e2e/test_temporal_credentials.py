@@ -270,7 +270,7 @@ def test_an_api_key_that_disappears_from_the_vault_is_a_warning_and_the_last_key
         try:
             worker.wait_for_line(WORKER_READY)
             vault.delete(API_KEY_SECRET)
-            [warning] = worker.wait_for_line(r" WARNING keyvault: Key Vault refresh failed")
+            warning = worker.wait_for_line(r" WARNING keyvault: Key Vault refresh failed")[0]
             assert warning.endswith(
                 f"Key Vault refresh failed; still using the Temporal API key of version {version}: Cannot read Key "
                 f"Vault secret {API_KEY_SECRET!r} from {vault.url}: the secret does not exist. Check "
@@ -285,3 +285,46 @@ def test_an_api_key_that_disappears_from_the_vault_is_a_warning_and_the_last_key
         finally:
             worker.stop()
     assert key not in worker.output
+
+
+def test_a_new_certificate_that_cannot_connect_is_a_warning_and_the_worker_keeps_its_connection(
+    tmp_path, dev_server, task_queue
+):
+    client_ca = trustme.CA()
+    good, also_good = (client_ca.issue_cert("worker", common_name=f"worker-certificate-{n}") for n in (1, 3))
+    untrusted = trustme.CA().issue_cert("worker", common_name="worker-certificate-2")  # a CA the proxy does not trust
+    names = {"worker-certificate-1", "worker-certificate-2", "worker-certificate-3"}
+    with (
+        FakeKeyVault(tmp_path) as vault,
+        AuthProxy(dev_server.address, tmp_path, client_ca=client_ca, common_names=names) as proxy,
+    ):
+        first = vault.add_version(CERTIFICATE, pem_bundle(good), content_type=PEM)
+        env = credential_environment(
+            tmp_path, vault, proxy, task_queue, TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE=CERTIFICATE
+        )
+        worker = AppProcess(python_command("worker.py"), env)
+        try:
+            worker.wait_for_line(WORKER_READY)
+            refused = vault.add_version(CERTIFICATE, pem_bundle(untrusted), content_type=PEM)
+            warning = worker.wait_for_line(
+                r" WARNING keyvault: Key Vault refresh failed", timeout=ROTATION_BOUND_SECONDS
+            )[0]
+            assert (
+                f"still using the client certificate of version {first}: cannot connect with version {refused} of "
+                f"the client certificate: Cannot connect to Temporal at {proxy.address}"
+            ) in warning
+            with WorkflowStarter(dev_server, task_queue, interval=0.5) as starter:
+                time.sleep(2)
+            statuses = wait_until_all_complete(dev_server, task_queue, at_least=len(starter.started))
+            assert set(statuses.values()) == {"WORKFLOW_EXECUTION_STATUS_COMPLETED"}, statuses
+
+            fixed = vault.add_version(CERTIFICATE, pem_bundle(also_good), content_type=PEM)
+            worker.wait_for_line(
+                rf"Temporal client certificate rotated: Key Vault certificate {CERTIFICATE} version {fixed} ",
+                timeout=ROTATION_BOUND_SECONDS,
+            )
+            assert worker.process.poll() is None
+            assert {call.credential for call in proxy.calls} == {"worker-certificate-1", "worker-certificate-3"}
+        finally:
+            worker.stop()
+    assert "rotated" not in "\n".join(line for line in worker.lines if refused in line)
