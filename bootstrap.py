@@ -307,6 +307,8 @@ class TemporalConnection:
             client = await self._connect(certificate, announce=False)
         except StartupError as error:
             raise KeyVaultError(f"cannot connect with version {version} of the client certificate: {error}") from None
+        if self._api_key is not None and client.api_key != self._api_key.value:
+            client.api_key = self._api_key.value  # the API key rotated while this client was connecting
         for follow in self._followers:
             follow(client)
         self._client = client
