@@ -5,6 +5,8 @@ Public API:
     Stop                              # SIGTERM/SIGINT as one object every program waits on (see below)
     StopRequested                     # raised by `Stop.race` when a stop comes first
     temporal_client(settings, stop)   # the key (when encryption is on), then the connection, each raced against stop
+    temporal_connection(settings, stop, runtime)   # the same, as a TemporalConnection that follows credentials
+    TemporalConnection                # .client, the client in use; .on_new_client(callback) for a worker
     started_key_provider(encryption, stop)
     StartupError                      # a reason the process cannot start, in one line
     exit_process(code)
@@ -18,6 +20,14 @@ first, the step is cancelled and `StopRequested` raised. Long-running phases wai
 or `stop.sleep(seconds)`. A `StopRequested` that reaches `run_program` is a requested stop: one log
 line saying what was interrupted, exit status 0. A program that owes its caller a verdict (the
 client's `--count`) catches it and chooses its own status.
+
+Temporal credentials from Key Vault (TEMPORAL_API_KEY_KEYVAULT_SECRET, TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE)
+are read before connecting, like the encryption key, and kept current by `TemporalConnection`: a new API
+key is set on the live client (`Client.api_key`, the SDK's `update_api_key`: every later call, the
+worker's polls included, carries it; calls in flight finish with the old one), and a new client
+certificate gets a new client, connected with it and handed to whoever follows the connection (the
+worker sets `Worker.client`: its next polls use the new client, calls in flight finish on the old one).
+One log line per rotation names the secret and version.
 
 A start-up problem becomes one `StartupError` line that names what failed and what to check, never
 a traceback, and the process exits 1 (the guide's client logged a failed connection and exited 0,
@@ -42,7 +52,14 @@ from temporalio.runtime import Runtime
 
 from config import EncryptionSettings, Settings, configure_logging, load_settings_or_exit
 from crypto_converter import Plaintext, encrypted_data_converter
-from keyvault import KeyVaultError, KeyVaultKeyProvider
+from keyvault import (
+    ClientCertificate,
+    KeyVaultError,
+    KeyVaultKeyProvider,
+    RefreshingSecret,
+    temporal_api_key,
+    temporal_client_certificate,
+)
 
 CONNECT_TIMEOUT = timedelta(seconds=30)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -151,24 +168,169 @@ async def temporal_client(settings: Settings, stop: Stop, runtime: Runtime | Non
 
     The key is fetched before connecting, so a Key Vault problem stops the process at start-up
     instead of failing workflow tasks later; the key provider's background refresh ends when the
-    block does. Both steps end at once when a stop is requested (StopRequested).
+    block does. Both steps end at once when a stop is requested (StopRequested). A rotated API key
+    reaches this client; a rotated client certificate reaches `temporal_connection`'s followers only.
     """
+    async with temporal_connection(settings, stop, runtime) as connection:
+        yield connection.client
+
+
+@asynccontextmanager
+async def temporal_connection(
+    settings: Settings, stop: Stop, runtime: Runtime | None = None
+) -> AsyncIterator[TemporalConnection]:
+    """The connection of `temporal_client`, as a TemporalConnection that keeps Key Vault credentials current."""
     encryption = settings.encryption
-    if not encryption.enabled:
-        logger.info("Payload encryption: off (set KEYVAULT_URL and KEYVAULT_SECRET_NAME to switch it on)")
-        yield await stop.race(connect_client(settings, DataConverter.default, runtime), "connecting to Temporal")
-        return
-    plaintext = plaintext_policy(encryption)
-    logger.info(
-        "Payload encryption: on (AES-GCM, key from Key Vault); unencrypted payloads: %s",
-        PLAINTEXT_POLICY_NAMES[plaintext],
-    )
-    keys = await started_key_provider(encryption, stop)
-    try:
+    keys = None
+    if encryption.enabled:
+        plaintext = plaintext_policy(encryption)
+        logger.info(
+            "Payload encryption: on (AES-GCM, key from Key Vault); unencrypted payloads: %s",
+            PLAINTEXT_POLICY_NAMES[plaintext],
+        )
+        keys = await started_key_provider(encryption, stop)
         data_converter = encrypted_data_converter(keys, plaintext)
-        yield await stop.race(connect_client(settings, data_converter, runtime), "connecting to Temporal")
+    else:
+        logger.info("Payload encryption: off (set KEYVAULT_URL and KEYVAULT_SECRET_NAME to switch it on)")
+        data_converter = DataConverter.default
+    connection = TemporalConnection(settings, data_converter, runtime)
+    try:
+        await connection.read_credentials(stop)
+        await connection.connect(stop)
+        yield connection
     finally:
-        await keys.close()
+        await connection.close()
+        if keys is not None:
+            await keys.close()
+
+
+class TemporalConnection:
+    """The Temporal client in use, with the credentials from Key Vault kept current.
+
+    Made by `temporal_connection`. `client` is the client to use now; `on_new_client(callback)` asks
+    for every client connected later (after a client certificate rotation), as a worker must.
+    """
+
+    def __init__(self, settings: Settings, data_converter: DataConverter, runtime: Runtime | None) -> None:
+        self._settings = settings
+        self._data_converter = data_converter
+        self._runtime = runtime
+        self._api_key: RefreshingSecret[str] | None = None
+        self._certificate: RefreshingSecret[ClientCertificate] | None = None
+        self._client: Client | None = None
+        self._followers: list[Callable[[Client], None]] = []
+
+    @property
+    def client(self) -> Client:
+        """The client every new call should use."""
+        if self._client is None:
+            raise RuntimeError("TemporalConnection.connect() must succeed first")
+        return self._client
+
+    def on_new_client(self, callback: Callable[[Client], None]) -> None:
+        """Call `callback(client)` with every client connected from now on (a rotated client certificate)."""
+        self._followers.append(callback)
+
+    async def read_credentials(self, stop: Stop) -> None:
+        """Read the Temporal credentials that live in Key Vault: a StartupError saying what to check, or
+        StopRequested."""
+        temporal, vault = self._settings.temporal, self._settings.keyvault
+        if temporal.api_key_keyvault_secret:
+            logger.info(
+                "Reading the Temporal API key: Key Vault secret %s at %s", temporal.api_key_keyvault_secret, vault.url
+            )
+            self._api_key = temporal_api_key(vault, temporal.api_key_keyvault_secret)
+            await _started(self._api_key, stop, "reading the Temporal API key from Key Vault")
+            logger.info(
+                "Using the Temporal API key of version %s (Key Vault secret %s)",
+                self._api_key.version,
+                self._api_key.secret_name,
+            )
+        if temporal.tls_client_keyvault_certificate:
+            logger.info(
+                "Reading the Temporal client certificate: Key Vault certificate %s at %s",
+                temporal.tls_client_keyvault_certificate,
+                vault.url,
+            )
+            self._certificate = temporal_client_certificate(vault, temporal.tls_client_keyvault_certificate)
+            await _started(self._certificate, stop, "reading the Temporal client certificate from Key Vault")
+            logger.info(
+                "Using the Temporal client certificate of version %s (Key Vault certificate %s): %s",
+                self._certificate.version,
+                self._certificate.secret_name,
+                _described(self._certificate.value),
+            )
+
+    async def connect(self, stop: Stop) -> None:
+        """Connect with the credentials read; then keep them current until `close`."""
+        certificate = self._certificate.value if self._certificate else None
+        self._client = await stop.race(self._connect(certificate), "connecting to Temporal")
+        if self._api_key is not None:
+            self._api_key.keep_fresh(self._use_api_key)
+        if self._certificate is not None:
+            self._certificate.keep_fresh(self._use_certificate)
+
+    async def close(self) -> None:
+        """Stop keeping the credentials current and close their Key Vault readers."""
+        for secret in (self._api_key, self._certificate):
+            if secret is not None:
+                await secret.close()
+
+    async def _connect(self, certificate: ClientCertificate | None, announce: bool = True) -> Client:
+        return await connect_client(
+            self._settings,
+            self._data_converter,
+            self._runtime,
+            api_key=self._api_key.value if self._api_key else None,
+            certificate=certificate,
+            announce=announce,
+        )
+
+    async def _use_api_key(self, version: str, api_key: str) -> None:
+        """A rotated API key: every later call of the live client (and of the worker built on it) carries it."""
+        self.client.api_key = api_key
+        assert self._api_key is not None
+        logger.info(
+            "Temporal API key rotated: Key Vault secret %s version %s is in use from now on (was %s)",
+            self._api_key.secret_name,
+            version,
+            self._api_key.version,
+        )
+
+    async def _use_certificate(self, version: str, certificate: ClientCertificate) -> None:
+        """A rotated client certificate: a new client connected with it, handed to the followers.
+
+        A failed connection raises, so the refresh keeps the current client and tries again later.
+        """
+        assert self._certificate is not None
+        try:
+            client = await self._connect(certificate, announce=False)
+        except StartupError as error:
+            raise KeyVaultError(f"cannot connect with version {version} of the client certificate: {error}") from None
+        if self._api_key is not None and client.api_key != self._api_key.value:
+            client.api_key = self._api_key.value  # the API key rotated while this client was connecting
+        for follow in self._followers:
+            follow(client)
+        self._client = client
+        logger.info(
+            "Temporal client certificate rotated: Key Vault certificate %s version %s (%s) is in use from now on by "
+            "a new connection; calls in flight finish on the previous one (version %s)",
+            self._certificate.secret_name,
+            version,
+            _described(certificate),
+            self._certificate.version,
+        )
+
+
+async def _started(secret: RefreshingSecret, stop: Stop, doing: str) -> None:
+    try:
+        await stop.race(secret.start(), doing)
+    except KeyVaultError as error:
+        raise StartupError(str(error)) from None
+
+
+def _described(certificate: ClientCertificate) -> str:
+    return f"subject {certificate.subject}, valid until {certificate.not_valid_after:%Y-%m-%d %H:%M} UTC"
 
 
 PLAINTEXT_POLICY_NAMES = {
@@ -196,24 +358,50 @@ async def started_key_provider(settings: EncryptionSettings, stop: Stop) -> KeyV
     return keys
 
 
-async def connect_client(settings: Settings, data_converter: DataConverter, runtime: Runtime | None) -> Client:
-    """Connect with the settings' address, namespace, TLS and API key."""
+async def connect_client(
+    settings: Settings,
+    data_converter: DataConverter,
+    runtime: Runtime | None,
+    api_key: str | None = None,
+    certificate: ClientCertificate | None = None,
+    announce: bool = True,
+) -> Client:
+    """Connect with the settings' address, namespace, TLS and API key, or the credentials read from Key Vault.
+
+    `announce` logs the attempt and the connection (not done for the reconnection of a certificate
+    rotation, which has its own line)."""
     temporal = settings.temporal
     tls = "on" if temporal.uses_tls else "off"
-    logger.info("Connecting to Temporal at %s in namespace %s (TLS %s)", temporal.address, temporal.namespace, tls)
+    if announce:
+        logger.info("Connecting to Temporal at %s in namespace %s (TLS %s)", temporal.address, temporal.namespace, tls)
+    kwargs = temporal.connect_kwargs(
+        api_key=api_key,
+        client_cert=certificate.chain_pem if certificate else None,
+        client_private_key=certificate.private_key_pem if certificate else None,
+    )
     try:
         client = await asyncio.wait_for(
-            Client.connect(**temporal.connect_kwargs(), data_converter=data_converter, runtime=runtime),
+            Client.connect(**kwargs, data_converter=data_converter, runtime=runtime),
             timeout=CONNECT_TIMEOUT.total_seconds(),
         )
     except (TimeoutError, RuntimeError, OSError) as error:
         reason = str(error) or f"no answer within {CONNECT_TIMEOUT.total_seconds():g}s"
         raise StartupError(
             f"Cannot connect to Temporal at {temporal.address} (namespace {temporal.namespace}, TLS {tls}): "
-            f"{reason}. Check TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and TEMPORAL_TLS."
+            f"{reason}. Check TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, {_credential_variables(settings)} and TEMPORAL_TLS."
         ) from None
-    logger.info("Connected to Temporal at %s in namespace %s (TLS %s)", temporal.address, temporal.namespace, tls)
+    if announce:
+        logger.info("Connected to Temporal at %s in namespace %s (TLS %s)", temporal.address, temporal.namespace, tls)
     return client
+
+
+def _credential_variables(settings: Settings) -> str:
+    """Where the credentials of a failed connection came from, for its message."""
+    temporal = settings.temporal
+    names = ["TEMPORAL_API_KEY_KEYVAULT_SECRET's key" if temporal.api_key_keyvault_secret else "TEMPORAL_API_KEY"]
+    if temporal.tls_client_keyvault_certificate:
+        names.append("TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE")
+    return ", ".join(names)
 
 
 def exit_process(code: int) -> NoReturn:

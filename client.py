@@ -46,7 +46,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError, FailureError
 from temporalio.service import RPCError
 
-from bootstrap import Stop, StopRequested, run_program, temporal_client
+from bootstrap import Stop, StopRequested, TemporalConnection, run_program, temporal_client, temporal_connection
 from config import Settings
 from workflows import YourWorkflow
 
@@ -121,11 +121,12 @@ async def log_outcome(handle: WorkflowHandle, show_payloads: bool) -> None:
             logger.debug("Workflow %s result: %s", handle.id, result)
 
 
-async def run_loop(client: Client, settings: Settings, stop: Stop) -> None:
+async def run_loop(connection: TemporalConnection, settings: Settings, stop: Stop) -> None:
     """Start a workflow every interval until stopped; one failed start never ends the loop.
 
     At most CLIENT_MAX_PENDING_WORKFLOWS results are awaited at a time; with that many pending the
-    loop starts nothing new (no worker is taking them) until one finishes or times out.
+    loop starts nothing new (no worker is taking them) until one finishes or times out. Every start
+    uses the connection's client in use (after a client certificate rotation, the new one).
     """
     watchers: set[asyncio.Task] = set()
     limit = settings.client_max_pending_workflows
@@ -148,7 +149,9 @@ async def run_loop(client: Client, settings: Settings, stop: Stop) -> None:
                 paused = False
             counter += 1
             try:
-                handle = await stop.race(start_workflow(client, settings, counter), f"starting workflow {counter}")
+                handle = await stop.race(
+                    start_workflow(connection.client, settings, counter), f"starting workflow {counter}"
+                )
             except StopRequested:
                 break
             except Exception as error:
@@ -263,8 +266,8 @@ async def run_smoke_test(settings: Settings, stop: Stop, count: int, timeout: fl
 
 async def run(settings: Settings, stop: Stop, arguments: argparse.Namespace) -> int:
     if arguments.count is None:
-        async with temporal_client(settings, stop) as client:
-            await run_loop(client, settings, stop)
+        async with temporal_connection(settings, stop) as connection:
+            await run_loop(connection, settings, stop)
         return EXIT_SUCCEEDED
     return await run_smoke_test(settings, stop, arguments.count, arguments.timeout)
 

@@ -22,6 +22,9 @@ read, and `temporalio.envconfig` turns them into `Client.connect` arguments: TLS
 or a TLS file is given, unless `TEMPORAL_TLS=false`; `TEMPORAL_TLS=true` turns it on for any address.
 Nothing is guessed from the address, so a self-hosted in-cluster server such as
 `temporal-frontend.temporal.svc:7233` connects in plain text like the dev server.
+The API key and the client certificate may instead live in Key Vault
+(TEMPORAL_API_KEY_KEYVAULT_SECRET, TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE, in KEYVAULT_URL's vault):
+they turn TLS on the same way, and bootstrap.py reads them and keeps them current.
 
 `python config.py check` validates the app's settings without starting anything.
 """
@@ -35,7 +38,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -244,6 +247,10 @@ IMAGE = matching(
     "must be REGISTRY/REPOSITORY:TAG in lowercase, for example myacr.azurecr.io/temporal-worker:1a2b3c4d",
 )
 PLATFORM = r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?"
+KEYVAULT_NAME = matching(
+    r"[0-9A-Za-z-]{1,127}",
+    "must be a Key Vault secret or certificate name: 1 to 127 letters, digits and '-'",
+)
 
 
 # ---------------------------------------------------------------- the catalog
@@ -288,6 +295,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TEMPORAL_TLS_CLIENT_KEY_PATH", readable_file),
     Variable("TEMPORAL_TLS_SERVER_CA_CERT_PATH", readable_file),
     Variable("TEMPORAL_TLS_SERVER_NAME"),
+    # Temporal credentials read from KEYVAULT_URL's vault instead (re-read every KEYVAULT_REFRESH_SECONDS)
+    Variable("TEMPORAL_API_KEY_KEYVAULT_SECRET", KEYVAULT_NAME),
+    Variable("TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE", KEYVAULT_NAME),
     # Application
     Variable("TEMPORAL_TASK_QUEUE", name, "test-task-queue"),
     Variable("CLIENT_INTERVAL_SECONDS", seconds(MIN_CLIENT_INTERVAL_SECONDS), "10"),
@@ -399,18 +409,46 @@ class TemporalSettings:
     tls_client_key_path: str | None = None
     tls_server_ca_cert_path: str | None = None
     tls_server_name: str | None = None
+    api_key_keyvault_secret: str | None = None
+    """The Key Vault secret that holds the API key, read instead of `api_key`."""
+    tls_client_keyvault_certificate: str | None = None
+    """The Key Vault certificate (or secret) whose PEM holds the mTLS client certificate and its key, read
+    instead of the TLS_CLIENT_* files."""
 
-    def connect_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `temporalio.client.Client.connect`, built by `temporalio.envconfig`."""
+    @property
+    def from_keyvault(self) -> bool:
+        """Whether a credential comes from Key Vault (and is kept current there)."""
+        return bool(self.api_key_keyvault_secret or self.tls_client_keyvault_certificate)
+
+    def connect_kwargs(
+        self, api_key: str | None = None, client_cert: bytes | None = None, client_private_key: bytes | None = None
+    ) -> dict[str, Any]:
+        """Keyword arguments for `temporalio.client.Client.connect`, built by `temporalio.envconfig`.
+
+        `api_key`, or `client_cert` with `client_private_key`, are the credentials read from Key Vault:
+        they turn TLS on as TEMPORAL_API_KEY and the TLS_CLIENT_* files do (TEMPORAL_TLS=false with them is
+        refused by the configuration check).
+        """
         # Imported here so that the deploy scripts, which never connect, do not pay for the SDK.
         from temporalio.envconfig import ClientConfigProfile
+        from temporalio.service import TLSConfig
 
         profile = ClientConfigProfile.load(disable_file=True, override_env_vars=self._as_envconfig_variables())
-        return dict(profile.to_client_connect_config())
+        kwargs = dict(profile.to_client_connect_config())
+        if api_key is not None:
+            kwargs["api_key"] = api_key
+            kwargs.setdefault("tls", True)
+        if client_cert is not None and client_private_key is not None:
+            tls = kwargs.get("tls")
+            tls = tls if isinstance(tls, TLSConfig) else TLSConfig()
+            kwargs["tls"] = replace(tls, client_cert=client_cert, client_private_key=client_private_key)
+        return kwargs
 
     @property
     def uses_tls(self) -> bool:
         """Whether the connection is encrypted with TLS (for log lines; never guessed from the address)."""
+        if self.from_keyvault and self.tls is not False:
+            return True
         tls = self.connect_kwargs().get("tls", False)
         return tls is not False
 
@@ -426,6 +464,19 @@ class TemporalSettings:
             "TEMPORAL_TLS_SERVER_NAME": self.tls_server_name,
         }
         return {name: value for name, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class KeyVaultSettings:
+    """The vault and how it is read: shared by the encryption key and the Temporal credentials."""
+
+    url: str | None
+    refresh_seconds: float
+    """How often a secret's current version is re-read."""
+    startup_timeout_seconds: float
+    """Limit on each read (and the Azure identity behind it)."""
+    ca_file: str | None = None
+    verify_challenge_resource: bool = True
 
 
 @dataclass(frozen=True)
@@ -447,6 +498,17 @@ class EncryptionSettings:
     @property
     def enabled(self) -> bool:
         return bool(self.keyvault_url and self.secret_name)
+
+    @property
+    def vault(self) -> KeyVaultSettings:
+        """The vault the key is read from."""
+        return KeyVaultSettings(
+            self.keyvault_url,
+            self.refresh_seconds,
+            self.startup_timeout_seconds,
+            self.ca_file,
+            self.verify_challenge_resource,
+        )
 
 
 @dataclass(frozen=True)
@@ -482,6 +544,11 @@ class Settings:
     worker_health_file: Path
     encryption: EncryptionSettings
     codec_server: CodecServerSettings
+
+    @property
+    def keyvault(self) -> KeyVaultSettings:
+        """The vault of the encryption key and of the Temporal credentials (KEYVAULT_URL and how it is read)."""
+        return self.encryption.vault
 
 
 # ---------------------------------------------------------------- reading
@@ -582,6 +649,8 @@ def parse_settings(parser: Parser) -> Settings:
             tls_client_key_path=value("TEMPORAL_TLS_CLIENT_KEY_PATH"),
             tls_server_ca_cert_path=value("TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
             tls_server_name=value("TEMPORAL_TLS_SERVER_NAME"),
+            api_key_keyvault_secret=value("TEMPORAL_API_KEY_KEYVAULT_SECRET"),
+            tls_client_keyvault_certificate=value("TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE"),
         ),
         dev_server_ui_port=value("TEMPORAL_DEV_SERVER_UI_PORT"),
         task_queue=value("TEMPORAL_TASK_QUEUE"),
@@ -637,8 +706,16 @@ def combination_problems(parser: Parser, settings: Settings) -> list[str]:
         problems.append(
             "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together for mTLS: set both or neither"
         )
+    problems.extend(keyvault_credential_problems(parser, temporal))
     encryption = settings.encryption
-    if bool(parser.raw("KEYVAULT_URL")) != bool(encryption.secret_name):
+    names_credentials = any(parser.raw(name) for name in KEYVAULT_CREDENTIAL_VARIABLES)
+    if parser.raw("KEYVAULT_URL") and not encryption.secret_name and not names_credentials:
+        problems.append(
+            "KEYVAULT_URL and KEYVAULT_SECRET_NAME go together: set both to encrypt payloads, or neither "
+            "(or name the Temporal credentials the vault holds: TEMPORAL_API_KEY_KEYVAULT_SECRET, "
+            "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE)"
+        )
+    elif encryption.secret_name and not parser.raw("KEYVAULT_URL"):
         problems.append("KEYVAULT_URL and KEYVAULT_SECRET_NAME go together: set both to encrypt payloads, or neither")
     elif encryption.required and not encryption.enabled:
         problems.append(
@@ -651,6 +728,39 @@ def combination_problems(parser: Parser, settings: Settings) -> list[str]:
             "when encryption is required; set ENCRYPTION_REQUIRED=true, or remove ENCRYPTION_ALLOW_PLAINTEXT"
         )
     problems.extend(codec_server_problems(parser, settings.codec_server))
+    return problems
+
+
+KEYVAULT_CREDENTIAL_VARIABLES = ("TEMPORAL_API_KEY_KEYVAULT_SECRET", "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE")
+
+
+def keyvault_credential_problems(parser: Parser, temporal: TemporalSettings) -> list[str]:
+    """The Temporal credentials from Key Vault: one source per credential, a vault, and TLS."""
+    problems = []
+    for variable_name, instead in (
+        ("TEMPORAL_API_KEY_KEYVAULT_SECRET", ("TEMPORAL_API_KEY",)),
+        (
+            "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE",
+            ("TEMPORAL_TLS_CLIENT_CERT_PATH", "TEMPORAL_TLS_CLIENT_KEY_PATH"),
+        ),
+    ):
+        if not parser.raw(variable_name):
+            continue
+        given = [name for name in instead if parser.raw(name)]
+        if given:
+            problems.append(
+                f"{variable_name} and {' and '.join(given)} are both set: the credential comes from Key Vault or "
+                f"from config.env, not both; remove one"
+            )
+        if not parser.raw("KEYVAULT_URL"):
+            problems.append(
+                f"{variable_name} is set but KEYVAULT_URL is not: set KEYVAULT_URL to the vault that holds it"
+            )
+        if temporal.tls is False:
+            problems.append(
+                f"TEMPORAL_TLS=false with {variable_name} set: Temporal credentials must not travel in plain text; "
+                f"remove TEMPORAL_TLS=false or {variable_name}"
+            )
     return problems
 
 

@@ -192,6 +192,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         _check_pull_secret(parser)
         _check_keda(parser, app)
         _check_pod(parser)
+        _check_keyvault_credentials(parser)
     values = parser.variables
     value = partial(_unchecked, parser)
     return DeploySettings(
@@ -286,11 +287,22 @@ def _check_keda(parser: Parser, app: Settings) -> None:
     if minimum is not None and maximum is not None and minimum > maximum:
         parser.problems.append(f"KEDA_MIN_REPLICAS={minimum} is more than KEDA_MAX_REPLICAS={maximum}")
     temporal = app.temporal
-    if temporal.tls is True and not temporal.api_key and not temporal.tls_client_cert_path:
+    if temporal.tls is True and not (temporal.api_key or temporal.tls_client_cert_path or temporal.from_keyvault):
         parser.problems.append(
             "KEDA_ENABLED=true with TEMPORAL_TLS=true but no TEMPORAL_API_KEY or client certificate: KEDA's temporal "
             "scaler would connect without TLS; use an API key or mTLS, or set KEDA_ENABLED=false"
         )
+
+
+def _check_keyvault_credentials(parser: Parser) -> None:
+    """Temporal credentials from Key Vault are read in the cluster with the workload identity (by KEDA too)."""
+    for variable_name in config.KEYVAULT_CREDENTIAL_VARIABLES:
+        if parser.raw(variable_name) and not parser.variables["AZURE_CLIENT_ID"]:
+            parser.problems.append(
+                f"{variable_name} is set but AZURE_CLIENT_ID is not: in the cluster the pods and KEDA read Key Vault "
+                "with that workload identity; set it up as docs/deploy.md says, or use TEMPORAL_API_KEY and the "
+                "TLS files instead"
+            )
 
 
 def _check_pod(parser: Parser) -> None:

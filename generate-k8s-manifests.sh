@@ -22,6 +22,10 @@ source_config.sh) into DIR, by default the directory of this script:
   service-account.yaml          ServiceAccount for Azure Workload Identity (when AZURE_CLIENT_ID is set)
   keda-scaledobject.yaml        KEDA ScaledObject (+ TriggerAuthentication) (when KEDA_ENABLED=true)
 
+With TEMPORAL_API_KEY_KEYVAULT_SECRET (or TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE) the
+credential stays in Key Vault: no Secret holds it, and KEDA reads it from the vault too.
+The output says where each Temporal credential comes from.
+
 Secret files are written with mode 0600 and are gitignored. Files of features that are
 off are removed. Nothing is written when the configuration has a problem (exit status 2).
 The first run creates .venv with the runtime requirements (requirements.txt).

@@ -1,4 +1,4 @@
-"""Encryption keys from Azure Key Vault: the only module that talks to Key Vault.
+"""Secrets from Azure Key Vault: the only module that talks to Key Vault.
 
 Public API:
     provider = KeyVaultKeyProvider(settings.encryption)   # raises KeyVaultError on a bad identity setup
@@ -8,26 +8,43 @@ Public API:
     await provider.close()
     async with KeyVaultKeyProvider(settings.encryption) as provider: ...   # start() and close()
 
-The key is a Key Vault secret whose value is a base64 AES key of 16, 24 or 32 bytes
-(`openssl rand -base64 32`); its key id is the secret's version. The identity is
+    api_key = temporal_api_key(settings.keyvault, secret_name)              # RefreshingSecret[str]
+    certificate = temporal_client_certificate(settings.keyvault, name)      # RefreshingSecret[ClientCertificate]
+    await secret.start()         # read and decode the current version, or raise KeyVaultError in one line
+    secret.version, secret.value # what is in use
+    secret.keep_fresh(on_change) # from now on re-read every KEYVAULT_REFRESH_SECONDS; on_change(version, value)
+    await secret.close()
+
+The building blocks are `SecretReader` (one secret, read with the process's Azure identity, every read
+bounded and every failure one line that says what to check) and `RefreshingSecret` (a secret's current
+version, decoded, re-read on an interval). The encryption key, the Temporal API key and the Temporal
+client certificate are each one RefreshingSecret over its own reader; the identity is
 `DefaultAzureCredential`: workload identity in AKS, `az login` on a laptop.
 
 Rotation without restart: the current version is re-read every KEYVAULT_REFRESH_SECONDS, so after
-`az keyvault secret set` new payloads use the new key; a failed refresh logs a warning and keeps the
-last key. Payloads name the version they were encrypted with, and any version not yet known is
-fetched on demand and kept for the life of the process (Key Vault versions never change), with one
-fetch per version however many payloads wait for it.
+`az keyvault secret set` the new value is used; a refresh that fails (the vault unreachable, the secret
+deleted or disabled, a new version that is not a valid value, or one its user could not apply) logs one
+warning and keeps the last value, and the next refresh tries again. Values are never logged; versions are.
 
-Key ids come from payloads, so from whoever wrote them: before anything is fetched, a key id must
-have the shape of a secret version (32 lowercase hexadecimal digits), so `.`, `..`, `/` or `%2F`
-never become a vault path. A fetch that failed is remembered for KEYVAULT_FAILED_FETCH_RETRY_SECONDS
-(at most one vault read per key id per interval, for at most MAX_REMEMBERED_FAILURES ids), and at most
-MAX_FETCHES_IN_FLIGHT versions are fetched at once; beyond that a key id is refused at once (not
-remembered), and the workflow task or codec request that needed it is simply tried again later.
+The encryption key is a secret whose value is a base64 AES key of 16, 24 or 32 bytes
+(`openssl rand -base64 32`); its key id is the secret's version. Payloads name the version they were
+encrypted with, and any version not yet known is fetched on demand and kept for the life of the process
+(Key Vault versions never change), with one fetch per version however many payloads wait for it.
+Key ids come from payloads, so from whoever wrote them: before anything is fetched, a key id must have the
+shape of a secret version (32 lowercase hexadecimal digits), so `.`, `..`, `/` or `%2F` never become a
+vault path. A fetch that failed is remembered for KEYVAULT_FAILED_FETCH_RETRY_SECONDS (at most one vault
+read per key id per interval, for at most MAX_REMEMBERED_FAILURES ids), and at most MAX_FETCHES_IN_FLIGHT
+versions are fetched at once; beyond that a key id is refused at once (not remembered), and the workflow
+task or codec request that needed it is simply tried again later.
+
+The Temporal API key is a secret whose value is the key (surrounding whitespace ignored). The client
+certificate is a Key Vault certificate (or a plain secret) whose value is PEM: the private key
+(unencrypted) and the certificate chain, leaf first or in any order; Key Vault serves a certificate's
+key and chain this way when its policy's content type is `application/x-pem-file`. PKCS#12 is refused
+with that advice, because KEDA's temporal scaler reads the same secret and understands PEM only.
 
 Every read of Key Vault is bounded by KEYVAULT_STARTUP_TIMEOUT_SECONDS, because DefaultAzureCredential
-can otherwise wait minutes on the managed-identity probe. The key id in use is logged at start and on
-every change; the key never is.
+can otherwise wait minutes on the managed-identity probe.
 """
 
 from __future__ import annotations
@@ -37,14 +54,20 @@ import base64
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets.aio import SecretClient
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
-from config import EncryptionSettings
+from config import EncryptionSettings, KeyVaultSettings
 
 AES_KEY_SIZES = (16, 24, 32)
 # The shape of a Key Vault secret version, which is what our key ids are.
@@ -55,6 +78,11 @@ MAX_FETCHES_IN_FLIGHT = 4
 MAX_REMEMBERED_FAILURES = 1024
 SHOWN_KEY_ID_CHARACTERS = 64
 NEW_KEY_ADVICE = 'store a key made with: az keyvault secret set ... --value "$(openssl rand -base64 32)"'
+API_KEY_ADVICE = "store the key with: az keyvault secret set --vault-name VAULT --name NAME --file KEY_FILE"
+CERTIFICATE_ADVICE = (
+    "import the certificate with its key as PEM: az keyvault certificate import --vault-name VAULT --name NAME "
+    '--file client-key-and-chain.pem --policy \'{"secretProperties": {"contentType": "application/x-pem-file"}}\''
+)
 IDENTITY_ADVICE = (
     "On a laptop run `az login`; in AKS check the pod's workload identity "
     "(service account annotation azure.workload.identity/client-id and its federated credential)"
@@ -62,12 +90,230 @@ IDENTITY_ADVICE = (
 ACCESS_ADVICE = 'Give this identity the role "Key Vault Secrets User" on the vault (az role assignment create)'
 # azure-identity logs a failed token request as a multi-line warning; KeyVaultError says the same in one line.
 CREDENTIAL_CHAIN_LOGGER = "azure.identity.aio._credentials.chained"
+PKCS12_CONTENT_TYPE = "application/x-pkcs12"
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
+_PRIVATE_KEY_BLOCKS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
 
 class KeyVaultError(Exception):
-    """A key that cannot be had from Key Vault, in one line that says what failed and what to check."""
+    """A secret that cannot be had from Key Vault, in one line that says what failed and what to check."""
+
+
+# ---------------------------------------------------------------- reading one secret
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    """One version of a secret as Key Vault served it."""
+
+    name: str
+    """The secret's name."""
+    version: str
+    """The version Key Vault served (32 hexadecimal digits)."""
+    value: str = field(repr=False)
+    """The secret value: never logged, never in a message."""
+    content_type: str | None = None
+    """The content type the secret was stored with (a certificate's: application/x-pem-file or -pkcs12)."""
+
+    @property
+    def where(self) -> str:
+        """The secret and version, as messages name them."""
+        return f"Key Vault secret {self.name!r} version {self.version}"
+
+
+class SecretReader:
+    """Reads versions of one Key Vault secret, each read bounded in time; failures are one-line KeyVaultErrors.
+
+    `variable` names the setting that names the secret and `store_advice` says how to store a good
+    value: both go into the messages.
+    """
+
+    def __init__(self, vault: KeyVaultSettings, secret_name: str, variable: str, store_advice: str) -> None:
+        if not (vault.url and secret_name):
+            raise ValueError(f"SecretReader needs KEYVAULT_URL and {variable}")
+        self.secret_name = secret_name
+        self.variable = variable
+        self._vault_url = vault.url
+        self._timeout_seconds = vault.startup_timeout_seconds
+        self._store_advice = store_advice
+        self._closed = False
+        logging.getLogger(CREDENTIAL_CHAIN_LOGGER).setLevel(logging.ERROR)
+        self._credential = _default_credential()
+        self._client = SecretClient(
+            vault.url,
+            self._credential,
+            verify_challenge_resource=vault.verify_challenge_resource,
+            connection_verify=vault.ca_file or True,
+            http_logging_level=logging.DEBUG,  # the SDK logs every request at INFO otherwise
+        )
+
+    async def read(self, version: str | None = None) -> SecretVersion:
+        """One version of the secret (None = the current one), or a KeyVaultError saying what to check."""
+        try:
+            secret = await asyncio.wait_for(
+                self._client.get_secret(self.secret_name, version), timeout=self._timeout_seconds
+            )
+        except TimeoutError:
+            raise KeyVaultError(
+                self._cannot_read(version)
+                + f"no answer within {self._timeout_seconds:g}s (KEYVAULT_STARTUP_TIMEOUT_SECONDS). "
+                f"Check KEYVAULT_URL and network access to the vault. {IDENTITY_ADVICE}. {ACCESS_ADVICE}"
+            ) from None
+        except (AzureError, ValueError) as error:
+            raise KeyVaultError(self._cannot_read(version) + self._explain(error, version)) from error
+        return SecretVersion(
+            self.secret_name, secret.properties.version or "", secret.value or "", secret.properties.content_type
+        )
+
+    async def close(self) -> None:
+        """Close the Key Vault client and the identity (again: nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._client.close()
+        await self._credential.close()
+
+    def _cannot_read(self, version: str | None) -> str:
+        which = f"version {version} of " if version else ""
+        return f"Cannot read {which}Key Vault secret {self.secret_name!r} from {self._vault_url}: "
+
+    def _explain(self, error: AzureError | ValueError, version: str | None) -> str:
+        """What went wrong and what to check, by kind of failure."""
+        if isinstance(error, ResourceNotFoundError):
+            if version:
+                return (
+                    "that version does not exist (it was deleted, or belongs to another vault or secret). "
+                    f"Check that every process uses the same KEYVAULT_URL and {self.variable}"
+                )
+            return f"the secret does not exist. Check {self.variable} and KEYVAULT_URL, or {self._store_advice}"
+        if isinstance(error, ClientAuthenticationError) and error.response is None:
+            return f"no Azure identity could get a token ({_one_line(error)}). {IDENTITY_ADVICE}"
+        if isinstance(error, HttpResponseError) and error.status_code == 401:
+            return f"Key Vault refused the token ({_service_message(error)}). {IDENTITY_ADVICE}"
+        if isinstance(error, HttpResponseError) and error.status_code == 403:
+            return (
+                f"Key Vault refused access ({_service_message(error)}). {ACCESS_ADVICE}; "
+                "if Key Vault says the secret is disabled, enable that version again"
+            )
+        if isinstance(error, HttpResponseError):
+            return f"Key Vault answered {_service_message(error)}. Check KEYVAULT_URL"
+        if isinstance(error, ValueError):  # the SDK's check of the vault's authentication challenge
+            return (
+                f"{_one_line(error)} KEYVAULT_URL must be the vault's own URL, https://NAME.vault.azure.net/ "
+                "(only a test vault needs KEYVAULT_VERIFY_CHALLENGE_RESOURCE=false)"
+            )
+        return (
+            f"cannot reach the vault ({_one_line(error)}). "
+            "Check KEYVAULT_URL, DNS and network access to the vault, and KEYVAULT_CA_FILE if it is set"
+        )
+
+
+# ---------------------------------------------------------------- a secret kept current
+
+
+class RefreshingSecret(Generic[T]):
+    """A secret's current version, decoded, re-read every refresh interval once `keep_fresh` is called.
+
+    `decode` turns a version into the value its user needs, or raises KeyVaultError (never showing the
+    value). `still_using` completes the warning of a failed refresh: "Key Vault refresh failed;
+    <still_using> <version in use>: <why>". The reader is owned: `close` closes it.
+    """
+
+    def __init__(
+        self,
+        reader: SecretReader,
+        decode: Callable[[SecretVersion], T],
+        refresh_seconds: float,
+        still_using: str,
+    ) -> None:
+        self.reader = reader
+        self._decode = decode
+        self._refresh_seconds = refresh_seconds
+        self._still_using = still_using
+        self._version: str | None = None
+        self._value: T | None = None
+        self._on_change: Callable[[str, T], Awaitable[None]] | None = None
+        self._refresh_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @property
+    def secret_name(self) -> str:
+        return self.reader.secret_name
+
+    @property
+    def version(self) -> str:
+        """The version in use."""
+        if self._version is None:
+            raise RuntimeError("RefreshingSecret.start() must succeed before the secret is used")
+        return self._version
+
+    @property
+    def value(self) -> T:
+        """The decoded value in use."""
+        if self._value is None:
+            raise RuntimeError("RefreshingSecret.start() must succeed before the secret is used")
+        return self._value
+
+    async def start(self) -> None:
+        """Read and decode the current version; on failure close the reader and raise KeyVaultError."""
+        try:
+            secret = await self.reader.read()
+            self._value = self._decode(secret)
+            self._version = secret.version
+        except BaseException:
+            await self.close()
+            raise
+
+    def keep_fresh(self, on_change: Callable[[str, T], Awaitable[None]] | None = None) -> None:
+        """Re-read the secret every refresh interval from now on; a new version is in use once
+        `on_change(version, value)` returned (one that raises leaves the last version in use, and is tried
+        again at the next refresh)."""
+        self._on_change = on_change
+        if self._refresh_task is None:
+            self._refresh_task = asyncio.create_task(
+                self._refresh_forever(), name=f"keyvault-refresh-{self.secret_name}"
+            )
+
+    async def close(self) -> None:
+        """Stop the refresh and close the reader."""
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            await asyncio.gather(self._refresh_task, return_exceptions=True)
+        await self.reader.close()
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Read the current version now; a failure is one warning, and the last version stays in use."""
+        try:
+            secret = await self.reader.read()
+            if secret.version == self._version:
+                return
+            value = self._decode(secret)
+            if self._on_change is not None:
+                await self._on_change(secret.version, value)
+        except Exception as error:  # a refresh must never end the loop: the last value stays in use
+            logger.warning("Key Vault refresh failed; %s %s: %s", self._still_using, self._version, _one_line(error))
+            return
+        self._version, self._value = secret.version, value
+
+
+# ---------------------------------------------------------------- the encryption key
 
 
 class KeyVaultKeyProvider:
@@ -76,24 +322,14 @@ class KeyVaultKeyProvider:
     def __init__(self, settings: EncryptionSettings) -> None:
         if not (settings.keyvault_url and settings.secret_name):
             raise ValueError("KeyVaultKeyProvider needs KEYVAULT_URL and KEYVAULT_SECRET_NAME")
-        self._vault_url = settings.keyvault_url
         self._secret_name = settings.secret_name
-        self._refresh_seconds = settings.refresh_seconds
-        self._timeout_seconds = settings.startup_timeout_seconds
         self._failure_memory_seconds = settings.failed_fetch_retry_seconds
         self._keys: dict[str, bytes] = {}
-        self._current_key_id: str | None = None
         self._fetches: dict[str, asyncio.Task[bytes]] = {}
         self._failures: dict[str, tuple[float, str]] = {}  # key id -> (when to ask again, monotonic; the message)
-        self._refresh_task: asyncio.Task[None] | None = None
-        logging.getLogger(CREDENTIAL_CHAIN_LOGGER).setLevel(logging.ERROR)
-        self._credential = _default_credential()
-        self._client = SecretClient(
-            self._vault_url,
-            self._credential,
-            verify_challenge_resource=settings.verify_challenge_resource,
-            connection_verify=settings.ca_file or True,
-            http_logging_level=logging.DEBUG,  # the SDK logs every request at INFO otherwise
+        self._reader = SecretReader(settings.vault, settings.secret_name, "KEYVAULT_SECRET_NAME", NEW_KEY_ADVICE)
+        self._current = RefreshingSecret(
+            self._reader, decode_aes_key, settings.refresh_seconds, "still encrypting with key id"
         )
 
     async def __aenter__(self) -> Self:
@@ -107,30 +343,24 @@ class KeyVaultKeyProvider:
 
     async def start(self) -> None:
         """Fetch the current key, then keep re-reading it in the background; on failure close and raise."""
-        try:
-            key_id, key = await self._fetch(version=None)
-        except BaseException:
-            await self.close()
-            raise
-        self._keys[key_id] = key
-        self._current_key_id = key_id
-        logger.info("Encrypting payloads with key id %s (Key Vault secret %s)", key_id, self._secret_name)
-        self._refresh_task = asyncio.create_task(self._refresh_forever(), name="keyvault-refresh")
+        await self._current.start()
+        self._keys[self._current.version] = self._current.value
+        logger.info(
+            "Encrypting payloads with key id %s (Key Vault secret %s)", self._current.version, self._secret_name
+        )
+        self._current.keep_fresh(self._use_new_key)
 
     async def close(self) -> None:
         """Stop the background refresh and any fetch in flight, and close the Key Vault client and identity."""
-        tasks = [task for task in (self._refresh_task, *self._fetches.values()) if task is not None]
-        for task in tasks:
+        fetches = list(self._fetches.values())
+        for task in fetches:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self._client.close()
-        await self._credential.close()
+        await asyncio.gather(*fetches, return_exceptions=True)
+        await self._current.close()
 
     async def current_key(self) -> tuple[str, bytes]:
         """The key new payloads are encrypted with: the secret's current version as last read."""
-        if self._current_key_id is None:
-            raise RuntimeError("KeyVaultKeyProvider.start() must succeed before keys are used")
-        return self._current_key_id, self._keys[self._current_key_id]
+        return self._current.version, self._current.value
 
     async def key_for(self, key_id: str) -> bytes:
         """The key of secret version `key_id`: from memory, or fetched once however many callers wait.
@@ -150,6 +380,15 @@ class KeyVaultKeyProvider:
             fetch.add_done_callback(lambda _: self._fetches.pop(key_id, None))
         # shield: a caller that gives up (is cancelled) must not cancel the fetch the others wait for
         return await asyncio.shield(fetch)
+
+    async def _use_new_key(self, key_id: str, key: bytes) -> None:
+        self._keys[key_id] = key
+        logger.info(
+            "Key Vault secret %s has a new current version: encrypting new payloads with key id %s (was %s)",
+            self._secret_name,
+            key_id,
+            self._current.version,
+        )
 
     def _check_before_fetching(self, key_id: str) -> None:
         """Refuse, without a vault read, what no read may be spent on."""
@@ -176,7 +415,7 @@ class KeyVaultKeyProvider:
 
     async def _fetch_version(self, key_id: str) -> bytes:
         try:
-            _, key = await self._fetch(version=key_id)
+            key = decode_aes_key(await self._reader.read(key_id))
         except KeyVaultError as error:
             self._remember_failure(key_id, str(error))
             raise
@@ -191,91 +430,109 @@ class KeyVaultKeyProvider:
             del self._failures[next(iter(self._failures))]
         self._failures[key_id] = (time.monotonic() + self._failure_memory_seconds, message)
 
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_seconds)
-            await self._refresh()
 
-    async def _refresh(self) -> None:
-        try:
-            key_id, key = await self._fetch(version=None)
-        except Exception as error:  # a refresh must never end the loop: the last key stays in use
-            logger.warning("Key Vault refresh failed; still encrypting with key id %s: %s", self._current_key_id, error)
-            return
-        self._keys[key_id] = key
-        if key_id != self._current_key_id:
-            logger.info(
-                "Key Vault secret %s has a new current version: encrypting new payloads with key id %s (was %s)",
-                self._secret_name,
-                key_id,
-                self._current_key_id,
-            )
-            self._current_key_id = key_id
-
-    async def _fetch(self, version: str | None) -> tuple[str, bytes]:
-        """Read one version of the secret (None = the current one) as (version, AES key), bounded in time."""
-        try:
-            secret = await asyncio.wait_for(
-                self._client.get_secret(self._secret_name, version), timeout=self._timeout_seconds
-            )
-        except TimeoutError:
-            raise KeyVaultError(
-                self._cannot_read(version)
-                + f"no answer within {self._timeout_seconds:g}s (KEYVAULT_STARTUP_TIMEOUT_SECONDS). "
-                f"Check KEYVAULT_URL and network access to the vault. {IDENTITY_ADVICE}. {ACCESS_ADVICE}"
-            ) from None
-        except (AzureError, ValueError) as error:
-            raise KeyVaultError(self._cannot_read(version) + self._explain(error, version)) from error
-        found_version = secret.properties.version or ""
-        return found_version, self._decode_key(secret.value, found_version)
-
-    def _cannot_read(self, version: str | None) -> str:
-        which = f"version {version} of " if version else ""
-        return f"Cannot read {which}Key Vault secret {self._secret_name!r} from {self._vault_url}: "
-
-    def _explain(self, error: AzureError | ValueError, version: str | None) -> str:
-        """What went wrong and what to check, by kind of failure."""
-        if isinstance(error, ResourceNotFoundError):
-            if version:
-                return (
-                    "that version does not exist: the payload was encrypted with another vault or secret, or the "
-                    "version was deleted. Check that every process uses the same KEYVAULT_URL and KEYVAULT_SECRET_NAME"
-                )
-            return f"the secret does not exist. Check KEYVAULT_SECRET_NAME and KEYVAULT_URL, or {NEW_KEY_ADVICE}"
-        if isinstance(error, ClientAuthenticationError) and error.response is None:
-            return f"no Azure identity could get a token ({_one_line(error)}). {IDENTITY_ADVICE}"
-        if isinstance(error, HttpResponseError) and error.status_code == 401:
-            return f"Key Vault refused the token ({_service_message(error)}). {IDENTITY_ADVICE}"
-        if isinstance(error, HttpResponseError) and error.status_code == 403:
-            return (
-                f"Key Vault refused access ({_service_message(error)}). {ACCESS_ADVICE}; "
-                "if Key Vault says the secret is disabled, enable that version again"
-            )
-        if isinstance(error, HttpResponseError):
-            return f"Key Vault answered {_service_message(error)}. Check KEYVAULT_URL"
-        if isinstance(error, ValueError):  # the SDK's check of the vault's authentication challenge
-            return (
-                f"{_one_line(error)} KEYVAULT_URL must be the vault's own URL, https://NAME.vault.azure.net/ "
-                "(only a test vault needs KEYVAULT_VERIFY_CHALLENGE_RESOURCE=false)"
-            )
-        return (
-            f"cannot reach the vault ({_one_line(error)}). "
-            "Check KEYVAULT_URL, DNS and network access to the vault, and KEYVAULT_CA_FILE if it is set"
+def decode_aes_key(secret: SecretVersion) -> bytes:
+    """The AES key in a secret value, or a KeyVaultError naming the secret and version (never the value)."""
+    try:
+        key = base64.b64decode(secret.value.strip(), validate=True)
+    except ValueError:
+        raise KeyVaultError(f"{secret.where} is not base64; {NEW_KEY_ADVICE}") from None
+    if len(key) not in AES_KEY_SIZES:
+        raise KeyVaultError(
+            f"{secret.where} holds {len(key)} bytes after base64 decoding, but an AES key has 16, 24 or 32; "
+            f"{NEW_KEY_ADVICE}"
         )
+    return key
 
-    def _decode_key(self, value: str | None, version: str) -> bytes:
-        """The AES key in a secret value, or a KeyVaultError naming the secret and version (never the value)."""
-        where = f"Key Vault secret {self._secret_name!r} version {version}"
-        try:
-            key = base64.b64decode((value or "").strip(), validate=True)
-        except ValueError:
-            raise KeyVaultError(f"{where} is not base64; {NEW_KEY_ADVICE}") from None
-        if len(key) not in AES_KEY_SIZES:
-            raise KeyVaultError(
-                f"{where} holds {len(key)} bytes after base64 decoding, but an AES key has 16, 24 or 32; "
-                f"{NEW_KEY_ADVICE}"
-            )
-        return key
+
+# ---------------------------------------------------------------- the Temporal credentials
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """An mTLS client certificate chain and its private key, in the PEM the Temporal SDK takes."""
+
+    chain_pem: bytes
+    """The leaf certificate first, then any intermediates."""
+    private_key_pem: bytes = field(repr=False)
+    """The private key, unencrypted PKCS#8 PEM."""
+    subject: str
+    """The leaf certificate's subject, for log lines."""
+    not_valid_after: datetime
+    """When the leaf certificate expires (UTC)."""
+
+
+def temporal_api_key(vault: KeyVaultSettings, secret_name: str) -> RefreshingSecret[str]:
+    """The Temporal API key in a Key Vault secret (TEMPORAL_API_KEY_KEYVAULT_SECRET), kept current."""
+    reader = SecretReader(vault, secret_name, "TEMPORAL_API_KEY_KEYVAULT_SECRET", API_KEY_ADVICE)
+    return RefreshingSecret(
+        reader, decode_api_key, vault.refresh_seconds, "still using the Temporal API key of version"
+    )
+
+
+def temporal_client_certificate(vault: KeyVaultSettings, name: str) -> RefreshingSecret[ClientCertificate]:
+    """The mTLS client certificate and key of a Key Vault certificate (TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE)."""
+    reader = SecretReader(vault, name, "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE", CERTIFICATE_ADVICE)
+    return RefreshingSecret(
+        reader, decode_client_certificate, vault.refresh_seconds, "still using the client certificate of version"
+    )
+
+
+def decode_api_key(secret: SecretVersion) -> str:
+    """The API key in a secret value: its text without surrounding whitespace (a file's final newline)."""
+    key = secret.value.strip()
+    if not key:
+        raise KeyVaultError(f"{secret.where} is empty; {API_KEY_ADVICE}")
+    if not all(" " <= character <= "~" for character in key):
+        raise KeyVaultError(
+            f"{secret.where} is not an API key: it holds line breaks, control or non-ASCII characters, which "
+            f"cannot travel in a gRPC header; {API_KEY_ADVICE}"
+        )
+    return key
+
+
+def decode_client_certificate(secret: SecretVersion) -> ClientCertificate:
+    """The certificate chain and private key of a PEM secret value, checked to belong together."""
+    if secret.content_type == PKCS12_CONTENT_TYPE:
+        raise KeyVaultError(
+            f"{secret.where} is a PKCS#12 certificate, but the worker and KEDA's temporal scaler read PEM; "
+            f"{CERTIFICATE_ADVICE}"
+        )
+    blocks = [(match.group(1), match.group(0).encode()) for match in _PEM_BLOCK.finditer(secret.value)]
+    if any(kind == "ENCRYPTED PRIVATE KEY" for kind, _ in blocks):
+        raise KeyVaultError(f"{secret.where} holds a passphrase-protected private key; {CERTIFICATE_ADVICE}")
+    keys = [block for kind, block in blocks if kind in _PRIVATE_KEY_BLOCKS]
+    certificates = [block for kind, block in blocks if kind == "CERTIFICATE"]
+    if len(keys) != 1 or not certificates:
+        raise KeyVaultError(
+            f"{secret.where} must hold one PEM private key and its certificate chain, but holds {len(keys)} private "
+            f"key(s) and {len(certificates)} certificate(s); {CERTIFICATE_ADVICE}"
+        )
+    try:
+        key = serialization.load_pem_private_key(keys[0], password=None)
+        chain = [x509.load_pem_x509_certificate(block) for block in certificates]
+    except (ValueError, TypeError) as error:
+        raise KeyVaultError(f"{secret.where} is not valid PEM ({_one_line(error)}); {CERTIFICATE_ADVICE}") from None
+    leaf = next((certificate for certificate in chain if _same_public_key(certificate, key)), None)
+    if leaf is None:
+        raise KeyVaultError(f"{secret.where}: no certificate in it belongs to its private key; {CERTIFICATE_ADVICE}")
+    ordered = [leaf, *(certificate for certificate in chain if certificate is not leaf)]
+    return ClientCertificate(
+        chain_pem=b"".join(certificate.public_bytes(serialization.Encoding.PEM) for certificate in ordered),
+        private_key_pem=key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+        subject=leaf.subject.rfc4514_string(),
+        not_valid_after=leaf.not_valid_after_utc,
+    )
+
+
+def _same_public_key(certificate: x509.Certificate, key: CertificateIssuerPrivateKeyTypes) -> bool:
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return certificate.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
+
+
+# ---------------------------------------------------------------- helpers
 
 
 def _default_credential() -> DefaultAzureCredential:

@@ -15,6 +15,8 @@ Where each variable goes follows from its declaration in `config.VARIABLES`: a P
 the ConfigMap, or into the app Secret when it is secret, and the container gets both with `envFrom`;
 LOCAL, TEST and DEPLOY variables stay out of the cluster. Secrets are read here, from config.env and the
 environment, and written only into Secret files (mode 0600, gitignored); never onto a command line.
+Temporal credentials kept in Key Vault (TEMPORAL_API_KEY_KEYVAULT_SECRET, ..._KEYVAULT_CERTIFICATE) are in
+no Secret: the pod reads them with its workload identity, and KEDA's TriggerAuthentication with `azureKeyVault`.
 
 Command line: `python manifests.py [--output-dir DIR]` renders into DIR (default: next to this file);
 `python manifests.py --list [configuration]` prints the file names in the order to apply them (all, or
@@ -377,11 +379,19 @@ def _pod_disruption_budget(settings: DeploySettings, names: _Names, labels: dict
 
 
 def _keda(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> list[Document]:
-    """A ScaledObject on the task queue's backlog (KEDA's temporal scaler, KEDA 2.17+), with its credentials."""
+    """A ScaledObject on the task queue's backlog (KEDA's temporal scaler, KEDA 2.17+), with its credentials:
+    from the Secrets, or, for the credentials in Key Vault, from the vault with the workload identity."""
     values, temporal = settings.values, settings.app.temporal
     secret_targets = []
     if temporal.api_key:
         secret_targets.append({"parameter": "apiKey", "name": names.app_secret, "key": "TEMPORAL_API_KEY"})
+    vault_secrets = []
+    if temporal.api_key_keyvault_secret:
+        vault_secrets.append({"parameter": "apiKey", "name": temporal.api_key_keyvault_secret})
+    if temporal.tls_client_keyvault_certificate:
+        # One PEM holds both: Go's tls.X509KeyPair, which KEDA uses, takes each block it needs from it.
+        for parameter in ("cert", "key"):
+            vault_secrets.append({"parameter": parameter, "name": temporal.tls_client_keyvault_certificate})
     for parameter, variable in (
         ("cert", "TEMPORAL_TLS_CLIENT_CERT_PATH"),
         ("key", "TEMPORAL_TLS_CLIENT_KEY_PATH"),
@@ -401,15 +411,24 @@ def _keda(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> li
         metadata["tlsServerName"] = temporal.tls_server_name
     trigger: Document = {"type": "temporal", "metadata": metadata}
     documents = []
-    needs_credentials = bool(temporal.api_key or temporal.tls_client_cert_path)
+    needs_credentials = bool(temporal.api_key or temporal.tls_client_cert_path or vault_secrets)
     if needs_credentials:
         trigger["authenticationRef"] = {"name": names.trigger_authentication}
+        authentication: Document = {}
+        if secret_targets:
+            authentication["secretTargetRef"] = secret_targets
+        if vault_secrets:
+            authentication["azureKeyVault"] = {
+                "vaultUri": settings.app.keyvault.url,
+                "podIdentity": {"provider": "azure-workload", "identityId": settings.azure_client_id},
+                "secrets": vault_secrets,
+            }
         documents.append(
             {
                 "apiVersion": "keda.sh/v1alpha1",
                 "kind": "TriggerAuthentication",
                 "metadata": _metadata(settings, names.trigger_authentication, labels),
-                "spec": {"secretTargetRef": secret_targets},
+                "spec": authentication,
             }
         )
     documents.append(
@@ -479,7 +498,30 @@ def _main(arguments: list[str]) -> int:
     written = write(render(settings), Path(arguments[1]))
     print(f"Rendered manifests for {settings.image} in namespace {settings.namespace}:")
     print("".join(f"  {path}\n" for path in written), end="")
+    print("".join(f"  {line}\n" for line in credential_sources(settings)), end="")
     return 0
+
+
+def credential_sources(settings: DeploySettings) -> list[str]:
+    """Where the pods (and KEDA) get the Temporal credentials: a Secret, or Key Vault and no Secret."""
+    temporal, names = settings.app.temporal, _Names(settings.app_name)
+    vault = f"in {settings.app.keyvault.url}, read by the pods and KEDA with the workload identity"
+    lines = []
+    if temporal.api_key_keyvault_secret:
+        lines.append(
+            f"Temporal API key: Key Vault secret {temporal.api_key_keyvault_secret} {vault}; "
+            "no Kubernetes Secret holds it"
+        )
+    elif temporal.api_key:
+        lines.append(f"Temporal API key: in the Secret {names.app_secret} (a new key: ./patch.sh --config-only)")
+    if temporal.tls_client_keyvault_certificate:
+        lines.append(
+            f"Temporal client certificate: Key Vault certificate {temporal.tls_client_keyvault_certificate} {vault}; "
+            "no Kubernetes Secret holds its key"
+        )
+    elif temporal.tls_client_cert_path:
+        lines.append(f"Temporal client certificate: in the Secret {names.tls_secret}")
+    return lines
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities import YourActivities
-from bootstrap import StartupError, Stop, StopRequested, run_program, temporal_client
+from bootstrap import StartupError, Stop, StopRequested, run_program, temporal_connection
 from config import Settings
 from healthcheck import HealthFile
 from workflows import YourWorkflow
@@ -70,8 +70,10 @@ async def wait_until_polling(worker: Worker, run_task: asyncio.Task) -> None:
 
 async def run(settings: Settings, stop: Stop) -> int:
     print("Initializing worker...", flush=True)
-    async with temporal_client(settings, stop, build_runtime(settings.metrics_port)) as client:
-        await serve(build_worker(client, settings), settings, stop)
+    async with temporal_connection(settings, stop, build_runtime(settings.metrics_port)) as connection:
+        worker = build_worker(connection.client, settings)
+        connection.on_new_client(lambda client: setattr(worker, "client", client))  # a rotated client certificate
+        await serve(worker, settings, stop)
     return 0
 
 

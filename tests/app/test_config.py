@@ -78,6 +78,8 @@ def test_settings_are_immutable(tmp_path):
 # Variables that are only checked together with a partner get the partner set.
 COMPANIONS = {
     "KEYVAULT_URL": {"KEYVAULT_SECRET_NAME": "temporal-encryption-key"},
+    "TEMPORAL_API_KEY_KEYVAULT_SECRET": {"KEYVAULT_URL": "https://vault.example/"},
+    "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE": {"KEYVAULT_URL": "https://vault.example/"},
     "CODEC_SERVER_TLS_CERT_FILE": {"CODEC_SERVER_TLS_KEY_FILE": config.__file__},
     "CODEC_SERVER_TLS_KEY_FILE": {"CODEC_SERVER_TLS_CERT_FILE": config.__file__},
 }
@@ -109,6 +111,9 @@ COMPANIONS = {
         ("METRICS_PORT", "90000", "port must be a whole number from 0 to 65535"),
         ("METRICS_PORT", "９０００", "port must be a whole number"),
         ("KEYVAULT_URL", "http://vault.example", "must be an https URL"),
+        ("TEMPORAL_API_KEY_KEYVAULT_SECRET", "temporal_api_key", "must be a Key Vault secret or certificate name"),
+        ("TEMPORAL_API_KEY_KEYVAULT_SECRET", "k" * 128, "1 to 127 letters, digits and '-'"),
+        ("TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE", "a/b", "must be a Key Vault secret or certificate name"),
         ("KEYVAULT_URL", "https://vault.example:99999/", "has a port that is not a whole number"),
         ("KEYVAULT_REFRESH_SECONDS", "0", "at least 1"),
         ("KEYVAULT_STARTUP_TIMEOUT_SECONDS", "x", "number of seconds"),
@@ -155,6 +160,43 @@ def test_every_problem_is_reported_at_once(tmp_path):
         ({"TEMPORAL_TLS": "false", "TEMPORAL_API_KEY": "key"}, "must not travel in plain text"),
         ({"TEMPORAL_TLS_CLIENT_KEY_PATH": "__key__"}, "set both or neither"),
         ({"KEYVAULT_URL": "https://vault.example/"}, "KEYVAULT_URL and KEYVAULT_SECRET_NAME go together"),
+        ({"KEYVAULT_SECRET_NAME": "key"}, "KEYVAULT_URL and KEYVAULT_SECRET_NAME go together"),
+        (
+            {"TEMPORAL_API_KEY_KEYVAULT_SECRET": "api-key"},
+            "TEMPORAL_API_KEY_KEYVAULT_SECRET is set but KEYVAULT_URL is not: set KEYVAULT_URL to the vault",
+        ),
+        (
+            {"TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE": "certificate"},
+            "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE is set but KEYVAULT_URL is not",
+        ),
+        (
+            {
+                "KEYVAULT_URL": "https://vault.example/",
+                "TEMPORAL_API_KEY_KEYVAULT_SECRET": "api-key",
+                "TEMPORAL_API_KEY": "key",
+            },
+            "TEMPORAL_API_KEY_KEYVAULT_SECRET and TEMPORAL_API_KEY are both set: the credential comes from Key Vault",
+        ),
+        (
+            {
+                "KEYVAULT_URL": "https://vault.example/",
+                "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE": "certificate",
+                "TEMPORAL_TLS_CLIENT_KEY_PATH": "__key__",
+            },
+            "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE and TEMPORAL_TLS_CLIENT_KEY_PATH are both set",
+        ),
+        (
+            {"KEYVAULT_URL": "https://vault.example/", "TEMPORAL_API_KEY_KEYVAULT_SECRET": "k", "TEMPORAL_TLS": "0"},
+            "TEMPORAL_TLS=false with TEMPORAL_API_KEY_KEYVAULT_SECRET set: Temporal credentials must not travel",
+        ),
+        (
+            {
+                "KEYVAULT_URL": "https://v.example/",
+                "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE": "c",
+                "TEMPORAL_TLS": "0",
+            },
+            "TEMPORAL_TLS=false with TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE set",
+        ),
         ({"ENCRYPTION_REQUIRED": "true"}, "ENCRYPTION_REQUIRED=true but KEYVAULT_URL"),
         ({"ENCRYPTION_ALLOW_PLAINTEXT": "true"}, "ENCRYPTION_ALLOW_PLAINTEXT=true without ENCRYPTION_REQUIRED=true"),
         ({"CODEC_SERVER_ENCODE_TOKEN": "t"}, "CODEC_SERVER_ENCODE_TOKEN is set but CODEC_SERVER_ENCODE is not true"),
@@ -283,6 +325,36 @@ def test_temporal_cloud_with_mtls_files_passes_their_contents(tmp_path):
     assert tls.client_private_key == b"CLIENT KEY"
     assert tls.server_root_ca_cert == b"SERVER CA"
     assert tls.domain == "my-ns.a1b2c.tmprl.cloud"
+
+
+@pytest.mark.parametrize("variable", ["TEMPORAL_API_KEY_KEYVAULT_SECRET", "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE"])
+def test_a_vault_that_holds_only_temporal_credentials_needs_no_encryption_key(tmp_path, variable):
+    settings = settings_from(tmp_path, KEYVAULT_URL="https://vault.example/", **{variable: "in-the-vault"})
+    assert settings.temporal.from_keyvault and settings.keyvault.url == "https://vault.example/"
+    assert not settings.encryption.enabled
+    assert settings.temporal.uses_tls, "credentials from Key Vault turn TLS on, as TEMPORAL_API_KEY does"
+
+
+def test_credentials_from_key_vault_become_connect_arguments_with_tls(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(b"SERVER CA")
+    plain = settings_from(tmp_path, KEYVAULT_URL="https://vault.example/", TEMPORAL_API_KEY_KEYVAULT_SECRET="k")
+    assert plain.temporal.connect_kwargs(api_key="from-vault") | {"target_host": "x"} == {
+        "target_host": "x",
+        "namespace": "default",
+        "api_key": "from-vault",
+        "tls": True,
+    }
+    mtls = settings_from(
+        tmp_path,
+        KEYVAULT_URL="https://vault.example/",
+        TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE="c",
+        TEMPORAL_TLS_SERVER_CA_CERT_PATH=str(ca),
+        TEMPORAL_TLS_SERVER_NAME="my-ns.a1b2c.tmprl.cloud",
+    )
+    tls = mtls.temporal.connect_kwargs(client_cert=b"CHAIN", client_private_key=b"KEY")["tls"]
+    assert (tls.client_cert, tls.client_private_key) == (b"CHAIN", b"KEY")
+    assert (tls.server_root_ca_cert, tls.domain) == (b"SERVER CA", "my-ns.a1b2c.tmprl.cloud")
 
 
 def test_tls_true_turns_tls_on_for_any_address(tmp_path):

@@ -17,11 +17,21 @@ from typing import TypeVar
 
 import pytest
 import trustme
+from cryptography import x509
 from temporalio.api.common.v1 import Payload
 
 import config
 from crypto_converter import EncryptionCodec, PayloadDecryptionError
-from keyvault import MAX_FETCHES_IN_FLIGHT, KeyVaultError, KeyVaultKeyProvider
+from keyvault import (
+    MAX_FETCHES_IN_FLIGHT,
+    KeyVaultError,
+    KeyVaultKeyProvider,
+    SecretVersion,
+    decode_api_key,
+    decode_client_certificate,
+    temporal_api_key,
+    temporal_client_certificate,
+)
 
 from helpers.fake_keyvault import (
     ACCESS_TOKEN,
@@ -441,3 +451,168 @@ def test_fetches_in_flight_are_bounded(vault: FakeKeyVault, tmp_path: Path) -> N
     assert len(errors) == len(unknown)
     assert sum("being fetched" in str(error) for error in errors) == 2
     assert len({request.version for request in vault.requests if request.version}) == MAX_FETCHES_IN_FLIGHT
+
+
+# --- The Temporal credentials: decoded, kept current, a failed refresh keeps the last value ---------------
+
+API_KEY_SECRET = "temporal-api-key"
+CERTIFICATE = "temporal-client-certificate"
+
+
+def vault_settings(vault: FakeKeyVault, tmp_path: Path, **variables: str) -> config.KeyVaultSettings:
+    environ = keyvault_environment(vault, SECRET) | {"KEYVAULT_REFRESH_SECONDS": "1"} | variables
+    return config.load_settings(environ=environ, env_file=tmp_path / "no-config.env").keyvault
+
+
+def version_of(value: str, content_type: str | None = None) -> SecretVersion:
+    return SecretVersion("a-secret", "0" * 32, value, content_type)
+
+
+def pem_bundle(*parts: trustme.Blob) -> str:
+    return b"".join(part.bytes() for part in parts).decode()
+
+
+@pytest.mark.parametrize("stored", ["the-key", "the-key\n", "  the-key \r\n"], ids=["plain", "newline", "spaces"])
+def test_an_api_key_is_the_secret_text_without_surrounding_whitespace(stored: str) -> None:
+    assert decode_api_key(version_of(stored)) == "the-key"
+
+
+@pytest.mark.parametrize(
+    ("stored", "problem"),
+    [("", "is empty"), (" \n", "is empty"), ("one\ntwo", "line breaks"), ("kéy", "non-ASCII")],
+    ids=["empty", "blank", "two-lines", "non-ascii"],
+)
+def test_a_value_that_cannot_be_an_api_key_is_refused_without_showing_it(stored: str, problem: str) -> None:
+    with pytest.raises(KeyVaultError) as raised:
+        decode_api_key(version_of(stored))
+    message = str(raised.value)
+    assert problem in message and "'a-secret' version " + "0" * 32 in message and "az keyvault secret set" in message
+    assert stored.strip() not in message or not stored.strip()
+
+
+def test_a_client_certificate_is_its_chain_leaf_first_and_its_key_in_any_order_of_the_pem() -> None:
+    ca = trustme.CA()
+    intermediate = ca.create_child_ca()
+    leaf = intermediate.issue_cert("worker", common_name="worker-1")
+    [leaf_pem, *chain_pems] = leaf.cert_chain_pems
+    stored = pem_bundle(*chain_pems, leaf.private_key_pem, leaf_pem)  # key in the middle, leaf last
+
+    certificate = decode_client_certificate(version_of(stored, "application/x-pem-file"))
+
+    assert certificate.subject.startswith("CN=worker-1,")
+    assert x509.load_pem_x509_certificate(certificate.chain_pem) == x509.load_pem_x509_certificate(leaf_pem.bytes())
+    assert certificate.chain_pem.count(b"BEGIN CERTIFICATE") == len(leaf.cert_chain_pems)
+    assert certificate.private_key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8, which the SDK reads
+    assert "PRIVATE" not in repr(certificate)
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [
+        ("pkcs12", "is a PKCS#12 certificate"),
+        ("no-key", "holds 0 private key(s) and 1 certificate(s)"),
+        ("no-certificate", "holds 1 private key(s) and 0 certificate(s)"),
+        ("another-key", "no certificate in it belongs to its private key"),
+        ("encrypted-key", "passphrase-protected private key"),
+        ("garbage", "is not valid PEM"),
+    ],
+)
+def test_a_value_that_is_not_a_pem_certificate_with_its_key_is_refused_without_showing_it(case: str, problem: str):
+    ca = trustme.CA()
+    leaf, other = ca.issue_cert("worker"), ca.issue_cert("other")
+    [leaf_pem] = leaf.cert_chain_pems
+    key = leaf.private_key_pem.bytes().decode()
+    stored, content_type = {
+        "pkcs12": ("MIIK...base64 of a PFX", "application/x-pkcs12"),
+        "no-key": (pem_bundle(leaf_pem), None),
+        "no-certificate": (key, None),
+        "another-key": (pem_bundle(other.private_key_pem, leaf_pem), None),
+        "encrypted-key": (
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n" + pem_bundle(leaf_pem),
+            None,
+        ),
+        "garbage": (
+            "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n" + pem_bundle(leaf_pem),
+            None,
+        ),
+    }[case]
+
+    with pytest.raises(KeyVaultError) as raised:
+        decode_client_certificate(version_of(stored, content_type))
+
+    message = str(raised.value)
+    assert problem in message and "application/x-pem-file" in message and "\n" not in message
+    assert "PRIVATE KEY-----" not in message and key.splitlines()[1] not in message
+
+
+def test_temporal_credentials_are_read_and_kept_current(vault: FakeKeyVault, tmp_path: Path) -> None:
+    first = vault.add_version(API_KEY_SECRET, "key-1\n")
+    changes: list[tuple[str, str]] = []
+
+    async def rotate() -> tuple[str, str]:
+        async with temporal_api_key(vault_settings(vault, tmp_path), API_KEY_SECRET) as api_key:
+            assert (api_key.version, api_key.value) == (first, "key-1")
+
+            async def record(version: str, value: str) -> None:
+                changes.append((version, value))
+
+            api_key.keep_fresh(record)
+            second = vault.add_version(API_KEY_SECRET, "key-2")
+            await wait_until(lambda: _true(api_key.version == second), "the new version")
+            return api_key.version, api_key.value
+
+    second, value = asyncio.run(rotate())
+    assert value == "key-2" and changes == [(second, "key-2")]
+
+
+def _true(condition: bool) -> Awaitable[bool]:
+    async def answer() -> bool:
+        return condition
+
+    return answer()
+
+
+@pytest.mark.parametrize("failure", ["deleted", "bad-new-version", "not-applied"])
+def test_a_failed_refresh_is_one_warning_and_the_last_value_stays_in_use(
+    vault: FakeKeyVault, tmp_path: Path, caplog: pytest.LogCaptureFixture, failure: str
+) -> None:
+    first = vault.add_version(API_KEY_SECRET, "key-1")
+    caplog.set_level(logging.WARNING, logger="keyvault")
+    attempts: list[str] = []
+
+    async def refuse(version: str, value: str) -> None:
+        attempts.append(version)
+        if len(attempts) == 1:
+            raise KeyVaultError("cannot connect with it")
+
+    async def fail_then_recover() -> tuple[str, str]:
+        async with temporal_api_key(vault_settings(vault, tmp_path), API_KEY_SECRET) as api_key:
+            api_key.keep_fresh(refuse if failure == "not-applied" else None)
+            if failure == "deleted":
+                vault.delete(API_KEY_SECRET)
+            else:
+                vault.add_version(API_KEY_SECRET, "" if failure == "bad-new-version" else "key-2")
+            await wait_until(lambda: _true(bool(caplog.records)), "a refresh to fail")
+            assert (api_key.version, api_key.value) == (first, "key-1")
+            latest = vault.add_version(API_KEY_SECRET, "key-3")
+            await wait_until(lambda: _true(api_key.version == latest), "the refresh after the failure")
+            return api_key.version, api_key.value
+
+    assert asyncio.run(fail_then_recover())[1] == "key-3"
+    warning = caplog.records[0].getMessage()
+    assert warning.startswith(f"Key Vault refresh failed; still using the Temporal API key of version {first}: ")
+    assert {
+        "deleted": "the secret does not exist",
+        "bad-new-version": "is empty",
+        "not-applied": "cannot connect with it",
+    }[failure] in warning
+    assert "key-1" not in caplog.text and "key-2" not in caplog.text
+
+
+def test_a_client_certificate_that_is_pkcs12_in_the_vault_fails_at_start(vault: FakeKeyVault, tmp_path: Path) -> None:
+    version = vault.add_version(CERTIFICATE, "MIIK", content_type="application/x-pkcs12")
+
+    with pytest.raises(KeyVaultError) as raised:
+        asyncio.run(temporal_client_certificate(vault_settings(vault, tmp_path), CERTIFICATE).start())
+
+    assert f"Key Vault secret {CERTIFICATE!r} version {version} is a PKCS#12 certificate" in str(raised.value)

@@ -99,6 +99,27 @@ def test_every_program_stops_while_key_vault_never_answers(tmp_path, task_queue,
         )
 
 
+def test_worker_and_client_stop_while_key_vault_never_answers_for_the_temporal_api_key(tmp_path, task_queue, run_app):
+    with SilentServer() as vault:
+        env = azure_cli_environment(
+            base_environment(
+                tmp_path,
+                TEMPORAL_ADDRESS=vault.address,  # never reached: the API key comes first
+                TEMPORAL_TASK_QUEUE=task_queue,
+                KEYVAULT_URL=vault.url,
+                TEMPORAL_API_KEY_KEYVAULT_SECRET="temporal-api-key",
+                KEYVAULT_VERIFY_CHALLENGE_RESOURCE="false",
+            )
+        )
+        doing = "while reading the Temporal API key from Key Vault"
+        reading = r"Reading the Temporal API key: Key Vault secret temporal-api-key"
+        assert_each_stops(
+            signal.SIGTERM,
+            Waiting(run_app("worker.py", env=env), reading, 0, rf"Worker stopped by SIGTERM {doing}$"),
+            Waiting(run_app("client.py", env=env), reading, 0, rf"Client stopped by SIGTERM {doing}$"),
+        )
+
+
 @stop_signals
 def test_every_program_stops_while_temporal_never_answers(tmp_path, task_queue, run_app, stop_signal):
     with SilentServer() as temporal:

@@ -149,6 +149,11 @@ CORPUS = [
     ("TEMPORAL_API_KEY", "key\n$(touch CANARY)\n`touch CANARY`;|&&'\"#", CARRIED),
     ("TEMPORAL_API_KEY", "🔑" + "k" * LONG, CARRIED),
     ("TEMPORAL_API_KEY", "key-\udcff", rejected("not UTF-8")),
+    ("TEMPORAL_API_KEY_KEYVAULT_SECRET", "temporal-api-key", CARRIED),
+    ("TEMPORAL_API_KEY_KEYVAULT_SECRET", "key'$(touch CANARY)'", rejected("Key Vault secret or certificate name")),
+    ("TEMPORAL_API_KEY_KEYVAULT_SECRET", "../secrets/other", rejected("Key Vault secret or certificate name")),
+    ("TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE", "temporal-client-1", CARRIED),
+    ("TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE", "c" * 128, rejected("1 to 127 letters, digits and '-'")),
     ("ACR_PASSWORD", "p@ss'w\"o$(touch CANARY)rd\n# not a comment", CARRIED),
     ("ACR_PASSWORD", "password-\udcff", rejected("not UTF-8", by="render")),
     ("ACR_PASSWORD", "", rejected("go together", by="render")),
@@ -187,6 +192,9 @@ COMPANIONS = {
     "KEYVAULT_SECRET_NAME": {"KEYVAULT_URL": "https://127.0.0.1:1/"},
     "ENCRYPTION_REQUIRED": {"KEYVAULT_URL": "https://127.0.0.1:1/", "KEYVAULT_SECRET_NAME": "temporal-encryption-key"},
     "APP_IMAGE": {"IMAGE_TAG": ""},
+    # The credential in Key Vault replaces the one in config.env (SHELL_BASE has an API key).
+    "TEMPORAL_API_KEY_KEYVAULT_SECRET": {"KEYVAULT_URL": "https://127.0.0.1:1/", "TEMPORAL_API_KEY": ""},
+    "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE": {"KEYVAULT_URL": "https://127.0.0.1:1/"},
 }
 # The shell side starts from a deployment with every feature on, so that every manifest is rendered.
 SHELL_BASE = {**FULL_CONFIG, "KEYVAULT_URL": "https://my-vault.vault.azure.net/", "KEYVAULT_SECRET_NAME": "key"}

@@ -20,6 +20,12 @@ nor of the worker: the client logs workflow ids and outcomes only.
 The API key cannot reach the TLS-less dev server (it turns TLS on, and TEMPORAL_TLS=false with a key is
 refused on purpose), so it is followed through what can happen to it locally: the refusal of that
 combination by every program, and a real TLS connection attempt that fails.
+
+An API key in Key Vault (TEMPORAL_API_KEY_KEYVAULT_SECRET) is followed all the way: the worker and client
+read it from the fake vault, use it against a Temporal that checks it (helpers/auth_proxy), and take over
+a rotated one; neither key shows in their output at DEBUG, their command lines or their environment.
+With the key in Key Vault the scripts put no API key in any manifest: the only Secret holding a secret is
+the image pull Secret.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.auth_proxy import AuthProxy
 from helpers.deploy_harness import (
     ACR_PASSWORD_CANARY,
     API_KEY_CANARY,
@@ -44,11 +51,14 @@ from helpers.deploy_harness import (
     parse_with_kubectl,
     secret_values,
 )
-from helpers.fake_keyvault import FakeKeyVault
-from helpers.processes import AppProcess, base_environment, free_port
+from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment
+from helpers.processes import PYTHON, REPO_DIR, AppProcess, base_environment, free_port
 from helpers.start_sh import copy_of_repo, encrypted_start_sh_environment
 
 SECRET_NAME = "temporal-encryption-key"
+# API keys that live only in the fake vault; shell and YAML syntax, as the other canaries.
+VAULT_API_KEY_CANARY = 'canary-vault-api-key-Jd6r "#:$(touch pwned)'
+ROTATED_API_KEY_CANARY = "canary-rotated-api-key-Wc2y `touch pwned`"
 CODEC_ENCODE_TOKEN_CANARY = "canary-codec-encode-token-Vq2n"  # local only, like the codec server that reads it
 ENCRYPTION_KEY = b"canary-encryption-key-32-bytes!!"  # an AES-256 key whose bytes are recognizable text
 KEY_IN_VAULT = base64.b64encode(ENCRYPTION_KEY).decode()
@@ -66,6 +76,8 @@ def text_forms(name: str, secret: str) -> dict[str, bytes]:
 # Every form in which a secret could leak, by a name that says which secret and form it is.
 CANARY_FORMS = {
     **text_forms("TEMPORAL_API_KEY", API_KEY_CANARY),
+    **text_forms("API key in Key Vault", VAULT_API_KEY_CANARY),
+    **text_forms("rotated API key in Key Vault", ROTATED_API_KEY_CANARY),
     **text_forms("ACR_PASSWORD", ACR_PASSWORD_CANARY),
     **text_forms("CODEC_SERVER_TOKEN", CODEC_TOKEN_CANARY),
     **text_forms("CODEC_SERVER_ENCODE_TOKEN", CODEC_ENCODE_TOKEN_CANARY),
@@ -294,6 +306,52 @@ def test_the_api_key_shows_neither_when_refused_nor_when_a_tls_connection_fails(
         assert leaked(program.output) == [], program.output
 
 
+def test_an_api_key_from_key_vault_shows_in_no_output_command_line_or_environment(
+    tmp_path: Path, dev_server, task_queue
+) -> None:
+    keys = {VAULT_API_KEY_CANARY, ROTATED_API_KEY_CANARY}
+    with FakeKeyVault(tmp_path) as vault, AuthProxy(dev_server.address, tmp_path, api_keys=keys) as proxy:
+        vault.add_version("temporal-api-key", VAULT_API_KEY_CANARY)
+        environment = azure_cli_environment(
+            base_environment(
+                tmp_path,
+                TEMPORAL_ADDRESS=proxy.address,
+                TEMPORAL_TLS_SERVER_CA_CERT_PATH=proxy.ca_file,
+                TEMPORAL_TASK_QUEUE=task_queue,
+                TEMPORAL_API_KEY_KEYVAULT_SECRET="temporal-api-key",
+                KEYVAULT_CA_FILE=vault.ca_file,
+                KEYVAULT_VERIFY_CHALLENGE_RESOURCE="false",
+                KEYVAULT_REFRESH_SECONDS="1",
+                CLIENT_INTERVAL_SECONDS="0.5",
+                LOG_LEVEL="DEBUG",
+            )
+        ) | {"KEYVAULT_URL": vault.url}
+        programs = [AppProcess([PYTHON, str(REPO_DIR / "worker.py")], environment)]
+        try:
+            programs[0].wait_for_line(WORKER_READY)
+            programs.append(AppProcess([PYTHON, str(REPO_DIR / "client.py")], environment))
+            programs[1].wait_for_line(r"Workflow \S+ completed$")
+            version = vault.add_version("temporal-api-key", ROTATED_API_KEY_CANARY)
+            for program in programs:
+                program.wait_for_line(rf"Temporal API key rotated: Key Vault secret temporal-api-key version {version}")
+            programs[1].wait_for_line(r"Workflow \S+ completed$", count=3)
+            smoke_test = AppProcess([PYTHON, str(REPO_DIR / "client.py"), "--count", "2"], environment)
+            programs.append(smoke_test)
+            assert smoke_test.wait(timeout=120) == 0, smoke_test.output
+            for program in programs[:2]:
+                pid = program.process.pid
+                assert leaked(Path(f"/proc/{pid}/cmdline").read_bytes()) == [], "no key on a command line"
+                assert leaked(Path(f"/proc/{pid}/environ").read_bytes()) == [], "no key in the environment"
+        finally:
+            for program in programs:
+                program.stop()
+        assert {call.credential for call in proxy.calls} == keys, "both keys were in use"
+    for program in programs:
+        assert " DEBUG " in program.output, "the most talkative log level was searched"
+        assert leaked(program.output) == [], program.output
+    assert assert_no_file_leaks(tmp_path) > 0
+
+
 # --- deploy.sh --dry-run, patch.sh --dry-run, generate-k8s-manifests.sh -----------------------------
 
 
@@ -353,3 +411,28 @@ def test_scripts_keep_secrets_to_the_secret_manifests(tmp_path: Path, command: t
     searched = assert_no_file_leaks(manifests, allowed=("config.env", *SECRET_MANIFESTS))
     assert searched >= 4, "the ConfigMap, the Deployment and the rest were searched"
     assert_no_file_leaks(project.root, allowed=("config.env", *SECRET_MANIFESTS))
+
+
+@pytest.mark.parametrize(
+    "command", [("deploy.sh", "--dry-run"), ("patch.sh", "--config-only"), ("generate-k8s-manifests.sh",)], ids=" ".join
+)
+def test_with_the_api_key_in_key_vault_no_manifest_holds_one(tmp_path: Path, command: tuple[str, ...]) -> None:
+    project = Project(tmp_path / "project")
+    project.write_config(
+        {
+            **{name: value for name, value in FULL_CONFIG.items() if name != "TEMPORAL_API_KEY"},
+            "KEYVAULT_URL": "https://my-vault.vault.azure.net/",
+            "TEMPORAL_API_KEY_KEYVAULT_SECRET": "temporal-api-key",
+        }
+    )
+    manifests = tmp_path / "kept"
+    arguments = ("--output-dir", str(manifests)) if command[0] != "patch.sh" else ()
+    assert_run_leaks_nothing(project, *command, *arguments)
+    manifests = manifests if arguments else project.root
+    # The image pull Secret is the one Secret left that holds a secret.
+    assert assert_no_file_leaks(manifests, allowed=("config.env", "acr-secret.yaml")) >= 5
+    [app_secret] = parse_with_kubectl(manifests / "app-secret.yaml")
+    assert secret_values(app_secret) == {}
+    [deployment] = parse_with_kubectl(manifests / "deployment.yaml")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert "env" not in container and container["envFrom"][1] == {"secretRef": {"name": "temporal-worker-secrets"}}

@@ -13,8 +13,10 @@ The protocol, as Key Vault speaks it:
     both answer `{"value", "id": "https://HOST/secrets/NAME/VERSION", "attributes"}`, unknown ones 404 with Key Vault's
     error JSON.
 
-`add_version(value)` is a rotation: it returns the new version, which becomes current. Every request is
-recorded so tests can count how often each version was fetched. `unavailable = True` answers 503;
+`add_version(value)` is a rotation: it returns the new version, which becomes current (`content_type` is
+what a Key Vault certificate's secret carries: application/x-pem-file or application/x-pkcs12);
+`delete(name)` removes a secret with all its versions. Every request is recorded so tests can count how
+often each version was fetched. `unavailable = True` answers 503;
 `rejected_status = 401 or 403` refuses the token; `stop()` closes the port.
 
 `azure_cli_environment()` is the environment that makes `DefaultAzureCredential` use only the stub `az`
@@ -95,7 +97,9 @@ class FakeKeyVault:
         self._ca = trustme.CA()
         self.ca_file = str(directory / "fake-keyvault-ca.pem")
         self._ca.cert_pem.write_to_path(self.ca_file)
-        self._secrets: dict[str, list[tuple[str, str]]] = {}  # name -> [(version, value)], newest last
+        self._secrets: dict[
+            str, list[tuple[str, str, str | None]]
+        ] = {}  # name -> [(version, value, type)], newest last
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self.unavailable = False
@@ -123,12 +127,19 @@ class FakeKeyVault:
             self._server.shutdown()
         self._server.server_close()
 
-    def add_version(self, secret_name: str, value: str, version: str | None = None) -> str:
+    def add_version(
+        self, secret_name: str, value: str, version: str | None = None, content_type: str | None = None
+    ) -> str:
         """Store a new version of the secret (a rotation: it becomes current) and return its version."""
         version = version or uuid.uuid4().hex
         with self._lock:
-            self._secrets.setdefault(secret_name, []).append((version, value))
+            self._secrets.setdefault(secret_name, []).append((version, value, content_type))
         return version
+
+    def delete(self, secret_name: str) -> None:
+        """Delete the secret and every version of it: from now on it is not found."""
+        with self._lock:
+            del self._secrets[secret_name]
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -148,7 +159,7 @@ class FakeKeyVault:
         with self._lock:
             self._requests.append(request)
 
-    def _lookup(self, secret_name: str, version: str | None) -> tuple[str, str] | None:
+    def _lookup(self, secret_name: str, version: str | None) -> tuple[str, str, str | None] | None:
         with self._lock:
             versions = self._secrets.get(secret_name, [])
             if version is None:
@@ -197,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
                 _error("SecretNotFound", f"A secret with (name/id) {shown} was not found in this key vault."),
                 {},
             )
-        found_version, value = found
+        found_version, value, content_type = found
         host = self.headers.get("Host", "127.0.0.1")
         now = int(time.time())
         body = {
@@ -206,6 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
             "attributes": {"enabled": True, "created": now, "updated": now, "recoveryLevel": "Recoverable"},
             "tags": {},
         }
+        if content_type:
+            body["contentType"] = content_type
         return 200, body, {}
 
     def _answer(
