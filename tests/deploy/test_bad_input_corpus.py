@@ -196,6 +196,7 @@ COMPANIONS = {
     "KEYVAULT_SECRET_NAME": {"KEYVAULT_URL": "https://127.0.0.1:1/"},
     "ENCRYPTION_REQUIRED": {"KEYVAULT_URL": "https://127.0.0.1:1/", "KEYVAULT_SECRET_NAME": "temporal-encryption-key"},
     "APP_IMAGE": {"IMAGE_TAG": ""},
+    "HEALTH_PORT": {"METRICS_PORT": "9000"},
 }
 # The shell side starts from a deployment with every feature on, so that every manifest is rendered.
 SHELL_BASE = {**FULL_CONFIG, "KEYVAULT_URL": "https://my-vault.vault.azure.net/", "KEYVAULT_SECRET_NAME": "key"}
