@@ -33,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -262,6 +263,8 @@ class WorkerProcess:
                 break
         else:
             raise RuntimeError(f"worker.py exited with {self.process.wait()} before it polled")
+        # Keep reading what it logs: a full pipe would block the worker's event loop on its next log line.
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the worker process has used so far."""
