@@ -21,6 +21,8 @@ source_config.sh) into DIR, by default the directory of this script:
   acr-secret.yaml               image pull Secret for ACR                (when ACR_USERNAME/ACR_PASSWORD are set)
   service-account.yaml          ServiceAccount for Azure Workload Identity (when AZURE_CLIENT_ID is set)
   keda-scaledobject.yaml        KEDA ScaledObject (+ TriggerAuthentication) (when KEDA_ENABLED=true)
+  pod-monitor.yaml              PodMonitor for Prometheus   (when METRICS_SCRAPE=podmonitor or prometheus-operator)
+  prometheus-rules.yaml         PrometheusRule with the alert rules    (when METRICS_SCRAPE=prometheus-operator)
 
 Secret files are written with mode 0600 and are gitignored. Files of features that are
 off are removed. Nothing is written when the configuration has a problem (exit status 2).

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 import config
+import manifests
 
 from helpers.deploy_harness import (
     API_KEY_CANARY,
@@ -41,6 +42,7 @@ ALWAYS = {
 }
 ALL_FILES = ALWAYS | SECRET_FILES | {"service-account.yaml", "keda-scaledobject.yaml"}
 CRD_FILES = {"keda-scaledobject.yaml", "pod-monitor.yaml", "prometheus-rules.yaml"}
+RENDERABLE_FILES = ALL_FILES | CRD_FILES
 SCRAPE_ANNOTATIONS = {"prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path"}
 
 
@@ -350,11 +352,12 @@ def test_secret_files_are_private_and_gitignored_and_secrets_appear_nowhere_else
             assert mode == 0o644, name
             assert contains_canary((project.root / name).read_text(encoding="utf-8")) == [], name
     ignored = subprocess.run(
-        ["git", "-C", str(REPO), "check-ignore", "--no-index", *sorted(ALL_FILES)],
+        ["git", "-C", str(REPO), "check-ignore", "--no-index", *sorted(RENDERABLE_FILES)],
         capture_output=True,
         text=True,
     )
-    assert set(ignored.stdout.split()) == ALL_FILES
+    assert RENDERABLE_FILES == set(manifests.FILES), "every file manifests.py can write is gitignored"
+    assert set(ignored.stdout.split()) == RENDERABLE_FILES
     argv = [call["argv"] for call in project.calls()]
     assert contains_canary(json.dumps(argv, ensure_ascii=False)) == []
 
