@@ -33,8 +33,8 @@ RUN chmod 0755 start.sh
 
 USER 10001:10001
 
-# Prometheus metrics from the Temporal SDK runtime (METRICS_PORT).
-EXPOSE 9000
+# Prometheus metrics from the Temporal SDK runtime (METRICS_PORT); /livez and /readyz (HEALTH_PORT).
+EXPOSE 9000 9001
 
 # start.sh execs Python, so the worker is PID 1 and receives SIGTERM for a graceful shutdown.
 CMD ["./start.sh", "worker"]

@@ -1,4 +1,4 @@
-"""What encryption costs, measured: `./.venv-test/bin/python bench.py` prints a table to paste into the README.
+"""What encryption and operation cost, measured: `./.venv-test/bin/python bench.py` prints a table for the README.
 
     python bench.py            the full run (a few minutes on 2 cores)
     python bench.py --quick    tiny sizes and counts: proves the benchmark still runs, measures nothing
@@ -9,9 +9,16 @@ It measures, on this machine, with real parts (run it through the test environme
      interleaved rounds (plain, encrypted, plain, ...), with the median of each and their ratio;
   2. the codec's encode+decode time per payload against raw `cryptography` AES-GCM at several sizes;
   3. Key Vault requests per key version during an encrypted run with one rotation;
-  4. seconds from starting `python worker.py` to `Starting worker... Awaiting tasks.`.
+  4. seconds from starting `python worker.py` to `Starting worker... Awaiting tasks.`;
+  5. the worker's own throughput on an activity-heavy workload (many short activities at once), with
+     WORKER_TUNER=fixed and =resource-based, in interleaved rounds against a real `python worker.py`;
+  6. what one Kubernetes probe costs: an HTTP GET of the worker's /readyz (CPU time of the worker process)
+     against the exec probe it replaced (a Python start that loads the configuration and checks a file, as
+     `python healthcheck.py` did), and both per pod and hour at the Deployment's probe periods;
+  7. the worker's memory: its RSS once polling, and what each workflow in the sticky cache adds.
 The targets it is written against: encrypted/plain >= 0.95; codec >= 0.9 of raw at 1 MiB and at most
-10 us added per tiny payload; one Key Vault GET per version plus the refreshes.
+10 us added per tiny payload; one Key Vault GET per version plus the refreshes; a probe far cheaper
+than the exec probe it replaced.
 """
 
 from __future__ import annotations
@@ -21,11 +28,14 @@ import asyncio
 import base64
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +57,7 @@ from keyvault import KeyVaultKeyProvider  # noqa: E402
 from workflows import YourWorkflow  # noqa: E402
 
 from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment  # noqa: E402
-from helpers.processes import DevServer  # noqa: E402  (test helpers: a dev server on a free port)
+from helpers.processes import DevServer, base_environment, free_port  # noqa: E402  (test helpers)
 
 SECRET = "bench-encryption-key"
 NONCE_BYTES = 12
@@ -60,10 +70,32 @@ class Scale:
     payload_sizes: tuple[int, ...]
     codec_seconds_per_size: float
     worker_starts: int
+    tuner_workflows_per_round: int
+    tuner_rounds: int
+    http_probes: int
+    exec_probes: int
+    cached_workflows: int
 
 
-FULL = Scale(200, 5, (16, 1024, 64 * 1024, 1024 * 1024), 2.0, 3)
-QUICK = Scale(3, 1, (16, 1024), 0.05, 1)
+FULL = Scale(200, 5, (16, 1024, 64 * 1024, 1024 * 1024), 2.0, 3, 300, 3, 2000, 20, 200)
+QUICK = Scale(3, 1, (16, 1024), 0.05, 1, 3, 1, 20, 2, 3)
+
+# The activity-heavy workload: every YourWorkflow runs three activities of this many seconds each.
+ACTIVITY_SECONDS = 0.1
+TUNERS = {
+    "fixed (100 activity slots)": {"WORKER_TUNER": "fixed"},
+    "resource-based (CPU and memory targets 0.8)": {"WORKER_TUNER": "resource-based"},
+}
+# Probes per pod and hour at the Deployment's periods: the exec probe's readiness every 10 s and liveness
+# every 15 s; now readiness every 5 s and liveness every 15 s (the startup probe only runs at start).
+EXEC_PROBES_PER_HOUR = 3600 / 10 + 3600 / 15
+HTTP_PROBES_PER_HOUR = 3600 / 5 + 3600 / 15
+# What `python healthcheck.py` did on every probe before the HTTP probes (git show 24aff7c:healthcheck.py):
+# start Python, load and check the configuration, and look at the health file's age.
+EXEC_PROBE = (
+    "import sys, time; from pathlib import Path; from config import load_settings_or_exit; "
+    "load_settings_or_exit(); sys.exit(0 if time.time() - Path(sys.argv[1]).stat().st_mtime < 30 else 1)"
+)
 
 
 # --- 1 and 3: end to end, plain vs encrypted, and Key Vault requests ------------------------------
@@ -209,6 +241,172 @@ def measure_worker_start(scale: Scale, address: str, environment: dict[str, str]
     return durations
 
 
+# --- 5 to 7: the worker process: throughput per tuner, probe cost, memory -------------------------
+
+
+class WorkerProcess:
+    """`python worker.py` as the pod runs it, started and stopped around a measurement."""
+
+    def __init__(self, address: str, home: Path, **variables: str) -> None:
+        self.task_queue = f"bench-worker-{uuid.uuid4().hex[:8]}"
+        environment = base_environment(home, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=self.task_queue)
+        self.process = subprocess.Popen(
+            [sys.executable, str(REPO_DIR / "worker.py")],
+            env=environment | variables,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.strip() == "Starting worker... Awaiting tasks.":
+                break
+        else:
+            raise RuntimeError(f"worker.py exited with {self.process.wait()} before it polled")
+        # Keep reading what it logs: a full pipe would block the worker's event loop on its next log line.
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the worker process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_bytes(self) -> int:
+        for line in _read_lines(f"/proc/{self.process.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS in /proc")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.communicate(timeout=60)
+
+
+async def run_workflows(client: Client, task_queue: str, count: int) -> float:
+    """Start `count` YourWorkflows at once, wait for all, and return the seconds it took."""
+    started = time.perf_counter()
+    handles = await asyncio.gather(
+        *(
+            client.start_workflow(YourWorkflow.run, f"w-{n}", id=f"bench-{uuid.uuid4()}", task_queue=task_queue)
+            for n in range(count)
+        )
+    )
+    await asyncio.gather(*(handle.result() for handle in handles))
+    return time.perf_counter() - started
+
+
+async def measure_tuners(scale: Scale, address: str, home: Path) -> list[str]:
+    """Activities per second of one worker process per tuner setting, in interleaved rounds."""
+    client = await Client.connect(address)
+    activity_rates: dict[str, list[float]] = {name: [] for name in TUNERS}
+    for _ in range(scale.tuner_rounds):
+        for name, variables in TUNERS.items():
+            worker = WorkerProcess(address, home, ACTIVITY_SIMULATED_WORK_SECONDS=str(ACTIVITY_SECONDS), **variables)
+            try:
+                await run_workflows(client, worker.task_queue, 5)  # warm-up, not counted
+                seconds = await run_workflows(client, worker.task_queue, scale.tuner_workflows_per_round)
+            finally:
+                worker.stop()
+            activity_rates[name].append(3 * scale.tuner_workflows_per_round / seconds)
+    return [
+        f"| worker throughput, {name} | {statistics.median(rates):.0f} activities/s "
+        f"({statistics.median(rates) / 3:.1f} workflows/s) | median of {len(rates)} rounds of "
+        f"{scale.tuner_workflows_per_round} workflows started at once, 3 activities of {ACTIVITY_SECONDS:g} s each |"
+        for name, rates in activity_rates.items()
+    ]
+
+
+def measure_probes(scale: Scale, address: str, home: Path) -> list[str]:
+    """CPU and wall time of one HTTP probe (in the worker) and of one exec probe (a Python process)."""
+    health_port = free_port()
+    worker = WorkerProcess(address, home, HEALTH_PORT=str(health_port))
+    url = f"http://127.0.0.1:{health_port}/readyz"
+    try:
+        time.sleep(1)  # let start-up work settle
+        idle_cpu, idle_started = worker.cpu_seconds(), time.perf_counter()
+        time.sleep(2)
+        idle_rate = (worker.cpu_seconds() - idle_cpu) / (time.perf_counter() - idle_started)
+        walls = []
+        cpu_before, started = worker.cpu_seconds(), time.perf_counter()
+        for _ in range(scale.http_probes):  # a new connection each time, as the kubelet makes
+            probe_started = time.perf_counter()
+            with urllib.request.urlopen(url, timeout=10) as response:
+                assert response.status == 200
+            walls.append(time.perf_counter() - probe_started)
+        elapsed = time.perf_counter() - started
+        http_cpu = max(worker.cpu_seconds() - cpu_before - idle_rate * elapsed, 0.0) / scale.http_probes
+    finally:
+        worker.stop()
+    http_wall = statistics.median(walls)
+
+    health_file = home / "worker-health"
+    health_file.write_text("")
+    environment = base_environment(home)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    exec_walls = []
+    for _ in range(scale.exec_probes):
+        probe_started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", EXEC_PROBE, str(health_file)], cwd=REPO_DIR, env=environment, check=True)
+        exec_walls.append(time.perf_counter() - probe_started)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    exec_cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / scale.exec_probes
+    exec_wall = statistics.median(exec_walls)
+    return [
+        f"| probe: HTTP GET /readyz | {http_cpu * 1e3:.2f} ms CPU, {http_wall * 1e3:.1f} ms | worker's CPU time per "
+        f"probe beyond its idle use, mean of {scale.http_probes}; wall: median |",
+        f"| probe: exec python (the old healthcheck.py) | {exec_cpu * 1e3:.0f} ms CPU, {exec_wall * 1e3:.0f} ms | "
+        f"mean CPU of {scale.exec_probes} Python starts; the container runtime's exec comes on top |",
+        f"| probe CPU per pod and hour | {http_cpu * HTTP_PROBES_PER_HOUR:.2f} s HTTP "
+        f"(was {exec_cpu * EXEC_PROBES_PER_HOUR:.0f} s exec) | {HTTP_PROBES_PER_HOUR:.0f} HTTP probes "
+        f"(readiness 5 s, liveness 15 s); was {EXEC_PROBES_PER_HOUR:.0f} execs (10 s, 15 s) |",
+    ]
+
+
+async def measure_memory(scale: Scale, address: str, home: Path) -> list[str]:
+    """The worker's RSS once polling, and per open workflow held in its sticky cache."""
+    metrics_port = free_port()
+    # One activity slot and long activities: the workflows stay open, each waiting for its first activity.
+    worker = WorkerProcess(
+        address,
+        home,
+        METRICS_PORT=str(metrics_port),
+        WORKER_MAX_CONCURRENT_ACTIVITIES="1",
+        ACTIVITY_SIMULATED_WORK_SECONDS="600",
+        WORKER_SHUTDOWN_TIMEOUT_SECONDS="0",
+    )
+    try:
+        time.sleep(2)
+        idle = worker.rss_bytes()
+        client = await Client.connect(address)
+        for n in range(scale.cached_workflows):
+            await client.start_workflow(
+                YourWorkflow.run, f"m-{n}", id=f"bench-{uuid.uuid4()}", task_queue=worker.task_queue
+            )
+        deadline = time.monotonic() + 120
+        while cached_workflows(metrics_port) < scale.cached_workflows:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the workflows did not all reach the sticky cache within 120 s")
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2)
+        loaded = worker.rss_bytes()
+    finally:
+        worker.stop()
+    per_workflow = (loaded - idle) / scale.cached_workflows
+    return [
+        f"| worker memory, polling | {idle / 2**20:.0f} MiB RSS | `python worker.py` with the SDK, no workflow yet |",
+        f"| worker memory per cached workflow | {per_workflow / 1024:.0f} KiB | {scale.cached_workflows} open "
+        f"YourWorkflows in the sticky cache, RSS difference |",
+    ]
+
+
+def cached_workflows(metrics_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("temporal_sticky_cache_size{"):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 # --- putting it together --------------------------------------------------------------------------
 
 
@@ -248,8 +446,9 @@ def key_vault_rows(vault: FakeKeyVault) -> list[str]:
     return rows
 
 
-async def measure_with_servers(scale: Scale) -> tuple[dict[str, list[float]], list[str], list[float]]:
-    """End-to-end rates, Key Vault rows and worker start times, against a dev server and the test Key Vault."""
+async def measure_with_servers(scale: Scale) -> tuple[dict[str, list[float]], list[str], list[float], list[str]]:
+    """End-to-end rates, Key Vault rows, worker start times and the worker's own rows, against a dev server
+    and the test Key Vault."""
     with tempfile.TemporaryDirectory() as directory, FakeKeyVault(Path(directory)) as vault:
         vault.add_version(SECRET, new_key_value())
         environment = azure_cli_environment() | keyvault_environment(vault, SECRET) | {"KEYVAULT_REFRESH_SECONDS": "5"}
@@ -258,17 +457,23 @@ async def measure_with_servers(scale: Scale) -> tuple[dict[str, list[float]], li
         dev_server = DevServer().start(("--headless",))
         try:
             rates = await measure_end_to_end(scale, dev_server, vault, settings)
-            start_times = measure_worker_start(scale, dev_server.address, environment | {"METRICS_PORT": "0"})
+            start_times = measure_worker_start(
+                scale, dev_server.address, environment | {"METRICS_PORT": "0", "HEALTH_PORT": "0"}
+            )
+            home = Path(directory)
+            worker_rows = await measure_tuners(scale, dev_server.address, home)
+            worker_rows += measure_probes(scale, dev_server.address, home)
+            worker_rows += await measure_memory(scale, dev_server.address, home)
         finally:
             dev_server.stop()
-        return rates, key_vault_rows(vault), start_times
+        return rates, key_vault_rows(vault), start_times, worker_rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke run, not a measurement")
     scale = QUICK if parser.parse_args().quick else FULL
-    rates, key_vault, start_times = asyncio.run(measure_with_servers(scale))
+    rates, key_vault, start_times, worker_rows = asyncio.run(measure_with_servers(scale))
     codec = measure_codec(scale)
     print(f"Machine: {machine_description()}")
     print(f"Command: python bench.py{' --quick' if scale is QUICK else ''}\n")
@@ -276,6 +481,7 @@ def main() -> None:
     print(interleave_note(rates))
     print("\n".join(codec + key_vault))
     print(f"| worker start to polling | {statistics.median(start_times):.2f} s | median of {len(start_times)} |")
+    print("\n".join(worker_rows))
     sys.stdout.flush()
     os._exit(0)  # the SDK's threads can abort interpreter teardown (sdk-python issue 300)
 

@@ -32,7 +32,6 @@ they turn TLS on the same way, and bootstrap.py reads them and keeps them curren
 from __future__ import annotations
 
 import enum
-import logging
 import math
 import os
 import re
@@ -44,6 +43,8 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+
+import log_format
 
 CONFIG_ENV_FILE_VARIABLE = "CONFIG_ENV_FILE"
 DEFAULT_CONFIG_ENV_FILE = Path(__file__).resolve().parent / "config.env"
@@ -64,6 +65,11 @@ HIDDEN = "<hidden>"
 _TRUE_WORDS = frozenset({"true", "1"})
 _FALSE_WORDS = frozenset({"false", "0"})
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+WORKER_TUNERS = ("fixed", "resource-based")
+# How Prometheus finds the worker's metrics: manifests.py renders pod annotations or a PodMonitor (Azure Monitor
+# managed Prometheus reads azmonitoring.coreos.com; prometheus-operator reads monitoring.coreos.com).
+METRICS_SCRAPES = ("none", "annotations", "podmonitor", "prometheus-operator")
 
 
 class ConfigError(Exception):
@@ -197,6 +203,17 @@ def whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def fraction(raw: str) -> float:
+    """A share such as a target CPU usage: more than 0, at most 1."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number more than 0 and at most 1, such as 0.8") from None
+    if not math.isfinite(value) or not 0 < value <= 1:
+        raise ValueError("must be a number more than 0 and at most 1, such as 0.8")
+    return value
+
+
 def one_of(*choices: str, message: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
@@ -307,12 +324,23 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("WORKER_SHUTDOWN_TIMEOUT_SECONDS", seconds(0.0, MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS), "30"),
     Variable("LOG_LEVEL", log_level, "INFO"),
+    # Empty: text on this machine; the rendered ConfigMap sets json for the cluster (manifests.py).
+    Variable("LOG_FORMAT", one_of(*LOG_FORMATS, message="must be text or json")),
     Variable("ACTIVITY_SIMULATED_WORK_SECONDS", seconds(0.0), "0"),
     # Local dev server started by ./start.sh (empty = the address's port + 1000, as the temporal CLI does)
     Variable("TEMPORAL_DEV_SERVER_UI_PORT", port(), scope=Scope.LOCAL),
     # Worker health and metrics (Kubernetes probes, Prometheus)
     Variable("METRICS_PORT", port(lowest=0), "9000"),
-    Variable("WORKER_HEALTH_FILE", required_text, "/tmp/temporal-worker-health"),
+    Variable("HEALTH_PORT", port(lowest=0), "9001"),
+    Variable("HEALTH_CHECK_INTERVAL_SECONDS", seconds(1.0, 3600.0), "10"),
+    # Worker tuning (temporalio.worker.Worker options)
+    Variable("WORKER_TUNER", one_of(*WORKER_TUNERS, message="must be fixed or resource-based"), "fixed"),
+    Variable("WORKER_MAX_CONCURRENT_ACTIVITIES", whole_number(1), "100"),
+    Variable("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", whole_number(2), "100"),
+    Variable("WORKER_MAX_CACHED_WORKFLOWS", whole_number(0), "1000"),
+    Variable("WORKER_TUNER_TARGET_CPU", fraction, "0.8"),
+    Variable("WORKER_TUNER_TARGET_MEMORY", fraction, "0.8"),
+    Variable("WORKER_POLLER_AUTOSCALING", boolean, "false"),
     # Payload encryption with a key from Azure Key Vault
     Variable("KEYVAULT_URL", https_url),
     Variable("KEYVAULT_SECRET_NAME"),
@@ -374,6 +402,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "BUILD_PLATFORMS",
         matching(f"{PLATFORM}(,{PLATFORM})*", "must be comma-separated platforms such as linux/amd64,linux/arm64"),
+        scope=Scope.DEPLOY,
+    ),
+    Variable(
+        "METRICS_SCRAPE",
+        one_of(*METRICS_SCRAPES, message="must be none, annotations, podmonitor or prometheus-operator"),
+        "annotations",
         scope=Scope.DEPLOY,
     ),
     Variable("KEDA_ENABLED", boolean, "false", scope=Scope.DEPLOY),
@@ -528,6 +562,25 @@ class CodecServerSettings:
 
 
 @dataclass(frozen=True)
+class WorkerTuning:
+    """How much work one worker takes on at once (WORKER_TUNER and the WORKER_MAX_* variables)."""
+
+    tuner: str
+    """fixed: at most the WORKER_MAX_CONCURRENT_* slots; resource-based: slots handed out while the
+    CPU and memory targets hold, up to those maxima."""
+    max_concurrent_activities: int
+    max_concurrent_workflow_tasks: int
+    max_cached_workflows: int
+    """Workflows kept in memory between their tasks (sticky execution); 0 turns the cache off."""
+    target_cpu: float
+    """The resource-based tuner's CPU target (a share of the node's CPUs, as the SDK measures it)."""
+    target_memory: float
+    """The resource-based tuner's memory target (a share of the memory the SDK sees)."""
+    poller_autoscaling: bool
+    """Let the SDK scale the number of pollers on the server's feedback instead of a fixed 5 per queue."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the worker, client and codec server need, validated."""
 
@@ -541,7 +594,12 @@ class Settings:
     log_level: str
     activity_simulated_work_seconds: float
     metrics_port: int
-    worker_health_file: Path
+    health_port: int
+    """Port of /livez and /readyz (health.py); 0 turns them off."""
+    health_check_interval_seconds: float
+    """How often the worker checks it still reaches Temporal; /readyz fails after three intervals without."""
+    tuning: WorkerTuning
+    log_format: str
     encryption: EncryptionSettings
     codec_server: CodecServerSettings
 
@@ -661,7 +719,18 @@ def parse_settings(parser: Parser) -> Settings:
         log_level=value("LOG_LEVEL") or "INFO",
         activity_simulated_work_seconds=value("ACTIVITY_SIMULATED_WORK_SECONDS"),
         metrics_port=value("METRICS_PORT"),
-        worker_health_file=Path(value("WORKER_HEALTH_FILE") or "."),
+        health_port=value("HEALTH_PORT"),
+        health_check_interval_seconds=value("HEALTH_CHECK_INTERVAL_SECONDS"),
+        tuning=WorkerTuning(
+            tuner=value("WORKER_TUNER"),
+            max_concurrent_activities=value("WORKER_MAX_CONCURRENT_ACTIVITIES"),
+            max_concurrent_workflow_tasks=value("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS"),
+            max_cached_workflows=value("WORKER_MAX_CACHED_WORKFLOWS"),
+            target_cpu=value("WORKER_TUNER_TARGET_CPU"),
+            target_memory=value("WORKER_TUNER_TARGET_MEMORY"),
+            poller_autoscaling=value("WORKER_POLLER_AUTOSCALING") is True,
+        ),
+        log_format=value("LOG_FORMAT") or "text",
         encryption=EncryptionSettings(
             keyvault_url=value("KEYVAULT_URL"),
             secret_name=value("KEYVAULT_SECRET_NAME"),
@@ -707,6 +776,10 @@ def combination_problems(parser: Parser, settings: Settings) -> list[str]:
             "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together for mTLS: set both or neither"
         )
     problems.extend(keyvault_credential_problems(parser, temporal))
+    if settings.metrics_port and settings.metrics_port == settings.health_port:
+        problems.append(
+            f"METRICS_PORT and HEALTH_PORT are both {settings.metrics_port}: they need a port each; change one of them"
+        )
     encryption = settings.encryption
     names_credentials = any(parser.raw(name) for name in KEYVAULT_CREDENTIAL_VARIABLES)
     if parser.raw("KEYVAULT_URL") and not encryption.secret_name and not names_credentials:
@@ -807,13 +880,8 @@ def exit_with_config_error(error: ConfigError) -> NoReturn:
 
 
 def configure_logging(settings: Settings) -> None:
-    """One log format for every process, at the configured level."""
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-        force=True,
-    )
+    """One log format for every process, at the configured level: text lines, or JSON objects (log_format.py)."""
+    log_format.configure(settings.log_level, settings.log_format)
 
 
 # ---------------------------------------------------------------- helpers

@@ -100,6 +100,8 @@ class DeploySettings:
     """The workload identity's client ID; None renders no ServiceAccount."""
     acr_username: str | None
     keda: KedaSettings
+    metrics_scrape: str
+    """How Prometheus finds the metrics: none, annotations, podmonitor (Azure Monitor) or prometheus-operator."""
     kube_context: str
     warnings: tuple[str, ...] = ()
     """Settings that are not wrong but will not do what one might expect in the cluster."""
@@ -191,7 +193,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         _check_resources(parser)
         _check_pull_secret(parser)
         _check_keda(parser, app)
-        _check_pod(parser)
+        _check_pod(parser, app)
         _check_keyvault_credentials(parser)
     values = parser.variables
     value = partial(_unchecked, parser)
@@ -215,6 +217,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
             max_replicas=value("KEDA_MAX_REPLICAS") or 0,
             target_queue_size=value("KEDA_TARGET_QUEUE_SIZE") or 0,
         ),
+        metrics_scrape=value("METRICS_SCRAPE") or "none",
         kube_context=values["KUBE_CONTEXT"],
         warnings=tuple(_warnings(parser)),
     )
@@ -305,11 +308,16 @@ def _check_keyvault_credentials(parser: Parser) -> None:
             )
 
 
-def _check_pod(parser: Parser) -> None:
-    """What the pod can use: a health file under the writable /tmp."""
-    health_file = parser.variables["WORKER_HEALTH_FILE"]
-    if not (health_file.startswith("/tmp/") and len(health_file) > len("/tmp/")):
-        parser.problem("WORKER_HEALTH_FILE", "must be under /tmp/, the only writable directory in the pod")
+def _check_pod(parser: Parser, app: Settings) -> None:
+    """What the pod needs: a health port for its probes, and a metrics port for whatever scrapes it."""
+    if app.health_port == 0:
+        parser.problem("HEALTH_PORT", "the Kubernetes probes ask /livez and /readyz on it; give a port, such as 9001")
+    scrape = parser.value("METRICS_SCRAPE")
+    if scrape in ("podmonitor", "prometheus-operator") and app.metrics_port == 0:
+        parser.problems.append(
+            f"METRICS_SCRAPE={scrape} with METRICS_PORT=0: there are no metrics to scrape; "
+            "set METRICS_PORT (default 9000) or METRICS_SCRAPE=none"
+        )
 
 
 def _warnings(parser: Parser) -> list[str]:

@@ -21,6 +21,8 @@ source_config.sh) into DIR, by default the directory of this script:
   acr-secret.yaml               image pull Secret for ACR                (when ACR_USERNAME/ACR_PASSWORD are set)
   service-account.yaml          ServiceAccount for Azure Workload Identity (when AZURE_CLIENT_ID is set)
   keda-scaledobject.yaml        KEDA ScaledObject (+ TriggerAuthentication) (when KEDA_ENABLED=true)
+  pod-monitor.yaml              PodMonitor for Prometheus   (when METRICS_SCRAPE=podmonitor or prometheus-operator)
+  prometheus-rules.yaml         PrometheusRule with the alert rules    (when METRICS_SCRAPE=prometheus-operator)
 
 With TEMPORAL_API_KEY_KEYVAULT_SECRET (or TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE) the
 credential stays in Key Vault: no Secret holds it, and KEDA reads it from the vault too.

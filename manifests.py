@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from alerts import RULE_GROUPS
 from config import ConfigError, exit_with_config_error
 from deploy_config import DeploySettings, load_deploy_settings
 
@@ -52,6 +53,8 @@ FILES = (
     "deployment.yaml",
     "pod-disruption-budget.yaml",
     "keda-scaledobject.yaml",
+    "pod-monitor.yaml",
+    "prometheus-rules.yaml",
 )
 SECRET_FILES = frozenset({"acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml"})
 CONFIGURATION_FILES = ("acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml", "config-map.yaml")
@@ -67,6 +70,14 @@ TLS_FILES = {
 }
 GRACE_MARGIN_SECONDS = 15
 CHECKSUM_ANNOTATION = "temporal-aks/config-checksum"
+# In the cluster the logs go to Container Insights, which stores a JSON line's fields as columns.
+CLUSTER_LOG_FORMAT = "json"
+# METRICS_SCRAPE -> the PodMonitor's API group: Azure Monitor managed Prometheus reads its own copy of the CRD.
+POD_MONITOR_API_VERSIONS = {
+    "podmonitor": "azmonitoring.coreos.com/v1",
+    "prometheus-operator": "monitoring.coreos.com/v1",
+}
+SCRAPE_INTERVAL = "30s"
 # Words YAML 1.1 (PyYAML) reads as booleans or null: a key like these is quoted.
 _YAML_WORDS = frozenset("y n yes no on off true false null ~".split())
 _PLAIN_KEY = re.compile(r"[A-Za-z_.][A-Za-z0-9_./-]*")
@@ -174,6 +185,10 @@ def render(settings: DeploySettings) -> dict[str, list[Document]]:
     rendered["pod-disruption-budget.yaml"] = [_pod_disruption_budget(settings, names, labels)]
     if settings.keda.enabled:
         rendered["keda-scaledobject.yaml"] = _keda(settings, names, labels)
+    if settings.metrics_scrape in POD_MONITOR_API_VERSIONS and settings.app.metrics_port:
+        rendered["pod-monitor.yaml"] = [_pod_monitor(settings, names, labels)]
+    if settings.metrics_scrape == "prometheus-operator":
+        rendered["prometheus-rules.yaml"] = [_prometheus_rule(settings, names, labels)]
     return {name: rendered[name] for name in FILES if name in rendered}
 
 
@@ -253,8 +268,10 @@ def _pull_secret(settings: DeploySettings, names: _Names, labels: dict[str, str]
 
 
 def _config_map(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> Document:
-    """Every non-secret POD variable with a value; TLS files are where the pod has them mounted."""
+    """Every non-secret POD variable with a value; TLS files are where the pod has them mounted, and the
+    logs are JSON unless LOG_FORMAT says otherwise."""
     data = settings.pod_variables(secret=False)
+    data.setdefault("LOG_FORMAT", CLUSTER_LOG_FORMAT)
     for variable, file_name in TLS_FILES.items():
         if variable in data:
             data[variable] = f"{TLS_MOUNT_DIR}/{file_name}"
@@ -270,12 +287,12 @@ def _checksum(manifests: Mapping[str, list[Document]]) -> str:
     return digest.hexdigest()
 
 
-def _probe(period_seconds: int, failures: int) -> Document:
-    """Exec probes: the worker keeps WORKER_HEALTH_FILE fresh while it polls; healthcheck.py reads it."""
+def _probe(path: str, period_seconds: int, failures: int) -> Document:
+    """An HTTP probe of the worker's own health server (health.py says what /livez and /readyz mean)."""
     return {
-        "exec": {"command": ["python", "healthcheck.py"]},
+        "httpGet": {"path": path, "port": "health"},
         "periodSeconds": period_seconds,
-        "timeoutSeconds": 5,
+        "timeoutSeconds": 2,
         "failureThreshold": failures,
     }
 
@@ -301,8 +318,9 @@ def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str],
         "workingDir": "/app",
         "envFrom": [{"configMapRef": {"name": names.config_map}}, {"secretRef": {"name": names.app_secret}}],
     }
+    container["ports"] = [{"name": "health", "containerPort": app.health_port, "protocol": "TCP"}]
     if app.metrics_port:
-        container["ports"] = [{"name": "metrics", "containerPort": app.metrics_port, "protocol": "TCP"}]
+        container["ports"].append({"name": "metrics", "containerPort": app.metrics_port, "protocol": "TCP"})
     container |= {
         "resources": {
             "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
@@ -314,9 +332,11 @@ def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str],
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "startupProbe": _probe(5, 60),
-        "readinessProbe": _probe(10, 3),
-        "livenessProbe": _probe(15, 4),
+        # Live: the process answers (up to 2 minutes to start it); ready: polling with a recent round trip
+        # to Temporal; restarted only when it stops answering for a minute, never for a Temporal outage.
+        "startupProbe": _probe("/livez", 2, 60),
+        "readinessProbe": _probe("/readyz", 5, 3),
+        "livenessProbe": _probe("/livez", 15, 4),
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "temporal-tls", "mountPath": TLS_MOUNT_DIR, "readOnly": True},
@@ -351,14 +371,19 @@ def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str],
     spec: Document = {}
     if not settings.keda.enabled:  # with KEDA, KEDA owns the replica count: applying this never resets it
         spec["replicas"] = settings.replicas
+    annotations = {CHECKSUM_ANNOTATION: checksum}
+    if settings.metrics_scrape == "annotations" and app.metrics_port:
+        # The convention Prometheus' kubernetes-pods job and Azure Monitor's pod-annotation scraping read.
+        annotations |= {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(app.metrics_port),
+            "prometheus.io/path": "/metrics",
+        }
     spec |= {
         "revisionHistoryLimit": 5,
         "selector": {"matchLabels": _selector(settings)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-        "template": {
-            "metadata": {"labels": pod_labels, "annotations": {CHECKSUM_ANNOTATION: checksum}},
-            "spec": pod,
-        },
+        "template": {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod},
     }
     metadata = _metadata(settings, names.app, labels)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
@@ -445,6 +470,30 @@ def _keda(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> li
         }
     )
     return documents
+
+
+def _pod_monitor(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> Document:
+    """Scrape the worker pods' `metrics` port: for Azure Monitor managed Prometheus (azmonitoring.coreos.com,
+    which its ama-metrics add-on watches) or for prometheus-operator (monitoring.coreos.com)."""
+    return {
+        "apiVersion": POD_MONITOR_API_VERSIONS[settings.metrics_scrape],
+        "kind": "PodMonitor",
+        "metadata": _metadata(settings, names.app, labels),
+        "spec": {
+            "selector": {"matchLabels": _selector(settings)},
+            "podMetricsEndpoints": [{"port": "metrics", "path": "/metrics", "interval": SCRAPE_INTERVAL}],
+        },
+    }
+
+
+def _prometheus_rule(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> Document:
+    """The alert rules of alerts.py for prometheus-operator (whose Prometheus must select this object)."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _metadata(settings, names.app, labels),
+        "spec": {"groups": RULE_GROUPS},
+    }
 
 
 # ---------------------------------------------------------------- files

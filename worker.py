@@ -3,13 +3,15 @@
 Prints the two lines people look for in `kubectl logs`:
     Initializing worker...
     Starting worker... Awaiting tasks.
-the second only once the worker is really polling. SIGTERM or SIGINT while it
-polls starts a graceful shutdown: polling stops and in-flight activities get
+the second only once the worker is really polling (with LOG_FORMAT=json, as the
+`message` of a JSON line). SIGTERM or SIGINT while it polls starts a graceful
+shutdown: polling stops and in-flight activities get
 WORKER_SHUTDOWN_TIMEOUT_SECONDS to finish. SIGTERM or SIGINT during start-up
 (reading the key from Key Vault, connecting, the namespace check) stops it at
-once (bootstrap.Stop). While polling, the worker keeps its health file fresh
-for the Kubernetes probes (healthcheck.py) and serves Prometheus metrics from
-the SDK runtime on METRICS_PORT.
+once (bootstrap.Stop). From start to exit it serves /livez and /readyz on HEALTH_PORT for the
+Kubernetes probes (health.py), and Prometheus metrics from the SDK runtime on
+METRICS_PORT. How much it runs at once is WORKER_TUNER and the WORKER_MAX_*
+variables (`tuning_options`).
 
 Exit status: 0 after a requested stop (in start-up too), 1 when it cannot start
 or the worker fails, 2 for a configuration mistake.
@@ -20,32 +22,94 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import timedelta
+from typing import Any
 
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.runtime import LogForwardingConfig, LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import PollerBehaviorAutoscaling, ResourceBasedSlotConfig, Worker, WorkerTuner
 
 from activities import YourActivities
-from bootstrap import StartupError, Stop, StopRequested, run_program, temporal_connection
-from config import Settings
-from healthcheck import HealthFile
+from bootstrap import StartupError, Stop, StopRequested, TemporalConnection, run_program, temporal_connection
+from config import Settings, WorkerTuning
+from health import Health, HealthServer, keep_checking_temporal
+from log_format import announce
 from workflows import YourWorkflow
 
 POLL_CHECK_INTERVAL_SECONDS = 0.05
+# The resource-based tuner's own floors (temporalio.worker.ResourceBasedSlotConfig), kept under a lower maximum.
+RESOURCE_BASED_MINIMUM_WORKFLOW_SLOTS = 5
+RESOURCE_BASED_MINIMUM_ACTIVITY_SLOTS = 1
 
 logger = logging.getLogger("worker")
 
 
-def build_runtime(metrics_port: int) -> Runtime | None:
-    """An SDK runtime serving Prometheus metrics on every interface, or None when METRICS_PORT=0."""
-    if not metrics_port:
+def build_runtime(settings: Settings) -> Runtime | None:
+    """The SDK runtime: Prometheus metrics on every interface (METRICS_PORT), and with LOG_FORMAT=json the
+    SDK core's own warnings forwarded to Python logging so that they are JSON lines too; None when neither
+    is asked for (the SDK's default runtime)."""
+    if not settings.metrics_port and settings.log_format != "json":
         return None
+    log_config = LoggingConfig.default
+    if settings.log_format == "json":
+        forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+        log_config = LoggingConfig(filter=LoggingConfig.default.filter, forwarding=forwarding)
+    metrics = None
+    if settings.metrics_port:
+        # Prometheus' own conventions, which are the names Temporal's docs and alerts use and which any
+        # scraper keeps as they are: durations in seconds with a unit suffix, counters ending in _total
+        # (temporal_workflow_task_schedule_to_start_latency_seconds_bucket, temporal_workflow_completed_total).
+        metrics = PrometheusConfig(
+            bind_address=f"0.0.0.0:{settings.metrics_port}",
+            counters_total_suffix=True,
+            unit_suffix=True,
+            durations_as_seconds=True,
+        )
     try:
-        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}")))
+        return Runtime(telemetry=TelemetryConfig(logging=log_config, metrics=metrics))
     except Exception as error:  # the bridge raises a plain Exception for a busy port
         raise StartupError(
-            f"Cannot serve metrics on port {metrics_port}: {error}. "
+            f"Cannot serve metrics on port {settings.metrics_port}: {error}. "
             "Free the port or change METRICS_PORT (0 turns it off)."
         ) from None
+
+
+def tuning_options(tuning: WorkerTuning) -> dict[str, Any]:
+    """The Worker options for WORKER_TUNER, WORKER_MAX_* and WORKER_POLLER_AUTOSCALING.
+
+    With the fixed tuner the maxima are the slots; with the resource-based one they are its ceilings,
+    and slots are handed out while the process stays under the CPU and memory targets.
+    """
+    options: dict[str, Any] = {"max_cached_workflows": tuning.max_cached_workflows}
+    if tuning.tuner == "resource-based":
+        workflow_slots, activity_slots = tuning.max_concurrent_workflow_tasks, tuning.max_concurrent_activities
+        options["tuner"] = WorkerTuner.create_resource_based(
+            target_memory_usage=tuning.target_memory,
+            target_cpu_usage=tuning.target_cpu,
+            workflow_config=ResourceBasedSlotConfig(
+                minimum_slots=min(RESOURCE_BASED_MINIMUM_WORKFLOW_SLOTS, workflow_slots), maximum_slots=workflow_slots
+            ),
+            activity_config=ResourceBasedSlotConfig(
+                minimum_slots=min(RESOURCE_BASED_MINIMUM_ACTIVITY_SLOTS, activity_slots), maximum_slots=activity_slots
+            ),
+        )
+    else:
+        options["max_concurrent_workflow_tasks"] = tuning.max_concurrent_workflow_tasks
+        options["max_concurrent_activities"] = tuning.max_concurrent_activities
+    if tuning.poller_autoscaling:
+        options["workflow_task_poller_behavior"] = PollerBehaviorAutoscaling()
+        options["activity_task_poller_behavior"] = PollerBehaviorAutoscaling()
+    return options
+
+
+def describe_tuning(tuning: WorkerTuning) -> str:
+    """The tuning in one line for the log, e.g. `fixed slots (100 workflow tasks, 100 activities), ...`."""
+    slots = f"{tuning.max_concurrent_workflow_tasks} workflow tasks, {tuning.max_concurrent_activities} activities"
+    if tuning.tuner == "resource-based":
+        targets = f"CPU target {tuning.target_cpu:g}, memory target {tuning.target_memory:g}"
+        slots = f"resource-based slots ({targets}, at most {slots})"
+    else:
+        slots = f"fixed slots ({slots})"
+    pollers = "autoscaling" if tuning.poller_autoscaling else "fixed"
+    return f"{slots}, {tuning.max_cached_workflows} cached workflows, {pollers} pollers"
 
 
 def build_worker(client, settings: Settings) -> Worker:
@@ -56,6 +120,7 @@ def build_worker(client, settings: Settings) -> Worker:
         workflows=[YourWorkflow],
         activities=activities.all(),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_timeout_seconds),
+        **tuning_options(settings.tuning),
     )
 
 
@@ -69,12 +134,30 @@ async def wait_until_polling(worker: Worker, run_task: asyncio.Task) -> None:
 
 
 async def run(settings: Settings, stop: Stop) -> int:
-    print("Initializing worker...", flush=True)
-    async with temporal_connection(settings, stop, build_runtime(settings.metrics_port)) as connection:
-        worker = build_worker(connection.client, settings)
-        connection.on_new_client(lambda client: setattr(worker, "client", client))  # a rotated client certificate
-        await serve(worker, settings, stop)
+    announce(logger, "Initializing worker...")
+    health = Health(settings.health_check_interval_seconds)
+    health_server = await start_health_server(settings.health_port, health)
+    try:
+        async with temporal_connection(settings, stop, build_runtime(settings)) as connection:
+            worker = build_worker(connection.client, settings)
+            connection.on_new_client(lambda client: setattr(worker, "client", client))  # a rotated client certificate
+            await serve(worker, settings, stop, health, connection)
+    finally:
+        await health_server.stop()
     return 0
+
+
+async def start_health_server(port: int, health: Health) -> HealthServer:
+    """/livez and /readyz from start-up to exit (live at once, ready once polling), or a StartupError."""
+    server = HealthServer(port, health)
+    try:
+        await server.start()
+    except OSError as error:
+        raise StartupError(
+            f"Cannot serve /livez and /readyz on port {port}: {error.strerror or error}. "
+            "Free the port or change HEALTH_PORT (0 turns it off)."
+        ) from None
+    return server
 
 
 async def abandon_start(worker: Worker, run_task: asyncio.Task) -> None:
@@ -86,38 +169,26 @@ async def abandon_start(worker: Worker, run_task: asyncio.Task) -> None:
     await asyncio.gather(run_task, return_exceptions=True)
 
 
-async def first_beat_or_stop(health: HealthFile, worker: Worker) -> None:
-    """Write the health file once before announcing readiness: a worker whose probes can never pass must say so."""
-    try:
-        health.beat()
-    except OSError as error:
-        await worker.shutdown()
-        raise StartupError(
-            f"Cannot write the health file {health.path}: {error.strerror or error}. "
-            "Set WORKER_HEALTH_FILE to a writable path (in the pod: under /tmp)."
-        ) from None
-
-
-async def serve(worker: Worker, settings: Settings, stop: Stop) -> None:
-    """Poll until stopped or failed, keeping the health file fresh meanwhile; then shut down gracefully."""
+async def serve(worker: Worker, settings: Settings, stop: Stop, health: Health, connection: TemporalConnection) -> None:
+    """Poll until stopped or failed, checking the way to Temporal meanwhile; then shut down gracefully."""
     run_task = asyncio.create_task(worker.run())
     try:
         await stop.race(wait_until_polling(worker, run_task), "checking the namespace and starting to poll")
     except StopRequested:
         await abandon_start(worker, run_task)
         raise
-    health = HealthFile(settings.worker_health_file)
-    await first_beat_or_stop(health, worker)
-    print("Starting worker... Awaiting tasks.", flush=True)
-    beating = asyncio.create_task(health.keep_fresh())
+    health.polling_started()
+    logger.info("Worker tuning: %s", describe_tuning(settings.tuning))
+    announce(logger, "Starting worker... Awaiting tasks.")
+    checking = asyncio.create_task(keep_checking_temporal(lambda: connection.client, health))
     try:
         # shield: a stop must not cancel the worker, which shuts down gracefully below
         await stop.race(asyncio.shield(run_task), "polling")
     except StopRequested:
         pass
     finally:
-        beating.cancel()
-        health.remove()
+        health.shutting_down()
+        checking.cancel()
     if not run_task.done():
         logger.info(
             "Shutdown requested: waiting up to %gs for running activities",

@@ -128,6 +128,12 @@ check_cluster() {
   elif [ "$mode" = deploy ] && [ "$KEDA_ENABLED" = true ] &&
     ! check "" kubectl --context "$KUBE_CONTEXT" get crd scaledobjects.keda.sh triggerauthentications.keda.sh --output name; then
     preflight_problem "KEDA_ENABLED=true but KEDA is not installed in the cluster: az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --enable-keda (the temporal scaler needs KEDA 2.17+), or set KEDA_ENABLED=false"
+  elif [ "$mode" = deploy ] && [ "$METRICS_SCRAPE" = podmonitor ] &&
+    ! check "" kubectl --context "$KUBE_CONTEXT" get crd podmonitors.azmonitoring.coreos.com --output name; then
+    preflight_problem "METRICS_SCRAPE=podmonitor but the cluster has no azmonitoring.coreos.com PodMonitor: turn on Azure Monitor managed Prometheus (az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --enable-azure-monitor-metrics), or set METRICS_SCRAPE=annotations or none"
+  elif [ "$mode" = deploy ] && [ "$METRICS_SCRAPE" = prometheus-operator ] &&
+    ! check "" kubectl --context "$KUBE_CONTEXT" get crd podmonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com --output name; then
+    preflight_problem "METRICS_SCRAPE=prometheus-operator but the cluster has no monitoring.coreos.com PodMonitor and PrometheusRule: install prometheus-operator (kube-prometheus-stack), or set METRICS_SCRAPE=annotations or none"
   fi
 }
 

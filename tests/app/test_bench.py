@@ -27,5 +27,12 @@ def test_bench_quick_prints_every_measure(tmp_path):
         r"\| codec encode\+decode, 1 KiB \|",
         r"\| Key Vault GETs, key version 1 of \d \| \d+ current reads, \d+ by version id \|",
         r"\| worker start to polling \| [\d.]+ s \|",
+        r"\| worker throughput, fixed \(100 activity slots\) \| \d+ activities/s \([\d.]+ workflows/s\) \|",
+        r"\| worker throughput, resource-based \(CPU and memory targets 0\.8\) \| \d+ activities/s ",
+        r"\| probe: HTTP GET /readyz \| [\d.]+ ms CPU, [\d.]+ ms \|",
+        r"\| probe: exec python \(the old healthcheck\.py\) \| \d+ ms CPU, \d+ ms \|",
+        r"\| probe CPU per pod and hour \| [\d.]+ s HTTP \(was \d+ s exec\) \|",
+        r"\| worker memory, polling \| \d+ MiB RSS \|",
+        r"\| worker memory per cached workflow \| -?\d+ KiB \|",
     ):
         assert re.search(row, table), f"missing {row!r} in:\n{table}"

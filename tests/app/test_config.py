@@ -40,6 +40,37 @@ def test_defaults_apply_without_file_or_environment(tmp_path):
     assert settings.encryption.enabled is False
 
 
+def test_worker_defaults_are_the_sdks_and_the_health_and_log_settings_are_read(tmp_path):
+    settings = load_settings({}, tmp_path / "missing.env")
+    assert settings.tuning == config.WorkerTuning(
+        tuner="fixed",
+        max_concurrent_activities=100,
+        max_concurrent_workflow_tasks=100,
+        max_cached_workflows=1000,
+        target_cpu=0.8,
+        target_memory=0.8,
+        poller_autoscaling=False,
+    )
+    assert (settings.log_format, settings.health_port, settings.health_check_interval_seconds) == ("text", 9001, 10)
+    tuned = settings_from(
+        tmp_path,
+        WORKER_TUNER="resource-based",
+        WORKER_MAX_CACHED_WORKFLOWS="0",
+        WORKER_TUNER_TARGET_CPU="1",
+        WORKER_TUNER_TARGET_MEMORY="0.65",
+        WORKER_POLLER_AUTOSCALING="true",
+        LOG_FORMAT="json",
+        HEALTH_PORT="0",
+    )
+    assert (tuned.tuning.tuner, tuned.tuning.max_cached_workflows, tuned.tuning.poller_autoscaling) == (
+        "resource-based",
+        0,
+        True,
+    )
+    assert (tuned.tuning.target_cpu, tuned.tuning.target_memory) == (1.0, 0.65)
+    assert (tuned.log_format, tuned.health_port) == ("json", 0)
+
+
 def test_environment_wins_over_file_and_file_over_defaults(tmp_path):
     settings = settings_from(
         tmp_path,
@@ -129,6 +160,25 @@ COMPANIONS = {
         ("CODEC_SERVER_PORT", "0", "port must be a whole number from 1"),
         ("CODEC_SERVER_CORS_ORIGINS", "localhost:8233", "is not an origin"),
         ("CODEC_SERVER_HOST", " ", "must not be empty"),
+        ("LOG_FORMAT", "JSON", "must be text or json"),
+        ("LOG_FORMAT", "logfmt", "must be text or json"),
+        ("HEALTH_PORT", "http", "port must be a whole number from 0 to 65535"),
+        ("HEALTH_PORT", "65536", "port must be a whole number from 0 to 65535"),
+        ("HEALTH_CHECK_INTERVAL_SECONDS", "0.5", "at least 1"),
+        ("HEALTH_CHECK_INTERVAL_SECONDS", "10s", "number of seconds"),
+        ("WORKER_TUNER", "auto", "must be fixed or resource-based"),
+        ("WORKER_TUNER", "resource_based", "must be fixed or resource-based"),
+        ("WORKER_MAX_CONCURRENT_ACTIVITIES", "0", "at least 1"),
+        ("WORKER_MAX_CONCURRENT_ACTIVITIES", "1e3", "whole number"),
+        ("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "1", "at least 2"),
+        ("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "-5", "whole number"),
+        ("WORKER_MAX_CACHED_WORKFLOWS", "lots", "whole number"),
+        ("WORKER_MAX_CACHED_WORKFLOWS", "1000000", "whole number"),
+        ("WORKER_TUNER_TARGET_CPU", "80%", "more than 0 and at most 1"),
+        ("WORKER_TUNER_TARGET_CPU", "0", "more than 0 and at most 1"),
+        ("WORKER_TUNER_TARGET_MEMORY", "1.5", "more than 0 and at most 1"),
+        ("WORKER_TUNER_TARGET_MEMORY", "nan", "more than 0 and at most 1"),
+        ("WORKER_POLLER_AUTOSCALING", "auto", "must be true or false"),
     ],
 )
 def test_each_bad_value_is_reported_with_its_variable_and_a_fix(tmp_path, variable, value, message):
@@ -208,6 +258,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
             {"CODEC_SERVER_TLS_KEY_FILE": "__key__"},
             "CODEC_SERVER_TLS_CERT_FILE and CODEC_SERVER_TLS_KEY_FILE go together",
         ),
+        ({"METRICS_PORT": "9100", "HEALTH_PORT": "9100"}, "METRICS_PORT and HEALTH_PORT are both 9100"),
     ],
 )
 def test_contradicting_variables_are_reported(tmp_path, environ, message):
@@ -433,7 +484,7 @@ def test_the_catalog_declares_each_variable_once_and_the_app_reads_only_its_own(
             variable.parse(variable.default)  # every default passes its own check
 
 
-@pytest.mark.parametrize("script", ["worker.py", "client.py", "healthcheck.py"])
+@pytest.mark.parametrize("script", ["worker.py", "client.py"])
 def test_programs_exit_2_on_configuration_mistakes(tmp_path, script):
     result = subprocess.run(
         [PYTHON, str(REPO_DIR / script)],

@@ -7,6 +7,8 @@ import signal
 import time
 import urllib.request
 
+import pytest
+
 from helpers.processes import base_environment, free_port, temporal_cli_json, workflow_history
 from helpers.stopping import SilentServer
 
@@ -34,6 +36,11 @@ def test_worker_prints_its_two_lines_and_client_smoke_test_completes_workflows(
             re.MULTILINE,
         ), client.output
     assert "3 of 3 workflows succeeded" in client.output
+    # Text logs (the default) keep the SDK's context appended to the message, as the SDK writes it.
+    [activity_line, *_] = worker.wait_for_line(r" INFO temporalio\.activity: Running your_first_activity \(")
+    assert (
+        f"'task_queue': '{task_queue}'" in activity_line and "'activity_type': 'your_first_activity'" in activity_line
+    )
 
 
 def test_client_loop_starts_a_workflow_every_interval_and_logs_outcomes_with_payloads_only_at_debug(
@@ -185,27 +192,24 @@ def test_wrong_address_makes_worker_and_client_exit_non_zero_with_one_readable_l
 
 
 def test_worker_serves_health_and_metrics_while_polling_and_not_after(tmp_path, dev_server, task_queue, run_app):
-    metrics_port = free_port()
-    health_file = tmp_path / "health"
+    metrics_port, health_port = free_port(), free_port()
     env = app_environment(
-        tmp_path, dev_server, task_queue, METRICS_PORT=str(metrics_port), WORKER_HEALTH_FILE=str(health_file)
+        tmp_path, dev_server, task_queue, METRICS_PORT=str(metrics_port), HEALTH_PORT=str(health_port)
     )
-    probe = run_app("healthcheck.py", env=env)
-    assert probe.wait() == 1, "not healthy before the worker polls"
-
     worker = run_app("worker.py", env=env)
     worker.wait_for_line(WORKER_READY)
-    assert run_app("healthcheck.py", env=env).wait() == 0
+    for path in ("livez", "readyz"):
+        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/{path}", timeout=10) as response:
+            assert (response.status, response.read()) == (200, b"ok\n")
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
         metrics = response.read().decode()
-    assert "temporal_" in metrics
+    assert "temporal_num_pollers{" in metrics
 
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
-    assert not health_file.exists()
-    unhealthy = run_app("healthcheck.py", env=env)
-    assert unhealthy.wait() == 1
-    assert "the worker is not polling" in unhealthy.output
+    for port in (health_port, metrics_port):
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
 
 
 def test_unknown_namespace_makes_the_worker_exit_non_zero_with_a_hint(tmp_path, dev_server, task_queue, run_app):
@@ -214,19 +218,5 @@ def test_unknown_namespace_makes_the_worker_exit_non_zero_with_a_hint(tmp_path, 
     assert worker.wait() == 1
     assert "ERROR: Worker could not start" in worker.output
     assert "Check TEMPORAL_NAMESPACE" in worker.output
-    assert "Starting worker... Awaiting tasks." not in worker.output
-    assert "Traceback" not in worker.output
-
-
-def test_unwritable_health_file_stops_the_worker_before_it_claims_to_be_ready(
-    tmp_path, dev_server, task_queue, run_app
-):
-    not_a_directory = tmp_path / "a-file"
-    not_a_directory.write_text("")
-    env = app_environment(tmp_path, dev_server, task_queue, WORKER_HEALTH_FILE=str(not_a_directory / "health"))
-    worker = run_app("worker.py", env=env)
-    assert worker.wait() == 1
-    assert f"ERROR: Cannot write the health file {not_a_directory / 'health'}" in worker.output
-    assert "Set WORKER_HEALTH_FILE to a writable path" in worker.output
     assert "Starting worker... Awaiting tasks." not in worker.output
     assert "Traceback" not in worker.output

@@ -42,7 +42,7 @@ from helpers.deploy_harness import (
     shown,
 )
 from helpers.fake_keyvault import azure_cli_environment
-from helpers.manifest_checks import KUBERNETES_VERSION, check_temporal_trigger, keda_schema
+from helpers.manifest_checks import KUBERNETES_VERSION, check_temporal_trigger, crd_schema, keda_schema
 from helpers.processes import base_environment, free_port
 
 # Replaced in every value by the path of a file that only a shell running the value would create.
@@ -176,8 +176,22 @@ CORPUS = [
     ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "/tmp/$(touch CANARY)", rejected("not readable")),
     ("KEYVAULT_CA_FILE", "/dev/null/ca.pem", rejected("not readable")),
     ("CODEC_SERVER_TLS_CERT_FILE", "/tmp/$(touch CANARY)", rejected("not readable")),
-    ("WORKER_HEALTH_FILE", "/tmp/health $(touch CANARY)", CARRIED),
-    ("WORKER_HEALTH_FILE", "/app/health", rejected("under /tmp/", by="render")),
+    # --- health, logs and tuning
+    ("HEALTH_PORT", "9001; touch CANARY", rejected("port must be a whole number")),
+    ("HEALTH_PORT", "0", rejected("the Kubernetes probes", by="render")),
+    ("HEALTH_PORT", "9000", rejected("METRICS_PORT and HEALTH_PORT are both 9000")),
+    ("HEALTH_CHECK_INTERVAL_SECONDS", "`touch CANARY`", rejected("number of seconds")),
+    ("LOG_FORMAT", "json`touch CANARY`", rejected("must be text or json")),
+    ("LOG_FORMAT", "text", CARRIED),
+    ("WORKER_TUNER", "fixed; touch CANARY", rejected("must be fixed or resource-based")),
+    ("WORKER_TUNER", "resource-based", CARRIED),
+    ("WORKER_MAX_CONCURRENT_ACTIVITIES", "100 && touch CANARY", rejected("whole number")),
+    ("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "1", rejected("at least 2")),
+    ("WORKER_MAX_CACHED_WORKFLOWS", "$(touch CANARY)", rejected("whole number")),
+    ("WORKER_TUNER_TARGET_CPU", "0.8; touch CANARY", rejected("more than 0 and at most 1")),
+    ("WORKER_TUNER_TARGET_MEMORY", "-0.5", rejected("more than 0 and at most 1")),
+    ("WORKER_POLLER_AUTOSCALING", "yes", rejected("true or false")),
+    ("METRICS_SCRAPE", "podmonitor; touch CANARY", rejected("must be none, annotations", by="render")),
     # --- empty: the same as unset
     ("TEMPORAL_TASK_QUEUE", "", DEFAULT),
     ("TEMPORAL_ADDRESS", "", DEFAULT),
@@ -195,6 +209,7 @@ COMPANIONS = {
     # The credential in Key Vault replaces the one in config.env (SHELL_BASE has an API key).
     "TEMPORAL_API_KEY_KEYVAULT_SECRET": {"KEYVAULT_URL": "https://127.0.0.1:1/", "TEMPORAL_API_KEY": ""},
     "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE": {"KEYVAULT_URL": "https://127.0.0.1:1/"},
+    "HEALTH_PORT": {"METRICS_PORT": "9000"},
 }
 # The shell side starts from a deployment with every feature on, so that every manifest is rendered.
 SHELL_BASE = {**FULL_CONFIG, "KEYVAULT_URL": "https://my-vault.vault.azure.net/", "KEYVAULT_SECRET_NAME": "key"}
@@ -330,6 +345,8 @@ def assert_manifests_sound(directory: Path) -> None:
             documents[document["kind"]] = document
             if document["apiVersion"].startswith("keda.sh/"):
                 jsonschema.validate(document, keda_schema(document["kind"]))
+            elif ".coreos.com/" in document["apiVersion"]:
+                jsonschema.validate(document, crd_schema(document["apiVersion"], document["kind"]))
             else:
                 kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
     if "ScaledObject" in documents:
@@ -338,8 +355,9 @@ def assert_manifests_sound(directory: Path) -> None:
     settings = {**config.DEFAULTS, **documents["ConfigMap"]["data"]}  # what the worker in the pod reads
     pod = documents["Deployment"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    metrics_port = int(settings["METRICS_PORT"])
-    assert [port["containerPort"] for port in container.get("ports", [])] == ([metrics_port] if metrics_port else [])
+    metrics_port, health_port = int(settings["METRICS_PORT"]), int(settings["HEALTH_PORT"])
+    ports = [port["containerPort"] for port in container["ports"]]
+    assert ports == [health_port] + ([metrics_port] if metrics_port else [])
     grace = pod["terminationGracePeriodSeconds"]
     assert isinstance(grace, int) and float(settings["WORKER_SHUTDOWN_TIMEOUT_SECONDS"]) < grace <= INT64_MAX
 

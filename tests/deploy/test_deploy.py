@@ -251,6 +251,32 @@ def test_preflight_checks_the_login_the_registry_and_keda(project: Project) -> N
     assert "KEDA_ENABLED=true but KEDA is not installed" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("scrape", "crds", "objects"),
+    [
+        ("podmonitor", ["podmonitors.azmonitoring.coreos.com"], ["pod-monitor.yaml"]),
+        (
+            "prometheus-operator",
+            ["podmonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"],
+            ["pod-monitor.yaml", "prometheus-rules.yaml"],
+        ),
+    ],
+)
+def test_a_pod_monitor_needs_its_crd_and_is_applied_after_the_deployment(
+    project: Project, scrape: str, crds: list[str], objects: list[str]
+) -> None:
+    project.write_config({**MINIMAL_CONFIG, "METRICS_SCRAPE": scrape})
+    result = project.run("deploy.sh")
+    assert result.returncode == 0, result.output
+    assert ["kubectl", "--context", CONTEXT, "get", "crd", *crds, "--output", "name"] in project.commands()
+    applied = [command[-1].rsplit("/", 1)[-1] for command in project.commands() if "apply" in command]
+    assert applied[-len(objects) :] == objects and applied.index("deployment.yaml") < applied.index(objects[0])
+
+    missing = project.run("deploy.sh", STUB_FAIL="get crd")
+    assert missing.returncode == 1
+    assert f"METRICS_SCRAPE={scrape} but the cluster has no" in missing.stderr
+
+
 def test_patch_rebuilds_pushes_and_sets_the_image(project: Project) -> None:
     project.write_config(FULL_CONFIG)
     result = project.run("patch.sh")

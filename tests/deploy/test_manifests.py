@@ -1,6 +1,6 @@
 """generate-k8s-manifests.sh with the real kubectl: every manifest valid for a current Kubernetes,
-KEDA's objects valid for KEDA's schema and temporal scaler, a hardened Deployment, Secrets only in
-0600 gitignored files, and no secret anywhere else."""
+KEDA's and Prometheus' objects valid for their schemas, a hardened Deployment probed over HTTP, Secrets
+only in 0600 gitignored files, and no secret anywhere else."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from pathlib import Path
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 import config
+import manifests
 
 from helpers.deploy_harness import (
     API_KEY_CANARY,
@@ -27,7 +29,7 @@ from helpers.deploy_harness import (
     parse_with_pyyaml,
     secret_values,
 )
-from helpers.manifest_checks import KEDA, KUBERNETES_VERSION, check_temporal_trigger, keda_schema
+from helpers.manifest_checks import KEDA, KUBERNETES_VERSION, check_temporal_trigger, crd_schema, keda_schema
 
 SECRET_FILES = {"acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml"}
 ALWAYS = {
@@ -39,6 +41,9 @@ ALWAYS = {
     "pod-disruption-budget.yaml",
 }
 ALL_FILES = ALWAYS | SECRET_FILES | {"service-account.yaml", "keda-scaledobject.yaml"}
+CRD_FILES = {"keda-scaledobject.yaml", "pod-monitor.yaml", "prometheus-rules.yaml"}
+RENDERABLE_FILES = ALL_FILES | CRD_FILES
+SCRAPE_ANNOTATIONS = {"prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path"}
 
 
 def render(project: Project, values: dict[str, str], *arguments: str) -> None:
@@ -178,11 +183,20 @@ def test_the_deployment_is_hardened_and_probed(project: Project) -> None:
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
 
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["exec"]["command"] == ["python", "healthcheck.py"]
+    probes = {probe: container[probe]["httpGet"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes == {
+        "startupProbe": {"path": "/livez", "port": "health"},
+        "readinessProbe": {"path": "/readyz", "port": "health"},
+        "livenessProbe": {"path": "/livez", "port": "health"},
+    }, "ready means polling; live means answering, so a Temporal outage never restarts the pod"
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60, "a minute without an answer, not less"
     assert container["workingDir"] == "/app"
-    assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 300
-    assert container["ports"] == [{"name": "metrics", "containerPort": 9100, "protocol": "TCP"}]
+    assert container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"] >= 120
+    assert container["ports"] == [
+        {"name": "health", "containerPort": 9001, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9100, "protocol": "TCP"},
+    ]
     assert pod["terminationGracePeriodSeconds"] == 43 + 15
 
     assert container["resources"] == {
@@ -197,10 +211,66 @@ def test_the_deployment_is_hardened_and_probed(project: Project) -> None:
     assert pod["automountServiceAccountToken"] is False
 
 
-def test_metrics_port_zero_leaves_the_port_out(project: Project) -> None:
-    render(project, {**MINIMAL_CONFIG, "METRICS_PORT": "0"})
-    [container] = project.manifest("deployment.yaml")[0]["spec"]["template"]["spec"]["containers"]
-    assert "ports" not in container
+def test_metrics_port_zero_leaves_the_port_and_the_scrape_annotations_out(project: Project) -> None:
+    render(project, {**MINIMAL_CONFIG, "METRICS_PORT": "0", "HEALTH_PORT": "8088"})
+    template = project.manifest("deployment.yaml")[0]["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    assert container["ports"] == [{"name": "health", "containerPort": 8088, "protocol": "TCP"}]
+    assert not SCRAPE_ANNOTATIONS & set(template["metadata"]["annotations"])
+
+
+@pytest.mark.parametrize("scrape", ["none", "annotations", "podmonitor", "prometheus-operator"])
+def test_each_way_of_scraping_renders_valid_objects(project: Project, scrape: str) -> None:
+    render(project, {**MINIMAL_CONFIG, "METRICS_SCRAPE": scrape, "METRICS_PORT": "9100"})
+    for name in sorted(rendered_files(project.root) - CRD_FILES):
+        for document in parse_with_pyyaml(project.root / name):
+            kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+    for name in sorted(rendered_files(project.root) & CRD_FILES):
+        for document in parse_with_pyyaml(project.root / name):
+            jsonschema.validate(document, crd_schema(document["apiVersion"], document["kind"]))
+        assert parse_with_kubectl(project.root / name) == parse_with_pyyaml(project.root / name)
+
+    deployment = project.manifest("deployment.yaml")[0]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    monitors = project.manifest("pod-monitor.yaml") if (project.root / "pod-monitor.yaml").exists() else []
+    if scrape == "annotations":
+        assert {key: annotations[key] for key in SCRAPE_ANNOTATIONS} == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": "9100",
+            "prometheus.io/path": "/metrics",
+        }
+    else:
+        assert not SCRAPE_ANNOTATIONS & set(annotations)
+    if scrape in ("podmonitor", "prometheus-operator"):
+        [monitor] = monitors
+        group = "azmonitoring.coreos.com" if scrape == "podmonitor" else "monitoring.coreos.com"
+        assert monitor["apiVersion"] == f"{group}/v1"
+        assert monitor["metadata"]["namespace"] == deployment["metadata"]["namespace"]
+        assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items(), "it selects the worker pods"
+        [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        assert {"name": endpoint["port"], "containerPort": 9100, "protocol": "TCP"} in container["ports"]
+        assert endpoint["path"] == "/metrics"
+    else:
+        assert monitors == []
+    rules = project.root / "prometheus-rules.yaml"
+    assert rules.exists() == (scrape == "prometheus-operator"), "the operator evaluates PrometheusRules; Azure does not"
+
+
+def test_the_prometheus_rule_holds_the_alert_rules_file(project: Project) -> None:
+    render(project, {**MINIMAL_CONFIG, "METRICS_SCRAPE": "prometheus-operator"})
+    [rule] = project.manifest("prometheus-rules.yaml")
+    rules_file = yaml.safe_load((REPO / "monitoring" / "temporal-worker-alerts.yaml").read_text())
+    assert rule["spec"] == rules_file
+    assert rule["metadata"]["labels"]["app.kubernetes.io/name"] == "temporal-worker"
+
+
+def test_log_format_is_json_in_the_cluster_unless_set(project: Project) -> None:
+    render(project, MINIMAL_CONFIG)
+    assert project.manifest("config-map.yaml")[0]["data"]["LOG_FORMAT"] == "json"
+    render(project, {**MINIMAL_CONFIG, "LOG_FORMAT": "text"})
+    assert project.manifest("config-map.yaml")[0]["data"]["LOG_FORMAT"] == "text"
 
 
 def test_the_pod_gets_its_settings_and_identity(project: Project) -> None:
@@ -232,6 +302,7 @@ def test_the_config_map_holds_every_non_secret_app_setting_and_nothing_else(proj
     expected.update(
         TEMPORAL_ADDRESS=FULL_CONFIG["TEMPORAL_ADDRESS"], TEMPORAL_NAMESPACE=FULL_CONFIG["TEMPORAL_NAMESPACE"]
     )
+    expected["LOG_FORMAT"] = "json"  # the cluster's default (manifests.CLUSTER_LOG_FORMAT)
     assert config_map["data"] == expected
     assert [secret_values(d) for d in project.manifest("app-secret.yaml")] == [{"TEMPORAL_API_KEY": API_KEY_CANARY}]
 
@@ -281,11 +352,12 @@ def test_secret_files_are_private_and_gitignored_and_secrets_appear_nowhere_else
             assert mode == 0o644, name
             assert contains_canary((project.root / name).read_text(encoding="utf-8")) == [], name
     ignored = subprocess.run(
-        ["git", "-C", str(REPO), "check-ignore", "--no-index", *sorted(ALL_FILES)],
+        ["git", "-C", str(REPO), "check-ignore", "--no-index", *sorted(RENDERABLE_FILES)],
         capture_output=True,
         text=True,
     )
-    assert set(ignored.stdout.split()) == ALL_FILES
+    assert RENDERABLE_FILES == set(manifests.FILES), "every file manifests.py can write is gitignored"
+    assert set(ignored.stdout.split()) == RENDERABLE_FILES
     argv = [call["argv"] for call in project.calls()]
     assert contains_canary(json.dumps(argv, ensure_ascii=False)) == []
 

@@ -29,8 +29,8 @@ TRIGGER_KEYS = {"endpoint", "namespace", "taskQueue", "queueTypes", "targetQueue
 
 
 def expected_config_map(file_values: dict[str, str]) -> dict[str, str]:
-    """config.py's view of the settings the pod uses, minus secrets and empty ones."""
-    return {
+    """config.py's view of the settings the pod uses, minus secrets and empty ones; logs are JSON in the cluster."""
+    return {"LOG_FORMAT": "json"} | {
         variable.name: file_values.get(variable.name) or variable.default
         for variable in config.VARIABLES
         if variable.scope is config.Scope.POD

@@ -28,7 +28,7 @@ DEPLOY_VARIABLES = [
     "AZURE_SUBSCRIPTION_ID", "RESOURCE_GROUP", "ACR_NAME", "ACR_USERNAME", "ACR_PASSWORD", "ACR_EMAIL",
     "AKS_CLUSTER_NAME", "KUBE_CONTEXT", "KUBERNETES_NAMESPACE", "APP_NAME", "IMAGE_TAG", "APP_IMAGE",
     "REPLICAS", "CPU_REQUEST", "MEMORY_REQUEST", "CPU_LIMIT", "MEMORY_LIMIT", "AZURE_CLIENT_ID",
-    "BUILD_MODE", "BUILD_PLATFORMS", "KEDA_ENABLED", "KEDA_MIN_REPLICAS", "KEDA_MAX_REPLICAS",
+    "BUILD_MODE", "BUILD_PLATFORMS", "METRICS_SCRAPE", "KEDA_ENABLED", "KEDA_MIN_REPLICAS", "KEDA_MAX_REPLICAS",
     "KEDA_TARGET_QUEUE_SIZE", "ROLLOUT_TIMEOUT",
 ]  # fmt: skip
 AWKWARD_VALUE = 'it\'s "quoted" # not a comment $(touch pwned) ${HOME} `id` \\ back\nsecond line\tü 😀'
@@ -205,7 +205,8 @@ INVALID_FOR_RENDERING = [
     ("APP_IMAGE", "Registry/Worker:1", "REGISTRY/REPOSITORY:TAG"),
     ("AZURE_CLIENT_ID", "not-a-guid", "GUID"),
     ("ACR_NAME", "my-registry", "5 to 50 letters and digits"),
-    ("WORKER_HEALTH_FILE", "/var/run/health", "under /tmp/"),
+    ("HEALTH_PORT", "0", "the Kubernetes probes"),
+    ("METRICS_SCRAPE", "servicemonitor", "must be none, annotations, podmonitor or prometheus-operator"),
     ("ACR_USERNAME", "someone", "go together"),
 ]
 

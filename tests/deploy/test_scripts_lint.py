@@ -83,6 +83,7 @@ def test_the_build_context_is_an_allow_list_of_the_app_files() -> None:
         "!requirements.txt",
         "!*.py",
         "!start.sh",
+        "alerts.py",
         "bench.py",
         "deploy_config.py",
         "manifests.py",

@@ -62,7 +62,8 @@ ROTATED_API_KEY_CANARY = "canary-rotated-api-key-Wc2y `touch pwned`"
 CODEC_ENCODE_TOKEN_CANARY = "canary-codec-encode-token-Vq2n"  # local only, like the codec server that reads it
 ENCRYPTION_KEY = b"canary-encryption-key-32-bytes!!"  # an AES-256 key whose bytes are recognizable text
 KEY_IN_VAULT = base64.b64encode(ENCRYPTION_KEY).decode()
-WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
+# The line itself (LOG_FORMAT=text), or the message of a JSON line (LOG_FORMAT=json).
+WORKER_READY = r'^Starting worker\.\.\. Awaiting tasks\.$|"message": "Starting worker\.\.\. Awaiting tasks\."'
 SECRET_MANIFESTS = ("acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml")
 # Pieces of YourWorkflow's argument ("ClientTriggeredPayload-N") and result ("Final result: Processed: Hello, ...!").
 PAYLOAD_TEXTS = ("ClientTriggeredPayload", "Processed: Hello", "Final result")
@@ -208,7 +209,8 @@ def exercise_codec_server(base_url: str) -> list[tuple[str, int, bytes]]:
     return answers
 
 
-def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: Path) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: Path, log_format: str) -> None:
     port, ui_port, codec_port = free_port(), free_port(), free_port()
     with FakeKeyVault(tmp_path) as vault:
         vault.add_version(SECRET_NAME, KEY_IN_VAULT)
@@ -221,6 +223,7 @@ def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: P
             ui_port,
             codec_port,
             LOG_LEVEL="DEBUG",
+            LOG_FORMAT=log_format,
             CODEC_SERVER_TOKEN=CODEC_TOKEN_CANARY,
             CODEC_SERVER_ENCODE="true",
             CODEC_SERVER_ENCODE_TOKEN=CODEC_ENCODE_TOKEN_CANARY,
@@ -256,13 +259,16 @@ def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: P
         assert app.process.returncode == 0, app.output
         assert vault.fetches(None) >= 2, "the worker, client and codec server read the key from the vault"
 
+    debug_line = '"level": "DEBUG"' if log_format == "json" else " DEBUG "
     for program in (app, client):
         assert "Payload encryption: on" in program.output, "the key was in use"
-        assert " DEBUG " in program.output, "the most talkative log level was searched"
+        assert debug_line in program.output, "the most talkative log level was searched"
         assert leaked(program.output) == [], program.output
         shown_payloads = [line for line in program.lines if any(text in line for text in PAYLOAD_TEXTS)]
         assert shown_payloads == [], "a payload shows although encryption is on"
     assert re.search(r"^OK your-workflow-\d+-\S+ \(result not shown: payload encryption is on\)$", client.output, re.M)
+    if log_format == "json":
+        assert '"message": "Starting worker... Awaiting tasks."' in app.output, "the worker wrote JSON"
     for what, _, body in answers:
         assert leaked(body) == [], f"the codec server's answer to {what} holds a secret: {body!r}"
     assert (repo / ".temporal" / "dev-server.log").exists() and (repo / ".temporal" / "dev-server.db").exists()

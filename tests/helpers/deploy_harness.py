@@ -35,6 +35,8 @@ PROJECT_FILES = (
     "config.py",
     "deploy_config.py",
     "manifests.py",
+    "alerts.py",
+    "log_format.py",
     "Dockerfile",
     ".dockerignore",
     "requirements.txt",

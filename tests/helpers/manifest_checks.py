@@ -1,7 +1,9 @@
 """What a rendered manifest is checked against besides Kubernetes' own schema (kubernetes-validate):
-KEDA's ScaledObject and TriggerAuthentication schemas and its temporal scaler's trigger keys.
+KEDA's ScaledObject and TriggerAuthentication schemas and its temporal scaler's trigger keys, and the
+PodMonitor (Azure Monitor's and prometheus-operator's) and PrometheusRule schemas.
 
-The KEDA files are vendored in tests/helpers/keda/ (each says where it comes from, in its `$comment`).
+The KEDA files are vendored in tests/helpers/keda/, the Prometheus ones in tests/helpers/prometheus/
+(each says where it comes from, in its `$comment`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 KUBERNETES_VERSION = "1.37.0"  # the Kubernetes version kubernetes-validate checks every manifest against
 KEDA = Path(__file__).resolve().parent / "keda"
+PROMETHEUS = Path(__file__).resolve().parent / "prometheus"
 
 
 def closed(schema: object) -> object:
@@ -26,6 +29,14 @@ def closed(schema: object) -> object:
 
 def keda_schema(kind: str) -> dict:
     schema = json.loads((KEDA / f"{kind.lower()}.v1alpha1.schema.json").read_text())
+    schema.pop("$comment")
+    return closed(schema)
+
+
+def crd_schema(api_version: str, kind: str) -> dict:
+    """The closed schema of a Prometheus CRD object (PodMonitor, PrometheusRule) by its apiVersion and kind."""
+    group, version = api_version.split("/")
+    schema = json.loads((PROMETHEUS / f"{kind.lower()}.{group}.{version}.schema.json").read_text())
     schema.pop("$comment")
     return closed(schema)
 

@@ -180,14 +180,15 @@ class AppProcess:
 
 
 def base_environment(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    """A clean environment: no config.env from the developer's checkout, no Azure settings, no metrics port."""
+    """A clean environment: no config.env from the developer's checkout, no Azure settings, no metrics or
+    health port (a test that wants one gives a free port)."""
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "LANG": "C.UTF-8",
         "CONFIG_ENV_FILE": str(tmp_path / "no-config.env"),
         "METRICS_PORT": "0",
-        "WORKER_HEALTH_FILE": str(tmp_path / "worker-health"),
+        "HEALTH_PORT": "0",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     env.update(overrides)

@@ -218,7 +218,7 @@ def test_the_app_directory_holds_only_what_the_allow_list_names(image: BuiltImag
     present = {path.name for path in app.iterdir()}
     app_modules = {path.name for path in REPO.glob("*.py")} - NOT_COPIED
     assert present == app_modules | {"start.sh", "requirements.txt"}
-    assert {"worker.py", "healthcheck.py", "config.py", "bootstrap.py"} <= present
+    assert {"worker.py", "health.py", "log_format.py", "config.py", "bootstrap.py"} <= present
     assert not NOT_COPIED & present
     for path in app.iterdir():
         assert CANARY not in path.read_text(errors="replace"), f"{path.name} holds a decoy's content"
