@@ -7,7 +7,9 @@ the second only once the worker is really polling. SIGTERM or SIGINT starts a
 graceful shutdown: polling stops and in-flight activities get
 WORKER_SHUTDOWN_TIMEOUT_SECONDS to finish. While polling, the worker keeps its
 health file fresh for the Kubernetes probes (healthcheck.py) and serves
-Prometheus metrics from the SDK runtime on METRICS_PORT.
+Prometheus metrics from the SDK runtime on METRICS_PORT. With TEMPORAL_DEPLOYMENT_NAME and
+TEMPORAL_WORKER_BUILD_ID set it registers as that version of a Worker Deployment (Worker Versioning),
+with WORKER_VERSIONING_BEHAVIOR as the default for its workflows, and logs both names at start.
 
 Exit status: 0 after a requested shutdown, 1 when it cannot start or the worker
 fails, 2 for a configuration mistake.
@@ -19,8 +21,9 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities import YourActivities
 from bootstrap import StartupError, run_program, stop_on_signals, temporal_client
@@ -29,6 +32,9 @@ from healthcheck import HealthFile
 from workflows import YourWorkflow
 
 POLL_CHECK_INTERVAL_SECONDS = 0.05
+# Every workflow this worker runs: the replay checks (replay.py, the pre-deploy check) replay against these too.
+WORKFLOWS = [YourWorkflow]
+VERSIONING_BEHAVIORS = {"pinned": VersioningBehavior.PINNED, "auto-upgrade": VersioningBehavior.AUTO_UPGRADE}
 
 logger = logging.getLogger("worker")
 
@@ -51,9 +57,31 @@ def build_worker(client, settings: Settings) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[YourWorkflow],
+        workflows=WORKFLOWS,
         activities=activities.all(),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_timeout_seconds),
+        deployment_config=deployment_config(settings),
+    )
+
+
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """The Worker Deployment version this worker registers as, or None to run unversioned; logged either way."""
+    versioning = settings.versioning
+    if versioning is None:
+        logger.info(
+            "Worker Versioning: off (set TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID to switch it on)"
+        )
+        return None
+    logger.info(
+        "Worker Versioning: deployment %s, build id %s, workflows %s by default",
+        versioning.deployment_name,
+        versioning.build_id,
+        versioning.default_behavior,
+    )
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=versioning.deployment_name, build_id=versioning.build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VERSIONING_BEHAVIORS[versioning.default_behavior],
     )
 
 
