@@ -35,6 +35,16 @@ PROJECT_FILES = (
     "config.py",
     "deploy_config.py",
     "manifests.py",
+    # The pre-deploy replay check and versioned rollouts (rollout.py) import the app's workflow code.
+    "rollout.py",
+    "replay.py",
+    "bootstrap.py",
+    "crypto_converter.py",
+    "keyvault.py",
+    "worker.py",
+    "healthcheck.py",
+    "workflows.py",
+    "activities.py",
     "Dockerfile",
     ".dockerignore",
     "requirements.txt",
@@ -74,6 +84,9 @@ FULL_CONFIG = {
     "ACR_PASSWORD": ACR_PASSWORD_CANARY,
     "AZURE_CLIENT_ID": CLIENT_ID,
     "KEDA_ENABLED": "true",
+    # No Temporal is reachable from the deploy tests but the dev server: the replay check is off unless a test
+    # points DEPLOY_TEMPORAL_ADDRESS at one (tests/deploy/test_rollout.py).
+    "DEPLOY_REPLAY_HISTORIES": "0",
 }
 # The least a deployment needs: image pulled through --attach-acr, no identity, no KEDA.
 MINIMAL_CONFIG = {
@@ -82,6 +95,7 @@ MINIMAL_CONFIG = {
     "AKS_CLUSTER_NAME": CONTEXT,
     "IMAGE_TAG": IMAGE_TAG,
     "TEMPORAL_ADDRESS": "temporal-frontend.temporal.svc:7233",
+    "DEPLOY_REPLAY_HISTORIES": "0",
 }
 
 
