@@ -173,6 +173,21 @@ CORPUS = [
     ("CODEC_SERVER_TLS_CERT_FILE", "/tmp/$(touch CANARY)", rejected("not readable")),
     ("WORKER_HEALTH_FILE", "/tmp/health $(touch CANARY)", CARRIED),
     ("WORKER_HEALTH_FILE", "/app/health", rejected("under /tmp/", by="render")),
+    # --- Worker Versioning: names as the temporal-worker-controller checks them; versions are the manifests' to set
+    ("TEMPORAL_WORKER_BUILD_ID", "b" * 64, rejected("at most 63 letters, digits")),
+    ("TEMPORAL_WORKER_BUILD_ID", "v1;touch CANARY", rejected("at most 63 letters, digits")),
+    ("TEMPORAL_WORKER_BUILD_ID", "-leading-dash", rejected("starting and ending with a letter or digit")),
+    ("TEMPORAL_WORKER_BUILD_ID", "0123abcd", rejected("is set by each versioned Deployment", by="render")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "orders.v2", rejected("Temporal refuses '.' and ':'")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "orders:v2", rejected("Temporal refuses '.' and ':'")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "team/" + "w" * 59, rejected("at most 63 letters")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "$(touch CANARY)", rejected("at most 63 letters")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "workers/worker", rejected("is set by each versioned Deployment", by="render")),
+    ("WORKER_VERSIONING_BEHAVIOR", "sticky", rejected("must be pinned or auto-upgrade")),
+    ("WORKER_VERSIONING", "yes`touch CANARY`", rejected("true or false", by="render")),
+    ("DEPLOY_REPLAY_HISTORIES", "-1", rejected("whole number", by="render")),
+    ("DEPLOY_REPLAY_HISTORIES", "20; touch CANARY", rejected("whole number", by="render")),
+    ("DEPLOY_TEMPORAL_ADDRESS", "localhost:7233 && touch CANARY", rejected("must be host:port", by="render")),
     # --- empty: the same as unset
     ("TEMPORAL_TASK_QUEUE", "", DEFAULT),
     ("TEMPORAL_ADDRESS", "", DEFAULT),
@@ -187,6 +202,9 @@ COMPANIONS = {
     "KEYVAULT_SECRET_NAME": {"KEYVAULT_URL": "https://127.0.0.1:1/"},
     "ENCRYPTION_REQUIRED": {"KEYVAULT_URL": "https://127.0.0.1:1/", "KEYVAULT_SECRET_NAME": "temporal-encryption-key"},
     "APP_IMAGE": {"IMAGE_TAG": ""},
+    # The two Worker Versioning names go together: each is checked with a valid partner.
+    "TEMPORAL_WORKER_BUILD_ID": {"TEMPORAL_DEPLOYMENT_NAME": "orders"},
+    "TEMPORAL_DEPLOYMENT_NAME": {"TEMPORAL_WORKER_BUILD_ID": "0123abcd"},
 }
 # The shell side starts from a deployment with every feature on, so that every manifest is rendered.
 SHELL_BASE = {**FULL_CONFIG, "KEYVAULT_URL": "https://my-vault.vault.azure.net/", "KEYVAULT_SECRET_NAME": "key"}
