@@ -273,8 +273,8 @@ async def _until_pollers_arrive(call, build_id: str):
         try:
             return await call()
         except RPCError as error:
-            waiting = error.status in (RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.NOT_FOUND)
-            if not waiting or time.monotonic() > deadline:
+            # NOT_FOUND: Temporal has not seen a worker of this version (or of the deployment) poll yet.
+            if error.status != RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
                 raise RolloutError(
                     f"Temporal refused to route workflows to build id {build_id}: {error.message}"
                 ) from None
@@ -305,7 +305,15 @@ async def set_current(settings: DeploySettings, build_id: str, ramp: float | Non
             request = SetWorkerDeploymentRampingVersionRequest(
                 namespace=namespace, deployment_name=name, build_id=build_id, percentage=ramp, identity=IDENTITY
             )
-            await _until_pollers_arrive(lambda: service.set_worker_deployment_ramping_version(request), build_id)
+            try:
+                await _until_pollers_arrive(lambda: service.set_worker_deployment_ramping_version(request), build_id)
+            except RolloutError:
+                if build_id in [
+                    version.build_id for version in versions_of(await describe(client, settings)) if version.current
+                ]:
+                    print(f"  Build id {build_id} is already the current version: there is nothing to ramp.")
+                    return True
+                raise
         else:
             request = SetWorkerDeploymentCurrentVersionRequest(
                 namespace=namespace, deployment_name=name, build_id=build_id, identity=IDENTITY
@@ -346,7 +354,10 @@ async def forget(settings: DeploySettings, build_id: str) -> bool:
         try:
             await client.workflow_service.delete_worker_deployment_version(request)
         except RPCError as error:
-            if error.status not in (RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.NOT_FOUND):
+            if error.status == RPCStatusCode.NOT_FOUND:
+                print(f"  Temporal no longer lists build id {build_id}.")
+                return True
+            if error.status != RPCStatusCode.FAILED_PRECONDITION:
                 raise
             print(
                 f"  Temporal keeps build id {build_id} listed for now ({error.message}); it is removed by the next "

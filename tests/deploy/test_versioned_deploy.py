@@ -172,4 +172,8 @@ def test_ramp_first_then_the_same_deploy_again_makes_the_version_current(
             assert routing.current_deployment_version.build_id == "new2"
             assert not routing.ramping_deployment_version.build_id
 
+            again = await asyncio.to_thread(deploy, "new2", "--ramp", "50")
+            assert again.returncode == 0, again.output
+            assert "Build id new2 is already the current version: there is nothing to ramp." in again.stdout
+
     asyncio.run(scenario())
