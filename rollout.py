@@ -251,13 +251,18 @@ def print_versions(settings: DeploySettings, versions: list[Version], file=sys.s
 
 
 async def list_versions(settings: DeploySettings, machine_readable: bool) -> bool:
+    """The versions table; `machine_readable`: the table on stderr, the deletable versions on stdout."""
+    table = sys.stderr if machine_readable else sys.stdout
     if not settings.rollout.versioning:
-        message = "  Versioning is off (WORKER_VERSIONING=false): one Deployment, no versions to clean up."
-        print(message, file=sys.stderr if machine_readable else sys.stdout)
+        print("  Versioning is off (WORKER_VERSIONING=false): one Deployment, no versions to clean up.", file=table)
         return True
     async with plain_client(settings) as client:
-        versions = versions_of(await describe(client, settings))
-    print_versions(settings, versions, file=sys.stderr if machine_readable else sys.stdout)
+        try:
+            versions = versions_of(await describe(client, settings))
+        except RolloutError as nothing_yet:
+            print(f"  {nothing_yet}: no versions.", file=table)
+            return True
+    print_versions(settings, versions, file=table)
     if machine_readable:
         for version in versions:
             if version.deletable:
