@@ -120,6 +120,9 @@ def settings_from_here(settings: DeploySettings) -> Settings:
 
 
 def _unreachable(error: StartupError) -> RolloutError:
+    """A start-up problem, with what to set when it is the connection from this machine."""
+    if not str(error).startswith("Cannot connect to Temporal"):
+        return RolloutError(str(error))
     return RolloutError(
         f"{error} From this machine: set DEPLOY_TEMPORAL_ADDRESS when the pods' TEMPORAL_ADDRESS is not reachable "
         "from here (e.g. kubectl port-forward and localhost:7233)."
@@ -171,10 +174,12 @@ async def gate(settings: DeploySettings) -> bool:
             outcomes = await replay(histories, client.data_converter) if histories else []
     except StartupError as error:
         raise _unreachable(error) from None
-    if any(skip):
-        print(f"  {sum(skip)} pinned workflows finish on the version they run on: not replayed.")
     if not executions:
         print("  No open workflows on this task queue: nothing to replay.")
+        return True
+    if any(skip):
+        print(f"  {sum(skip)} pinned workflows finish on the version they run on: not replayed.")
+    if not outcomes:
         return True
     failures = [outcome for outcome in outcomes if outcome.failure is not None]
     if not failures:
