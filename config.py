@@ -269,6 +269,21 @@ KEYVAULT_NAME = matching(
     "must be a Key Vault secret or certificate name: 1 to 127 letters, digits and '-'",
 )
 
+# Worker Deployment Versioning names, checked as the temporal-worker-controller checks them: a build id is also a
+# Kubernetes label value; a deployment name may hold the controller's '/' (<namespace>/<name>), never Temporal's
+# version delimiters '.' and ':'.
+BUILD_ID = matching(
+    r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?",
+    "must be at most 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit "
+    "(a Kubernetes label value, as the temporal-worker-controller requires)",
+)
+DEPLOYMENT_NAME = matching(
+    r"[A-Za-z0-9]([A-Za-z0-9_/-]{0,61}[A-Za-z0-9])?",
+    "must be at most 63 letters, digits, '-', '_' or '/', starting and ending with a letter or digit "
+    "(Temporal refuses '.' and ':' in it)",
+)
+VERSIONING_BEHAVIORS = ("pinned", "auto-upgrade")
+
 
 # ---------------------------------------------------------------- the catalog
 
@@ -360,6 +375,14 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("CODEC_SERVER_ENCODE_TOKEN", secret=True, scope=Scope.LOCAL),
     Variable("CODEC_SERVER_TLS_CERT_FILE", readable_file, scope=Scope.LOCAL),
     Variable("CODEC_SERVER_TLS_KEY_FILE", readable_file, scope=Scope.LOCAL),
+    # Worker Deployment Versioning: on when both names are set (each versioned Deployment sets them in the cluster)
+    Variable("TEMPORAL_DEPLOYMENT_NAME", DEPLOYMENT_NAME),
+    Variable("TEMPORAL_WORKER_BUILD_ID", BUILD_ID),
+    Variable(
+        "WORKER_VERSIONING_BEHAVIOR",
+        one_of(*VERSIONING_BEHAVIORS, message="must be pinned or auto-upgrade"),
+        "pinned",
+    ),
     # --- Your own variables: declare them here, e.g. Variable("DATABASE_PASSWORD", secret=True),
     # --- and read them in load_settings(). A secret reaches the pod from the app Secret.
     # Deployment to AKS (deploy.sh, patch.sh, generate-k8s-manifests.sh; checked by deploy_config.py)
@@ -420,6 +443,10 @@ VARIABLES: tuple[Variable, ...] = (
         "5m",
         scope=Scope.DEPLOY,
     ),
+    # Versioned rollouts and the pre-deploy replay check (rollout.py, called by deploy.sh and patch.sh)
+    Variable("WORKER_VERSIONING", boolean, "false", scope=Scope.DEPLOY),
+    Variable("DEPLOY_REPLAY_HISTORIES", whole_number(0), "20", scope=Scope.DEPLOY),
+    Variable("DEPLOY_TEMPORAL_ADDRESS", address, scope=Scope.DEPLOY),
 )
 CATALOG: dict[str, Variable] = {variable.name: variable for variable in VARIABLES}
 APP_SCOPES = frozenset({Scope.POD, Scope.LOCAL, Scope.TEST})
@@ -581,6 +608,18 @@ class WorkerTuning:
 
 
 @dataclass(frozen=True)
+class VersioningSettings:
+    """Worker Deployment Versioning: the worker registers as one version of a Worker Deployment."""
+
+    deployment_name: str
+    """TEMPORAL_DEPLOYMENT_NAME: the Worker Deployment, the same for every version of this worker."""
+    build_id: str
+    """TEMPORAL_WORKER_BUILD_ID: this version (in the cluster: the image tag)."""
+    default_behavior: str = "pinned"
+    """What a workflow that does not choose gets: pinned (stays on this version) or auto-upgrade."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the worker, client and codec server need, validated."""
 
@@ -602,6 +641,8 @@ class Settings:
     log_format: str
     encryption: EncryptionSettings
     codec_server: CodecServerSettings
+    versioning: VersioningSettings | None = None
+    """None unless TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID are both set."""
 
     @property
     def keyvault(self) -> KeyVaultSettings:
@@ -752,9 +793,19 @@ def parse_settings(parser: Parser) -> Settings:
             tls_cert_file=value("CODEC_SERVER_TLS_CERT_FILE"),
             tls_key_file=value("CODEC_SERVER_TLS_KEY_FILE"),
         ),
+        versioning=versioning_settings(parser),
     )
     parser.problems.extend(combination_problems(parser, settings))
     return settings
+
+
+def versioning_settings(parser: Parser) -> VersioningSettings | None:
+    """Versioning when both names are set and valid; None otherwise (combination_problems says what is missing)."""
+    deployment_name, build_id = parser.value("TEMPORAL_DEPLOYMENT_NAME"), parser.value("TEMPORAL_WORKER_BUILD_ID")
+    behavior = parser.value("WORKER_VERSIONING_BEHAVIOR") or "pinned"
+    if not (deployment_name and build_id):
+        return None
+    return VersioningSettings(deployment_name, build_id, behavior)
 
 
 def combination_problems(parser: Parser, settings: Settings) -> list[str]:
@@ -801,6 +852,12 @@ def combination_problems(parser: Parser, settings: Settings) -> list[str]:
             "when encryption is required; set ENCRYPTION_REQUIRED=true, or remove ENCRYPTION_ALLOW_PLAINTEXT"
         )
     problems.extend(codec_server_problems(parser, settings.codec_server))
+    if bool(parser.raw("TEMPORAL_DEPLOYMENT_NAME")) != bool(parser.raw("TEMPORAL_WORKER_BUILD_ID")):
+        problems.append(
+            "TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID go together: set both to run the worker as a "
+            "version of a Worker Deployment (in the cluster each Deployment sets them when WORKER_VERSIONING=true), "
+            "or neither"
+        )
     return problems
 
 

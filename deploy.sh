@@ -5,30 +5,40 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: ./deploy.sh [--dry-run] [--output-dir DIR]
+Usage: ./deploy.sh [--dry-run] [--output-dir DIR] [--ramp PERCENT]
 
 Takes config.env (and the environment) to a running, ready worker on AKS:
 
-  [1/8] Checking configuration      every missing or malformed variable, at once
-  [2/8] Checking tools and access   az, kubectl, docker buildx (or BUILD_MODE=acr), az login,
-                                    the subscription, the registry, the kubectl context
-  [3/8] Rendering manifests         ./generate-k8s-manifests.sh
-  [4/8] Logging in to ACR           az acr login --expose-token | docker login --password-stdin
-  [5/8] Building and pushing image  docker buildx build --push (linux/amd64,linux/arm64),
-                                    or az acr build; skipped when the tag is already in ACR
-  [6/8] Creating namespace          idempotent (create --dry-run | apply)
-  [7/8] Applying manifests          in dependency order
-  [8/8] Waiting for rollout         kubectl rollout status --timeout $ROLLOUT_TIMEOUT
+  [1/10] Checking configuration      every missing or malformed variable, at once
+  [2/10] Checking tools and access   az, kubectl, docker buildx (or BUILD_MODE=acr), az login,
+                                     the subscription, the registry, the kubectl context
+  [3/10] Replaying open workflows    the most recent open workflows on the task queue
+                                     (DEPLOY_REPLAY_HISTORIES, 20) replayed against this checkout:
+                                     a change they cannot take stops the deploy here
+  [4/10] Rendering manifests         ./generate-k8s-manifests.sh
+  [5/10] Logging in to ACR           az acr login --expose-token | docker login --password-stdin
+  [6/10] Building and pushing image  docker buildx build --push (linux/amd64,linux/arm64),
+                                     or az acr build; skipped when the tag is already in ACR
+  [7/10] Creating namespace          idempotent (create --dry-run | apply)
+  [8/10] Applying manifests          in dependency order
+  [9/10] Waiting for rollout         kubectl rollout status --timeout $ROLLOUT_TIMEOUT
+  [10/10] Routing new workflows      WORKER_VERSIONING=true: python rollout.py set-current makes
+                                     the new version current (older versions keep their pinned
+                                     workflows); with versioning off the rolling update did it
 
 then shows the pods and the kubectl logs command. The image tag is the git commit (with a
 -dirty-<hash> suffix for uncommitted changes) unless IMAGE_TAG or APP_IMAGE is set. Every
 command is printed before it runs; a failing step stops the script with its name and a hint.
+With WORKER_VERSIONING=true each tag gets its own Deployment; ./patch.sh --clean-up deletes
+the ones whose workflows have drained.
 
 Options:
-  --dry-run          check the configuration and render the manifests (into a temporary
-                     directory), print every other command without running it; nothing
-                     is built, pushed, applied or written next to the scripts
+  --dry-run          check the configuration, replay open workflows and render the manifests
+                     (into a temporary directory), print every other command without running
+                     it; nothing is built, pushed, applied or written next to the scripts
   --output-dir DIR   write the manifests to DIR (default: the script's directory)
+  --ramp PERCENT     with WORKER_VERSIONING=true: send only PERCENT (1-100) of new workflows to
+                     the new version; ./deploy.sh again without it makes the version current
   -h, --help         this text
 
 See docs/deploy.md and CONFIGURATION.md.
@@ -41,16 +51,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 source "$REPO_DIR/scripts/deploy-steps.sh"
 
 main() {
-  parse_arguments "--dry-run --output-dir" "$@"
+  parse_arguments "--dry-run --output-dir --ramp" "$@"
   trap 'finish $?' EXIT
   choose_manifest_dir
-  STEP_TOTAL=8
+  STEP_TOTAL=10
   announce_dry_run
 
   step_check_configuration deploy
+  check_ramp
   step "Checking tools and access" \
     "fix the problems listed above, then run ./deploy.sh again (./deploy.sh --dry-run shows every command)." \
     preflight deploy
+  step_replay_open_workflows
   step_render_manifests
   step_acr_login
   step_build_and_push
@@ -61,6 +73,7 @@ main() {
     "the API server rejected the manifest named above; fix the setting behind it and run ./deploy.sh again." \
     apply_manifests
   step_wait_for_rollout
+  step_route_new_workflows
   show_pods_and_logs_command
 }
 

@@ -6,8 +6,8 @@ Public API:
 
 The tasks, each including the ones before it:
     local     the app's own settings (what `./start.sh` needs)
-    render    + everything the manifests are made of (generate-k8s-manifests.sh)
-    config    + the kubectl context (patch.sh --config-only)
+    render    + everything the manifests are made of (generate-k8s-manifests.sh) and rollout.py needs
+    config    + the kubectl context (patch.sh --config-only, --clean-up)
     deploy    + the subscription, registry, build and rollout (deploy.sh, patch.sh)
 
 Values nobody gave are derived here, once: KUBE_CONTEXT from AKS_CLUSTER_NAME, BUILD_PLATFORMS from
@@ -46,6 +46,7 @@ TASKS = ("local", "render", "config", "deploy")
 BUILDX_PLATFORMS = "linux/amd64,linux/arm64"
 ACR_BUILD_PLATFORM = "linux/amd64"
 LOCAL_ADDRESS = re.compile(r"(localhost|127\.[0-9.]*|\[::1\]):")
+MAX_WORKER_DEPLOYMENT_NAME = 63  # TEMPORAL_DEPLOYMENT_NAME's limit (config.DEPLOYMENT_NAME)
 
 _QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?")
 _SUFFIX_FACTORS = {
@@ -79,6 +80,22 @@ class KedaSettings:
 
 
 @dataclass(frozen=True)
+class RolloutSettings:
+    """Versioned rollouts and the pre-deploy replay check (rollout.py, called by deploy.sh and patch.sh)."""
+
+    versioning: bool = False
+    """WORKER_VERSIONING: a Deployment per image tag, each a version of one Temporal Worker Deployment."""
+    deployment_name: str = ""
+    """The Temporal Worker Deployment: <KUBERNETES_NAMESPACE>/<APP_NAME>, as the temporal-worker-controller names it."""
+    build_id: str = ""
+    """This rollout's version: the image tag."""
+    replay_histories: int = 20
+    """DEPLOY_REPLAY_HISTORIES: open workflows replayed before a build; 0 turns the check off."""
+    temporal_address: str = ""
+    """Where this machine reaches Temporal: DEPLOY_TEMPORAL_ADDRESS, else TEMPORAL_ADDRESS."""
+
+
+@dataclass(frozen=True)
 class DeploySettings:
     """Everything the manifests and the deploy scripts need, with the app's settings."""
 
@@ -105,6 +122,7 @@ class DeploySettings:
     kube_context: str
     warnings: tuple[str, ...] = ()
     """Settings that are not wrong but will not do what one might expect in the cluster."""
+    rollout: RolloutSettings = RolloutSettings()
 
     def pod_variables(self, secret: bool) -> dict[str, str]:
         """The variables the pod gets, secret or not, with a value: what goes into the ConfigMap or the app Secret."""
@@ -195,8 +213,11 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         _check_keda(parser, app)
         _check_pod(parser, app)
         _check_keyvault_credentials(parser)
+        _check_versioning(parser)
+        _check_temporal_from_here(parser)
     values = parser.variables
     value = partial(_unchecked, parser)
+    replay_histories = value("DEPLOY_REPLAY_HISTORIES")
     return DeploySettings(
         app=app,
         values=values,
@@ -220,6 +241,13 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         metrics_scrape=value("METRICS_SCRAPE") or "none",
         kube_context=values["KUBE_CONTEXT"],
         warnings=tuple(_warnings(parser)),
+        rollout=RolloutSettings(
+            versioning=value("WORKER_VERSIONING") is True,
+            deployment_name=worker_deployment_name(values),
+            build_id=values["IMAGE_TAG"],
+            replay_histories=RolloutSettings.replay_histories if replay_histories is None else replay_histories,
+            temporal_address=values["DEPLOY_TEMPORAL_ADDRESS"] or values["TEMPORAL_ADDRESS"],
+        ),
     )
 
 
@@ -318,6 +346,35 @@ def _check_pod(parser: Parser, app: Settings) -> None:
             f"METRICS_SCRAPE={scrape} with METRICS_PORT=0: there are no metrics to scrape; "
             "set METRICS_PORT (default 9000) or METRICS_SCRAPE=none"
         )
+
+
+def worker_deployment_name(values: Mapping[str, str]) -> str:
+    """The Temporal Worker Deployment of a versioned rollout, named as the temporal-worker-controller names it."""
+    return f"{values['KUBERNETES_NAMESPACE']}/{values['APP_NAME']}"
+
+
+def _check_versioning(parser: Parser) -> None:
+    """The version names come from the namespace, APP_NAME and the tag; config.env must not fix them for every pod."""
+    versioning = parser.value("WORKER_VERSIONING")
+    for variable_name in ("TEMPORAL_DEPLOYMENT_NAME", "TEMPORAL_WORKER_BUILD_ID"):
+        if parser.raw(variable_name):
+            parser.problem(
+                variable_name,
+                "is set by each versioned Deployment in the cluster (WORKER_VERSIONING=true), from "
+                "KUBERNETES_NAMESPACE/APP_NAME and the image tag; remove it from config.env and the environment",
+            )
+    name = worker_deployment_name(parser.variables)
+    if versioning is True and len(name) > MAX_WORKER_DEPLOYMENT_NAME:
+        parser.problems.append(
+            f"WORKER_VERSIONING=true names the Worker Deployment KUBERNETES_NAMESPACE/APP_NAME = {name!r}, "
+            f"{len(name)} characters: at most {MAX_WORKER_DEPLOYMENT_NAME}; shorten KUBERNETES_NAMESPACE or APP_NAME"
+        )
+
+
+def _check_temporal_from_here(parser: Parser) -> None:
+    """What the scripts need to reach Temporal from this machine (the replay check, versions, clean-up)."""
+    parser.value("DEPLOY_REPLAY_HISTORIES")
+    parser.value("DEPLOY_TEMPORAL_ADDRESS")
 
 
 def _warnings(parser: Parser) -> list[str]:

@@ -18,9 +18,16 @@ environment, and written only into Secret files (mode 0600, gitignored); never o
 Temporal credentials kept in Key Vault (TEMPORAL_API_KEY_KEYVAULT_SECRET, ..._KEYVAULT_CERTIFICATE) are in
 no Secret: the pod reads them with its workload identity, and KEDA's TriggerAuthentication with `azureKeyVault`.
 
+With WORKER_VERSIONING=true, `deployment.yaml` holds this image tag's own Deployment, `<APP_NAME>-<tag>`,
+whose pods run as that version of the Temporal Worker Deployment (TEMPORAL_DEPLOYMENT_NAME and
+TEMPORAL_WORKER_BUILD_ID in the container's env, the labels the temporal-worker-controller uses), and
+KEDA's ScaledObject scales that version alone. Applying it leaves the Deployments of older versions running
+for their pinned workflows; the ConfigMap, the Secrets and the PodDisruptionBudget are shared by all.
+
 Command line: `python manifests.py [--output-dir DIR]` renders into DIR (default: next to this file);
 `python manifests.py --list [configuration]` prints the file names in the order to apply them (all, or
-only the configuration: Secrets and ConfigMap).
+only the configuration: Secrets and ConfigMap); `python manifests.py --deployment-name` prints the name of
+the Deployment the configuration renders.
 """
 
 from __future__ import annotations
@@ -78,11 +85,17 @@ POD_MONITOR_API_VERSIONS = {
     "prometheus-operator": "monitoring.coreos.com/v1",
 }
 SCRAPE_INTERVAL = "30s"
+
+# Worker Versioning: the temporal-worker-controller's label for a version's Deployment and pods, and its limit on
+# the Deployment's name (room for the ReplicaSet's and the pods' suffixes within 63 characters).
+BUILD_ID_LABEL = "temporal.io/build-id"
+MAX_VERSION_DEPLOYMENT_NAME = 47
 # Words YAML 1.1 (PyYAML) reads as booleans or null: a key like these is quoted.
 _YAML_WORDS = frozenset("y n yes no on off true false null ~".split())
 _PLAIN_KEY = re.compile(r"[A-Za-z_.][A-Za-z0-9_./-]*")
 
 Document = dict[str, Any]
+USAGE = "usage: python manifests.py --output-dir DIR | --list [configuration] | --deployment-name"
 
 
 # ---------------------------------------------------------------- YAML
@@ -168,6 +181,23 @@ class _Names:
         self.trigger_authentication = f"{app_name}-temporal"
 
 
+def deployment_name(settings: DeploySettings) -> str:
+    """The Deployment's name: APP_NAME, or with versioning one name per image tag."""
+    if not settings.rollout.versioning:
+        return settings.app_name
+    return version_deployment_name(settings.app_name, settings.rollout.build_id)
+
+
+def version_deployment_name(app_name: str, build_id: str) -> str:
+    """`<app name>-<build id>`; made a Kubernetes name of at most 47 characters with a hash when it is not one."""
+    name = f"{app_name}-{build_id}"
+    if re.fullmatch(r"[a-z0-9-]+", name) and len(name) <= MAX_VERSION_DEPLOYMENT_NAME:
+        return name
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower())
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{cleaned[: MAX_VERSION_DEPLOYMENT_NAME - len(digest) - 1].rstrip('-')}-{digest}"
+
+
 def render(settings: DeploySettings) -> dict[str, list[Document]]:
     """Every manifest the configuration asks for, by file name, in the order of FILES."""
     names = _Names(settings.app_name)
@@ -205,6 +235,22 @@ def _labels(settings: DeploySettings) -> dict[str, str]:
 
 def _selector(settings: DeploySettings) -> dict[str, str]:
     return {"app.kubernetes.io/name": settings.app_name, "app.kubernetes.io/instance": settings.app_name}
+
+
+def _version_labels(settings: DeploySettings) -> dict[str, str]:
+    """With versioning, the label that tells one version's Deployment, pods and ScaledObject from the others'."""
+    return {BUILD_ID_LABEL: settings.rollout.build_id} if settings.rollout.versioning else {}
+
+
+def _version_env(settings: DeploySettings) -> list[Document]:
+    """The variables that make the worker a version of the Worker Deployment (worker.py reads them)."""
+    rollout = settings.rollout
+    if not rollout.versioning:
+        return []
+    return [
+        {"name": "TEMPORAL_DEPLOYMENT_NAME", "value": rollout.deployment_name},
+        {"name": "TEMPORAL_WORKER_BUILD_ID", "value": rollout.build_id},
+    ]
 
 
 def _metadata(settings: DeploySettings, name: str, labels: dict[str, str]) -> Document:
@@ -299,6 +345,8 @@ def _probe(path: str, period_seconds: int, failures: int) -> Document:
 
 def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str], checksum: str) -> Document:
     app = settings.app
+    labels = labels | _version_labels(settings)
+    selector = _selector(settings) | _version_labels(settings)
     pod_labels = dict(labels)
     if settings.azure_client_id:
         pod_labels["azure.workload.identity/use"] = "true"
@@ -307,7 +355,7 @@ def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str],
             "maxSkew": 1,
             "topologyKey": topology_key,
             "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": _selector(settings)},
+            "labelSelector": {"matchLabels": selector},
         }
         for topology_key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
     ]
@@ -318,6 +366,8 @@ def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str],
         "workingDir": "/app",
         "envFrom": [{"configMapRef": {"name": names.config_map}}, {"secretRef": {"name": names.app_secret}}],
     }
+    if settings.rollout.versioning:
+        container["env"] = _version_env(settings)
     container["ports"] = [{"name": "health", "containerPort": app.health_port, "protocol": "TCP"}]
     if app.metrics_port:
         container["ports"].append({"name": "metrics", "containerPort": app.metrics_port, "protocol": "TCP"})
@@ -381,11 +431,11 @@ def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str],
         }
     spec |= {
         "revisionHistoryLimit": 5,
-        "selector": {"matchLabels": _selector(settings)},
+        "selector": {"matchLabels": selector},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
         "template": {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod},
     }
-    metadata = _metadata(settings, names.app, labels)
+    metadata = _metadata(settings, deployment_name(settings), labels)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
@@ -434,6 +484,9 @@ def _keda(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> li
     }
     if temporal.tls_server_name:
         metadata["tlsServerName"] = temporal.tls_server_name
+    if settings.rollout.versioning:  # this version's backlog only (KEDA 2.21+)
+        metadata["workerDeploymentName"] = settings.rollout.deployment_name
+        metadata["workerDeploymentBuildId"] = settings.rollout.build_id
     trigger: Document = {"type": "temporal", "metadata": metadata}
     documents = []
     needs_credentials = bool(temporal.api_key or temporal.tls_client_cert_path or vault_secrets)
@@ -460,9 +513,9 @@ def _keda(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> li
         {
             "apiVersion": "keda.sh/v1alpha1",
             "kind": "ScaledObject",
-            "metadata": _metadata(settings, names.app, labels),
+            "metadata": _metadata(settings, deployment_name(settings), labels | _version_labels(settings)),
             "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": names.app},
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name(settings)},
                 "minReplicaCount": settings.keda.min_replicas,
                 "maxReplicaCount": settings.keda.max_replicas,
                 "triggers": [trigger],
@@ -528,15 +581,21 @@ def _write_private(path: Path, content: str) -> None:
 
 
 def _main(arguments: list[str]) -> int:
+    if arguments == ["--deployment-name"]:
+        try:
+            print(deployment_name(load_deploy_settings("render")))
+        except ConfigError as error:
+            exit_with_config_error(error)
+        return 0
     if arguments and arguments[0] == "--list":
         names: Iterable[str] = CONFIGURATION_FILES if arguments[1:] == ["configuration"] else FILES
         if arguments[1:] not in ([], ["configuration"]):
-            print("usage: python manifests.py --list [configuration]", file=sys.stderr)
+            print(USAGE, file=sys.stderr)
             return 2
         print("\n".join(names))
         return 0
     if arguments[:1] != ["--output-dir"] or len(arguments) != 2:
-        print("usage: python manifests.py --output-dir DIR | --list [configuration]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     try:
         settings = load_deploy_settings("render")

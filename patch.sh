@@ -5,28 +5,44 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: ./patch.sh [--config-only] [--dry-run] [--output-dir DIR]
+Usage: ./patch.sh [--config-only | --clean-up] [--dry-run] [--output-dir DIR] [--ramp PERCENT]
 
 Code change (default): rebuild, push and roll out a new image of the deployed worker.
-  [1/7] Checking configuration     [2/7] Checking tools and access
-  [3/7] Rendering manifests        [4/7] Logging in to ACR
-  [5/7] Building and pushing image
-  [6/7] Updating image             kubectl set image deployment/$APP_NAME worker=$APP_IMAGE
-  [7/7] Waiting for rollout        kubectl rollout status --timeout $ROLLOUT_TIMEOUT
+  [1/9] Checking configuration     [2/9] Checking tools and access
+  [3/9] Replaying open workflows   (as ./deploy.sh: a change running workflows cannot take stops here)
+  [4/9] Rendering manifests        [5/9] Logging in to ACR
+  [6/9] Building and pushing image
+  [7/9] Updating image             kubectl set image deployment/$APP_NAME worker=$APP_IMAGE
+                                   (WORKER_VERSIONING=true: "Starting the new version", which applies
+                                   the new tag's own Deployment next to the older ones)
+  [8/9] Waiting for rollout        kubectl rollout status --timeout $ROLLOUT_TIMEOUT
+  [9/9] Routing new workflows      WORKER_VERSIONING=true: make the new version current
 
 --config-only: apply changed settings without building an image.
   [1/5] Checking configuration     [2/5] Checking cluster access
   [3/5] Rendering manifests
   [4/5] Applying configuration     the Secrets and the ConfigMap, then kubectl rollout restart
+                                   (with versioning: of every version's Deployment)
   [5/5] Waiting for rollout
+
+--clean-up: with WORKER_VERSIONING=true, delete the versions nobody needs any more.
+  [1/3] Checking configuration     [2/3] Checking cluster access
+  [3/3] Deleting drained versions  python rollout.py drained lists every version with its drainage;
+                                   the Deployment (and KEDA ScaledObject) of each version that is
+                                   drained and neither current nor ramping is deleted, and Temporal
+                                   is asked to forget it. A version with pinned workflows still
+                                   running is never deleted.
 
 Changes to resources, replicas, identity (AZURE_CLIENT_ID), KEDA or the namespace need
 ./deploy.sh, which applies every manifest.
 
 Options:
   --config-only      apply the ConfigMap and Secrets and restart the pods; no build
-  --dry-run          check and render, print every other command without running it
+  --clean-up         delete drained versions (WORKER_VERSIONING=true)
+  --dry-run          check, replay and render, print every other command without running it
   --output-dir DIR   write the manifests to DIR (default: the script's directory)
+  --ramp PERCENT     with WORKER_VERSIONING=true: send only PERCENT (1-100) of new workflows to
+                     the new version
   -h, --help         this text
 USAGE
 }
@@ -37,16 +53,25 @@ source "$(dirname "${BASH_SOURCE[0]}")/scripts/common.sh"
 source "$REPO_DIR/scripts/deploy-steps.sh"
 
 patch_image() {
-  STEP_TOTAL=7
+  STEP_TOTAL=9
   step_check_configuration deploy
+  check_ramp
   step "Checking tools and access" "fix the problems listed above, then run ./patch.sh again." preflight deploy
+  step_replay_open_workflows
   step_render_manifests
   step_acr_login
   step_build_and_push
-  step "Updating image" \
-    "deployment/$APP_NAME must exist in namespace $KUBERNETES_NAMESPACE: run ./deploy.sh first." \
-    set_image
+  if [ "$WORKER_VERSIONING" = true ]; then
+    step "Starting the new version" \
+      "the API server rejected the manifest named above; fix the setting behind it and run ./patch.sh again." \
+      start_version
+  else
+    step "Updating image" \
+      "deployment/$APP_NAME must exist in namespace $KUBERNETES_NAMESPACE: run ./deploy.sh first." \
+      set_image
+  fi
   step_wait_for_rollout
+  step_route_new_workflows
 }
 
 patch_configuration() {
@@ -57,7 +82,20 @@ patch_configuration() {
   step "Applying configuration" \
     "the API server rejected the manifest named above, or deployment/$APP_NAME does not exist yet: run ./deploy.sh first." \
     apply_configuration_and_restart
-  step_wait_for_rollout
+  if [ "$WORKER_VERSIONING" = true ]; then
+    step "Waiting for rollout" "$(rollout_hint)" wait_for_every_version
+  else
+    step_wait_for_rollout
+  fi
+}
+
+patch_clean_up() {
+  STEP_TOTAL=3
+  step_check_configuration config
+  step "Checking cluster access" "fix the problems listed above, then run ./patch.sh --clean-up again." preflight config
+  step "Deleting drained versions" \
+    "Temporal's answer above says what failed; nothing after it was deleted. If Temporal could not be reached from here, set DEPLOY_TEMPORAL_ADDRESS." \
+    delete_drained_versions
 }
 
 apply_configuration_and_restart() {
@@ -66,11 +104,16 @@ apply_configuration_and_restart() {
 }
 
 main() {
-  parse_arguments "--config-only --dry-run --output-dir" "$@"
+  parse_arguments "--config-only --clean-up --dry-run --output-dir --ramp" "$@"
+  ! { $CONFIG_ONLY && $CLEAN_UP; } || die "--config-only and --clean-up are two different runs; give one" 2
+  { [ -z "$RAMP" ] || ! { $CONFIG_ONLY || $CLEAN_UP; }; } || die "--ramp goes with a code change, not --config-only or --clean-up" 2
   trap 'finish $?' EXIT
   choose_manifest_dir
   announce_dry_run
-  if $CONFIG_ONLY; then
+  if $CLEAN_UP; then
+    patch_clean_up
+    return 0
+  elif $CONFIG_ONLY; then
     patch_configuration
   else
     patch_image

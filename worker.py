@@ -12,6 +12,9 @@ once (bootstrap.Stop). From start to exit it serves /livez and /readyz on HEALTH
 Kubernetes probes (health.py), and Prometheus metrics from the SDK runtime on
 METRICS_PORT. How much it runs at once is WORKER_TUNER and the WORKER_MAX_*
 variables (`tuning_options`).
+With TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID set it registers as that version of a
+Worker Deployment (Worker Versioning), with WORKER_VERSIONING_BEHAVIOR as the default for its
+workflows, and logs both names at start.
 
 Exit status: 0 after a requested stop (in start-up too), 1 when it cannot start
 or the worker fails, 2 for a configuration mistake.
@@ -24,8 +27,15 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig
-from temporalio.worker import PollerBehaviorAutoscaling, ResourceBasedSlotConfig, Worker, WorkerTuner
+from temporalio.worker import (
+    PollerBehaviorAutoscaling,
+    ResourceBasedSlotConfig,
+    Worker,
+    WorkerDeploymentConfig,
+    WorkerTuner,
+)
 
 from activities import YourActivities
 from bootstrap import StartupError, Stop, StopRequested, TemporalConnection, run_program, temporal_connection
@@ -38,6 +48,9 @@ POLL_CHECK_INTERVAL_SECONDS = 0.05
 # The resource-based tuner's own floors (temporalio.worker.ResourceBasedSlotConfig), kept under a lower maximum.
 RESOURCE_BASED_MINIMUM_WORKFLOW_SLOTS = 5
 RESOURCE_BASED_MINIMUM_ACTIVITY_SLOTS = 1
+# Every workflow this worker runs: the replay checks (replay.py, the pre-deploy check) replay against these too.
+WORKFLOWS = [YourWorkflow]
+VERSIONING_BEHAVIORS = {"pinned": VersioningBehavior.PINNED, "auto-upgrade": VersioningBehavior.AUTO_UPGRADE}
 
 logger = logging.getLogger("worker")
 
@@ -117,10 +130,32 @@ def build_worker(client, settings: Settings) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[YourWorkflow],
+        workflows=WORKFLOWS,
         activities=activities.all(),
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_timeout_seconds),
         **tuning_options(settings.tuning),
+        deployment_config=deployment_config(settings),
+    )
+
+
+def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
+    """The Worker Deployment version this worker registers as, or None to run unversioned; logged either way."""
+    versioning = settings.versioning
+    if versioning is None:
+        logger.info(
+            "Worker Versioning: off (set TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID to switch it on)"
+        )
+        return None
+    logger.info(
+        "Worker Versioning: deployment %s, build id %s, workflows %s by default",
+        versioning.deployment_name,
+        versioning.build_id,
+        versioning.default_behavior,
+    )
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=versioning.deployment_name, build_id=versioning.build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VERSIONING_BEHAVIORS[versioning.default_behavior],
     )
 
 

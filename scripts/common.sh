@@ -9,6 +9,8 @@
   DRY_RUN=false     # --dry-run
   CONFIG_ONLY=false # --config-only
   OUTPUT_DIR=""     # --output-dir DIR
+  RAMP=""           # --ramp PERCENT
+  CLEAN_UP=false    # --clean-up
 }
 
 script_name() {
@@ -20,8 +22,8 @@ die() {
   exit "${2:-1}"
 }
 
-# parse_arguments "OPTIONS" "$@": the options a script accepts (from --dry-run, --config-only and
-# --output-dir), -h/--help (the script's usage function), and nothing else.
+# parse_arguments "OPTIONS" "$@": the options a script accepts (from --dry-run, --config-only, --output-dir,
+# --ramp and --clean-up), -h/--help (the script's usage function), and nothing else.
 # shellcheck disable=SC2034  # the options' variables are read by the scripts
 parse_arguments() {
   local accepted=" $1 "
@@ -33,6 +35,7 @@ parse_arguments() {
         exit 0
         ;;
       --output-dir=*) set -- --output-dir "${1#*=}" "${@:2}" ;;
+      --ramp=*) set -- --ramp "${1#*=}" "${@:2}" ;;
     esac
     case $accepted in
       *" $1 "*) ;;
@@ -46,6 +49,12 @@ parse_arguments() {
         OUTPUT_DIR=$2
         shift
         ;;
+      --ramp)
+        [[ ${2:-} =~ ^([1-9][0-9]?|100)$ ]] || die "--ramp needs a whole percentage from 1 to 100" 2
+        RAMP=$2
+        shift
+        ;;
+      --clean-up) CLEAN_UP=true ;;
     esac
     shift
   done
@@ -92,7 +101,8 @@ run() {
   $DRY_RUN || run_pipeline "$@"
 }
 
-# run_local COMMAND: print and run it even in a dry run; for commands that only write local files.
+# run_local COMMAND: print and run it even in a dry run; for commands that change nothing outside this
+# machine: rendering files, and read-only checks such as replaying open workflows (rollout.py gate).
 run_local() {
   print_command "$@"
   run_pipeline "$@"

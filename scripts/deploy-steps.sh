@@ -12,6 +12,7 @@ STEP_NAME=""
 STEP_HINT=""
 MANIFEST_DIR=""
 TEMPORARY_MANIFEST_DIR=""
+DEPLOYMENT_OBJECT="" # the Deployment this configuration renders: APP_NAME, or this version's (WORKER_VERSIONING)
 ACR_TOKEN_USERNAME=00000000-0000-0000-0000-000000000000
 
 step() {
@@ -50,6 +51,16 @@ step_wait_for_rollout() {
   step "Waiting for rollout" "$(rollout_hint)" wait_for_rollout
 }
 
+step_replay_open_workflows() {
+  step "Replaying open workflows" "$(replay_hint)" replay_open_workflows
+}
+
+step_route_new_workflows() {
+  step "Routing new workflows" \
+    "the new version's pods are running, but Temporal did not make it current (the message above says why); once fixed, ./deploy.sh again (nothing is rebuilt) finishes the switch." \
+    route_new_workflows
+}
+
 # EXIT trap: remove a dry run's manifests; on failure, name the step and give its hint.
 finish() {
   local status=$1
@@ -61,7 +72,7 @@ finish() {
 }
 
 announce_dry_run() {
-  ! $DRY_RUN || echo "Dry run: the configuration is checked and the manifests rendered; every other command is printed, not run."
+  ! $DRY_RUN || echo "Dry run: checks, read-only look-ups (such as replaying open workflows) and rendering run; every command that changes something is printed, not run."
 }
 
 kube() {
@@ -79,6 +90,25 @@ check_configuration() {
   printf '  Image:         %s\n' "$APP_IMAGE"
   printf '  Cluster:       kubectl context %s, namespace %s\n' "$KUBE_CONTEXT" "$KUBERNETES_NAMESPACE"
   [ "$task" != deploy ] || printf '  Azure:         subscription %s, registry %s (%s)\n' "$AZURE_SUBSCRIPTION_ID" "$ACR_NAME" "$BUILD_MODE"
+  choose_deployment_object "$task"
+}
+
+# The Deployment this configuration renders; with WORKER_VERSIONING=true, manifests.py names this version's.
+choose_deployment_object() {
+  local task=$1
+  DEPLOYMENT_OBJECT=$APP_NAME
+  [ "$WORKER_VERSIONING" = true ] || return 0
+  DEPLOYMENT_OBJECT=$("$SC_PYTHON" "$REPO_DIR/manifests.py" --deployment-name)
+  [ "$task" = deploy ] || return 0
+  printf '  Versioning:    deployment/%s runs build id %s of Worker Deployment %s/%s\n' \
+    "$DEPLOYMENT_OBJECT" "$IMAGE_TAG" "$KUBERNETES_NAMESPACE" "$APP_NAME"
+  [ -z "$RAMP" ] || printf '  Ramp:          %s%% of new workflows go to it; the current version keeps the rest\n' "$RAMP"
+}
+
+# --ramp only means something for versions.
+check_ramp() {
+  [ -z "$RAMP" ] || [ "$WORKER_VERSIONING" = true ] ||
+    die "--ramp routes a share of new workflows to a new version: it needs WORKER_VERSIONING=true" 2
 }
 
 # ---------------------------------------------------------------- 2. preflight
@@ -218,6 +248,50 @@ build_hint() {
   fi
 }
 
+# ---------------------------------------------------------------- the replay check and versions
+
+# Read-only, so it runs in a dry run too: rollout.py replays the most recent open workflows on the task queue
+# against this checkout and says whether the deploy may go on (DEPLOY_REPLAY_HISTORIES=0 turns it off).
+replay_open_workflows() {
+  run_local "$SC_PYTHON" "$REPO_DIR/rollout.py" gate
+}
+
+replay_hint() {
+  printf '%s' "the open workflows named above would fail their next task on this code: set WORKER_VERSIONING=true (they finish on the version they started on) or guard the change with workflow.patched() (docs/deploy.md)."
+  printf '%s' " If Temporal could not be reached from here, set DEPLOY_TEMPORAL_ADDRESS; DEPLOY_REPLAY_HISTORIES=0 skips this check."
+}
+
+# With WORKER_VERSIONING=true: make the new version current (or ramp it), through the SDK in rollout.py.
+route_new_workflows() {
+  if [ "$WORKER_VERSIONING" != true ]; then
+    echo "  Versioning is off (WORKER_VERSIONING=false): the rolling update moved every worker to $APP_IMAGE."
+    return 0
+  fi
+  if [ -n "$RAMP" ]; then
+    run "$SC_PYTHON" "$REPO_DIR/rollout.py" set-current "$IMAGE_TAG" --ramp "$RAMP"
+  else
+    run "$SC_PYTHON" "$REPO_DIR/rollout.py" set-current "$IMAGE_TAG"
+  fi
+}
+
+# The versions Temporal reports drained and neither current nor ramping lose their Deployment (and ScaledObject),
+# then Temporal is asked to forget them. rollout.py decides (read-only, so a dry run shows the list); the
+# deletions go through run. The lines are read from fd 3 so that no command in the loop can swallow them.
+delete_drained_versions() {
+  local drained build_id name
+  print_command "$SC_PYTHON" "$REPO_DIR/rollout.py" drained
+  drained=$("$SC_PYTHON" "$REPO_DIR/rollout.py" drained)
+  if [ -z "$drained" ]; then
+    echo "  No version is drained and unused: nothing to delete."
+    return 0
+  fi
+  while read -r build_id name <&3; do
+    kube delete deployment "$name" --ignore-not-found
+    [ "$KEDA_ENABLED" != true ] || kube delete scaledobject.keda.sh "$name" --ignore-not-found
+    run "$SC_PYTHON" "$REPO_DIR/rollout.py" forget "$build_id"
+  done 3<<<"$drained"
+}
+
 # ---------------------------------------------------------------- 6 to 8. cluster
 
 # Idempotent; the namespace enforces the Pod Security Standards "restricted" profile (namespace.yaml).
@@ -248,8 +322,13 @@ apply_configuration() {
   apply_files $files
 }
 
+# With versioning every version's Deployment reads the shared ConfigMap and Secrets: restart them all.
 restart_rollout() {
-  kube rollout restart "deployment/$APP_NAME"
+  if [ "$WORKER_VERSIONING" = true ]; then
+    kube rollout restart deployment --selector "$(pod_selector)"
+  else
+    kube rollout restart "deployment/$APP_NAME"
+  fi
 }
 
 set_image() {
@@ -257,7 +336,27 @@ set_image() {
 }
 
 wait_for_rollout() {
-  kube rollout status "deployment/$APP_NAME" --timeout "$ROLLOUT_TIMEOUT"
+  kube rollout status "deployment/$DEPLOYMENT_OBJECT" --timeout "$ROLLOUT_TIMEOUT"
+}
+
+# After a configuration change with versioning: every version's Deployment, as the cluster lists them.
+wait_for_every_version() {
+  local deployments deployment
+  print_command kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" get deployment --selector "$(pod_selector)" --output name
+  if $DRY_RUN; then
+    echo "  (dry run: then, for each Deployment listed:)"
+    kube rollout status "deployment/<each>" --timeout "$ROLLOUT_TIMEOUT"
+    return 0
+  fi
+  deployments=$(kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" get deployment --selector "$(pod_selector)" --output name)
+  for deployment in $deployments; do
+    kube rollout status "$deployment" --timeout "$ROLLOUT_TIMEOUT"
+  done
+}
+
+# The Deployment of this version starts next to the older ones (patch.sh with WORKER_VERSIONING=true).
+start_version() {
+  apply_files deployment.yaml keda-scaledobject.yaml
 }
 
 pod_selector() {
@@ -267,7 +366,7 @@ pod_selector() {
 rollout_hint() {
   printf '%s' "see why the pods are not ready: kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE describe pods --selector $(pod_selector)"
   printf '%s' " (ImagePullBackOff: let the cluster pull from ACR with az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --attach-acr $ACR_NAME;"
-  printf '%s' " CrashLoopBackOff or not ready: read the log with kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$APP_NAME)."
+  printf '%s' " CrashLoopBackOff or not ready: read the log with kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$DEPLOYMENT_OBJECT)."
 }
 
 show_pods_and_logs_command() {
@@ -277,7 +376,7 @@ show_pods_and_logs_command() {
   cat <<TEXT
 
 Done: $APP_IMAGE is rolled out. Read the worker's log with:
-  kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$APP_NAME --follow
+  kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$DEPLOYMENT_OBJECT --follow
 A worker that reached Temporal prints:
   Initializing worker...
   Starting worker... Awaiting tasks.

@@ -192,6 +192,21 @@ CORPUS = [
     ("WORKER_TUNER_TARGET_MEMORY", "-0.5", rejected("more than 0 and at most 1")),
     ("WORKER_POLLER_AUTOSCALING", "yes", rejected("true or false")),
     ("METRICS_SCRAPE", "podmonitor; touch CANARY", rejected("must be none, annotations", by="render")),
+    # --- Worker Versioning: names as the temporal-worker-controller checks them; versions are the manifests' to set
+    ("TEMPORAL_WORKER_BUILD_ID", "b" * 64, rejected("at most 63 letters, digits")),
+    ("TEMPORAL_WORKER_BUILD_ID", "v1;touch CANARY", rejected("at most 63 letters, digits")),
+    ("TEMPORAL_WORKER_BUILD_ID", "-leading-dash", rejected("starting and ending with a letter or digit")),
+    ("TEMPORAL_WORKER_BUILD_ID", "0123abcd", rejected("is set by each versioned Deployment", by="render")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "orders.v2", rejected("Temporal refuses '.' and ':'")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "orders:v2", rejected("Temporal refuses '.' and ':'")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "team/" + "w" * 59, rejected("at most 63 letters")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "$(touch CANARY)", rejected("at most 63 letters")),
+    ("TEMPORAL_DEPLOYMENT_NAME", "workers/worker", rejected("is set by each versioned Deployment", by="render")),
+    ("WORKER_VERSIONING_BEHAVIOR", "sticky", rejected("must be pinned or auto-upgrade")),
+    ("WORKER_VERSIONING", "yes`touch CANARY`", rejected("true or false", by="render")),
+    ("DEPLOY_REPLAY_HISTORIES", "-1", rejected("whole number", by="render")),
+    ("DEPLOY_REPLAY_HISTORIES", "20; touch CANARY", rejected("whole number", by="render")),
+    ("DEPLOY_TEMPORAL_ADDRESS", "localhost:7233 && touch CANARY", rejected("must be host:port", by="render")),
     # --- empty: the same as unset
     ("TEMPORAL_TASK_QUEUE", "", DEFAULT),
     ("TEMPORAL_ADDRESS", "", DEFAULT),
@@ -210,6 +225,9 @@ COMPANIONS = {
     "TEMPORAL_API_KEY_KEYVAULT_SECRET": {"KEYVAULT_URL": "https://127.0.0.1:1/", "TEMPORAL_API_KEY": ""},
     "TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE": {"KEYVAULT_URL": "https://127.0.0.1:1/"},
     "HEALTH_PORT": {"METRICS_PORT": "9000"},
+    # The two Worker Versioning names go together: each is checked with a valid partner.
+    "TEMPORAL_WORKER_BUILD_ID": {"TEMPORAL_DEPLOYMENT_NAME": "orders"},
+    "TEMPORAL_DEPLOYMENT_NAME": {"TEMPORAL_WORKER_BUILD_ID": "0123abcd"},
 }
 # The shell side starts from a deployment with every feature on, so that every manifest is rendered.
 SHELL_BASE = {**FULL_CONFIG, "KEYVAULT_URL": "https://my-vault.vault.azure.net/", "KEYVAULT_SECRET_NAME": "key"}

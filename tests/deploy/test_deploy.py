@@ -104,10 +104,11 @@ def test_deploy_runs_exactly_these_commands_in_order(project: Project) -> None:
         *rollout(),
     ]
     for number, name in enumerate(
-        ["Checking configuration", "Checking tools and access", "Rendering manifests", "Logging in to ACR",
-         "Building and pushing image", "Creating namespace", "Applying manifests", "Waiting for rollout"], start=1
+        ["Checking configuration", "Checking tools and access", "Replaying open workflows", "Rendering manifests",
+         "Logging in to ACR", "Building and pushing image", "Creating namespace", "Applying manifests",
+         "Waiting for rollout", "Routing new workflows"], start=1
     ):  # fmt: skip
-        assert f"[{number}/8] {name} ..." in result.stdout
+        assert f"[{number}/10] {name} ..." in result.stdout
     assert f"kubectl --context {CONTEXT} --namespace {NS} logs deployment/temporal-worker --follow" in result.stdout
     assert "Initializing worker..." in result.stdout and "Starting worker... Awaiting tasks." in result.stdout
     assert_no_secret_leaked(project, result.output)
@@ -196,7 +197,7 @@ def test_dry_run_still_stops_on_a_bad_configuration(project: Project) -> None:
     project.write_config({**MINIMAL_CONFIG, "REPLICAS": "many"})
     result = project.run("deploy.sh", "--dry-run")
     assert result.returncode == 2
-    assert 'step 1/8 "Checking configuration" failed (exit status 2)' in result.stderr
+    assert 'step 1/10 "Checking configuration" failed (exit status 2)' in result.stderr
     assert "REPLICAS='many': must be a whole number" in result.stderr
     assert project.commands() == []
 
@@ -204,11 +205,11 @@ def test_dry_run_still_stops_on_a_bad_configuration(project: Project) -> None:
 @pytest.mark.parametrize(
     ("failing", "step"),
     [
-        ("az acr login", '4/8 "Logging in to ACR"'),
-        ("docker buildx build", '5/8 "Building and pushing image"'),
-        ("namespace.yaml", '6/8 "Creating namespace"'),
-        ("deployment.yaml", '7/8 "Applying manifests"'),
-        ("rollout status", '8/8 "Waiting for rollout"'),
+        ("az acr login", '5/10 "Logging in to ACR"'),
+        ("docker buildx build", '6/10 "Building and pushing image"'),
+        ("namespace.yaml", '7/10 "Creating namespace"'),
+        ("deployment.yaml", '8/10 "Applying manifests"'),
+        ("rollout status", '9/10 "Waiting for rollout"'),
     ],
 )
 def test_a_failing_step_stops_the_script_with_its_name_and_a_hint(project: Project, failing: str, step: str) -> None:
@@ -239,7 +240,7 @@ def test_preflight_reports_every_problem_at_once(project: Project) -> None:
     assert "docker not found" in result.stderr
     assert "kubectl: no context 'missing-context'" in result.stderr
     assert "az aks get-credentials --resource-group rg-test --name missing-context" in result.stderr
-    assert 'step 2/8 "Checking tools and access" failed' in result.stderr
+    assert 'step 2/10 "Checking tools and access" failed' in result.stderr
     assert [command[0] for command in project.commands()] == ["kubectl"], "no build, push or apply"
 
 
@@ -287,7 +288,7 @@ def test_patch_rebuilds_pushes_and_sets_the_image(project: Project) -> None:
         [*KUBE, "set", "image", "deployment/temporal-worker", f"worker={IMAGE}"],
         *rollout(),
     ]
-    assert "[6/7] Updating image ..." in result.stdout
+    assert "[7/9] Updating image ..." in result.stdout
     assert_no_secret_leaked(project, result.output)
 
 

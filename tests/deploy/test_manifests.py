@@ -99,9 +99,14 @@ def test_every_feature_renders_its_manifest(project: Project, tls_files: dict[st
     assert rendered_files(project.root) == ALL_FILES
 
 
-@pytest.mark.parametrize("variant", ["minimal", "full"])
+@pytest.mark.parametrize("variant", ["minimal", "full", "versioned"])
 def test_every_manifest_is_valid_for_kubernetes(project: Project, tls_files: dict[str, str], variant: str) -> None:
-    render(project, MINIMAL_CONFIG if variant == "minimal" else {**FULL_CONFIG, **tls_files})
+    variants = {
+        "minimal": MINIMAL_CONFIG,
+        "full": {**FULL_CONFIG, **tls_files},
+        "versioned": {**FULL_CONFIG, **tls_files, "WORKER_VERSIONING": "true"},
+    }
+    render(project, variants[variant])
     for name in sorted(rendered_files(project.root) - {"keda-scaledobject.yaml"}):
         for document in parse_with_pyyaml(project.root / name):
             # Raises ValidationError (naming the field) unless the document is valid; strict: no unknown fields.
@@ -159,8 +164,10 @@ def test_keda_without_credentials_needs_no_trigger_authentication(project: Proje
     assert "replicas" not in project.manifest("deployment.yaml")[0]["spec"], "KEDA owns the replica count"
 
 
-def test_the_deployment_is_hardened_and_probed(project: Project) -> None:
-    render(project, {**FULL_CONFIG, "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "42.5", "METRICS_PORT": "9100"})
+@pytest.mark.parametrize("versioning", ["false", "true"], ids=["unversioned", "versioned"])
+def test_the_deployment_is_hardened_and_probed(project: Project, versioning: str) -> None:
+    settings = {"WORKER_SHUTDOWN_TIMEOUT_SECONDS": "42.5", "METRICS_PORT": "9100", "WORKER_VERSIONING": versioning}
+    render(project, {**FULL_CONFIG, **settings})
     deployment = project.manifest("deployment.yaml")[0]
     template = deployment["spec"]["template"]
     pod = template["spec"]

@@ -87,14 +87,19 @@ def test_the_build_context_is_an_allow_list_of_the_app_files() -> None:
         "bench.py",
         "deploy_config.py",
         "manifests.py",
+        "replay.py",
+        "rollout.py",
     }
 
 
 @pytest.mark.parametrize(
     ("script", "expected"),
     [
-        ("deploy.sh", ["--dry-run", "--output-dir", "[3/8]", "az acr login", "docker buildx"]),
-        ("patch.sh", ["--config-only", "--dry-run", "kubectl set image", "rollout restart"]),
+        (
+            "deploy.sh",
+            ["--dry-run", "--output-dir", "[3/10]", "az acr login", "docker buildx", "--ramp", "set-current"],
+        ),
+        ("patch.sh", ["--config-only", "--dry-run", "kubectl set image", "rollout restart", "--clean-up", "drained"]),
         ("generate-k8s-manifests.sh", ["--output-dir", "config-map.yaml", "0600"]),
         ("source_config.sh", ["--list-variables", "--check", "--show"]),
     ],

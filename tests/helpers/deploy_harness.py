@@ -37,6 +37,16 @@ PROJECT_FILES = (
     "manifests.py",
     "alerts.py",
     "log_format.py",
+    # The pre-deploy replay check and versioned rollouts (rollout.py) import the app's workflow code.
+    "rollout.py",
+    "replay.py",
+    "bootstrap.py",
+    "crypto_converter.py",
+    "keyvault.py",
+    "worker.py",
+    "health.py",
+    "workflows.py",
+    "activities.py",
     "Dockerfile",
     ".dockerignore",
     "requirements.txt",
@@ -76,6 +86,9 @@ FULL_CONFIG = {
     "ACR_PASSWORD": ACR_PASSWORD_CANARY,
     "AZURE_CLIENT_ID": CLIENT_ID,
     "KEDA_ENABLED": "true",
+    # No Temporal is reachable from the deploy tests but the dev server: the replay check is off unless a test
+    # points DEPLOY_TEMPORAL_ADDRESS at one (tests/deploy/test_rollout.py).
+    "DEPLOY_REPLAY_HISTORIES": "0",
 }
 # The least a deployment needs: image pulled through --attach-acr, no identity, no KEDA.
 MINIMAL_CONFIG = {
@@ -84,6 +97,7 @@ MINIMAL_CONFIG = {
     "AKS_CLUSTER_NAME": CONTEXT,
     "IMAGE_TAG": IMAGE_TAG,
     "TEMPORAL_ADDRESS": "temporal-frontend.temporal.svc:7233",
+    "DEPLOY_REPLAY_HISTORIES": "0",
 }
 
 

@@ -19,6 +19,7 @@ Knobs (environment):
   STUB_CONTEXTS         lines printed by `kubectl config get-contexts --output name`
   STUB_ACR_TOKEN        what `az acr login --expose-token` prints
   STUB_IMAGE_EXISTS     "1": `az acr repository show` finds the image
+  STUB_DEPLOYMENTS      lines printed by `kubectl get deployment ... --output name`
   STUB_AZ_ACCESS_TOKEN  the accessToken that `az account get-access-token` prints
   STUB_AZ_LOGGED_OUT    "1": `az account get-access-token` fails as it does before `az login`
 It never contacts anything.
@@ -61,6 +62,8 @@ def answer(tool: str, arguments: list[str]) -> tuple[int, str]:
         return 0, os.environ.get("STUB_CONTEXTS", "") + "\n"
     if tool == "kubectl" and "auth can-i" in words:
         return 0, "yes\n"
+    if tool == "kubectl" and "get deployment" in words and "--output name" in words:
+        return 0, os.environ.get("STUB_DEPLOYMENTS", "") + "\n"
     if tool == "kubectl" and "rollout status" in words:
         return 0, 'deployment "stub" successfully rolled out\n'
     if tool == "docker" and words.startswith("login"):
