@@ -261,17 +261,21 @@ class AzureBlobStorageDriver(StorageDriver):
         return f"{blob_name!r} in container {self.container!r} of storage account {self.account!r}"
 
     def _failure(self, action: str, blob_name: str | None, error: AzureError) -> PayloadStorageError:
-        """What failed, where, and what to check, by kind of failure."""
-        where = (
-            self._where(blob_name) if blob_name else f"container {self.container!r} of storage account {self.account!r}"
+        """What failed, where, and what to check, by kind of failure; its `reason` leaves out the account
+        and the SDK's details (what a codec server may tell a browser)."""
+        if blob_name:
+            where = f"payload blob {self._where(blob_name)}"
+            shown = f"blob {blob_name!r} in container {self.container!r}"
+        else:
+            where = shown = f"container {self.container!r} of storage account {self.account!r}"
+        what, detail, advice = _explain(error, self.account, self.container, blob_name)
+        return PayloadStorageError(
+            f"Cannot {action} {where}: {what}{detail}. {advice}", f"cannot {action} {shown}: {what}"
         )
-        subject = f"payload blob {where}" if blob_name else where
-        reason, advice = _explain(error, self.account, self.container, blob_name)
-        return PayloadStorageError(f"Cannot {action} {subject}: {reason}. {advice}", reason)
 
 
-def _explain(error: AzureError, account: str, container: str, blob_name: str | None) -> tuple[str, str]:
-    """(what happened, what to check)."""
+def _explain(error: AzureError, account: str, container: str, blob_name: str | None) -> tuple[str, str, str]:
+    """(what happened, the SDK's detail, what to check)."""
     code = getattr(error, "error_code", None) or ""
     role = (
         f'Give the identity the role "{ROLE}" on the container (deploy.sh prints the az role assignment create '
@@ -280,34 +284,38 @@ def _explain(error: AzureError, account: str, container: str, blob_name: str | N
     if isinstance(error, ResourceNotFoundError) and (code == "ContainerNotFound" or not blob_name):
         return (
             "the container does not exist",
+            "",
             f"Create it: az storage container create --account-name {account} --name {container} --auth-mode login "
             "(or check PAYLOAD_STORAGE_CONTAINER)",
         )
     if isinstance(error, ResourceNotFoundError):
         return (
             "the blob does not exist",
+            "",
             "It was deleted (a lifecycle-management policy deletes blobs PAYLOAD_STORAGE_RETENTION_DAYS after they "
             "were written) or written to another account: check that every process uses the same "
             "PAYLOAD_STORAGE_ACCOUNT_URL and PAYLOAD_STORAGE_CONTAINER",
         )
     if isinstance(error, ClientAuthenticationError) and error.response is None:
-        return f"no Azure identity could get a token ({_one_line(error)})", IDENTITY_ADVICE
+        return "no Azure identity could get a token", f" ({_one_line(error)})", IDENTITY_ADVICE
     if isinstance(error, HttpResponseError) and error.status_code == 403:
-        return f"access was refused (HTTP 403{_code(code)})", role
+        return "access was refused", f" (HTTP 403{_code(code)})", role
     if isinstance(error, HttpResponseError) and error.status_code == 401:
-        return f"the storage account refused the credentials (HTTP 401{_code(code)})", IDENTITY_ADVICE
+        return "the storage account refused the credentials", f" (HTTP 401{_code(code)})", IDENTITY_ADVICE
     if isinstance(error, HttpResponseError) and error.status_code:
         return (
-            f"the storage account answered HTTP {error.status_code}{_code(code)}",
+            f"the storage account answered HTTP {error.status_code}",
+            _code(code),
             "Check PAYLOAD_STORAGE_ACCOUNT_URL",
         )
     if isinstance(error, ServiceRequestError | ServiceResponseError):
         return (
-            f"the storage account could not be reached ({_one_line(error)})",
+            "the storage account could not be reached",
+            f" ({_one_line(error)})",
             "Check PAYLOAD_STORAGE_ACCOUNT_URL (or the connection string), DNS, and the network path to the account "
             "(its firewall, private endpoint)",
         )
-    return _one_line(error), "Check PAYLOAD_STORAGE_ACCOUNT_URL and the network path to the account"
+    return "the request failed", f" ({_one_line(error)})", "Check PAYLOAD_STORAGE_ACCOUNT_URL and the network path"
 
 
 class PayloadStorage:
