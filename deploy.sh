@@ -62,6 +62,7 @@ main() {
     apply_manifests
   step_wait_for_rollout
   show_pods_and_logs_command
+  payload_storage_hints
 }
 
 main "$@"

@@ -38,16 +38,16 @@ identity in AKS, `az login` on a laptop), which needs the role "Storage Blob Dat
 container; with PAYLOAD_STORAGE_CONNECTION_STRING the key or SAS in it (Azurite, local use). Every error
 names the account, container and blob, and says what to check.
 
-`python payload_storage.py emulator-endpoint` prints HOST:PORT when the connection string points at a
-local emulator over http (start.sh starts Azurite there), and `python payload_storage.py create-container`
-creates the container if it is missing (start.sh, for the emulator).
+For start.sh, which never sees the connection string (a secret): `python payload_storage.py status` prints
+`off`, `on`, or `emulator 127.0.0.1:PORT` when the connection string points at a local emulator over http
+(start.sh starts Azurite there when nothing listens), and `python payload_storage.py create-container`
+creates the container if it is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import logging
 import re
 import string
@@ -476,7 +476,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def emulator_endpoint(settings: PayloadStorageSettings) -> str | None:
-    """HOST:PORT of the blob endpoint when the connection string points at a local emulator over http."""
+    """127.0.0.1:PORT when the connection string's blob endpoint is http on 127.0.0.1 or localhost, else None."""
     if not settings.connection_string:
         return None
     fields = {}
@@ -486,17 +486,16 @@ def emulator_endpoint(settings: PayloadStorageSettings) -> str | None:
     if fields.get("usedevelopmentstorage", "").lower() == "true":
         return "127.0.0.1:10000"
     parts = urlsplit(fields.get("blobendpoint", ""))
-    if parts.scheme != "http" or not parts.hostname or not _is_loopback(parts.hostname):
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost"):
         return None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    return f"{host}:{parts.port or 80}"
+    return f"127.0.0.1:{parts.port or 80}"
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
+def status(settings: PayloadStorageSettings) -> str:
+    if not settings.enabled:
+        return "off"
+    endpoint = emulator_endpoint(settings)
+    return f"emulator {endpoint}" if endpoint else "on"
 
 
 async def _create_container(settings: PayloadStorageSettings) -> None:
@@ -512,12 +511,12 @@ async def _create_container(settings: PayloadStorageSettings) -> None:
 def _main(arguments: list[str]) -> int:
     import config  # the command line reads the configuration like every program
 
-    if arguments not in (["emulator-endpoint"], ["create-container"]):
-        print("usage: python payload_storage.py emulator-endpoint | create-container", file=sys.stderr)
+    if arguments not in (["status"], ["create-container"]):
+        print("usage: python payload_storage.py status | create-container", file=sys.stderr)
         return 2
     settings = config.load_settings_or_exit().payload_storage
-    if arguments == ["emulator-endpoint"]:
-        print(emulator_endpoint(settings) or "")
+    if arguments == ["status"]:
+        print(status(settings))
         return 0
     if not settings.enabled:
         print("Payload storage is off: nothing to create", file=sys.stderr)
