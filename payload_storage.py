@@ -276,7 +276,7 @@ class AzureBlobStorageDriver(StorageDriver):
 
 def _explain(error: AzureError, account: str, container: str, blob_name: str | None) -> tuple[str, str, str]:
     """(what happened, the SDK's detail, what to check)."""
-    code = getattr(error, "error_code", None) or ""
+    code = str(getattr(getattr(error, "error_code", None), "value", getattr(error, "error_code", None)) or "")
     role = (
         f'Give the identity the role "{ROLE}" on the container (deploy.sh prints the az role assignment create '
         "command); role assignments take a few minutes to apply"
@@ -298,6 +298,12 @@ def _explain(error: AzureError, account: str, container: str, blob_name: str | N
         )
     if isinstance(error, ClientAuthenticationError) and error.response is None:
         return "no Azure identity could get a token", f" ({_one_line(error)})", IDENTITY_ADVICE
+    if isinstance(error, HttpResponseError) and error.status_code == 403 and code == "AuthenticationFailed":
+        return (
+            "the storage account did not accept the credentials",
+            f" (HTTP 403 {code})",
+            f"{IDENTITY_ADVICE}; with a connection string, check its key or SAS (and the SAS's expiry)",
+        )
     if isinstance(error, HttpResponseError) and error.status_code == 403:
         return "access was refused", f" (HTTP 403{_code(code)})", role
     if isinstance(error, HttpResponseError) and error.status_code == 401:

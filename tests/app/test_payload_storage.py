@@ -330,7 +330,9 @@ def test_an_unreachable_account_is_named_with_what_to_check():
     with pytest.raises(PayloadStorageError) as raised:
         run(with_storage(settings, lambda storage: storage.check()))
     message = str(raised.value)
-    assert "container 'temporal-payloads' of storage account 'acct': the storage account could not be reached" in message
+    assert (
+        "container 'temporal-payloads' of storage account 'acct': the storage account could not be reached" in message
+    )
     assert "network path" in message
 
 
@@ -380,7 +382,8 @@ def test_azurite_refuses_a_request_without_a_valid_token(oauth_azurite, az_cli, 
         run(with_storage(settings, lambda storage: storage.check()))
     message = str(raised.value)
     assert "storage account 'devstoreaccount1'" in message
-    assert "the storage account refused the credentials (HTTP 401" in message, message
+    assert "the storage account did not accept the credentials (HTTP 403 AuthenticationFailed)" in message
+    assert "az login" in message
 
 
 @needs_azurite
