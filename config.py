@@ -449,13 +449,13 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("KEDA_MIN_REPLICAS", whole_number(0), "1", scope=Scope.DEPLOY),
     Variable("KEDA_MAX_REPLICAS", whole_number(1), "10", scope=Scope.DEPLOY),
     Variable("KEDA_TARGET_QUEUE_SIZE", whole_number(1), "5", scope=Scope.DEPLOY),
-    Variable("PAYLOAD_STORAGE_RETENTION_DAYS", whole_number(1), scope=Scope.DEPLOY),
     Variable(
         "ROLLOUT_TIMEOUT",
         matching(r"([0-9]+(s|m|h))+", "must be a duration with a unit, such as 300s, 5m or 1h"),
         "5m",
         scope=Scope.DEPLOY,
     ),
+    Variable("PAYLOAD_STORAGE_RETENTION_DAYS", whole_number(1), scope=Scope.DEPLOY),
 )
 CATALOG: dict[str, Variable] = {variable.name: variable for variable in VARIABLES}
 APP_SCOPES = frozenset({Scope.POD, Scope.LOCAL, Scope.TEST})
