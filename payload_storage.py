@@ -187,10 +187,10 @@ class AzureBlobStorageDriver(StorageDriver):
             data = await downloader.readall()
         except HttpResponseError as error:
             if error.status_code != 416:  # a range of an empty blob: a payload that serialized to no bytes
-                raise self._failure("read", blob_name, error) from error
+                raise self.failure("read", blob_name, error) from error
             data = b""
         except AzureError as error:
-            raise self._failure("read", blob_name, error) from error
+            raise self.failure("read", blob_name, error) from error
         if hashlib.sha256(data).hexdigest() != digest:
             raise PayloadStorageError(
                 f"Payload blob {where} failed its integrity check: its bytes do not hash to the SHA-256 in its "
@@ -230,7 +230,7 @@ class AzureBlobStorageDriver(StorageDriver):
         except ResourceExistsError:
             pass  # written meanwhile by another process: the same name means the same bytes
         except AzureError as error:
-            raise self._failure("write", blob_name, error) from error
+            raise self.failure("write", blob_name, error) from error
         return StorageDriverClaim(claim_data={"container": self.container, "blob": blob_name})
 
     def _checked(self, claim: StorageDriverClaim) -> tuple[str, str]:
@@ -260,7 +260,7 @@ class AzureBlobStorageDriver(StorageDriver):
     def _where(self, blob_name: str) -> str:
         return f"{blob_name!r} in container {self.container!r} of storage account {self.account!r}"
 
-    def _failure(self, action: str, blob_name: str | None, error: AzureError) -> PayloadStorageError:
+    def failure(self, action: str, blob_name: str | None, error: AzureError) -> PayloadStorageError:
         """What failed, where, and what to check, by kind of failure; its `reason` leaves out the account
         and the SDK's details (what a codec server may tell a browser)."""
         if blob_name:
@@ -354,9 +354,8 @@ class PayloadStorage:
         # The SDK logs every request at INFO; ours are one line per failure.
         logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
         self._service = service
-        self.driver = AzureBlobStorageDriver(
-            service.get_container_client(settings.container), settings.max_payload_bytes
-        )
+        self._container = service.get_container_client(settings.container)
+        self.driver = AzureBlobStorageDriver(self._container, settings.max_payload_bytes)
 
     @property
     def account(self) -> str:
@@ -374,7 +373,7 @@ class PayloadStorage:
         """Ask for the container's properties: proves the endpoint, the identity and the container, bounded in time."""
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-                await self.driver._container.get_container_properties()
+                await self._container.get_container_properties()
         except TimeoutError:
             raise PayloadStorageError(
                 f"Cannot reach container {self.container!r} of storage account {self.account!r}: no answer within "
@@ -382,16 +381,16 @@ class PayloadStorage:
                 f"and the identity. {IDENTITY_ADVICE}"
             ) from None
         except AzureError as error:
-            raise self.driver._failure("use", None, error) from None
+            raise self.driver.failure("use", None, error) from None
 
     async def create_container(self) -> bool:
         """Create the container if it is missing (the local emulator); whether it was created."""
         try:
-            await self.driver._container.create_container()
+            await self._container.create_container()
         except ResourceExistsError:
             return False
         except AzureError as error:
-            raise self.driver._failure("create", None, error) from None
+            raise self.driver.failure("create", None, error) from None
         return True
 
     async def close(self) -> None:
