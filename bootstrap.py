@@ -7,6 +7,7 @@ Public API:
     temporal_client(settings, stop)   # the key (when encryption is on), then the connection, each raced against stop
     temporal_connection(settings, stop, runtime)   # the same, as a TemporalConnection that follows credentials
     TemporalConnection                # .client, the client in use; .on_new_client(callback) for a worker
+    data_converter(settings, stop)    # the one data converter: encryption and payload storage, as configured
     started_key_provider(encryption, stop)
     StartupError                      # a reason the process cannot start, in one line
     exit_process(code)
@@ -37,6 +38,7 @@ which hides an outage from Kubernetes and from CI). A configuration mistake exit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -50,7 +52,7 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
-from config import EncryptionSettings, Settings, configure_logging, load_settings_or_exit
+from config import EncryptionSettings, PayloadStorageSettings, Settings, configure_logging, load_settings_or_exit
 from crypto_converter import Plaintext, encrypted_data_converter
 from keyvault import (
     ClientCertificate,
@@ -60,6 +62,7 @@ from keyvault import (
     temporal_api_key,
     temporal_client_certificate,
 )
+from payload_storage import PayloadStorage, PayloadStorageError
 
 CONNECT_TIMEOUT = timedelta(seconds=30)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -164,12 +167,13 @@ async def _cancel(task: asyncio.Future) -> None:
 
 @asynccontextmanager
 async def temporal_client(settings: Settings, stop: Stop, runtime: Runtime | None = None) -> AsyncIterator[Client]:
-    """A connected client whose payloads are encrypted when Key Vault is configured.
+    """A connected client whose payloads are encrypted when Key Vault is configured, and stored in Azure
+    Blob Storage from PAYLOAD_STORAGE_THRESHOLD_BYTES when payload storage is (see `data_converter`).
 
-    The key is fetched before connecting, so a Key Vault problem stops the process at start-up
-    instead of failing workflow tasks later; the key provider's background refresh ends when the
-    block does. Both steps end at once when a stop is requested (StopRequested). A rotated API key
-    reaches this client; a rotated client certificate reaches `temporal_connection`'s followers only.
+    The key is fetched, and the storage container checked, before connecting, so a Key Vault or storage
+    problem stops the process at start-up instead of failing workflow tasks later. Every step ends at
+    once when a stop is requested (StopRequested). A rotated API key reaches this client; a rotated
+    client certificate reaches `temporal_connection`'s followers only.
     """
     async with temporal_connection(settings, stop, runtime) as connection:
         yield connection.client
@@ -180,28 +184,46 @@ async def temporal_connection(
     settings: Settings, stop: Stop, runtime: Runtime | None = None
 ) -> AsyncIterator[TemporalConnection]:
     """The connection of `temporal_client`, as a TemporalConnection that keeps Key Vault credentials current."""
-    encryption = settings.encryption
-    keys = None
-    if encryption.enabled:
-        plaintext = plaintext_policy(encryption)
-        logger.info(
-            "Payload encryption: on (AES-GCM, key from Key Vault); unencrypted payloads: %s",
-            PLAINTEXT_POLICY_NAMES[plaintext],
-        )
-        keys = await started_key_provider(encryption, stop)
-        data_converter = encrypted_data_converter(keys, plaintext)
-    else:
+    async with data_converter(settings, stop) as converter:
+        connection = TemporalConnection(settings, converter, runtime)
+        try:
+            await connection.read_credentials(stop)
+            await connection.connect(stop)
+            yield connection
+        finally:
+            await connection.close()
+
+
+@asynccontextmanager
+async def data_converter(settings: Settings, stop: Stop) -> AsyncIterator[DataConverter]:
+    """The one data converter of the worker and client: encryption and payload storage as configured.
+
+    The key provider's background refresh and the storage client end when the block does.
+    """
+    async with encryption_codec_converter(settings.encryption, stop) as converter:
+        async with started_payload_storage(settings.payload_storage, stop) as storage:
+            if storage is not None:
+                converter = dataclasses.replace(converter, external_storage=storage.external_storage())
+            yield converter
+
+
+@asynccontextmanager
+async def encryption_codec_converter(encryption: EncryptionSettings, stop: Stop) -> AsyncIterator[DataConverter]:
+    """The default data converter, or the encrypting one with its key provider started."""
+    if not encryption.enabled:
         logger.info("Payload encryption: off (set KEYVAULT_URL and KEYVAULT_SECRET_NAME to switch it on)")
-        data_converter = DataConverter.default
-    connection = TemporalConnection(settings, data_converter, runtime)
+        yield DataConverter.default
+        return
+    plaintext = plaintext_policy(encryption)
+    logger.info(
+        "Payload encryption: on (AES-GCM, key from Key Vault); unencrypted payloads: %s",
+        PLAINTEXT_POLICY_NAMES[plaintext],
+    )
+    keys = await started_key_provider(encryption, stop)
     try:
-        await connection.read_credentials(stop)
-        await connection.connect(stop)
-        yield connection
+        yield encrypted_data_converter(keys, plaintext)
     finally:
-        await connection.close()
-        if keys is not None:
-            await keys.close()
+        await keys.close()
 
 
 class TemporalConnection:
@@ -331,6 +353,39 @@ async def _started(secret: RefreshingSecret, stop: Stop, doing: str) -> None:
 
 def _described(certificate: ClientCertificate) -> str:
     return f"subject {certificate.subject}, valid until {certificate.not_valid_after:%Y-%m-%d %H:%M} UTC"
+
+
+@asynccontextmanager
+async def started_payload_storage(settings: PayloadStorageSettings, stop: Stop) -> AsyncIterator[PayloadStorage | None]:
+    """The payload storage with its container checked, or None when it is off; a StartupError saying what to check."""
+    if not settings.enabled:
+        logger.info(
+            "Payload storage: off (set PAYLOAD_STORAGE_ACCOUNT_URL or PAYLOAD_STORAGE_CONNECTION_STRING to store "
+            "large payloads in Azure Blob Storage)"
+        )
+        yield None
+        return
+    try:
+        storage = PayloadStorage(settings)
+    except PayloadStorageError as error:
+        raise StartupError(str(error)) from None
+    try:
+        logger.info(
+            "Payload storage: on (Azure Blob Storage account %s, container %s, signed in with %s); payloads of %d "
+            "bytes or more are stored there, at most %d bytes each",
+            storage.account,
+            storage.container,
+            "the connection string" if settings.connection_string else "the Azure identity",
+            settings.threshold_bytes,
+            settings.max_payload_bytes,
+        )
+        try:
+            await stop.race(storage.check(), "checking the payload storage container")
+        except PayloadStorageError as error:
+            raise StartupError(str(error)) from None
+        yield storage
+    finally:
+        await storage.close()
 
 
 PLAINTEXT_POLICY_NAMES = {

@@ -7,12 +7,16 @@ Two modes:
       goes on. At most CLIENT_MAX_PENDING_WORKFLOWS workflows wait for a result at
       a time: while no worker polls, the loop pauses instead of piling them up.
       SIGTERM/SIGINT stop it at once, during start-up too (exit 0).
-  python client.py --count N [--timeout SECONDS]
+  python client.py --count N [--timeout SECONDS] [--payload-size BYTES]
       The smoke test: start N workflows, print each outcome as it arrives, exit 0
       only if all succeeded. SIGTERM/SIGINT (Ctrl-C) or an expired --timeout end
       the wait with one line saying how many results arrived; the workflows keep
       running on the server (Temporal workflows are durable) and the line says
       how to see them.
+
+--payload-size BYTES makes every workflow's argument a generated text of that many bytes (in either mode),
+so a large payload can be watched going to Azure Blob Storage (PAYLOAD_STORAGE_*): e.g.
+`--count 1 --payload-size 5242880`; results are then shown by their size, never printed.
 
 Every workflow gets an execution timeout of CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS,
 so none waits for a worker forever. With payload encryption on, the client shows
@@ -69,12 +73,29 @@ def shows_payloads(settings: Settings) -> bool:
     return not settings.encryption.enabled
 
 
-async def start_workflow(client: Client, settings: Settings, counter: int) -> WorkflowHandle:
-    workflow_id = new_workflow_id(counter)
+def workflow_argument(counter: int, payload_size: int | None = None) -> str:
+    """The guide's argument, or a generated text of exactly `payload_size` bytes that starts with it."""
     argument = f"ClientTriggeredPayload-{counter}"
+    if payload_size is None:
+        return argument
+    head = f"{argument} "
+    filler = "".join(f"{n:07d} " for n in range(payload_size // 8 + 1))  # numbered 8-byte cells, easy to scroll
+    return (head + filler)[:payload_size]
+
+
+def shown_value(value: object, payload_size: int | None) -> str:
+    """A result as the client shows it: in full, or by its size when payloads are generated large."""
+    return f"{len(str(value))} characters" if payload_size is not None else str(value)
+
+
+async def start_workflow(
+    client: Client, settings: Settings, counter: int, payload_size: int | None = None
+) -> WorkflowHandle:
+    workflow_id = new_workflow_id(counter)
+    argument = workflow_argument(counter, payload_size)
     logger.info("Starting workflow %s", workflow_id)
     if shows_payloads(settings):
-        logger.debug("Workflow %s argument: %s", workflow_id, argument)
+        logger.debug("Workflow %s argument: %s", workflow_id, shown_value(argument, payload_size))
     handle = await client.start_workflow(
         YourWorkflow.run,
         argument,
@@ -110,7 +131,7 @@ def describe_failure(error: BaseException, show_messages: bool) -> str:
 # ---------------------------------------------------------------- the loop
 
 
-async def log_outcome(handle: WorkflowHandle, show_payloads: bool) -> None:
+async def log_outcome(handle: WorkflowHandle, show_payloads: bool, payload_size: int | None = None) -> None:
     try:
         result = await handle.result()
     except Exception as error:
@@ -118,10 +139,12 @@ async def log_outcome(handle: WorkflowHandle, show_payloads: bool) -> None:
     else:
         logger.info("Workflow %s completed", handle.id)
         if show_payloads:
-            logger.debug("Workflow %s result: %s", handle.id, result)
+            logger.debug("Workflow %s result: %s", handle.id, shown_value(result, payload_size))
 
 
-async def run_loop(connection: TemporalConnection, settings: Settings, stop: Stop) -> None:
+async def run_loop(
+    connection: TemporalConnection, settings: Settings, stop: Stop, payload_size: int | None = None
+) -> None:
     """Start a workflow every interval until stopped; one failed start never ends the loop.
 
     At most CLIENT_MAX_PENDING_WORKFLOWS results are awaited at a time; with that many pending the
@@ -150,14 +173,14 @@ async def run_loop(connection: TemporalConnection, settings: Settings, stop: Sto
             counter += 1
             try:
                 handle = await stop.race(
-                    start_workflow(connection.client, settings, counter), f"starting workflow {counter}"
+                    start_workflow(connection.client, settings, counter, payload_size), f"starting workflow {counter}"
                 )
             except StopRequested:
                 break
             except Exception as error:
                 logger.error("Failed to start workflow number %d: %s", counter, error)
             else:
-                watcher = asyncio.create_task(log_outcome(handle, shows_payloads(settings)))
+                watcher = asyncio.create_task(log_outcome(handle, shows_payloads(settings), payload_size))
                 watchers.add(watcher)
                 watcher.add_done_callback(watchers.discard)
             logger.info("Waiting %g seconds before the next workflow", settings.client_interval_seconds)
@@ -189,6 +212,8 @@ class SmokeTest:
     """How many workflows the run starts."""
     show_payloads: bool
     """Whether results and failure messages may be printed (payload encryption off)."""
+    payload_size: int | None = None
+    """With --payload-size: results are shown by their size."""
     started: list[WorkflowHandle] = field(default_factory=list)
     """The workflows started so far, in order."""
     finished: set[str] = field(default_factory=set)
@@ -206,7 +231,10 @@ class SmokeTest:
             self.failed += 1
             print(f"FAILED {handle.id}: {describe_failure(error, self.show_payloads)}", flush=True)
         else:
-            shown = f": {result}" if self.show_payloads else " (result not shown: payload encryption is on)"
+            if self.show_payloads:
+                shown = f": {shown_value(result, self.payload_size)}"
+            else:
+                shown = " (result not shown: payload encryption is on)"
             print(f"OK {handle.id}{shown}", flush=True)
         self.finished.add(handle.id)
 
@@ -239,14 +267,18 @@ def running_workflows_command(settings: Settings) -> str:
     return shlex.join(arguments)
 
 
-async def run_smoke_test(settings: Settings, stop: Stop, count: int, timeout: float | None) -> int:
+async def run_smoke_test(
+    settings: Settings, stop: Stop, count: int, timeout: float | None, payload_size: int | None = None
+) -> int:
     """Start `count` workflows and print each outcome; the exit status says whether all succeeded."""
-    smoke_test = SmokeTest(count, shows_payloads(settings))
+    smoke_test = SmokeTest(count, shows_payloads(settings), payload_size)
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline, temporal_client(settings, stop) as client:
             for number in range(1, count + 1):
-                handle = await stop.race(start_workflow(client, settings, number), f"starting workflow {number}")
+                handle = await stop.race(
+                    start_workflow(client, settings, number, payload_size), f"starting workflow {number}"
+                )
                 smoke_test.started.append(handle)
             await stop.race(smoke_test.wait_for_all(), "waiting for results")
     except StopRequested as stopped:
@@ -267,9 +299,9 @@ async def run_smoke_test(settings: Settings, stop: Stop, count: int, timeout: fl
 async def run(settings: Settings, stop: Stop, arguments: argparse.Namespace) -> int:
     if arguments.count is None:
         async with temporal_connection(settings, stop) as connection:
-            await run_loop(connection, settings, stop)
+            await run_loop(connection, settings, stop, arguments.payload_size)
         return EXIT_SUCCEEDED
-    return await run_smoke_test(settings, stop, arguments.count, arguments.timeout)
+    return await run_smoke_test(settings, stop, arguments.count, arguments.timeout, arguments.payload_size)
 
 
 def parse_arguments(arguments: list[str]) -> argparse.Namespace:
@@ -286,6 +318,12 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         metavar="SECONDS",
         help="with --count: give up after SECONDS in all, start-up included (exit 124); default: wait for every result",
     )
+    parser.add_argument(
+        "--payload-size",
+        type=payload_bytes,
+        metavar="BYTES",
+        help="make each workflow's argument a generated text of BYTES bytes (e.g. 5242880 to watch payload storage)",
+    )
     parsed = parser.parse_args(arguments)
     if parsed.timeout is not None and parsed.count is None:
         parser.error("--timeout goes with --count N (the loop runs until SIGTERM or SIGINT)")
@@ -295,6 +333,17 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+# The largest argument --payload-size generates: beyond it the process itself runs short (the text is held
+# several times over while it is encoded, encrypted and uploaded).
+MAX_PAYLOAD_SIZE = 1024 * 1024 * 1024
+
+
+def payload_bytes(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAYLOAD_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes from 1 to {MAX_PAYLOAD_SIZE}")
     return int(text)
 
 

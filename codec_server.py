@@ -1,14 +1,22 @@
 """Codec server: lets the Temporal Web UI and CLI show payloads that the workers encrypted.
 
-Run it with `python codec_server.py` (`./start.sh` does when encryption is on). It reads the same
-settings as the worker, fetches keys from the same Key Vault secret, and answers Temporal's codec
-server protocol:
+Run it with `python codec_server.py` (`./start.sh` does when encryption or payload storage is on). It
+reads the same settings as the worker, fetches keys from the same Key Vault secret, reads large payloads
+from the same Azure Blob Storage container, and answers Temporal's codec server protocol:
 
     POST /decode  and  POST /{namespace}/decode     decrypt {"payloads": [...]}
     POST /encode  and  POST /{namespace}/encode     encrypt {"payloads": [...]}  (off unless CODEC_SERVER_ENCODE=true)
 
 Bodies are `temporal.api.common.v1.Payloads` in proto3 JSON; answers are compact JSON. Unencrypted
 payloads pass through /decode unchanged, so histories written before encryption stay readable.
+
+With payload storage on (PAYLOAD_STORAGE_*), /decode also resolves the references that stand in the
+history for large payloads: it fetches each one from the container (the blob's SHA-256 checked), then
+decrypts it, so the Web UI and `temporal workflow show --codec-endpoint` show the real value. A reference
+to another container or to a blob name the driver does not write is refused (400) before anything is
+fetched; a blob that cannot be fetched is a 502 naming it; what one request fetches is bounded
+(`Limits.max_fetched_bytes`, 413 beyond it), and at most `Limits.max_fetching_requests` requests fetch at
+once, since each holds its payloads several times over while it answers.
 
 Who may call it:
   * Browsers only from CODEC_SERVER_CORS_ORIGINS (default the local dev UI): a request with any other
@@ -56,8 +64,15 @@ from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
 import config
-from bootstrap import StartupError, Stop, run_program, started_key_provider
+from bootstrap import StartupError, Stop, run_program, started_key_provider, started_payload_storage
 from crypto_converter import KEY_ID_METADATA, EncryptionCodec, PayloadDecryptionError, Plaintext
+from payload_storage import (
+    AzureBlobStorageDriver,
+    PayloadStorageError,
+    PayloadTooLargeError,
+    ReferenceRefusedError,
+    reference_claim,
+)
 
 MIB = 1024 * 1024
 ALLOWED_METHODS = "POST, OPTIONS"
@@ -99,6 +114,12 @@ class Limits:
     request_timeout_seconds: float = 15.0
     """Longest a request may take, its wait for a turn included; then 503. A Key Vault read for an unknown
     key id goes on in the background, so asking again later finds the key."""
+    max_fetched_bytes: int = 64 * MIB
+    """Payload bytes one /decode request may fetch from payload storage, all its references together: one
+    payload of up to PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES (50 MiB by default), with room to spare."""
+    max_fetching_requests: int = 2
+    """Requests that fetch from payload storage at once (others wait for a turn): each holds its payloads
+    about four times over (the blob, the decrypted payload, its base64 and the JSON answer)."""
 
     @property
     def max_json_tokens(self) -> int:
@@ -117,14 +138,17 @@ def create_app(
     encode: bool = False,
     encode_token: str | None = None,
     limits: Limits = Limits(),
+    storage: AzureBlobStorageDriver | None = None,
 ) -> web.Application:
-    """The codec server application: /decode, /encode when switched on, CORS, bearer tokens and limits."""
+    """The codec server application: /decode (resolving payload storage references when `storage` is
+    given), /encode when switched on, CORS, bearer tokens and limits."""
     app = web.Application(
         middlewares=[_cors_middleware(frozenset(cors_origins))], client_max_size=limits.max_request_bytes
     )
     work = _Work(limits)
     app.on_cleanup.append(work.close)
-    decode_handler = _codec_endpoint("decode", codec.decode, _expected_authorization(token), work)
+    decode = codec.decode if storage is None else _decode_through_storage(codec, storage, work)
+    decode_handler = _codec_endpoint("decode", decode, _expected_authorization(token), work)
     if encode:
         encode_handler = _codec_endpoint("encode", codec.encode, _expected_authorization(encode_token or token), work)
     else:
@@ -142,6 +166,7 @@ class _Work:
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
         self.turns = asyncio.Semaphore(limits.max_requests)
+        self.fetching_turns = asyncio.Semaphore(limits.max_fetching_requests)
         self._threads = ThreadPoolExecutor(max_workers=limits.worker_threads, thread_name_prefix="codec-json")
 
     async def run(self, size: int, function: Callable[..., T], *arguments: Any) -> T:
@@ -152,6 +177,35 @@ class _Work:
 
     async def close(self, app: web.Application) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _decode_through_storage(codec: PayloadCodec, storage: AzureBlobStorageDriver, work: _Work) -> Transform:
+    """Decode that first replaces payload storage references with the payloads they name, within the limits."""
+
+    async def decode(payloads: Sequence[Payload]) -> list[Payload]:
+        found = [reference_claim(payload) for payload in payloads]
+        if not any(found):
+            return await codec.decode(payloads)
+        async with work.fetching_turns:
+            budget = work.limits.max_fetched_bytes
+            resolved = []
+            for payload, reference in zip(payloads, found, strict=True):
+                if reference is None:
+                    resolved.append(payload)
+                    continue
+                driver_name, claim = reference
+                if driver_name != storage.name():
+                    raise ReferenceRefusedError(
+                        f"Refused a payload reference of storage driver {driver_name[:64]!r}: only "
+                        f"{storage.name()!r} is configured here",
+                        f"the reference is of storage driver {driver_name[:64]!r}, not {storage.name()!r}",
+                    )
+                fetched = await storage.fetch(claim, max_bytes=budget)
+                budget -= fetched.ByteSize()
+                resolved.append(fetched)
+            return await codec.decode(resolved)
+
+    return decode
 
 
 def _cors_middleware(allowed_origins: frozenset[str]) -> Middleware:
@@ -250,13 +304,27 @@ async def _answer(request: web.Request, name: str, transform: Transform, work: _
     except PayloadDecryptionError as error:
         logger.warning("Could not %s payloads for %s: %s", name, request.remote, error)
         return _error(400, CANNOT_DECRYPT)
+    except PayloadStorageError as error:
+        logger.warning("Could not %s payloads for %s: %s", name, request.remote, error)
+        return _storage_error(error)
     if name == "encode" and result:
         key_id = result[0].metadata.get(KEY_ID_METADATA, b"").decode(errors="replace")
         logger.info(
             "Encoded %d payload(s) with key id %s for %s (%r)", len(result), key_id, request.remote, request.path
         )
-    text = await work.run(payloads.ByteSize(), _to_json, result)
+    text = await work.run(sum(payload.ByteSize() for payload in result), _to_json, result)
     return web.Response(text=text, content_type="application/json")
+
+
+def _storage_error(error: PayloadStorageError) -> web.Response:
+    """A reference this server refuses (400), one over the fetch cap (413), or a blob it could not fetch (502)."""
+    if isinstance(error, ReferenceRefusedError):
+        return _error(400, f"refused a payload storage reference: {error.reason}")
+    if isinstance(error, PayloadTooLargeError):
+        return _error(413, f"a payload in payload storage is too large to show here: {error.reason}")
+    return _error(
+        502, f"a payload in payload storage could not be fetched: {error.reason}; the codec server's log says more"
+    )
 
 
 def _body_cap(limits: Limits) -> str:
@@ -293,32 +361,62 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 
 
 async def _serve(settings: config.Settings, stop: Stop) -> int:
-    """Keys from Key Vault, then answer on CODEC_SERVER_HOST:PORT until SIGTERM or SIGINT (in start-up too)."""
-    if not settings.encryption.enabled:
+    """Keys from Key Vault and the payload storage container (each as configured), then answer on
+    CODEC_SERVER_HOST:PORT until SIGTERM or SIGINT (in start-up too)."""
+    if not (settings.encryption.enabled or settings.payload_storage.enabled):
         raise StartupError(
-            "Codec server: payload encryption is not configured; set KEYVAULT_URL and KEYVAULT_SECRET_NAME"
+            "Codec server: neither payload encryption nor payload storage is configured; set KEYVAULT_URL and "
+            "KEYVAULT_SECRET_NAME, or PAYLOAD_STORAGE_ACCOUNT_URL (or PAYLOAD_STORAGE_CONNECTION_STRING)"
         )
     server = settings.codec_server
     tls = _tls_context(server)
     _warn_if_exposed(server)
-    keys = await started_key_provider(settings.encryption, stop)
+    keys = await started_key_provider(settings.encryption, stop) if settings.encryption.enabled else None
     try:
-        runner = web.AppRunner(_application(server, EncryptionCodec(keys, Plaintext.ACCEPT)))
-        await runner.setup()
-        try:
-            await _listen(runner, server.host, server.port, tls)
-            await stop.wait()
-        finally:
-            await runner.cleanup()
+        # The codec passes unencrypted payloads through, so histories from before encryption still show.
+        codec = EncryptionCodec(keys, Plaintext.ACCEPT) if keys is not None else _Unencrypted()
+        async with started_payload_storage(settings.payload_storage, stop) as storage:
+            driver = storage.driver if storage is not None else None
+            runner = web.AppRunner(_application(server, codec, driver))
+            await runner.setup()
+            try:
+                await _listen(runner, server.host, server.port, tls)
+                await stop.wait()
+            finally:
+                await runner.cleanup()
     finally:
-        await keys.close()
+        if keys is not None:
+            await keys.close()
     logger.info("Codec server stopped")
     return 0
 
 
-def _application(server: config.CodecServerSettings, codec: EncryptionCodec) -> web.Application:
-    """The application as configured; the codec passes unencrypted payloads through, so old histories show."""
-    return create_app(codec, server.cors_origins, server.token, encode=server.encode, encode_token=server.encode_token)
+class _Unencrypted(PayloadCodec):
+    """The codec of a codec server without encryption (payload storage only): payloads pass as they are."""
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return list(payloads)
+
+
+def _application(
+    server: config.CodecServerSettings, codec: PayloadCodec, storage: AzureBlobStorageDriver | None
+) -> web.Application:
+    """The application as configured; it fetches at most one largest stored payload per request, 64 MiB at least."""
+    limits = Limits()
+    if storage is not None:
+        limits = Limits(max_fetched_bytes=max(limits.max_fetched_bytes, storage.max_payload_bytes))
+    return create_app(
+        codec,
+        server.cors_origins,
+        server.token,
+        encode=server.encode,
+        encode_token=server.encode_token,
+        limits=limits,
+        storage=storage,
+    )
 
 
 async def _listen(runner: web.AppRunner, host: str, port: int, tls: ssl.SSLContext | None) -> None:

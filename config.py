@@ -57,6 +57,13 @@ MAX_CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS = 7 * 86400.0
 # A day. Far more overflows the worker's timedelta (about 8.6e13 s) and, sooner or later, the pod's
 # terminationGracePeriodSeconds (an int64); no shutdown needs to wait that long.
 MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS = 86400.0
+# Temporal refuses a payload over 2 MiB (the server's limit.blobSize.error): storing payloads externally only
+# from a larger size would never store anything in time.
+MAX_PAYLOAD_STORAGE_THRESHOLD_BYTES = 2 * 1024 * 1024
+# The largest payload the storage driver accepts by default: the SDK's own drivers' 50 MiB (S3, GCS).
+DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES = 50 * 1024 * 1024
+# A protobuf message (a Payload) cannot exceed 2 GiB; a single payload of 1 GiB is already beyond any pod.
+MAX_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
 # The problem with a value the environment gave as bytes that are not UTF-8 (the value is never shown).
 NOT_TEXT = "holds bytes that are not UTF-8 text; write the value in UTF-8"
 HIDDEN = "<hidden>"
@@ -171,6 +178,67 @@ def https_url(raw: str) -> str:
     except ValueError:
         raise ValueError("has a port that is not a whole number from 0 to 65535") from None
     return raw
+
+
+def storage_account_url(raw: str) -> str:
+    """The blob endpoint of a storage account: https://ACCOUNT.blob.core.windows.net/, or an emulator's
+    https://HOST:PORT/ACCOUNT; never a SAS token or any other query (the identity authenticates)."""
+    parts = urlsplit(raw)
+    example = "for example https://mystorageaccount.blob.core.windows.net/"
+    if parts.scheme != "https" or not parts.hostname or has_control_characters(raw) or " " in raw:
+        raise ValueError(f"must be the storage account's https blob endpoint, {example}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(
+            f"must be the bare account URL, {example}: no SAS token, key or query (the Azure identity authenticates)"
+        )
+    if parts.path.strip("/").count("/") > 0:
+        raise ValueError(f"must be the account URL, not a container or blob URL, {example}")
+    try:
+        parts.port  # noqa: B018  (urlsplit checks the port only when asked)
+    except ValueError:
+        raise ValueError("has a port that is not a whole number from 0 to 65535") from None
+    return raw
+
+
+# The keys of an Azure Storage connection string that tell where the blob service is and how to sign in.
+_CONNECTION_STRING_ENDPOINT_KEYS = frozenset({"blobendpoint", "accountname", "usedevelopmentstorage"})
+_CONNECTION_STRING_CREDENTIAL_KEYS = frozenset({"accountkey", "sharedaccesssignature", "usedevelopmentstorage"})
+
+
+def storage_connection_string(raw: str) -> str:
+    """An Azure Storage connection string (KEY=VALUE;...) with an endpoint and a key or SAS; never shown."""
+    pairs = [part.split("=", 1) for part in raw.strip().rstrip(";").split(";")]
+    if has_control_characters(raw) or any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+        raise ValueError(
+            "must be an Azure Storage connection string, KEY=VALUE pairs separated by ';' "
+            "(az storage account show-connection-string, or Azurite's, see config.env.example)"
+        )
+    keys = {key.strip().lower() for key, _ in pairs}
+    if not keys & _CONNECTION_STRING_ENDPOINT_KEYS or not keys & _CONNECTION_STRING_CREDENTIAL_KEYS:
+        raise ValueError(
+            "must name the account (AccountName or BlobEndpoint) and hold an AccountKey or SharedAccessSignature; "
+            "copy it whole from az storage account show-connection-string, or Azurite's from config.env.example"
+        )
+    return raw
+
+
+def container_name(raw: str) -> str:
+    """An Azure Blob Storage container name."""
+    if not re.fullmatch(r"(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*", raw):
+        raise ValueError(
+            "must be a container name: 3 to 63 lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    return raw
+
+
+def byte_count(minimum: int, maximum: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        if not re.fullmatch(r"0|[1-9][0-9]{0,11}", raw) or not minimum <= int(raw) <= maximum:
+            raise ValueError(f"must be a whole number of bytes from {minimum} to {maximum}")
+        return int(raw)
+
+    return parse
 
 
 def origins(raw: str) -> tuple[str, ...]:
@@ -366,6 +434,17 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", boolean, "true", scope=Scope.TEST),
     Variable("ENCRYPTION_REQUIRED", boolean, "false"),
     Variable("ENCRYPTION_ALLOW_PLAINTEXT", boolean, "false"),
+    # Large payloads in Azure Blob Storage (Temporal external payload storage)
+    Variable("PAYLOAD_STORAGE_ACCOUNT_URL", storage_account_url),
+    Variable("PAYLOAD_STORAGE_CONNECTION_STRING", storage_connection_string, secret=True),
+    Variable("PAYLOAD_STORAGE_CONTAINER", container_name, "temporal-payloads"),
+    Variable("PAYLOAD_STORAGE_THRESHOLD_BYTES", byte_count(0, MAX_PAYLOAD_STORAGE_THRESHOLD_BYTES), str(256 * 1024)),
+    Variable(
+        "PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES",
+        byte_count(1, MAX_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES),
+        str(DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES),
+    ),
+    Variable("PAYLOAD_STORAGE_CA_FILE", readable_file, scope=Scope.TEST),
     # Codec server (decrypts payloads for the Web UI and CLI)
     Variable("CODEC_SERVER_HOST", required_text, "127.0.0.1"),
     Variable("CODEC_SERVER_PORT", port(), "8081"),
@@ -447,6 +526,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("WORKER_VERSIONING", boolean, "false", scope=Scope.DEPLOY),
     Variable("DEPLOY_REPLAY_HISTORIES", whole_number(0), "20", scope=Scope.DEPLOY),
     Variable("DEPLOY_TEMPORAL_ADDRESS", address, scope=Scope.DEPLOY),
+    # Large payloads in Azure Blob Storage: the lifecycle rule deploy.sh suggests
+    Variable("PAYLOAD_STORAGE_RETENTION_DAYS", whole_number(1), scope=Scope.DEPLOY),
 )
 CATALOG: dict[str, Variable] = {variable.name: variable for variable in VARIABLES}
 APP_SCOPES = frozenset({Scope.POD, Scope.LOCAL, Scope.TEST})
@@ -573,6 +654,27 @@ class EncryptionSettings:
 
 
 @dataclass(frozen=True)
+class PayloadStorageSettings:
+    """Large payloads in Azure Blob Storage: on when the account URL or a connection string is set."""
+
+    account_url: str | None
+    """The account's blob endpoint; the process signs in with its Azure identity (DefaultAzureCredential)."""
+    connection_string: str | None = field(default=None, repr=False)
+    """Instead of the URL: an endpoint with a key or SAS, for Azurite and local use."""
+    container: str = "temporal-payloads"
+    threshold_bytes: int = 256 * 1024
+    """Payloads this large or larger (after encryption) are stored in the container, smaller ones inline."""
+    max_payload_bytes: int = DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES
+    """The largest payload stored or fetched; a larger one fails its task (or codec server request)."""
+    ca_file: str | None = None
+    """Tests only: the CA bundle the storage endpoint's TLS certificate is checked against."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.account_url or self.connection_string)
+
+
+@dataclass(frozen=True)
 class CodecServerSettings:
     """The HTTP codec server that lets the Web UI and CLI show decrypted payloads."""
 
@@ -643,6 +745,7 @@ class Settings:
     codec_server: CodecServerSettings
     versioning: VersioningSettings | None = None
     """None unless TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID are both set."""
+    payload_storage: PayloadStorageSettings = PayloadStorageSettings(account_url=None)
 
     @property
     def keyvault(self) -> KeyVaultSettings:
@@ -794,6 +897,16 @@ def parse_settings(parser: Parser) -> Settings:
             tls_key_file=value("CODEC_SERVER_TLS_KEY_FILE"),
         ),
         versioning=versioning_settings(parser),
+        payload_storage=PayloadStorageSettings(
+            account_url=value("PAYLOAD_STORAGE_ACCOUNT_URL"),
+            connection_string=value("PAYLOAD_STORAGE_CONNECTION_STRING"),
+            container=value("PAYLOAD_STORAGE_CONTAINER") or "temporal-payloads",
+            threshold_bytes=_or(value("PAYLOAD_STORAGE_THRESHOLD_BYTES"), 256 * 1024),
+            max_payload_bytes=_or(
+                value("PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES"), DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES
+            ),
+            ca_file=value("PAYLOAD_STORAGE_CA_FILE"),
+        ),
     )
     parser.problems.extend(combination_problems(parser, settings))
     return settings
@@ -858,6 +971,7 @@ def combination_problems(parser: Parser, settings: Settings) -> list[str]:
             "version of a Worker Deployment (in the cluster each Deployment sets them when WORKER_VERSIONING=true), "
             "or neither"
         )
+    problems.extend(payload_storage_problems(parser, settings.payload_storage))
     return problems
 
 
@@ -892,6 +1006,28 @@ def keyvault_credential_problems(parser: Parser, temporal: TemporalSettings) -> 
                 f"remove TEMPORAL_TLS=false or {variable_name}"
             )
     return problems
+
+
+def payload_storage_problems(parser: Parser, storage: PayloadStorageSettings) -> list[str]:
+    """Payload storage variables that contradict each other (the connection string is never shown)."""
+    problems = []
+    if parser.raw("PAYLOAD_STORAGE_ACCOUNT_URL") and parser.raw("PAYLOAD_STORAGE_CONNECTION_STRING"):
+        problems.append(
+            "PAYLOAD_STORAGE_ACCOUNT_URL and PAYLOAD_STORAGE_CONNECTION_STRING are both set: use the URL (the Azure "
+            "identity signs in, no key) or the connection string (Azurite, local use), not both"
+        )
+    if storage.threshold_bytes > storage.max_payload_bytes:
+        problems.append(
+            f"PAYLOAD_STORAGE_THRESHOLD_BYTES={storage.threshold_bytes} is more than "
+            f"PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES={storage.max_payload_bytes}: no payload could be stored; "
+            "lower the threshold or raise the maximum"
+        )
+    return problems
+
+
+def _or(value: Any, default: Any) -> Any:
+    """A parsed value, or the default when it is unset or wrong (the problem is recorded already); 0 stays 0."""
+    return default if value is None else value
 
 
 def switched_off(parser: Parser, variable_name: str) -> bool:

@@ -21,6 +21,13 @@ random 96-bit nonce. The result is a new payload:
 The key id is AES-GCM associated data, so a payload relabelled with another key id fails
 authentication instead of decrypting under the wrong key.
 
+Large payloads (from LARGE_PAYLOAD_BYTES) take a copy-lean path, because a copy of a large buffer costs
+about what encrypting it does: encode reads the data out of the payload once, encrypts the serialized
+payload piece by piece straight into the buffer that is the encrypted payload's wire form (an AES-GCM
+stream, the same bytes as the one-shot cipher), and parses that buffer once; decode decrypts from a view
+of the data straight into the buffer it parses (`decrypt_into`). Small payloads keep the one-shot path,
+which is faster below that size.
+
 A payload that is not `binary/encrypted` was written without the key: before encryption was switched
 on, or by anyone who can start or signal a workflow (or by the server itself). What decode does with
 it is the `Plaintext` policy the codec was built with: REFUSE raises `PlaintextRefusedError`, whose
@@ -47,6 +54,7 @@ from collections.abc import Sequence
 from typing import Protocol, Self
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import (
@@ -68,6 +76,9 @@ TAG_BYTES = 16
 SHOWN_METADATA_CHARACTERS = 64
 # WARN remembers this many workflows it has warned about, so a long migration cannot grow memory.
 WARNED_WORKFLOWS = 1024
+# From this size payloads take the copy-lean path (see above); below it the one-shot cipher is faster.
+LARGE_PAYLOAD_BYTES = 64 * 1024
+_DATA_TAG = b"\x12"  # Payload.data: field 2, length-delimited
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +134,14 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         key_id, key = await self._key_provider.current_key()
         cipher = _cipher(key)
         associated_data = key_id.encode()
-        return [_encrypt(cipher, key_id, associated_data, payload) for payload in payloads]
+        encrypted = []
+        for payload in payloads:
+            data = payload.data  # the one copy of the data out of the message (ByteSize would serialize it)
+            if len(data) >= LARGE_PAYLOAD_BYTES:
+                encrypted.append(_encrypt_large(key, key_id, associated_data, payload, data))
+            else:
+                encrypted.append(_encrypt(cipher, key_id, associated_data, payload))
+        return encrypted
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Decrypt encrypted payloads with the key each one names; others as the `Plaintext` policy says."""
@@ -173,7 +191,11 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         key = await self._key(key_id, associated_data)
         nonce, ciphertext = data[:NONCE_BYTES], data[NONCE_BYTES:]
         try:
-            plaintext = _cipher(key).decrypt(nonce, ciphertext, associated_data)
+            if len(ciphertext) >= LARGE_PAYLOAD_BYTES:
+                plaintext: bytes | bytearray = bytearray(len(ciphertext) - TAG_BYTES)
+                _cipher(key).decrypt_into(nonce, ciphertext, associated_data, plaintext)
+            else:
+                plaintext = _cipher(key).decrypt(nonce, ciphertext, associated_data)
         except InvalidTag:
             raise PayloadDecryptionError(
                 f"Encrypted payload with key id {_shown(associated_data)} failed authentication: the key with that "
@@ -241,6 +263,44 @@ def _encrypt(cipher: AESGCM, key_id: str, associated_data: bytes, payload: Paylo
     encrypted.CopyFrom(_encrypted_metadata(key_id))
     encrypted.data = nonce + ciphertext
     return encrypted
+
+
+def _encrypt_large(key: bytes, key_id: str, associated_data: bytes, payload: Payload, data: bytes) -> Payload:
+    """The same encrypted payload as `_encrypt`, with one copy of the data in and one out.
+
+    The plaintext is the payload's wire form, written as its other fields, then its data field (protobuf
+    fields may come in any order); it is encrypted piece by piece into a buffer that already holds the
+    encrypted payload's metadata and data header, and that buffer is parsed into the result.
+    """
+    others = Payload(metadata=payload.metadata, external_payloads=payload.external_payloads).SerializeToString()
+    pieces = (others + _DATA_TAG + _varint(len(data)), data)
+    ciphertext_size = sum(map(len, pieces)) + TAG_BYTES
+    head = _encrypted_metadata(key_id).SerializeToString() + _DATA_TAG + _varint(NONCE_BYTES + ciphertext_size)
+    nonce = os.urandom(NONCE_BYTES)
+    wire = bytearray(len(head) + NONCE_BYTES + ciphertext_size)
+    wire[: len(head)] = head
+    position = len(head) + NONCE_BYTES
+    wire[len(head) : position] = nonce
+    view = memoryview(wire)
+    encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(associated_data)
+    for piece in pieces:
+        # update_into wants room for one more block than it writes; a GCM stream writes what it reads
+        position += encryptor.update_into(piece, view[position : position + len(piece) + 15])
+    encryptor.finalize()
+    view[position:] = encryptor.tag
+    view.release()
+    return Payload.FromString(wire)
+
+
+def _varint(value: int) -> bytes:
+    """A protobuf varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 @functools.lru_cache(maxsize=64)

@@ -75,6 +75,7 @@ main() {
   step_wait_for_rollout
   step_route_new_workflows
   show_pods_and_logs_command
+  payload_storage_hints
 }
 
 main "$@"

@@ -21,6 +21,7 @@ The shell interface (`source_config.sh`, and through it every script) is this mo
     python deploy_config.py check TASK        "Configuration OK for TASK", or the problems and exit 2
     python deploy_config.py show              every variable and its value, secrets hidden
     python deploy_config.py list-variables    every variable's name, one per line
+    python deploy_config.py payload-storage-account   the storage account of PAYLOAD_STORAGE_ACCOUNT_URL, or nothing
 
 Secrets are never printed: the shell gets no secret at all, and the manifests read them here.
 """
@@ -37,6 +38,7 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import config
 from config import CATALOG, VARIABLES, ConfigError, Parser, Scope, Settings
@@ -120,6 +122,8 @@ class DeploySettings:
     metrics_scrape: str
     """How Prometheus finds the metrics: none, annotations, podmonitor (Azure Monitor) or prometheus-operator."""
     kube_context: str
+    payload_storage_retention_days: int | None = None
+    """Days after which the rendered lifecycle-management policy deletes payload blobs; None renders none."""
     warnings: tuple[str, ...] = ()
     """Settings that are not wrong but will not do what one might expect in the cluster."""
     rollout: RolloutSettings = RolloutSettings()
@@ -215,6 +219,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         _check_keyvault_credentials(parser)
         _check_versioning(parser)
         _check_temporal_from_here(parser)
+        parser.value("PAYLOAD_STORAGE_RETENTION_DAYS")
     values = parser.variables
     value = partial(_unchecked, parser)
     replay_histories = value("DEPLOY_REPLAY_HISTORIES")
@@ -240,7 +245,8 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         ),
         metrics_scrape=value("METRICS_SCRAPE") or "none",
         kube_context=values["KUBE_CONTEXT"],
-        warnings=tuple(_warnings(parser)),
+        payload_storage_retention_days=value("PAYLOAD_STORAGE_RETENTION_DAYS"),
+        warnings=tuple(_warnings(parser) + _payload_storage_warnings(parser)),
         rollout=RolloutSettings(
             versioning=value("WORKER_VERSIONING") is True,
             deployment_name=worker_deployment_name(values),
@@ -392,6 +398,38 @@ def _warnings(parser: Parser) -> list[str]:
     return warnings
 
 
+def _payload_storage_warnings(parser: Parser) -> list[str]:
+    """Payload storage settings that work on a laptop but not as one might expect in the cluster."""
+    values = parser.variables
+    if not (values["PAYLOAD_STORAGE_ACCOUNT_URL"] or values["PAYLOAD_STORAGE_CONNECTION_STRING"]):
+        return []
+    warnings = []
+    if values["PAYLOAD_STORAGE_CONNECTION_STRING"]:
+        warnings.append(
+            "PAYLOAD_STORAGE_CONNECTION_STRING puts an account key or SAS into the pod's Secret; in the cluster "
+            "prefer PAYLOAD_STORAGE_ACCOUNT_URL with the workload identity (AZURE_CLIENT_ID)"
+        )
+    elif not values["AZURE_CLIENT_ID"]:
+        warnings.append(
+            "PAYLOAD_STORAGE_ACCOUNT_URL is set but AZURE_CLIENT_ID is not: the pod has no Azure identity to sign in "
+            "to the storage account with (docs/deploy.md, workload identity)"
+        )
+    if not values["PAYLOAD_STORAGE_RETENTION_DAYS"]:
+        warnings.append(
+            "PAYLOAD_STORAGE_RETENTION_DAYS is not set: payload blobs are never deleted; set it to at least the "
+            "namespace's retention plus your longest workflow run to render a lifecycle-management policy"
+        )
+    return warnings
+
+
+def storage_account_name(account_url: str) -> str:
+    """The account of a blob endpoint: the host's first label, or the path's for an emulator (https://IP:PORT/ACCOUNT)."""
+    parts = urlsplit(account_url)
+    path = parts.path.strip("/")
+    host = parts.hostname or ""
+    return path if path else host.split(".", 1)[0]
+
+
 def _check_kube_context(parser: Parser) -> None:
     if not parser.variables["KUBE_CONTEXT"]:
         parser.problems.append(
@@ -506,6 +544,9 @@ def _main(arguments: list[str]) -> int:
             print(f"{variable.name}={shown}")
     elif command == "list-variables" and not rest:
         print("\n".join(variable.name for variable in VARIABLES))
+    elif command == "payload-storage-account" and not rest:
+        url = _load_for_shell(None)["PAYLOAD_STORAGE_ACCOUNT_URL"]
+        print(storage_account_name(url) if url else "")
     else:
         print(__doc__, file=sys.stderr)
         return 2

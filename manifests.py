@@ -5,6 +5,7 @@ Public API:
     write(manifests, directory) -> list[Path]                  # files of features that are off are removed
     to_yaml(document) -> str                                   # the one YAML writer
     FILES                                                      # every file this renders, in the order to apply
+    lifecycle_policy(settings) -> dict | None                  # payload-storage-lifecycle.json (not for kubectl)
 
 Every manifest is built as data and written by `to_yaml`, the only place a value becomes YAML: every
 string is a double-quoted scalar with everything outside printable ASCII escaped, which every YAML
@@ -23,6 +24,12 @@ whose pods run as that version of the Temporal Worker Deployment (TEMPORAL_DEPLO
 TEMPORAL_WORKER_BUILD_ID in the container's env, the labels the temporal-worker-controller uses), and
 KEDA's ScaledObject scales that version alone. Applying it leaves the Deployments of older versions running
 for their pinned workflows; the ConfigMap, the Secrets and the PodDisruptionBudget are shared by all.
+
+With payload storage (PAYLOAD_STORAGE_ACCOUNT_URL) and PAYLOAD_STORAGE_RETENTION_DAYS, it also writes
+`payload-storage-lifecycle.json`: an Azure Storage lifecycle-management policy (for `az storage account
+management-policy create --policy @payload-storage-lifecycle.json`, which deploy.sh prints) that deletes the
+payload blobs that many days after they were written. Blobs outlive the histories that reference them, and
+the storage account cannot know the namespace's retention: the days are the user's to choose.
 
 Command line: `python manifests.py [--output-dir DIR]` renders into DIR (default: next to this file);
 `python manifests.py --list [configuration]` prints the file names in the order to apply them (all, or
@@ -65,6 +72,7 @@ FILES = (
 )
 SECRET_FILES = frozenset({"acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml"})
 CONFIGURATION_FILES = ("acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml", "config-map.yaml")
+LIFECYCLE_POLICY_FILE = "payload-storage-lifecycle.json"
 HEADER = "# Rendered by generate-k8s-manifests.sh from config.env and the environment: change those, not this file.\n"
 
 CONTAINER_NAME = "worker"
@@ -580,6 +588,36 @@ def _write_private(path: Path, content: str) -> None:
         raise
 
 
+def lifecycle_policy(settings: DeploySettings) -> Document | None:
+    """The lifecycle-management policy deleting payload blobs N days after creation, or None without one."""
+    storage = settings.app.payload_storage
+    days = settings.payload_storage_retention_days
+    if not storage.enabled or days is None:
+        return None
+    rule = {
+        "enabled": True,
+        "name": f"{settings.app_name}-payloads-expire",
+        "type": "Lifecycle",
+        "definition": {
+            "actions": {"baseBlob": {"delete": {"daysAfterCreationGreaterThan": days}}},
+            "filters": {"blobTypes": ["blockBlob"], "prefixMatch": [f"{storage.container}/v0/"]},
+        },
+    }
+    return {"rules": [rule]}
+
+
+def write_lifecycle_policy(settings: DeploySettings, directory: Path) -> list[Path]:
+    """Write payload-storage-lifecycle.json when there is a policy, else remove an old one."""
+    path = directory / LIFECYCLE_POLICY_FILE
+    policy = lifecycle_policy(settings)
+    if policy is None:
+        path.unlink(missing_ok=True)
+        return []
+    _write_private(path, json.dumps(policy, indent=2) + "\n")
+    path.chmod(0o644)
+    return [path]
+
+
 def _main(arguments: list[str]) -> int:
     if arguments == ["--deployment-name"]:
         try:
@@ -604,6 +642,7 @@ def _main(arguments: list[str]) -> int:
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     written = write(render(settings), Path(arguments[1]))
+    written += write_lifecycle_policy(settings, Path(arguments[1]))
     print(f"Rendered manifests for {settings.image} in namespace {settings.namespace}:")
     print("".join(f"  {path}\n" for path in written), end="")
     print("".join(f"  {line}\n" for line in credential_sources(settings)), end="")

@@ -6,7 +6,7 @@ usage() {
 Usage: ./start.sh [all|worker|client|codec-server]
 
   all           (default) the worker, the client loop and, when payload
-                encryption is on, the codec server for the Web UI
+                encryption or payload storage is on, the codec server for the Web UI
   worker        the worker only
   client        the client loop only
   codec-server  the codec server only
@@ -14,8 +14,12 @@ Usage: ./start.sh [all|worker|client|codec-server]
 On a laptop: creates .venv from requirements-local.txt when it is missing or
 out of date, checks config.env, and when TEMPORAL_ADDRESS is a local address
 with nothing listening, starts the embedded Temporal dev server (history kept
-in .temporal/dev-server.db) and prints the Web UI URL. Ctrl-C or SIGTERM stops
-everything it started.
+in .temporal/dev-server.db) and prints the Web UI URL. When
+PAYLOAD_STORAGE_CONNECTION_STRING points at 127.0.0.1 or localhost over http with
+nothing listening, it starts Azurite, the Azure Storage emulator (installed with npm
+into .azurite/node the first time; needs Node.js 18+), keeps its blobs in
+.azurite/data and creates the container. Ctrl-C or SIGTERM stops everything it
+started.
 
 In the container image (IN_CONTAINER=true, set by the Dockerfile) it replaces
 itself with the one Python process asked for, so that process is PID 1 and
@@ -29,6 +33,10 @@ DEV_SERVER_STATE_DIR="$REPO_DIR/.temporal"
 DEV_SERVER_START_TIMEOUT_SECONDS=60
 STARTED_PIDS=()
 DEV_SERVER_PID=""
+AZURITE_DIR="$REPO_DIR/.azurite"
+AZURITE_START_TIMEOUT_SECONDS=60
+AZURITE_PID=""
+PAYLOAD_STORAGE=off # what payload_storage.py status says: off, on, or "emulator 127.0.0.1:PORT"
 
 entry_point_for() {
   case "$1" in
@@ -81,6 +89,50 @@ encryption_enabled() {
   [[ -n "$KEYVAULT_URL" && -n "$KEYVAULT_SECRET_NAME" ]]
 }
 
+# The codec server shows decrypted payloads, and the payloads behind payload storage references.
+codec_server_wanted() {
+  encryption_enabled || [[ "$PAYLOAD_STORAGE" != off ]]
+}
+
+# Azurite for a connection string that points at a local address where nothing listens; then the container.
+start_azurite_if_needed() {
+  local endpoint port azurite_blob
+  [[ "$PAYLOAD_STORAGE" == "emulator "* ]] || return 0
+  endpoint=${PAYLOAD_STORAGE#emulator }
+  port=${endpoint##*:}
+  if is_listening "$port"; then
+    echo "Using the Azure Storage emulator already listening at $endpoint"
+  else
+    # shellcheck source=scripts/azurite.sh
+    source "$REPO_DIR/scripts/azurite.sh"
+    azurite_blob=$(ensure_azurite "$AZURITE_DIR/node") || exit 1
+    mkdir -p "$AZURITE_DIR/data"
+    echo "Starting Azurite, the Azure Storage emulator, on $endpoint (blobs in .azurite/data, log: .azurite/azurite.log) ..."
+    "$azurite_blob" --blobHost 127.0.0.1 --blobPort "$port" --location "$AZURITE_DIR/data" \
+      --disableTelemetry --skipApiVersionCheck --silent >"$AZURITE_DIR/azurite.log" 2>&1 &
+    AZURITE_PID=$!
+    wait_for_azurite "$port"
+  fi
+  "$VENV_PYTHON" "$REPO_DIR/payload_storage.py" create-container || exit 1
+}
+
+wait_for_azurite() {
+  local port=$1 waited=0
+  until is_listening "$port"; do
+    if ! kill -0 "$AZURITE_PID" 2>/dev/null; then
+      echo "ERROR: Azurite exited; see .azurite/azurite.log" >&2
+      tail -n 5 "$AZURITE_DIR/azurite.log" >&2 || true
+      exit 1
+    fi
+    if ((waited >= AZURITE_START_TIMEOUT_SECONDS * 10)); then
+      echo "ERROR: Azurite did not listen on port $port within ${AZURITE_START_TIMEOUT_SECONDS}s; see .azurite/azurite.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
 start_dev_server_if_needed() {
   local address=$TEMPORAL_ADDRESS host port ui_port
   host=${address%:*}
@@ -97,7 +149,7 @@ start_dev_server_if_needed() {
   local arguments=(server start-dev --ip 127.0.0.1 --port "$port" --ui-port "$ui_port"
     --db-filename "$DEV_SERVER_STATE_DIR/dev-server.db" --log-level warn)
   [[ "$TEMPORAL_NAMESPACE" == default ]] || arguments+=(--namespace "$TEMPORAL_NAMESPACE")
-  if encryption_enabled; then
+  if codec_server_wanted; then
     arguments+=(--ui-codec-endpoint "$(codec_server_url)")
     allow_dev_ui_to_call_codec_server "$ui_port"
   fi
@@ -145,13 +197,18 @@ stop_everything() {
     kill -TERM "$DEV_SERVER_PID" 2>/dev/null || true
     wait "$DEV_SERVER_PID" 2>/dev/null || true
   fi
+  if [[ -n "$AZURITE_PID" ]]; then
+    echo "Stopping Azurite ..."
+    kill -TERM "$AZURITE_PID" 2>/dev/null || true
+    wait "$AZURITE_PID" 2>/dev/null || true
+  fi
 }
 
 processes_for() {
   case "$1" in
     all)
       echo worker client
-      if encryption_enabled; then echo codec-server; fi
+      if codec_server_wanted; then echo codec-server; fi
       ;;
     *) echo "$1" ;;
   esac
@@ -165,8 +222,11 @@ run_on_laptop() {
   # The app's settings, checked (every problem listed at once, exit status 2) and loaded into this shell.
   # shellcheck source=source_config.sh
   source "$REPO_DIR/source_config.sh" --check local
+  # The connection string is a secret this shell never holds: Python says whether storage is on, and where.
+  PAYLOAD_STORAGE=$("$VENV_PYTHON" "$REPO_DIR/payload_storage.py" status)
   trap stop_everything EXIT
   trap 'exit 0' TERM INT
+  start_azurite_if_needed
   if [[ "$mode" != codec-server ]]; then
     start_dev_server_if_needed
   fi

@@ -382,3 +382,50 @@ A worker that reached Temporal prints:
   Starting worker... Awaiting tasks.
 TEXT
 }
+
+# ---------------------------------------------------------------- payload storage (deploy.sh's hints)
+
+STORAGE_ACCOUNT_ID=""
+STORAGE_ACCOUNT_GROUP=""
+
+# Look the payload storage account up (read-only; not in a dry run): its resource id and resource group.
+lookup_storage_account() {
+  local account=$1 found
+  print_command az storage account show --name "$account" --subscription "$AZURE_SUBSCRIPTION_ID" \
+    --query "[id, resourceGroup]" --output tsv
+  $DRY_RUN && return 1
+  found=$(az storage account show --name "$account" --subscription "$AZURE_SUBSCRIPTION_ID" \
+    --query "[id, resourceGroup]" --output tsv 2>/dev/null) || return 1
+  read -r STORAGE_ACCOUNT_ID STORAGE_ACCOUNT_GROUP <<<"$found"
+  [ -n "$STORAGE_ACCOUNT_ID" ] && [ -n "$STORAGE_ACCOUNT_GROUP" ]
+}
+
+# With PAYLOAD_STORAGE_ACCOUNT_URL: the role the worker's identity needs on the container, and the policy that
+# deletes old blobs. Printed, not run: a role assignment needs Owner or User Access Administrator on the account
+# (rarely the deployer's), and a lifecycle policy replaces the account's whole policy.
+payload_storage_hints() {
+  [ -n "$PAYLOAD_STORAGE_ACCOUNT_URL" ] || return 0
+  local account scope group assignee=${AZURE_CLIENT_ID:-"<client id of the worker's managed identity>"}
+  account=$("$SC_PYTHON" "$REPO_DIR/deploy_config.py" payload-storage-account)
+  printf '\nPayload storage: container %s of storage account %s. Looking the account up:\n' "$PAYLOAD_STORAGE_CONTAINER" "$account"
+  if lookup_storage_account "$account"; then
+    scope="$STORAGE_ACCOUNT_ID/blobServices/default/containers/$PAYLOAD_STORAGE_CONTAINER"
+    group=$STORAGE_ACCOUNT_GROUP
+  else
+    $DRY_RUN || echo "  (not found in subscription $AZURE_SUBSCRIPTION_ID, or no access: fill in its id and resource group below)"
+    scope="<id of storage account $account>/blobServices/default/containers/$PAYLOAD_STORAGE_CONTAINER"
+    group="<resource group of storage account $account>"
+  fi
+  echo "The worker's identity needs the role \"Storage Blob Data Contributor\" on the container; once, as an"
+  echo "Owner or User Access Administrator of the account (deploy.sh does not grant roles):"
+  print_command az role assignment create --role "Storage Blob Data Contributor" --assignee "$assignee" --scope "$scope"
+  if [ -f "$MANIFEST_DIR/payload-storage-lifecycle.json" ]; then
+    echo "Blobs outlive workflow histories: apply the rendered lifecycle policy, which deletes them"
+    echo "$PAYLOAD_STORAGE_RETENTION_DAYS days after they were written (it replaces the account's policy: if the"
+    echo "account has rules of its own, add this one to them instead):"
+    print_command az storage account management-policy create --account-name "$account" --resource-group "$group" \
+      --subscription "$AZURE_SUBSCRIPTION_ID" --policy "@$MANIFEST_DIR/payload-storage-lifecycle.json"
+  else
+    echo "PAYLOAD_STORAGE_RETENTION_DAYS is not set: payload blobs are never deleted (CONFIGURATION.md, retention)."
+  fi
+}

@@ -478,6 +478,7 @@ def test_the_catalog_declares_each_variable_once_and_the_app_reads_only_its_own(
         "CODEC_SERVER_TOKEN",
         "CODEC_SERVER_ENCODE_TOKEN",
         "ACR_PASSWORD",
+        "PAYLOAD_STORAGE_CONNECTION_STRING",
     }
     for variable in config.VARIABLES:
         if variable.default:

@@ -145,6 +145,21 @@ CORPUS = [
     ("CODEC_SERVER_CORS_ORIGINS", "http://localhost:8233,$(touch CANARY)", rejected("is not an origin")),
     ("CODEC_SERVER_CORS_ORIGINS", "http://localhost:8233/path", rejected("is not an origin")),
     ("CODEC_SERVER_CORS_ORIGINS", "https://ui.example.com, http://localhost:8233", CARRIED),
+    ("PAYLOAD_STORAGE_ACCOUNT_URL", "http://acct.blob.core.windows.net/", rejected("https blob endpoint")),
+    ("PAYLOAD_STORAGE_ACCOUNT_URL", "https://acct.blob.core.windows.net/?sv=2024&sig=abc", rejected("no SAS token")),
+    ("PAYLOAD_STORAGE_ACCOUNT_URL", "https://acct.blob.core.windows.net/$(touch CANARY)", rejected("blob endpoint")),
+    ("PAYLOAD_STORAGE_ACCOUNT_URL", "https://acct.blob.core.windows.net/container/blob", rejected("not a container")),
+    ("PAYLOAD_STORAGE_ACCOUNT_URL", "https://acct.blob.core.windows.net/", CARRIED),
+    # --- payload storage: names, sizes and days
+    ("PAYLOAD_STORAGE_CONTAINER", "Payloads;touch CANARY", rejected("container name")),
+    ("PAYLOAD_STORAGE_CONTAINER", "payloads\nkind: Secret", rejected("container name")),
+    ("PAYLOAD_STORAGE_THRESHOLD_BYTES", "3000000", rejected("from 0 to 2097152")),
+    ("PAYLOAD_STORAGE_THRESHOLD_BYTES", "256Ki", rejected("whole number of bytes")),
+    ("PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES", "1e9", rejected("whole number of bytes")),
+    ("PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES", "100000", rejected("no payload could be stored")),
+    ("PAYLOAD_STORAGE_RETENTION_DAYS", "30; touch CANARY", rejected("whole number", by="render")),
+    ("PAYLOAD_STORAGE_RETENTION_DAYS", "0", rejected("at least 1", by="render")),
+    ("PAYLOAD_STORAGE_CA_FILE", "/tmp/$(touch CANARY)", rejected("not readable")),
     # --- keys, passwords and identities
     ("TEMPORAL_API_KEY", "key\n$(touch CANARY)\n`touch CANARY`;|&&'\"#", CARRIED),
     ("TEMPORAL_API_KEY", "🔑" + "k" * LONG, CARRIED),
@@ -161,6 +176,8 @@ CORPUS = [
     ("ACR_USERNAME", "user:name", rejected("must not contain ':'", by="render")),
     ("ACR_USERNAME", "user\tname", rejected("control characters", by="render")),
     ("ACR_EMAIL", "ops@example.com; touch CANARY", CARRIED),
+    ("PAYLOAD_STORAGE_CONNECTION_STRING", "AccountName=a;AccountKey=k$(touch CANARY)`x`'\"#;", CARRIED),
+    ("PAYLOAD_STORAGE_CONNECTION_STRING", "not a connection string; touch CANARY", rejected("connection string")),
     ("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000000\n", rejected("GUID", by="render")),
     ("AZURE_CLIENT_ID", "$(uuidgen)", rejected("GUID", by="render")),
     ("AZURE_SUBSCRIPTION_ID", "11111111-2222-3333-4444-555555555555; touch CANARY", rejected("GUID", by="deploy")),
@@ -381,10 +398,10 @@ def assert_manifests_sound(directory: Path) -> None:
 
 
 def carried_value(project: Project, variable: str) -> str:
-    """Where a legal value lands: the API key Secret, the image pull Secret, or the ConfigMap."""
-    if variable == "TEMPORAL_API_KEY":
+    """Where a legal value lands: the app Secret, the image pull Secret, or the ConfigMap."""
+    if variable in ("TEMPORAL_API_KEY", "PAYLOAD_STORAGE_CONNECTION_STRING"):
         [secret] = project.manifest("app-secret.yaml")
-        return secret_values(secret)["TEMPORAL_API_KEY"]
+        return secret_values(secret)[variable]
     if variable in PULL_SECRET_FIELDS:
         [secret] = project.manifest("acr-secret.yaml")
         [entry] = json.loads(secret_values(secret)[".dockerconfigjson"])["auths"].values()

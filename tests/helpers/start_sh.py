@@ -10,15 +10,21 @@ from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_
 from helpers.processes import REPO_DIR, base_environment
 
 TEST_VENV = Path(sys.prefix)
+INSTALLED_AZURITE = REPO_DIR / ".azurite" / "node"  # where .ci/run and start.sh install it
 
 
 def copy_of_repo(destination: Path) -> Path:
-    """The app's files in a fresh folder, its .venv being the test environment (already installed)."""
+    """The app's files in a fresh folder, its .venv being the test environment (already installed), and
+    the Azurite that .ci/run installed (.azurite/node), when there is one, as if start.sh had installed it."""
     destination.mkdir()
-    for pattern in ("*.py", "*.sh", "requirements*.txt"):
+    for pattern in ("*.py", "*.sh", "requirements*.txt", "scripts/azurite.sh"):
         for source in REPO_DIR.glob(pattern):
-            shutil.copy2(source, destination / source.name)
+            (destination / source.relative_to(REPO_DIR)).parent.mkdir(exist_ok=True)
+            shutil.copy2(source, destination / source.relative_to(REPO_DIR))
     (destination / ".venv").symlink_to(TEST_VENV)
+    if INSTALLED_AZURITE.is_dir():
+        (destination / ".azurite").mkdir()
+        (destination / ".azurite" / "node").symlink_to(INSTALLED_AZURITE)
     return destination
 
 

@@ -21,6 +21,9 @@ Knobs (environment):
   STUB_IMAGE_EXISTS     "1": `az acr repository show` finds the image
   STUB_DEPLOYMENTS      lines printed by `kubectl get deployment ... --output name`
   STUB_AZ_ACCESS_TOKEN  the accessToken that `az account get-access-token` prints
+  STUB_AZ_STORAGE_ACCESS_TOKEN  the one it prints for Azure Storage (--resource/--scope https://storage.azure.com),
+                        when set (Azurite's OAuth mode wants a JWT; the fake Key Vault wants its own token)
+  STUB_STORAGE_ACCOUNT  "ID<TAB>RESOURCE GROUP" that `az storage account show` prints; unset: not found (exit 3)
   STUB_AZ_LOGGED_OUT    "1": `az account get-access-token` fails as it does before `az login`
 It never contacts anything.
 """
@@ -56,6 +59,9 @@ def answer(tool: str, arguments: list[str]) -> tuple[int, str]:
         return 0, "stub.azurecr.io\n"
     if tool == "az" and words.startswith("acr login") and "--expose-token" in arguments:
         return 0, os.environ.get("STUB_ACR_TOKEN", "stub-token") + "\n"
+    if tool == "az" and words.startswith("storage account show"):
+        found = os.environ.get("STUB_STORAGE_ACCOUNT")
+        return (0, found + "\n") if found else (3, "")
     if tool == "az" and words.startswith("acr repository show"):
         return (0, "") if os.environ.get("STUB_IMAGE_EXISTS") == "1" else (3, "")
     if tool == "kubectl" and "config get-contexts" in words:
@@ -76,12 +82,14 @@ def is_token_request(tool: str, arguments: list[str]) -> bool:
     return tool == "az" and arguments[:2] == ["account", "get-access-token"]
 
 
-def answer_token_request() -> int:
+def answer_token_request(arguments: list[str]) -> int:
     """Print what `az account get-access-token --output json` prints for a logged-in user."""
     if os.environ.get("STUB_AZ_LOGGED_OUT"):
         print("ERROR: Please run 'az login' to setup account.", file=sys.stderr)
         return 1
     token = os.environ.get("STUB_AZ_ACCESS_TOKEN")
+    if any(argument.startswith("https://storage.azure.com") for argument in arguments):
+        token = os.environ.get("STUB_AZ_STORAGE_ACCESS_TOKEN") or token
     if not token:
         print("stub az: set STUB_AZ_ACCESS_TOKEN", file=sys.stderr)
         return 2
@@ -120,7 +128,7 @@ def main() -> int:
         print(f"{tool}: simulated failure", file=sys.stderr)
         return 1
     if is_token_request(tool, arguments):
-        return answer_token_request()
+        return answer_token_request(arguments)
     status, output = answer(tool, arguments)
     sys.stdout.write(output)
     return status

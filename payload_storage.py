@@ -1,0 +1,538 @@
+"""Large payloads in Azure Blob Storage: the driver for Temporal's external payload storage.
+
+Public API:
+    storage = PayloadStorage(settings.payload_storage)   # raises PayloadStorageError on a bad identity setup
+    await storage.check()                # the container answers, or PayloadStorageError saying what to check
+    storage.external_storage() -> ExternalStorage       # for DataConverter(external_storage=...)
+    storage.driver                       # the AzureBlobStorageDriver (a temporalio.converter.StorageDriver)
+    await storage.close()
+    await storage.driver.fetch(claim, max_bytes)        # one payload, bounded: what the codec server uses
+    reference_claim(payload) -> StorageDriverClaim | None   # the claim in a reference payload, if it is one
+    PayloadStorageError, ReferenceRefusedError, PayloadTooLargeError
+
+Temporal refuses payloads over 2 MiB. The SDK's external storage (`DataConverter(external_storage=...)`)
+stores every payload at or above PAYLOAD_STORAGE_THRESHOLD_BYTES through a driver and puts a small
+reference in the history instead, transparently for workflow code. The SDK ships drivers for S3 and
+GCS; this is the Azure one, with their contract:
+
+  * Blob names are content-addressed under a prefix scoped by namespace and workflow or activity:
+        v0/ns/{namespace}/wt/{workflow type}/wi/{workflow id}/ri/{run id}/d/sha256/{hex digest}
+        v0/ns/{namespace}/at/{activity type}/ai/{activity id}/ri/{run id}/d/sha256/{hex digest}
+    (segments percent-encoded, "null" for a missing value; `v0/ns/{namespace}/d/sha256/{hex}` when the
+    name would exceed 1024 characters), so the same bytes in the same scope are stored once: a blob
+    that exists already is not uploaded again.
+  * The claim in the history holds the container and the blob name, nothing else: no account, key or
+    SAS token. The blob name ends in the SHA-256 of the stored bytes, and a retrieved blob whose bytes
+    do not hash to it is an error naming the blob (it was altered after it was written).
+  * A payload over PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES is neither stored nor fetched.
+
+The data converter applies the codec before storing, so with encryption on the blobs hold ciphertext.
+
+Claims come from histories, so from whoever can start or signal a workflow: a claim is only followed
+into this process's own container and only to a blob name of the shape above, so the pod's identity can
+never be made to read another container (a confused deputy), and nothing is fetched for a claim that
+could not be ours.
+
+Sign-in: with PAYLOAD_STORAGE_ACCOUNT_URL the process's Azure identity (DefaultAzureCredential: workload
+identity in AKS, `az login` on a laptop), which needs the role "Storage Blob Data Contributor" on the
+container; with PAYLOAD_STORAGE_CONNECTION_STRING the key or SAS in it (Azurite, local use). Every error
+names the account, container and blob, and says what to check.
+
+For start.sh, which never sees the connection string (a secret): `python payload_storage.py status` prints
+`off`, `on`, or `emulator 127.0.0.1:PORT` when the connection string points at a local emulator over http
+(start.sh starts Azurite there when nothing listens), and `python payload_storage.py create-container`
+creates the container if it is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import string
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.identity.aio import DefaultAzureCredential
+from azure.storage.blob import ContentSettings
+from azure.storage.blob.aio import BlobServiceClient, ContainerClient, ExponentialRetry
+from google.protobuf.message import DecodeError
+from temporalio.api.common.v1 import Payload
+from temporalio.api.sdk.v1 import ExternalStorageReference
+from temporalio.converter import (
+    ExternalStorage,
+    JSONProtoPayloadConverter,
+    StorageDriver,
+    StorageDriverActivityInfo,
+    StorageDriverClaim,
+    StorageDriverRetrieveContext,
+    StorageDriverStoreContext,
+    StorageDriverWorkflowInfo,
+)
+
+from config import PayloadStorageSettings
+
+DRIVER_NAME = "azure.blobdriver"
+HASH_ALGORITHM = "sha256"
+MAX_BLOB_NAME_CHARACTERS = 1024  # Azure's limit on a blob name
+# Characters written as they are in a blob name segment; every other byte is %XX (as the S3 driver does).
+_SAFE_CHARACTERS = frozenset(string.ascii_letters + string.digits + "!-_.*'()")
+# What a claim's blob name may be: ours, ending in the digest of its content.
+_BLOB_NAME = re.compile(r"v0(/[A-Za-z0-9!_.*'()%-]+)*/d/sha256/(?P<digest>[0-9a-f]{64})")
+_REFERENCE_MESSAGE_TYPE = ExternalStorageReference.DESCRIPTOR.full_name.encode()
+# How long the start-up check of the container may take (the identity's token included).
+CHECK_TIMEOUT_SECONDS = 30.0
+# The Azure SDK's own retries of one request: a few seconds at most, because a workflow task has 10 s and
+# Temporal retries the task (or activity) anyway. Its default (15 s, 18 s, 24 s) outlasts the task.
+RETRY = {"initial_backoff": 1, "increment_base": 2, "retry_total": 2, "random_jitter_range": 1}
+CONNECTION_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 60
+ROLE = "Storage Blob Data Contributor"
+IDENTITY_ADVICE = (
+    "On a laptop run `az login`; in AKS check the pod's workload identity "
+    "(AZURE_CLIENT_ID, its federated credential and the service account annotation)"
+)
+# azure-identity logs a failed token request as a multi-line warning; PayloadStorageError says it in one line.
+CREDENTIAL_CHAIN_LOGGER = "azure.identity.aio._credentials.chained"
+
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+class PayloadStorageError(Exception):
+    """A payload that cannot be stored or fetched, in one line naming the account, container and blob."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+        """The short cause, without the account (what the codec server may tell a browser)."""
+
+
+class ReferenceRefusedError(PayloadStorageError):
+    """A claim this process does not follow: another container, or a blob name that is not ours."""
+
+
+class PayloadTooLargeError(PayloadStorageError):
+    """A payload over the maximum size; nothing more of it is read."""
+
+
+class AzureBlobStorageDriver(StorageDriver):
+    """The `temporalio.converter.StorageDriver` for one Azure Blob Storage container."""
+
+    def __init__(self, container: ContainerClient, max_payload_bytes: int, name: str = DRIVER_NAME) -> None:
+        if max_payload_bytes <= 0:
+            raise ValueError("max_payload_bytes must be greater than zero")
+        self._container = container
+        self._max_payload_bytes = max_payload_bytes
+        self._name = name
+
+    @property
+    def account(self) -> str:
+        return self._container.account_name or "?"
+
+    @property
+    def container(self) -> str:
+        return self._container.container_name
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self._max_payload_bytes
+
+    def name(self) -> str:
+        return self._name
+
+    def type(self) -> str:
+        return DRIVER_NAME
+
+    async def store(self, context: StorageDriverStoreContext, payloads: Sequence[Payload]) -> list[StorageDriverClaim]:
+        """Store each payload under its content address (unless that blob exists) and return its claim."""
+        prefix, short_prefix = blob_prefix(context), namespace_prefix(context)
+        return await _gather_or_cancel([self._store(prefix, short_prefix, payload) for payload in payloads])
+
+    async def retrieve(
+        self, context: StorageDriverRetrieveContext, claims: Sequence[StorageDriverClaim]
+    ) -> list[Payload]:
+        """The payloads the claims name, each checked against the digest in its blob name."""
+        return await _gather_or_cancel([self.fetch(claim) for claim in claims])
+
+    async def fetch(self, claim: StorageDriverClaim, max_bytes: int | None = None) -> Payload:
+        """One claimed payload, refused without a read unless it is ours, and at most `max_bytes` long
+        (default PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES): a blob over it is not read further than that."""
+        blob_name, digest = self._checked(claim)
+        limit = self._max_payload_bytes if max_bytes is None else min(max_bytes, self._max_payload_bytes)
+        where = self._where(blob_name)
+        try:
+            downloader = await self._container.get_blob_client(blob_name).download_blob(
+                offset=0, length=limit + 1, max_concurrency=4
+            )
+            size = downloader.properties.size
+            if size > limit:
+                raise PayloadTooLargeError(
+                    f"Payload blob {where} holds {size} bytes, over the {limit} this process fetches "
+                    "(PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES)",
+                    f"the blob holds {size} bytes, over the {limit} fetched per request",
+                )
+            data = await downloader.readall()
+        except HttpResponseError as error:
+            if error.status_code != 416:  # a range of an empty blob: a payload that serialized to no bytes
+                raise self.failure("read", blob_name, error) from error
+            data = b""
+        except AzureError as error:
+            raise self.failure("read", blob_name, error) from error
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise PayloadStorageError(
+                f"Payload blob {where} failed its integrity check: its bytes do not hash to the SHA-256 in its "
+                "name, so it was altered after it was written. Restore it (blob versioning or soft delete keeps "
+                "earlier versions) and the task is retried",
+                "the blob was altered after it was written (its SHA-256 does not match its name)",
+            )
+        try:
+            return Payload.FromString(data)
+        except DecodeError:
+            raise PayloadStorageError(
+                f"Payload blob {where} is not a serialized Temporal payload",
+                "the blob is not a serialized Temporal payload",
+            ) from None
+
+    async def _store(self, prefix: str, short_prefix: str, payload: Payload) -> StorageDriverClaim:
+        data = payload.SerializeToString()
+        if len(data) > self._max_payload_bytes:
+            raise PayloadTooLargeError(
+                f"Payload of {len(data)} bytes is over PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES={self._max_payload_bytes}, "
+                f"so it is not stored in container {self.container!r} of storage account {self.account!r}: "
+                "raise the maximum or make the payload smaller"
+            )
+        digest = hashlib.sha256(data).hexdigest()
+        blob_name = f"{prefix}/d/{HASH_ALGORITHM}/{digest}"
+        if len(blob_name) > MAX_BLOB_NAME_CHARACTERS:
+            blob_name = f"{short_prefix}/d/{HASH_ALGORITHM}/{digest}"  # keeps the namespace, for access policies
+        blob = self._container.get_blob_client(blob_name)
+        try:
+            if not await blob.exists():
+                await blob.upload_blob(
+                    data,
+                    overwrite=False,  # If-None-Match: *, so a concurrent writer of the same bytes is no conflict
+                    content_settings=ContentSettings(content_type="application/octet-stream"),
+                    max_concurrency=4,
+                )
+        except ResourceExistsError:
+            pass  # written meanwhile by another process: the same name means the same bytes
+        except AzureError as error:
+            raise self.failure("write", blob_name, error) from error
+        return StorageDriverClaim(claim_data={"container": self.container, "blob": blob_name})
+
+    def _checked(self, claim: StorageDriverClaim) -> tuple[str, str]:
+        """The claim's blob name and digest, or ReferenceRefusedError before anything is read."""
+        data = dict(claim.claim_data)
+        container, blob_name = data.get("container", ""), data.get("blob", "")
+        if container != self.container:
+            raise ReferenceRefusedError(
+                f"Refused a payload reference to container {_shown(container)}: this process reads only container "
+                f"{self.container!r} of storage account {self.account!r} (PAYLOAD_STORAGE_CONTAINER). "
+                "A reference written with another container needs a process configured with it",
+                f"the reference names container {_shown(container)}, not this codec server's",
+            )
+        match = _BLOB_NAME.fullmatch(blob_name)
+        if (
+            not match
+            or len(blob_name) > MAX_BLOB_NAME_CHARACTERS
+            or any(s in (".", "..") for s in blob_name.split("/"))
+        ):
+            raise ReferenceRefusedError(
+                f"Refused a payload reference to blob {_shown(blob_name)} in container {self.container!r}: it is not "
+                "a name this driver writes (v0/.../d/sha256/<digest>)",
+                f"the reference names blob {_shown(blob_name)}, which is not a name this driver writes",
+            )
+        return blob_name, match["digest"]
+
+    def _where(self, blob_name: str) -> str:
+        return f"{blob_name!r} in container {self.container!r} of storage account {self.account!r}"
+
+    def failure(self, action: str, blob_name: str | None, error: AzureError) -> PayloadStorageError:
+        """What failed, where, and what to check, by kind of failure; its `reason` leaves out the account
+        and the SDK's details (what a codec server may tell a browser)."""
+        if blob_name:
+            where = f"payload blob {self._where(blob_name)}"
+            shown = f"blob {blob_name!r} in container {self.container!r}"
+        else:
+            where = shown = f"container {self.container!r} of storage account {self.account!r}"
+        what, detail, advice = _explain(error, self.account, self.container, blob_name)
+        return PayloadStorageError(
+            f"Cannot {action} {where}: {what}{detail}. {advice}", f"cannot {action} {shown}: {what}"
+        )
+
+
+def _explain(error: AzureError, account: str, container: str, blob_name: str | None) -> tuple[str, str, str]:
+    """(what happened, the SDK's detail, what to check)."""
+    code = str(getattr(getattr(error, "error_code", None), "value", getattr(error, "error_code", None)) or "")
+    role = (
+        f'Give the identity the role "{ROLE}" on the container (deploy.sh prints the az role assignment create '
+        "command); role assignments take a few minutes to apply"
+    )
+    if isinstance(error, ResourceNotFoundError) and (code == "ContainerNotFound" or not blob_name):
+        return (
+            "the container does not exist",
+            "",
+            f"Create it: az storage container create --account-name {account} --name {container} --auth-mode login "
+            "(or check PAYLOAD_STORAGE_CONTAINER)",
+        )
+    if isinstance(error, ResourceNotFoundError):
+        return (
+            "the blob does not exist",
+            "",
+            "It was deleted (a lifecycle-management policy deletes blobs PAYLOAD_STORAGE_RETENTION_DAYS after they "
+            "were written) or written to another account: check that every process uses the same "
+            "PAYLOAD_STORAGE_ACCOUNT_URL and PAYLOAD_STORAGE_CONTAINER",
+        )
+    if isinstance(error, ClientAuthenticationError) and error.response is None:
+        return "no Azure identity could get a token", f" ({_one_line(error)})", IDENTITY_ADVICE
+    if isinstance(error, HttpResponseError) and error.status_code == 403 and code == "AuthenticationFailed":
+        return (
+            "the storage account did not accept the credentials",
+            f" (HTTP 403 {code})",
+            f"{IDENTITY_ADVICE}; with a connection string, check its key or SAS (and the SAS's expiry)",
+        )
+    if isinstance(error, HttpResponseError) and error.status_code == 403:
+        return "access was refused", f" (HTTP 403{_code(code)})", role
+    if isinstance(error, HttpResponseError) and error.status_code == 401:
+        return "the storage account refused the credentials", f" (HTTP 401{_code(code)})", IDENTITY_ADVICE
+    if isinstance(error, HttpResponseError) and error.status_code:
+        return (
+            f"the storage account answered HTTP {error.status_code}",
+            _code(code),
+            "Check PAYLOAD_STORAGE_ACCOUNT_URL",
+        )
+    if isinstance(error, ServiceRequestError | ServiceResponseError):
+        return (
+            "the storage account could not be reached",
+            f" ({_one_line(error)})",
+            "Check PAYLOAD_STORAGE_ACCOUNT_URL (or the connection string), DNS, and the network path to the account "
+            "(its firewall, private endpoint)",
+        )
+    return "the request failed", f" ({_one_line(error)})", "Check PAYLOAD_STORAGE_ACCOUNT_URL and the network path"
+
+
+class PayloadStorage:
+    """The container client, its credential and the driver, built from the settings; close() when done."""
+
+    def __init__(self, settings: PayloadStorageSettings) -> None:
+        if not settings.enabled:
+            raise ValueError("PayloadStorage needs PAYLOAD_STORAGE_ACCOUNT_URL or PAYLOAD_STORAGE_CONNECTION_STRING")
+        self._settings = settings
+        self._credential: DefaultAzureCredential | None = None
+        options: dict[str, Any] = {
+            "retry_policy": ExponentialRetry(**RETRY),
+            "connection_timeout": CONNECTION_TIMEOUT_SECONDS,
+            "read_timeout": READ_TIMEOUT_SECONDS,
+            "connection_verify": settings.ca_file or True,
+            "logging_enable": False,
+        }
+        try:
+            if settings.connection_string:
+                service = BlobServiceClient.from_connection_string(settings.connection_string, **options)
+            else:
+                logging.getLogger(CREDENTIAL_CHAIN_LOGGER).setLevel(logging.ERROR)
+                self._credential = _default_credential()
+                service = BlobServiceClient(str(settings.account_url), credential=self._credential, **options)
+        except ValueError as error:  # the SDK's own check of the URL or connection string (never shown)
+            raise PayloadStorageError(
+                f"Cannot use the payload storage settings: {_one_line(error)}. "
+                "Check PAYLOAD_STORAGE_ACCOUNT_URL or PAYLOAD_STORAGE_CONNECTION_STRING"
+            ) from None
+        # The SDK logs every request at INFO; ours are one line per failure.
+        logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+        self._service = service
+        self._container = service.get_container_client(settings.container)
+        self.driver = AzureBlobStorageDriver(self._container, settings.max_payload_bytes)
+
+    @property
+    def account(self) -> str:
+        return self.driver.account
+
+    @property
+    def container(self) -> str:
+        return self.driver.container
+
+    def external_storage(self) -> ExternalStorage:
+        """The SDK's external storage with this driver, offloading payloads from the configured threshold."""
+        return ExternalStorage(drivers=[self.driver], payload_size_threshold=self._settings.threshold_bytes)
+
+    async def check(self) -> None:
+        """Ask for the container's properties: proves the endpoint, the identity and the container, bounded in time."""
+        try:
+            async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                await self._container.get_container_properties()
+        except TimeoutError:
+            raise PayloadStorageError(
+                f"Cannot reach container {self.container!r} of storage account {self.account!r}: no answer within "
+                f"{CHECK_TIMEOUT_SECONDS:g}s. Check PAYLOAD_STORAGE_ACCOUNT_URL, the network path to the account, "
+                f"and the identity. {IDENTITY_ADVICE}"
+            ) from None
+        except AzureError as error:
+            raise self.driver.failure("use", None, error) from None
+
+    async def create_container(self) -> bool:
+        """Create the container if it is missing (the local emulator); whether it was created."""
+        try:
+            await self._container.create_container()
+        except ResourceExistsError:
+            return False
+        except AzureError as error:
+            raise self.driver.failure("create", None, error) from None
+        return True
+
+    async def close(self) -> None:
+        await self._service.close()
+        if self._credential is not None:
+            await self._credential.close()
+
+
+def blob_prefix(context: StorageDriverStoreContext) -> str:
+    """`v0/ns/{namespace}/wt/{type}/wi/{id}/ri/{run id}` (or the activity's), percent-encoded; `v0` without one."""
+    target = context.target
+    if target is None:
+        return "v0"
+    prefix = f"v0/ns/{_segment(target.namespace)}"
+    if isinstance(target, StorageDriverWorkflowInfo):
+        return f"{prefix}/wt/{_segment(target.type)}/wi/{_segment(target.id)}/ri/{_segment(target.run_id)}"
+    if isinstance(target, StorageDriverActivityInfo):
+        return f"{prefix}/at/{_segment(target.type)}/ai/{_segment(target.id)}/ri/{_segment(target.run_id)}"
+    return prefix
+
+
+def namespace_prefix(context: StorageDriverStoreContext) -> str:
+    """`v0/ns/{namespace}`: the prefix of a name that would be too long with the workflow's or activity's."""
+    target = context.target
+    return "v0" if target is None else f"v0/ns/{_segment(target.namespace)}"
+
+
+def _segment(value: str | None) -> str:
+    """A blob name segment: every byte outside the safe characters as %XX; "null" for nothing; never . or .."""
+    if not value:
+        return "null"
+    encoded = "".join(chr(byte) if chr(byte) in _SAFE_CHARACTERS else f"%{byte:02X}" for byte in value.encode())
+    return encoded.replace(".", "%2E") if encoded in (".", "..") else encoded
+
+
+_REFERENCES = JSONProtoPayloadConverter()
+
+
+def reference_claim(payload: Payload) -> tuple[str, StorageDriverClaim] | None:
+    """(driver name, claim) when the payload is an external storage reference as the SDK writes it, else None."""
+    if payload.metadata.get("encoding") != b"json/protobuf":
+        return None
+    if payload.metadata.get("messageType") != _REFERENCE_MESSAGE_TYPE:
+        return None
+    try:
+        reference = _REFERENCES.from_payload(payload, ExternalStorageReference)
+    except Exception:  # malformed JSON from the caller: not a reference we can follow
+        raise ReferenceRefusedError(
+            "Refused a malformed payload reference", "the payload reference is malformed"
+        ) from None
+    return reference.driver_name, StorageDriverClaim(claim_data=dict(reference.claim_data))
+
+
+def _default_credential() -> DefaultAzureCredential:
+    try:
+        return DefaultAzureCredential()
+    except ValueError as error:  # e.g. an AZURE_TOKEN_CREDENTIALS value azure-identity does not know
+        raise PayloadStorageError(f"Cannot set up the Azure identity for payload storage: {_one_line(error)}") from None
+
+
+async def _gather_or_cancel(steps: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run the steps at once; when one fails, cancel the others and raise its error."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def _code(code: str) -> str:
+    return f" {code}" if code else ""
+
+
+def _shown(value: str) -> str:
+    """A value from a reference as a message may show it: quoted, escaped, cut short."""
+    return repr(value[:80]) + ("..." if len(value) > 80 else "")
+
+
+def _one_line(error: BaseException) -> str:
+    """An exception's message on one line, without the SDK's appended details."""
+    return " ".join(str(error).split("\n")[0].split()) or type(error).__name__
+
+
+# ---------------------------------------------------------------- the command line (start.sh)
+
+
+def emulator_endpoint(settings: PayloadStorageSettings) -> str | None:
+    """127.0.0.1:PORT when the connection string's blob endpoint is http on 127.0.0.1 or localhost, else None."""
+    if not settings.connection_string:
+        return None
+    fields = {}
+    for part in settings.connection_string.strip().rstrip(";").split(";"):
+        key, _, value = part.partition("=")
+        fields[key.strip().lower()] = value.strip()
+    if fields.get("usedevelopmentstorage", "").lower() == "true":
+        return "127.0.0.1:10000"
+    parts = urlsplit(fields.get("blobendpoint", ""))
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost"):
+        return None
+    return f"127.0.0.1:{parts.port or 80}"
+
+
+def status(settings: PayloadStorageSettings) -> str:
+    if not settings.enabled:
+        return "off"
+    endpoint = emulator_endpoint(settings)
+    return f"emulator {endpoint}" if endpoint else "on"
+
+
+async def _create_container(settings: PayloadStorageSettings) -> None:
+    storage = PayloadStorage(settings)
+    try:
+        created = await storage.create_container()
+    finally:
+        await storage.close()
+    state = "created" if created else "exists"
+    print(f"Payload storage: container {storage.container} in storage account {storage.account} {state}")
+
+
+def _main(arguments: list[str]) -> int:
+    import config  # the command line reads the configuration like every program
+
+    if arguments not in (["status"], ["create-container"]):
+        print("usage: python payload_storage.py status | create-container", file=sys.stderr)
+        return 2
+    settings = config.load_settings_or_exit().payload_storage
+    if arguments == ["status"]:
+        print(status(settings))
+        return 0
+    if not settings.enabled:
+        print("Payload storage is off: nothing to create", file=sys.stderr)
+        return 0
+    try:
+        asyncio.run(_create_container(settings))
+    except PayloadStorageError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

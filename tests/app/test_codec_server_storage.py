@@ -1,0 +1,234 @@
+"""The codec server resolves payload storage references: in process against real Azurite, and the real CLI.
+
+The Web UI and `temporal workflow show --codec-endpoint` send the payloads of a history to /decode; for
+a payload stored in Azure Blob Storage that is a small reference. The codec server fetches the blob (from
+its own container only, within a per-request budget) and decrypts it, so they show the real value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import os
+import subprocess
+import urllib.request
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.client import Client
+from temporalio.converter import DataConverter, StorageDriverStoreContext, StorageDriverWorkflowInfo
+
+import config
+from codec_server import Limits, create_app
+from crypto_converter import EncryptionCodec, Plaintext, encrypted_data_converter
+from payload_storage import PayloadStorage, reference_claim
+
+from helpers.azurite import AZURITE_BLOB, AZURITE_MISSING, Azurite
+from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
+from helpers.processes import TEMPORAL_CLI, base_environment, free_port
+from helpers.static_keys import StaticKeyProvider
+
+pytestmark = pytest.mark.skipif(AZURITE_BLOB is None, reason=AZURITE_MISSING)
+
+MIB = 1024 * 1024
+SECRET = "temporal-encryption-key"
+LISTENING = r"Codec server listening on http://127\.0\.0\.1:\d+"
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory) -> Iterator[Azurite]:
+    with Azurite(tmp_path_factory.mktemp("azurite")) as running:
+        yield running
+
+
+def storage_settings(azurite: Azurite) -> config.PayloadStorageSettings:
+    return config.PayloadStorageSettings(account_url=None, connection_string=azurite.connection_string)
+
+
+def reference_payload(container: str, blob: str, driver: str = "azure.blobdriver") -> Payload:
+    data = json.dumps({"driverName": driver, "claimData": {"container": container, "blob": blob}})
+    return Payload(
+        metadata={"encoding": b"json/protobuf", "messageType": b"temporal.api.sdk.v1.ExternalStorageReference"},
+        data=data.encode(),
+    )
+
+
+async def decode_through_server(
+    storage: PayloadStorage, provider: StaticKeyProvider, payloads: list[Payload], limits: Limits | None = None
+) -> tuple[int, bytes]:
+    app = create_app(
+        EncryptionCodec(provider, Plaintext.ACCEPT),
+        ["http://localhost:8233"],
+        None,
+        limits=limits,
+        storage=storage.driver,
+    )
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        body = json_format.MessageToJson(Payloads(payloads=payloads))
+        response = await client.post("/default/decode", data=body)
+        return response.status, await response.read()
+
+
+def run_with_storage(azurite: Azurite, step):
+    async def run():
+        storage = PayloadStorage(storage_settings(azurite))
+        try:
+            return await step(storage)
+        finally:
+            await storage.close()
+
+    return asyncio.run(run())
+
+
+def test_a_reference_to_an_encrypted_5_mib_payload_decodes_to_its_plaintext(azurite):
+    provider = StaticKeyProvider.random()
+    value = "decode-me " + "y" * (5 * MIB)
+
+    async def step(storage: PayloadStorage):
+        converter = dataclasses.replace(
+            encrypted_data_converter(provider, Plaintext.REFUSE), external_storage=storage.external_storage()
+        )
+        (reference,) = await converter.encode([value])
+        small = (await converter.encode(["small value"]))[0]
+        assert reference_claim(reference) is not None and reference.ByteSize() < 2048
+        return await decode_through_server(storage, provider, [reference, small])
+
+    status, body = run_with_storage(azurite, step)
+    assert status == 200, body[:500]
+    decoded = list(json_format.Parse(body, Payloads()).payloads)
+    assert [payload.metadata["encoding"] for payload in decoded] == [b"json/plain", b"json/plain"]
+    assert decoded[0].data == json.dumps(value).encode() and decoded[1].data == b'"small value"'
+
+
+def test_a_reference_outside_the_container_is_refused_before_anything_is_fetched(azurite):
+    other = azurite.admin().get_container_client("elsewhere")
+    if not other.exists():
+        other.create_container()
+    blob = "v0/d/sha256/" + "1" * 64
+    other.upload_blob(blob, Payload(data=b"secret").SerializeToString(), overwrite=True)
+
+    status, body = run_with_storage(
+        azurite,
+        lambda storage: decode_through_server(
+            storage, StaticKeyProvider.random(), [reference_payload("elsewhere", blob)]
+        ),
+    )
+
+    assert status == 400
+    answer = json.loads(body)["error"]
+    assert answer.startswith("refused a payload storage reference: the reference names container 'elsewhere'")
+    assert b"secret" not in body and "devstoreaccount1" not in answer
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "expected"),
+    [
+        (reference_payload("temporal-payloads", "../../etc/passwd"), 400, "not a name this driver writes"),
+        (reference_payload("temporal-payloads", "v0/d/sha256/" + "0" * 64, "aws.s3driver"), 400, "storage driver"),
+        (reference_payload("temporal-payloads", "v0/d/sha256/" + "2" * 64), 502, "the blob does not exist"),
+    ],
+    ids=["not-our-name", "other-driver", "missing-blob"],
+)
+def test_references_it_cannot_follow_are_a_clear_error_for_that_request(azurite, payload, status, expected):
+    answer_status, body = run_with_storage(
+        azurite, lambda storage: decode_through_server(storage, StaticKeyProvider.random(), [payload])
+    )
+    assert answer_status == status
+    message = json.loads(body)["error"]
+    assert expected in message and "devstoreaccount1" not in message and "127.0.0.1" not in message
+
+
+def test_what_one_request_fetches_is_bounded(azurite):
+    provider = StaticKeyProvider.random()
+
+    async def step(storage: PayloadStorage):
+        converter = dataclasses.replace(DataConverter.default, external_storage=storage.external_storage())
+        references = [(await converter.encode([f"{n} " + "z" * (2 * MIB)]))[0] for n in range(3)]
+        within = await decode_through_server(storage, provider, references[:1], Limits(max_fetched_bytes=5 * MIB))
+        over = await decode_through_server(storage, provider, references, Limits(max_fetched_bytes=5 * MIB))
+        return within, over
+
+    (within_status, _), (over_status, body) = run_with_storage(azurite, step)
+    assert within_status == 200
+    assert over_status == 413 and "too large to show here" in json.loads(body)["error"]
+
+
+def test_the_cli_shows_a_decrypted_5_mib_value_through_the_codec_server_process(azurite, tmp_path, run_app, dev_server):
+    value = f"cli-marker-{uuid.uuid4().hex} " + "w" * (5 * MIB)
+    workflow_id = f"codec-storage-cli-{uuid.uuid4().hex}"
+    with FakeKeyVault(tmp_path) as vault:
+        key = os.urandom(32)
+        version = vault.add_version(SECRET, base64.b64encode(key).decode())
+
+        async def start_workflow() -> None:
+            storage = PayloadStorage(storage_settings(azurite))
+            converter = dataclasses.replace(
+                encrypted_data_converter(StaticKeyProvider({version: key}), Plaintext.REFUSE),
+                external_storage=storage.external_storage(),
+            )
+            client = await Client.connect(dev_server.address, data_converter=converter)
+            await client.start_workflow("NoWorkerNeeded", value, id=workflow_id, task_queue=f"none-{workflow_id}")
+            await storage.close()
+
+        asyncio.run(start_workflow())
+        port = free_port()
+        environment = azure_cli_environment(base_environment(tmp_path, CODEC_SERVER_PORT=str(port)))
+        environment |= keyvault_environment(vault, SECRET)
+        environment["PAYLOAD_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+        server = run_app("codec_server.py", env=environment)
+        server.wait_for_line(LISTENING)
+        assert "Payload storage: on" in server.output
+
+        def workflow_input(*codec_flags: str) -> Payload:
+            shown = subprocess.run(
+                [TEMPORAL_CLI, "workflow", "show", "-w", workflow_id, "--address", dev_server.address, "-o", "json"]
+                + list(codec_flags),
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=120,
+            ).stdout
+            started = json.loads(shown)["events"][0]["workflowExecutionStartedEventAttributes"]
+            [payload] = json_format.ParseDict(started["input"], Payloads()).payloads
+            return payload
+
+        assert reference_claim(workflow_input()) is not None, "the history holds the reference"
+        through_codec = workflow_input("--codec-endpoint", f"http://127.0.0.1:{port}/{{namespace}}")
+        assert through_codec.data == json.dumps(value).encode()
+
+
+def test_a_codec_server_with_storage_only_starts_and_passes_payloads_through(azurite, tmp_path, run_app):
+    port = free_port()
+    environment = base_environment(
+        tmp_path, CODEC_SERVER_PORT=str(port), PAYLOAD_STORAGE_CONNECTION_STRING=azurite.connection_string
+    )
+    server = run_app("codec_server.py", env=environment)
+    server.wait_for_line(LISTENING)
+    assert "Payload encryption: off" not in server.output  # the codec server has no converter to describe
+    assert "Payload storage: on" in server.output
+
+    store = StorageDriverStoreContext(target=StorageDriverWorkflowInfo(namespace="default", id="w", run_id="r"))
+
+    async def stored_reference(storage: PayloadStorage) -> Payload:
+        original = Payload(metadata={"encoding": b"json/plain"}, data=b'"' + b"s" * 300_000 + b'"')
+        (claim,) = await storage.driver.store(store, [original])
+        return reference_payload(claim.claim_data["container"], claim.claim_data["blob"])
+
+    reference = run_with_storage(azurite, stored_reference)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/decode",
+        data=json_format.MessageToJson(Payloads(payloads=[reference])).encode(),
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        (decoded,) = json_format.Parse(answer.read(), Payloads()).payloads
+    assert decoded.data == b'"' + b"s" * 300_000 + b'"'
+    no_storage = run_app("codec_server.py", env=base_environment(tmp_path, CODEC_SERVER_PORT=str(free_port())))
+    assert no_storage.wait() == 1
+    assert "neither payload encryption nor payload storage is configured" in no_storage.output
