@@ -43,6 +43,7 @@ PROJECT_FILES = (
     "bootstrap.py",
     "crypto_converter.py",
     "keyvault.py",
+    "payload_storage.py",
     "worker.py",
     "health.py",
     "workflows.py",
