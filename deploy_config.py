@@ -28,6 +28,7 @@ Secrets are never printed: the shell gets no secret at all, and the manifests re
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import config
 from config import CATALOG, VARIABLES, ConfigError, Parser, Scope, Settings
@@ -45,6 +47,10 @@ REPO_DIR = Path(__file__).resolve().parent
 TASKS = ("local", "render", "config", "deploy")
 BUILDX_PLATFORMS = "linux/amd64,linux/arm64"
 ACR_BUILD_PLATFORM = "linux/amd64"
+# The instance metadata service and Azure's host endpoint (WireServer): the NetworkPolicy never opens them by range.
+METADATA_ADDRESS = "169.254.169.254/32"
+WIRESERVER_ADDRESS = "168.63.129.16/32"
+NEVER_ALLOWED = (METADATA_ADDRESS, WIRESERVER_ADDRESS)
 LOCAL_ADDRESS = re.compile(r"(localhost|127\.[0-9.]*|\[::1\]):")
 
 _QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?")
@@ -79,6 +85,15 @@ class KedaSettings:
 
 
 @dataclass(frozen=True)
+class NetworkPolicySettings:
+    """The worker's egress NetworkPolicy (manifests.py says what it allows)."""
+
+    enabled: bool
+    egress_cidrs: tuple[str, ...] = ()
+    """Extra address ranges the worker may reach on any port (NETWORK_POLICY_EGRESS_CIDRS)."""
+
+
+@dataclass(frozen=True)
 class DeploySettings:
     """Everything the manifests and the deploy scripts need, with the app's settings."""
 
@@ -98,11 +113,19 @@ class DeploySettings:
     memory_limit: str
     azure_client_id: str | None
     """The workload identity's client ID; None renders no ServiceAccount."""
+    use_node_identity: bool
+    """The pod reaches Azure with the node's managed identity (USE_NODE_IDENTITY), not a workload identity."""
     acr_username: str | None
     keda: KedaSettings
+    network_policy: NetworkPolicySettings
     kube_context: str
     warnings: tuple[str, ...] = ()
     """Settings that are not wrong but will not do what one might expect in the cluster."""
+
+    @property
+    def image_digest(self) -> str | None:
+        """The image's digest (sha256:...) when the reference pins one."""
+        return split_image(self.image)[2]
 
     def pod_variables(self, secret: bool) -> dict[str, str]:
         """The variables the pod gets, secret or not, with a value: what goes into the ConfigMap or the app Secret."""
@@ -140,14 +163,25 @@ def derived(variables: Mapping[str, str]) -> dict[str, str]:
         values["BUILD_PLATFORMS"] = ACR_BUILD_PLATFORM if values["BUILD_MODE"] == "acr" else BUILDX_PLATFORMS
     image = values["APP_IMAGE"]
     if not values["IMAGE_TAG"]:
-        _, separator, tag = image.rpartition(":")
-        if separator and "/" not in tag:  # after the last ':' comes a tag, unless it was a registry port
+        _, tag, digest = split_image(image)
+        if tag:
             values["IMAGE_TAG"] = tag
         elif not image:
             values["IMAGE_TAG"] = git_image_tag(REPO_DIR)
+        elif digest:  # REGISTRY/REPOSITORY@sha256:...: the digest names the version
+            values["IMAGE_TAG"] = digest.replace(":", "-")[:19]
     if not image and values["ACR_NAME"] and values["IMAGE_TAG"]:
         values["APP_IMAGE"] = f"{acr_login_server(values['ACR_NAME'])}/{values['APP_NAME']}:{values['IMAGE_TAG']}"
     return values
+
+
+def split_image(reference: str) -> tuple[str, str | None, str | None]:
+    """REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST] as (REGISTRY/REPOSITORY, TAG or None, DIGEST or None)."""
+    name, _, digest = reference.partition("@")
+    repository, separator, tag = name.rpartition(":")
+    if not separator or "/" in tag:  # no ':' after the last '/': what follows a ':' was a registry port
+        return name, None, digest or None
+    return repository, tag, digest or None
 
 
 def acr_login_server(acr_name: str) -> str:
@@ -192,6 +226,8 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         _check_pull_secret(parser)
         _check_keda(parser, app)
         _check_pod(parser)
+        _check_identity(parser)
+        _check_network_policy(parser)
     values = parser.variables
     value = partial(_unchecked, parser)
     return DeploySettings(
@@ -207,12 +243,17 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         cpu_limit=values["CPU_LIMIT"],
         memory_limit=values["MEMORY_LIMIT"],
         azure_client_id=value("AZURE_CLIENT_ID"),
+        use_node_identity=value("USE_NODE_IDENTITY") is True,
         acr_username=values["ACR_USERNAME"] or None,
         keda=KedaSettings(
             enabled=value("KEDA_ENABLED") is True,
             min_replicas=value("KEDA_MIN_REPLICAS") or 0,
             max_replicas=value("KEDA_MAX_REPLICAS") or 0,
             target_queue_size=value("KEDA_TARGET_QUEUE_SIZE") or 0,
+        ),
+        network_policy=NetworkPolicySettings(
+            enabled=value("NETWORK_POLICY") is not False,
+            egress_cidrs=value("NETWORK_POLICY_EGRESS_CIDRS") or (),
         ),
         kube_context=values["KUBE_CONTEXT"],
         warnings=tuple(_warnings(parser)),
@@ -243,8 +284,10 @@ def _check_image(parser: Parser) -> None:
     image = parser.value("APP_IMAGE")
     if image is None:
         return
-    tag = image.rpartition(":")[2]
-    if tag == "latest":
+    _, tag, digest = split_image(image)
+    if tag is None:
+        return  # pinned by digest alone
+    if tag == "latest" and not digest:
         parser.problem(
             "APP_IMAGE",
             "the tag 'latest' is mutable, so a rollout could run other code than you tested; use a fixed tag "
@@ -293,6 +336,36 @@ def _check_keda(parser: Parser, app: Settings) -> None:
         )
 
 
+def _check_identity(parser: Parser) -> None:
+    """In the cluster the pod reaches Key Vault with its workload identity, or, only when asked, the node's."""
+    parser.value("AZURE_CLIENT_ID")
+    node_identity = parser.value("USE_NODE_IDENTITY") is True
+    if node_identity and parser.raw("AZURE_CLIENT_ID"):
+        parser.problems.append(
+            "AZURE_CLIENT_ID and USE_NODE_IDENTITY=true both choose the pod's Azure identity: keep AZURE_CLIENT_ID "
+            "(workload identity, recommended) and remove USE_NODE_IDENTITY, or the reverse"
+        )
+    elif parser.raw("KEYVAULT_URL") and not parser.raw("AZURE_CLIENT_ID") and not node_identity:
+        parser.problems.append(
+            "KEYVAULT_URL is set but AZURE_CLIENT_ID is not: in the cluster the pod would fall back to the node's "
+            "managed identity, which every pod on the node shares; set AZURE_CLIENT_ID to the client ID of the "
+            "worker's workload identity (docs/deploy.md#workload-identity-for-key-vault), or set "
+            "USE_NODE_IDENTITY=true if the cluster really grants Key Vault access to the node's identity"
+        )
+
+
+def _check_network_policy(parser: Parser) -> None:
+    parser.value("NETWORK_POLICY")
+    for cidr in parser.value("NETWORK_POLICY_EGRESS_CIDRS") or ():
+        network = ipaddress.ip_network(cidr)
+        if any(network.version == 4 and network.subnet_of(ipaddress.ip_network(address)) for address in NEVER_ALLOWED):
+            parser.problem(
+                "NETWORK_POLICY_EGRESS_CIDRS",
+                f"{cidr} is the instance metadata service or Azure's host endpoint, which hand out the node's "
+                "identity; remove it (USE_NODE_IDENTITY=true lets the pod reach the metadata service if it must)",
+            )
+
+
 def _check_pod(parser: Parser) -> None:
     """What the pod can use: a health file under the writable /tmp."""
     health_file = parser.variables["WORKER_HEALTH_FILE"]
@@ -312,6 +385,14 @@ def _warnings(parser: Parser) -> list[str]:
         value = values[variable.name]
         if variable.scope is Scope.TEST and value != variable.default and config.is_text(value):
             warnings.append(f"{variable.name}={value} is a test-only setting and is not deployed")
+    network_policy, vault = _unchecked(parser, "NETWORK_POLICY") is not False, _unchecked(parser, "KEYVAULT_URL")
+    if not network_policy and _unchecked(parser, "NETWORK_POLICY_EGRESS_CIDRS"):
+        warnings.append("NETWORK_POLICY_EGRESS_CIDRS has no effect with NETWORK_POLICY=false")
+    if network_policy and vault and ".privatelink." in (urlsplit(vault).hostname or ""):
+        warnings.append(
+            f"KEYVAULT_URL={vault} looks like a private endpoint, and the NetworkPolicy allows HTTPS only to public "
+            "addresses: add the endpoint's address to NETWORK_POLICY_EGRESS_CIDRS (or set NETWORK_POLICY=false)"
+        )
     return warnings
 
 

@@ -9,7 +9,8 @@ WORKER_SHUTDOWN_TIMEOUT_SECONDS to finish. SIGTERM or SIGINT during start-up
 (reading the key from Key Vault, connecting, the namespace check) stops it at
 once (bootstrap.Stop). While polling, the worker keeps its health file fresh
 for the Kubernetes probes (healthcheck.py) and serves Prometheus metrics from
-the SDK runtime on METRICS_PORT.
+the SDK runtime on METRICS_BIND_ADDRESS:METRICS_PORT (loopback unless told
+otherwise; the rendered ConfigMap says 0.0.0.0, for scraping in the pod).
 
 Exit status: 0 after a requested stop (in start-up too), 1 when it cannot start
 or the worker fails, 2 for a configuration mistake.
@@ -35,16 +36,17 @@ POLL_CHECK_INTERVAL_SECONDS = 0.05
 logger = logging.getLogger("worker")
 
 
-def build_runtime(metrics_port: int) -> Runtime | None:
-    """An SDK runtime serving Prometheus metrics on every interface, or None when METRICS_PORT=0."""
+def build_runtime(metrics_port: int, bind_address: str) -> Runtime | None:
+    """An SDK runtime serving Prometheus metrics on METRICS_BIND_ADDRESS, or None when METRICS_PORT=0."""
     if not metrics_port:
         return None
+    host = f"[{bind_address}]" if ":" in bind_address else bind_address  # an IPv6 address
     try:
-        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{metrics_port}")))
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{metrics_port}")))
     except Exception as error:  # the bridge raises a plain Exception for a busy port
         raise StartupError(
-            f"Cannot serve metrics on port {metrics_port}: {error}. "
-            "Free the port or change METRICS_PORT (0 turns it off)."
+            f"Cannot serve metrics on {host}:{metrics_port}: {error}. "
+            "Free the port or change METRICS_PORT (0 turns it off) or METRICS_BIND_ADDRESS."
         ) from None
 
 
@@ -70,7 +72,8 @@ async def wait_until_polling(worker: Worker, run_task: asyncio.Task) -> None:
 
 async def run(settings: Settings, stop: Stop) -> int:
     print("Initializing worker...", flush=True)
-    async with temporal_client(settings, stop, build_runtime(settings.metrics_port)) as client:
+    runtime = build_runtime(settings.metrics_port, settings.metrics_bind_address)
+    async with temporal_client(settings, stop, runtime) as client:
         await serve(build_worker(client, settings), settings, stop)
     return 0
 

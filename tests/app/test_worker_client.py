@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
 import urllib.request
 
@@ -230,3 +231,29 @@ def test_unwritable_health_file_stops_the_worker_before_it_claims_to_be_ready(
     assert "Set WORKER_HEALTH_FILE to a writable path" in worker.output
     assert "Starting worker... Awaiting tasks." not in worker.output
     assert "Traceback" not in worker.output
+
+
+def test_metrics_listen_on_loopback_unless_told_every_interface(tmp_path, dev_server, task_queue, run_app):
+    """127.0.0.2 is loopback too, but only a listener on every interface (the pod's 0.0.0.0) answers there."""
+    ports = {"default": free_port(), "0.0.0.0": free_port()}
+    workers = {}
+    for bind_address, port in ports.items():
+        overrides = {"METRICS_PORT": str(port), "WORKER_HEALTH_FILE": str(tmp_path / f"health-{port}")}
+        if bind_address != "default":
+            overrides["METRICS_BIND_ADDRESS"] = bind_address
+        workers[bind_address] = run_app("worker.py", env=app_environment(tmp_path, dev_server, task_queue, **overrides))
+    for worker in workers.values():
+        worker.wait_for_line(WORKER_READY)
+
+    def answers(host: str, port: int) -> bool:
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except ConnectionRefusedError:
+            return False
+        return True
+
+    assert answers("127.0.0.1", ports["default"]) and not answers("127.0.0.2", ports["default"])
+    assert answers("127.0.0.1", ports["0.0.0.0"]) and answers("127.0.0.2", ports["0.0.0.0"])
+    for worker in workers.values():
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output
