@@ -15,9 +15,11 @@ Takes config.env (and the environment) to a running, ready worker on AKS:
   [3/8] Rendering manifests         ./generate-k8s-manifests.sh
   [4/8] Logging in to ACR           az acr login --expose-token | docker login --password-stdin
   [5/8] Building and pushing image  docker buildx build --push (linux/amd64,linux/arm64),
-                                    or az acr build; skipped when the tag is already in ACR
-  [6/8] Creating namespace          idempotent (create --dry-run | apply)
-  [7/8] Applying manifests          in dependency order
+                                    or az acr build; skipped when the tag is already in ACR;
+                                    then the tag's digest from ACR, and the manifests
+                                    rendered again to run the image by that digest
+  [6/8] Creating namespace          idempotent (kubectl apply --server-side)
+  [7/8] Applying manifests          kubectl apply --server-side, in dependency order
   [8/8] Waiting for rollout         kubectl rollout status --timeout $ROLLOUT_TIMEOUT
 
 then shows the pods and the kubectl logs command. The image tag is the git commit (with a

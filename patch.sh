@@ -11,7 +11,7 @@ Code change (default): rebuild, push and roll out a new image of the deployed wo
   [1/7] Checking configuration     [2/7] Checking tools and access
   [3/7] Rendering manifests        [4/7] Logging in to ACR
   [5/7] Building and pushing image
-  [6/7] Updating image             kubectl set image deployment/$APP_NAME worker=$APP_IMAGE
+  [6/7] Updating image             kubectl set image deployment/$APP_NAME worker=$APP_IMAGE@<digest>
   [7/7] Waiting for rollout        kubectl rollout status --timeout $ROLLOUT_TIMEOUT
 
 --config-only: apply changed settings without building an image.

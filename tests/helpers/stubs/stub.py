@@ -19,6 +19,7 @@ Knobs (environment):
   STUB_CONTEXTS         lines printed by `kubectl config get-contexts --output name`
   STUB_ACR_TOKEN        what `az acr login --expose-token` prints
   STUB_IMAGE_EXISTS     "1": `az acr repository show` finds the image
+  STUB_IMAGE_DIGEST     what `az acr repository show --query digest` prints (the pushed image's digest)
   STUB_AZ_ACCESS_TOKEN  the accessToken that `az account get-access-token` prints
   STUB_AZ_LOGGED_OUT    "1": `az account get-access-token` fails as it does before `az login`
 It never contacts anything.
@@ -33,6 +34,8 @@ import time
 # What `az account get-access-token` reports besides the token (the fake Key Vault's tenant).
 TOKEN_TENANT = "00000000-0000-0000-0000-000000000001"
 TOKEN_SUBSCRIPTION = "00000000-0000-0000-0000-000000000002"
+# What `az acr repository show --query digest` prints unless STUB_IMAGE_DIGEST says otherwise.
+STUB_IMAGE_DIGEST = "sha256:" + "5e" * 32
 
 
 def record(tool: str, arguments: list[str], stdin: str | None) -> None:
@@ -55,6 +58,8 @@ def answer(tool: str, arguments: list[str]) -> tuple[int, str]:
         return 0, "stub.azurecr.io\n"
     if tool == "az" and words.startswith("acr login") and "--expose-token" in arguments:
         return 0, os.environ.get("STUB_ACR_TOKEN", "stub-token") + "\n"
+    if tool == "az" and words.startswith("acr repository show") and "--query digest" in words:
+        return 0, os.environ.get("STUB_IMAGE_DIGEST", STUB_IMAGE_DIGEST) + "\n"  # after a push, the image exists
     if tool == "az" and words.startswith("acr repository show"):
         return (0, "") if os.environ.get("STUB_IMAGE_EXISTS") == "1" else (3, "")
     if tool == "kubectl" and "config get-contexts" in words:
