@@ -15,7 +15,7 @@ TEST_VENV = Path(sys.prefix)
 def copy_of_repo(destination: Path) -> Path:
     """The app's files in a fresh folder, its .venv being the test environment (already installed)."""
     destination.mkdir()
-    for pattern in ("*.py", "*.sh", "requirements*.txt"):
+    for pattern in ("*.py", "*.sh", "requirements*.txt", "requirements*.lock"):
         for source in REPO_DIR.glob(pattern):
             shutil.copy2(source, destination / source.name)
     (destination / ".venv").symlink_to(TEST_VENV)
