@@ -1,10 +1,14 @@
-# The temporal-aks worker image: Python 3.11 slim, pinned dependencies from wheels only (no
+# The temporal-aks worker image: Python 3.11 slim, hash-checked dependencies from wheels only (no
 # compiler), the app's top-level modules and start.sh, run as an unprivileged user.
 # Build: ./deploy.sh (docker buildx for linux/amd64 and linux/arm64, or az acr build).
 
-# The base image, as a build argument so the tests can point it at their local stand-in
-# (tests/image/test_image.py); ./deploy.sh builds with this default.
-ARG BASE_IMAGE=python:3.11-slim
+# The base image, pinned by the digest of its multi-platform index (python:3.11-slim, Python 3.11.16 on
+# Debian trixie, as of 2026-09-01), so a rebuild starts from the same bytes until this line changes. To take
+# a newer base (security updates), put in the "Digest:" line this prints (the index's, which covers every
+# platform; not one platform's manifest), then rebuild and run the tests:
+#   docker buildx imagetools inspect python:3.11-slim
+# A build argument, so the tests can point it at their local stand-in (tests/image/test_image.py).
+ARG BASE_IMAGE=python:3.11-slim@sha256:9534e5a8e315485d4061ed659af0fd78a284c015f9b73661b41d6bab25604534
 FROM ${BASE_IMAGE}
 
 # IN_CONTAINER=true: start.sh execs the one Python process asked for (no venv, no dev server).
@@ -16,10 +20,12 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 
-# Wheels only: every pinned dependency ships wheels for amd64 and arm64, so a missing one fails
-# the build here instead of pulling in a compiler.
-COPY requirements.txt ./
-RUN pip install --no-cache-dir --only-binary=:all: -r requirements.txt
+# requirements.lock pins every package with the sha256 of its files (./lock-requirements.sh writes it
+# from requirements.txt): pip refuses anything unpinned or with another hash. Wheels only: every pinned
+# dependency ships wheels for amd64 and arm64, so a missing one fails the build here instead of
+# pulling in a compiler.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --only-binary=:all: --require-hashes -r requirements.lock
 
 # A fixed numeric UID/GID, so Kubernetes can verify runAsNonRoot (the Deployment uses the same IDs).
 RUN groupadd --system --gid 10001 worker \

@@ -32,6 +32,7 @@ they turn TLS on the same way, and bootstrap.py reads them and keeps them curren
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
 import os
 import re
@@ -291,6 +292,36 @@ def one_of(*choices: str, message: str) -> Callable[[str], str]:
     return parse
 
 
+def ip_address(raw: str) -> str:
+    """An IP address to listen on (what a socket binds to: no host name)."""
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise ValueError(
+            "must be an IP address to listen on, such as 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)"
+        ) from None
+
+
+def cidrs(raw: str) -> tuple[str, ...]:
+    """Comma-separated address ranges (CIDR), each written exactly as a network: 10.1.0.0/16, 10.1.2.3/32."""
+    found = []
+    for part in (part.strip() for part in raw.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=True)))
+        except ValueError:
+            hint = ""
+            try:
+                hint = f" (did you mean {ipaddress.ip_network(part, strict=False)}?)"
+            except ValueError:
+                pass
+            raise ValueError(
+                f"{part!r} is not an address range{hint}; give comma-separated CIDRs such as 10.1.0.0/16,10.2.3.4/32"
+            ) from None
+    return tuple(found)
+
+
 def without_control_characters(raw: str) -> str:
     if has_control_characters(raw):
         raise ValueError("must not contain control characters")
@@ -327,9 +358,12 @@ IMAGE_TAG = matching(
     r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?",
     "must be letters, digits, '.', '_' or '-', starting and ending with a letter or digit, at most 63 characters",
 )
+DIGEST = r"sha256:[0-9a-f]{64}"
 IMAGE = matching(
-    r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)+:[A-Za-z0-9_][A-Za-z0-9_.-]*",
-    "must be REGISTRY/REPOSITORY:TAG in lowercase, for example myacr.azurecr.io/temporal-worker:1a2b3c4d",
+    r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)+"
+    rf"(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}(@{DIGEST})?|@{DIGEST})",
+    "must be REGISTRY/REPOSITORY:TAG in lowercase, for example myacr.azurecr.io/temporal-worker:1a2b3c4d, "
+    "optionally pinned by digest (REGISTRY/REPOSITORY:TAG@sha256:<64 hex digits>, or without the tag)",
 )
 PLATFORM = r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?"
 KEYVAULT_NAME = matching(
@@ -414,6 +448,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TEMPORAL_DEV_SERVER_UI_PORT", port(), scope=Scope.LOCAL),
     # Worker health and metrics (Kubernetes probes, Prometheus)
     Variable("METRICS_PORT", port(lowest=0), "9000"),
+    # Metrics and health endpoints: loopback on a laptop; the rendered ConfigMap sets 0.0.0.0 (kubelet, Prometheus).
+    Variable("METRICS_BIND_ADDRESS", ip_address, "127.0.0.1"),
     Variable("HEALTH_PORT", port(lowest=0), "9001"),
     Variable("HEALTH_CHECK_INTERVAL_SECONDS", seconds(1.0, 3600.0), "10"),
     # Worker tuning (temporalio.worker.Worker options)
@@ -495,6 +531,9 @@ VARIABLES: tuple[Variable, ...] = (
         matching(GUID, "must be the managed identity's client ID, a GUID such as 00000000-0000-0000-0000-000000000000"),
         scope=Scope.DEPLOY,
     ),
+    Variable("USE_NODE_IDENTITY", boolean, "false", scope=Scope.DEPLOY),
+    Variable("NETWORK_POLICY", boolean, "true", scope=Scope.DEPLOY),
+    Variable("NETWORK_POLICY_EGRESS_CIDRS", cidrs, scope=Scope.DEPLOY),
     Variable(
         "BUILD_MODE",
         one_of("buildx", "acr", message="must be buildx (docker buildx here) or acr (az acr build in Azure)"),
@@ -735,6 +774,8 @@ class Settings:
     log_level: str
     activity_simulated_work_seconds: float
     metrics_port: int
+    metrics_bind_address: str
+    """The address the Prometheus endpoint listens on: loopback on a laptop, every interface in the pod."""
     health_port: int
     """Port of /livez and /readyz (health.py); 0 turns them off."""
     health_check_interval_seconds: float
@@ -863,6 +904,7 @@ def parse_settings(parser: Parser) -> Settings:
         log_level=value("LOG_LEVEL") or "INFO",
         activity_simulated_work_seconds=value("ACTIVITY_SIMULATED_WORK_SECONDS"),
         metrics_port=value("METRICS_PORT"),
+        metrics_bind_address=value("METRICS_BIND_ADDRESS") or "127.0.0.1",
         health_port=value("HEALTH_PORT"),
         health_check_interval_seconds=value("HEALTH_CHECK_INTERVAL_SECONDS"),
         tuning=WorkerTuning(

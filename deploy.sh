@@ -18,9 +18,11 @@ Takes config.env (and the environment) to a running, ready worker on AKS:
   [4/10] Rendering manifests         ./generate-k8s-manifests.sh
   [5/10] Logging in to ACR           az acr login --expose-token | docker login --password-stdin
   [6/10] Building and pushing image  docker buildx build --push (linux/amd64,linux/arm64),
-                                     or az acr build; skipped when the tag is already in ACR
-  [7/10] Creating namespace          idempotent (create --dry-run | apply)
-  [8/10] Applying manifests          in dependency order
+                                     or az acr build; skipped when the tag is already in ACR;
+                                     then the tag's digest from ACR, and the manifests
+                                     rendered again to run the image by that digest
+  [7/10] Creating namespace          idempotent (kubectl apply --server-side)
+  [8/10] Applying manifests          kubectl apply --server-side, in dependency order
   [9/10] Waiting for rollout         kubectl rollout status --timeout $ROLLOUT_TIMEOUT
   [10/10] Routing new workflows      WORKER_VERSIONING=true: python rollout.py set-current makes
                                      the new version current (older versions keep their pinned

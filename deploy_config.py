@@ -29,6 +29,7 @@ Secrets are never printed: the shell gets no secret at all, and the manifests re
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import subprocess
 import sys
@@ -47,6 +48,10 @@ REPO_DIR = Path(__file__).resolve().parent
 TASKS = ("local", "render", "config", "deploy")
 BUILDX_PLATFORMS = "linux/amd64,linux/arm64"
 ACR_BUILD_PLATFORM = "linux/amd64"
+# The instance metadata service and Azure's host endpoint (WireServer): the NetworkPolicy never opens them by range.
+METADATA_ADDRESS = "169.254.169.254/32"
+WIRESERVER_ADDRESS = "168.63.129.16/32"
+NEVER_ALLOWED = (METADATA_ADDRESS, WIRESERVER_ADDRESS)
 LOCAL_ADDRESS = re.compile(r"(localhost|127\.[0-9.]*|\[::1\]):")
 MAX_WORKER_DEPLOYMENT_NAME = 63  # TEMPORAL_DEPLOYMENT_NAME's limit (config.DEPLOYMENT_NAME)
 
@@ -79,6 +84,15 @@ class KedaSettings:
     max_replicas: int
     target_queue_size: int
     """Backlog per pod KEDA aims for."""
+
+
+@dataclass(frozen=True)
+class NetworkPolicySettings:
+    """The worker's egress NetworkPolicy (manifests.py says what it allows)."""
+
+    enabled: bool
+    egress_cidrs: tuple[str, ...] = ()
+    """Extra address ranges the worker may reach on any port (NETWORK_POLICY_EGRESS_CIDRS)."""
 
 
 @dataclass(frozen=True)
@@ -117,16 +131,24 @@ class DeploySettings:
     memory_limit: str
     azure_client_id: str | None
     """The workload identity's client ID; None renders no ServiceAccount."""
+    use_node_identity: bool
+    """The pod reaches Azure with the node's managed identity (USE_NODE_IDENTITY), not a workload identity."""
     acr_username: str | None
     keda: KedaSettings
     metrics_scrape: str
     """How Prometheus finds the metrics: none, annotations, podmonitor (Azure Monitor) or prometheus-operator."""
+    network_policy: NetworkPolicySettings
     kube_context: str
     payload_storage_retention_days: int | None = None
     """Days after which the rendered lifecycle-management policy deletes payload blobs; None renders none."""
     warnings: tuple[str, ...] = ()
     """Settings that are not wrong but will not do what one might expect in the cluster."""
     rollout: RolloutSettings = RolloutSettings()
+
+    @property
+    def image_digest(self) -> str | None:
+        """The image's digest (sha256:...) when the reference pins one."""
+        return split_image(self.image)[2]
 
     def pod_variables(self, secret: bool) -> dict[str, str]:
         """The variables the pod gets, secret or not, with a value: what goes into the ConfigMap or the app Secret."""
@@ -164,14 +186,25 @@ def derived(variables: Mapping[str, str]) -> dict[str, str]:
         values["BUILD_PLATFORMS"] = ACR_BUILD_PLATFORM if values["BUILD_MODE"] == "acr" else BUILDX_PLATFORMS
     image = values["APP_IMAGE"]
     if not values["IMAGE_TAG"]:
-        _, separator, tag = image.rpartition(":")
-        if separator and "/" not in tag:  # after the last ':' comes a tag, unless it was a registry port
+        _, tag, digest = split_image(image)
+        if tag:
             values["IMAGE_TAG"] = tag
         elif not image:
             values["IMAGE_TAG"] = git_image_tag(REPO_DIR)
+        elif digest:  # REGISTRY/REPOSITORY@sha256:...: the digest names the version
+            values["IMAGE_TAG"] = digest.replace(":", "-")[:19]
     if not image and values["ACR_NAME"] and values["IMAGE_TAG"]:
         values["APP_IMAGE"] = f"{acr_login_server(values['ACR_NAME'])}/{values['APP_NAME']}:{values['IMAGE_TAG']}"
     return values
+
+
+def split_image(reference: str) -> tuple[str, str | None, str | None]:
+    """REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST] as (REGISTRY/REPOSITORY, TAG or None, DIGEST or None)."""
+    name, _, digest = reference.partition("@")
+    repository, separator, tag = name.rpartition(":")
+    if not separator or "/" in tag:  # no ':' after the last '/': what follows a ':' was a registry port
+        return name, None, digest or None
+    return repository, tag, digest or None
 
 
 def acr_login_server(acr_name: str) -> str:
@@ -220,6 +253,8 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         _check_versioning(parser)
         _check_temporal_from_here(parser)
         parser.value("PAYLOAD_STORAGE_RETENTION_DAYS")
+        _check_identity(parser)
+        _check_network_policy(parser)
     values = parser.variables
     value = partial(_unchecked, parser)
     replay_histories = value("DEPLOY_REPLAY_HISTORIES")
@@ -236,6 +271,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         cpu_limit=values["CPU_LIMIT"],
         memory_limit=values["MEMORY_LIMIT"],
         azure_client_id=value("AZURE_CLIENT_ID"),
+        use_node_identity=value("USE_NODE_IDENTITY") is True,
         acr_username=values["ACR_USERNAME"] or None,
         keda=KedaSettings(
             enabled=value("KEDA_ENABLED") is True,
@@ -244,6 +280,10 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
             target_queue_size=value("KEDA_TARGET_QUEUE_SIZE") or 0,
         ),
         metrics_scrape=value("METRICS_SCRAPE") or "none",
+        network_policy=NetworkPolicySettings(
+            enabled=value("NETWORK_POLICY") is not False,
+            egress_cidrs=value("NETWORK_POLICY_EGRESS_CIDRS") or (),
+        ),
         kube_context=values["KUBE_CONTEXT"],
         payload_storage_retention_days=value("PAYLOAD_STORAGE_RETENTION_DAYS"),
         warnings=tuple(_warnings(parser) + _payload_storage_warnings(parser)),
@@ -281,8 +321,10 @@ def _check_image(parser: Parser) -> None:
     image = parser.value("APP_IMAGE")
     if image is None:
         return
-    tag = image.rpartition(":")[2]
-    if tag == "latest":
+    _, tag, digest = split_image(image)
+    if tag is None:
+        return  # pinned by digest alone
+    if tag == "latest" and not digest:
         parser.problem(
             "APP_IMAGE",
             "the tag 'latest' is mutable, so a rollout could run other code than you tested; use a fixed tag "
@@ -383,6 +425,36 @@ def _check_temporal_from_here(parser: Parser) -> None:
     parser.value("DEPLOY_TEMPORAL_ADDRESS")
 
 
+def _check_identity(parser: Parser) -> None:
+    """In the cluster the pod reaches Key Vault with its workload identity, or, only when asked, the node's."""
+    parser.value("AZURE_CLIENT_ID")
+    node_identity = parser.value("USE_NODE_IDENTITY") is True
+    if node_identity and parser.raw("AZURE_CLIENT_ID"):
+        parser.problems.append(
+            "AZURE_CLIENT_ID and USE_NODE_IDENTITY=true both choose the pod's Azure identity: keep AZURE_CLIENT_ID "
+            "(workload identity, recommended) and remove USE_NODE_IDENTITY, or the reverse"
+        )
+    elif parser.raw("KEYVAULT_URL") and not parser.raw("AZURE_CLIENT_ID") and not node_identity:
+        parser.problems.append(
+            "KEYVAULT_URL is set but AZURE_CLIENT_ID is not: in the cluster the pod would fall back to the node's "
+            "managed identity, which every pod on the node shares; set AZURE_CLIENT_ID to the client ID of the "
+            "worker's workload identity (docs/deploy.md#workload-identity-for-key-vault), or set "
+            "USE_NODE_IDENTITY=true if the cluster really grants Key Vault access to the node's identity"
+        )
+
+
+def _check_network_policy(parser: Parser) -> None:
+    parser.value("NETWORK_POLICY")
+    for cidr in parser.value("NETWORK_POLICY_EGRESS_CIDRS") or ():
+        network = ipaddress.ip_network(cidr)
+        if any(network.version == 4 and network.subnet_of(ipaddress.ip_network(address)) for address in NEVER_ALLOWED):
+            parser.problem(
+                "NETWORK_POLICY_EGRESS_CIDRS",
+                f"{cidr} is the instance metadata service or Azure's host endpoint, which hand out the node's "
+                "identity; remove it (USE_NODE_IDENTITY=true lets the pod reach the metadata service if it must)",
+            )
+
+
 def _warnings(parser: Parser) -> list[str]:
     values = parser.variables
     warnings = []
@@ -395,6 +467,14 @@ def _warnings(parser: Parser) -> list[str]:
         value = values[variable.name]
         if variable.scope is Scope.TEST and value != variable.default and config.is_text(value):
             warnings.append(f"{variable.name}={value} is a test-only setting and is not deployed")
+    network_policy, vault = _unchecked(parser, "NETWORK_POLICY") is not False, _unchecked(parser, "KEYVAULT_URL")
+    if not network_policy and _unchecked(parser, "NETWORK_POLICY_EGRESS_CIDRS"):
+        warnings.append("NETWORK_POLICY_EGRESS_CIDRS has no effect with NETWORK_POLICY=false")
+    if network_policy and vault and ".privatelink." in (urlsplit(vault).hostname or ""):
+        warnings.append(
+            f"KEYVAULT_URL={vault} looks like a private endpoint, and the NetworkPolicy allows HTTPS only to public "
+            "addresses: add the endpoint's address to NETWORK_POLICY_EGRESS_CIDRS (or set NETWORK_POLICY=false)"
+        )
     return warnings
 
 

@@ -4,12 +4,15 @@
 #
 #   ensure_venv VENV_DIR REQUIREMENTS_FILE
 #
-# Creates VENV_DIR with Python 3.11+ when missing and installs REQUIREMENTS_FILE whenever it, or a
-# file it includes with -r, changed since the last install, saying so in one line; a second run costs
-# nothing. A digest per requirements file is kept in VENV_DIR, for the file and for every file it
-# includes (installed with it), so that start.sh's requirements-local.txt also satisfies the deploy
-# scripts' requirements.txt. The interpreter used to create the environment is $PYTHON if set, else
-# the newest python3.1x found on PATH.
+# Creates VENV_DIR with Python 3.11+ when missing and installs REQUIREMENTS_FILE whenever it, its lock
+# file or a file it includes with -r changed since the last install, saying so in one line; a second
+# run costs nothing. A requirements file with a lock file next to it (requirements.txt ->
+# requirements.lock, written by ./lock-requirements.sh) is installed from the lock, with
+# --require-hashes: every package pinned, every download checked against its sha256. A digest per
+# requirements file is kept in VENV_DIR, for the file and for every file it includes (installed with
+# it: the locks pin the included files' packages at the same versions), so that start.sh's
+# requirements-local.txt also satisfies the deploy scripts' requirements.txt. The interpreter used to
+# create the environment is $PYTHON if set, else the newest python3.1x found on PATH.
 
 find_python() {
   local candidate
@@ -25,10 +28,16 @@ find_python() {
   return 1
 }
 
-# The file and every file it includes with -r, so a change to any of them means a new install.
+# The lock file of a requirements file (./lock-requirements.sh writes it): requirements-dev.txt -> requirements-dev.lock.
+lock_file() {
+  printf '%s.lock' "${1%.txt}"
+}
+
+# The file, its lock and every file it includes with -r, so a change to any of them means a new install.
 requirements_text() {
   local file=$1 include
   cat "$file"
+  [[ ! -f "$(lock_file "$file")" ]] || cat "$(lock_file "$file")"
   while read -r include; do
     requirements_text "$(dirname "$file")/$include"
   done < <(included_files "$file")
@@ -66,8 +75,13 @@ ensure_venv() {
   else
     echo "Installing $requirements into $venv_dir: it changed since the last install ..." >&2
   fi
-  if ! "$venv_dir/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements" >&2; then
-    echo "ERROR: pip could not install $requirements into $venv_dir; see pip's message above" >&2
+  local install=(-r "$requirements") lock
+  lock=$(lock_file "$requirements")
+  if [[ -f "$lock" ]]; then
+    install=(--require-hashes -r "$lock")
+  fi
+  if ! "$venv_dir/bin/python" -m pip install --disable-pip-version-check --quiet "${install[@]}" >&2; then
+    echo "ERROR: pip could not install ${install[*]: -1} into $venv_dir; see pip's message above" >&2
     return 1
   fi
   stamp_installed "$venv_dir" "$requirements"

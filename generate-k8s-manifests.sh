@@ -14,6 +14,7 @@ source_config.sh) into DIR, by default the directory of this script:
 
   namespace.yaml                the namespace, enforcing Pod Security "restricted"
   config-map.yaml               the non-secret app settings (ConfigMap)
+  network-policy.yaml           egress only to DNS, Temporal and public HTTPS (when NETWORK_POLICY=true, the default)
   app-secret.yaml               the secret app settings, such as TEMPORAL_API_KEY (Secret)
   temporal-tls-secret.yaml      the mTLS certificate files (Secret; empty without TEMPORAL_TLS_*_PATH)
   deployment.yaml               the worker Deployment
@@ -30,6 +31,8 @@ The output says where each Temporal credential comes from.
 
 Secret files are written with mode 0600 and are gitignored. Files of features that are
 off are removed. Nothing is written when the configuration has a problem (exit status 2).
+The Deployment runs APP_IMAGE: deploy.sh and patch.sh render again with the pushed image's
+digest (APP_IMAGE=REGISTRY/REPOSITORY:TAG@sha256:... in the environment).
 The first run creates .venv with the runtime requirements (requirements.txt).
 
 Options:

@@ -2,7 +2,7 @@
 
 Public API:
     Health                                  # what the worker reports: polling, round trips, shutting down
-    HealthServer(port, health)              # the HTTP server: await start() (OSError: port taken), await stop()
+    HealthServer(address, port, health)     # the HTTP server: await start() (OSError: port taken), await stop()
     keep_checking_temporal(current_client, health)  # a round trip every HEALTH_CHECK_INTERVAL_SECONDS
 
 What each answer means (docs/deploy.md says what Kubernetes does with it):
@@ -109,9 +109,10 @@ def health_app(health: Health) -> web.Application:
 
 
 class HealthServer:
-    """/livez and /readyz on every interface on `port` (0: not served at all)."""
+    """/livez and /readyz on `address`:`port` (port 0: not served at all)."""
 
-    def __init__(self, port: int, health: Health) -> None:
+    def __init__(self, address: str, port: int, health: Health) -> None:
+        self.address = address
         self.port = port
         self._runner = web.AppRunner(health_app(health), access_log=None, handle_signals=False)
 
@@ -121,7 +122,7 @@ class HealthServer:
             return
         await self._runner.setup()
         try:
-            await web.TCPSite(self._runner, "0.0.0.0", self.port).start()
+            await web.TCPSite(self._runner, self.address, self.port).start()
         except OSError:
             await self._runner.cleanup()
             raise

@@ -32,15 +32,16 @@ payload blobs that many days after they were written. Blobs outlive the historie
 the storage account cannot know the namespace's retention: the days are the user's to choose.
 
 Command line: `python manifests.py [--output-dir DIR]` renders into DIR (default: next to this file);
-`python manifests.py --list [configuration]` prints the file names in the order to apply them (all, or
-only the configuration: Secrets and ConfigMap); `python manifests.py --deployment-name` prints the name of
-the Deployment the configuration renders.
+`python manifests.py --list [configuration|secrets]` prints the file names in the order to apply them (all,
+only the configuration: Secrets and ConfigMap, or only the Secrets); `python manifests.py --deployment-name`
+prints the name of the Deployment the configuration renders.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import json
 import math
 import os
@@ -50,10 +51,11 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from alerts import RULE_GROUPS
 from config import ConfigError, exit_with_config_error
-from deploy_config import DeploySettings, load_deploy_settings
+from deploy_config import METADATA_ADDRESS, NEVER_ALLOWED, WIRESERVER_ADDRESS, DeploySettings, load_deploy_settings
 
 # Every file, in the order to apply them: identity and configuration before the Deployment that uses them,
 # the Deployment before what targets it. The namespace is applied by its own step.
@@ -64,6 +66,7 @@ FILES = (
     "app-secret.yaml",
     "temporal-tls-secret.yaml",
     "config-map.yaml",
+    "network-policy.yaml",
     "deployment.yaml",
     "pod-disruption-budget.yaml",
     "keda-scaledobject.yaml",
@@ -84,6 +87,17 @@ TLS_FILES = {
     "TEMPORAL_TLS_SERVER_CA_CERT_PATH": "server-ca.crt",
 }
 GRACE_MARGIN_SECONDS = 15
+# What the pod pins azure-identity's DefaultAzureCredential to (AZURE_TOKEN_CREDENTIALS), by how it gets its identity.
+WORKLOAD_IDENTITY_CREDENTIAL = "WorkloadIdentityCredential"
+NODE_IDENTITY_CREDENTIAL = "ManagedIdentityCredential"
+# Where Prometheus reaches the metrics in the pod: every interface (METRICS_BIND_ADDRESS on a laptop is loopback).
+POD_METRICS_BIND_ADDRESS = "0.0.0.0"
+# The NetworkPolicy's address ranges (IPv4). The instance metadata service (169.254.169.254, with the node's
+# identity behind it) is link-local; 168.63.129.16 is Azure's host endpoint (WireServer), which pods never need.
+NEVER_REACHED = ("169.254.0.0/16", WIRESERVER_ADDRESS)
+PRIVATE_RANGES = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16")
+ANYWHERE = "0.0.0.0/0"
+HTTPS_PORT = 443
 CHECKSUM_ANNOTATION = "temporal-aks/config-checksum"
 # In the cluster the logs go to Container Insights, which stores a JSON line's fields as columns.
 CLUSTER_LOG_FORMAT = "json"
@@ -103,7 +117,7 @@ _YAML_WORDS = frozenset("y n yes no on off true false null ~".split())
 _PLAIN_KEY = re.compile(r"[A-Za-z_.][A-Za-z0-9_./-]*")
 
 Document = dict[str, Any]
-USAGE = "usage: python manifests.py --output-dir DIR | --list [configuration] | --deployment-name"
+USAGE = "usage: python manifests.py --output-dir DIR | --list [configuration|secrets] | --deployment-name"
 
 
 # ---------------------------------------------------------------- YAML
@@ -218,6 +232,8 @@ def render(settings: DeploySettings) -> dict[str, list[Document]]:
     rendered["app-secret.yaml"] = [_app_secret(settings, names, labels)]
     rendered["temporal-tls-secret.yaml"] = [_tls_secret(settings, names, labels)]
     rendered["config-map.yaml"] = [_config_map(settings, names, labels)]
+    if settings.network_policy.enabled:
+        rendered["network-policy.yaml"] = [_network_policy(settings, names, labels)]
     checksum = _checksum({name: rendered[name] for name in CONFIGURATION_FILES if name in rendered})
     rendered["deployment.yaml"] = [_deployment(settings, names, labels, checksum)]
     rendered["pod-disruption-budget.yaml"] = [_pod_disruption_budget(settings, names, labels)]
@@ -329,8 +345,71 @@ def _config_map(settings: DeploySettings, names: _Names, labels: dict[str, str])
     for variable, file_name in TLS_FILES.items():
         if variable in data:
             data[variable] = f"{TLS_MOUNT_DIR}/{file_name}"
+    if ipaddress.ip_address(settings.app.metrics_bind_address).is_loopback:
+        data["METRICS_BIND_ADDRESS"] = POD_METRICS_BIND_ADDRESS
+    # The one credential DefaultAzureCredential may use in the pod: never a fallback to another identity.
+    if settings.azure_client_id:
+        data["AZURE_TOKEN_CREDENTIALS"] = WORKLOAD_IDENTITY_CREDENTIAL
+    elif settings.use_node_identity:
+        data["AZURE_TOKEN_CREDENTIALS"] = NODE_IDENTITY_CREDENTIAL
     metadata = _metadata(settings, names.config_map, labels)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+
+
+def _network_policy(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> Document:
+    """Egress for the worker's pods: DNS, Temporal, HTTPS to public addresses (Key Vault, Entra ID), and the
+    ranges in NETWORK_POLICY_EGRESS_CIDRS; never the instance metadata address unless USE_NODE_IDENTITY=true.
+
+    A NetworkPolicy cannot name hosts, so destinations are ports and address ranges: Temporal's port to any
+    address but link-local ones (and to pods in any namespace, for a Temporal running in the cluster), and
+    HTTPS to any address but private and link-local ones. Ingress is not restricted (Prometheus scrapes the
+    metrics port). A cluster without a network policy engine ignores the object.
+    """
+    temporal_port = int(settings.app.temporal.address.rpartition(":")[2])
+    https_ports = {HTTPS_PORT}
+    if settings.app.encryption.keyvault_url:
+        https_ports.add(urlsplit(settings.app.encryption.keyvault_url).port or HTTPS_PORT)
+    egress: list[Document] = [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {
+            "to": [{"namespaceSelector": {}}, _ip_block(ANYWHERE, NEVER_REACHED)],
+            "ports": [{"protocol": "TCP", "port": temporal_port}],
+        },
+        {
+            "to": [_ip_block(ANYWHERE, PRIVATE_RANGES + NEVER_REACHED)],
+            "ports": [{"protocol": "TCP", "port": port} for port in sorted(https_ports)],
+        },
+    ]
+    extra = settings.network_policy.egress_cidrs
+    if extra:  # any port; a range that holds the metadata or WireServer address still leaves it out
+        egress.append({"to": [_ip_block(cidr, _within(cidr, NEVER_ALLOWED)) for cidr in extra]})
+    if settings.use_node_identity:  # the node's managed identity is reached through the metadata service
+        egress.append({"to": [_ip_block(METADATA_ADDRESS, ())], "ports": [{"protocol": "TCP", "port": 80}]})
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(settings, names.app, labels),
+        "spec": {"podSelector": {"matchLabels": _selector(settings)}, "policyTypes": ["Egress"], "egress": egress},
+    }
+
+
+def _ip_block(cidr: str, excepted: Iterable[str]) -> Document:
+    block: Document = {"cidr": cidr}
+    excepted = list(excepted)
+    if excepted:
+        block["except"] = excepted
+    return {"ipBlock": block}
+
+
+def _within(cidr: str, ranges: Iterable[str]) -> list[str]:
+    """The ranges that lie inside cidr (an ipBlock's `except` must), of the same IP version."""
+    network = ipaddress.ip_network(cidr)
+    inside = []
+    for text in ranges:
+        candidate = ipaddress.ip_network(text)
+        if candidate.version == network.version and candidate.subnet_of(network) and candidate != network:
+            inside.append(text)
+    return inside
 
 
 def _checksum(manifests: Mapping[str, list[Document]]) -> str:
@@ -370,7 +449,8 @@ def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str],
     container: Document = {
         "name": CONTAINER_NAME,
         "image": settings.image,
-        "imagePullPolicy": "IfNotPresent",
+        # By digest the image cannot change under its name, so a node's copy is the image; by tag, always ask.
+        "imagePullPolicy": "IfNotPresent" if settings.image_digest else "Always",
         "workingDir": "/app",
         "envFrom": [{"configMapRef": {"name": names.config_map}}, {"secretRef": {"name": names.app_secret}}],
     }
@@ -626,11 +706,15 @@ def _main(arguments: list[str]) -> int:
             exit_with_config_error(error)
         return 0
     if arguments and arguments[0] == "--list":
-        names: Iterable[str] = CONFIGURATION_FILES if arguments[1:] == ["configuration"] else FILES
-        if arguments[1:] not in ([], ["configuration"]):
+        lists: dict[tuple[str, ...], Iterable[str]] = {
+            (): FILES,
+            ("configuration",): CONFIGURATION_FILES,
+            ("secrets",): [name for name in FILES if name in SECRET_FILES],
+        }
+        if tuple(arguments[1:]) not in lists:
             print(USAGE, file=sys.stderr)
             return 2
-        print("\n".join(names))
+        print("\n".join(lists[tuple(arguments[1:])]))
         return 0
     if arguments[:1] != ["--output-dir"] or len(arguments) != 2:
         print(USAGE, file=sys.stderr)

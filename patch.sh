@@ -12,7 +12,7 @@ Code change (default): rebuild, push and roll out a new image of the deployed wo
   [3/9] Replaying open workflows   (as ./deploy.sh: a change running workflows cannot take stops here)
   [4/9] Rendering manifests        [5/9] Logging in to ACR
   [6/9] Building and pushing image
-  [7/9] Updating image             kubectl set image deployment/$APP_NAME worker=$APP_IMAGE
+  [7/9] Updating image             kubectl set image deployment/$APP_NAME worker=$APP_IMAGE@<digest>
                                    (WORKER_VERSIONING=true: "Starting the new version", which applies
                                    the new tag's own Deployment next to the older ones)
   [8/9] Waiting for rollout        kubectl rollout status --timeout $ROLLOUT_TIMEOUT

@@ -8,13 +8,17 @@ the second only once the worker is really polling (with LOG_FORMAT=json, as the
 shutdown: polling stops and in-flight activities get
 WORKER_SHUTDOWN_TIMEOUT_SECONDS to finish. SIGTERM or SIGINT during start-up
 (reading the key from Key Vault, connecting, the namespace check) stops it at
-once (bootstrap.Stop). From start to exit it serves /livez and /readyz on HEALTH_PORT for the
+once (bootstrap.Stop).
+
+From start to exit it serves /livez and /readyz on HEALTH_PORT for the
 Kubernetes probes (health.py), and Prometheus metrics from the SDK runtime on
-METRICS_PORT. How much it runs at once is WORKER_TUNER and the WORKER_MAX_*
-variables (`tuning_options`).
-With TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID set it registers as that version of a
-Worker Deployment (Worker Versioning), with WORKER_VERSIONING_BEHAVIOR as the default for its
-workflows, and logs both names at start.
+METRICS_PORT, both on METRICS_BIND_ADDRESS (loopback unless told otherwise; the
+rendered ConfigMap says 0.0.0.0, for the kubelet and scraping in the pod). How
+much it runs at once is WORKER_TUNER and the WORKER_MAX_* variables
+(`tuning_options`). With TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID
+set it registers as that version of a Worker Deployment (Worker Versioning),
+with WORKER_VERSIONING_BEHAVIOR as the default for its workflows, and logs both
+names at start.
 
 Exit status: 0 after a requested stop (in start-up too), 1 when it cannot start
 or the worker fails, 2 for a configuration mistake.
@@ -56,7 +60,7 @@ logger = logging.getLogger("worker")
 
 
 def build_runtime(settings: Settings) -> Runtime | None:
-    """The SDK runtime: Prometheus metrics on every interface (METRICS_PORT), and with LOG_FORMAT=json the
+    """The SDK runtime: Prometheus metrics on METRICS_BIND_ADDRESS:METRICS_PORT, and with LOG_FORMAT=json the
     SDK core's own warnings forwarded to Python logging so that they are JSON lines too; None when neither
     is asked for (the SDK's default runtime)."""
     if not settings.metrics_port and settings.log_format != "json":
@@ -71,7 +75,7 @@ def build_runtime(settings: Settings) -> Runtime | None:
         # scraper keeps as they are: durations in seconds with a unit suffix, counters ending in _total
         # (temporal_workflow_task_schedule_to_start_latency_seconds_bucket, temporal_workflow_completed_total).
         metrics = PrometheusConfig(
-            bind_address=f"0.0.0.0:{settings.metrics_port}",
+            bind_address=f"{listen_host(settings.metrics_bind_address)}:{settings.metrics_port}",
             counters_total_suffix=True,
             unit_suffix=True,
             durations_as_seconds=True,
@@ -80,8 +84,8 @@ def build_runtime(settings: Settings) -> Runtime | None:
         return Runtime(telemetry=TelemetryConfig(logging=log_config, metrics=metrics))
     except Exception as error:  # the bridge raises a plain Exception for a busy port
         raise StartupError(
-            f"Cannot serve metrics on port {settings.metrics_port}: {error}. "
-            "Free the port or change METRICS_PORT (0 turns it off)."
+            f"Cannot serve metrics on {listen_host(settings.metrics_bind_address)}:{settings.metrics_port}: {error}. "
+            "Free the port or change METRICS_PORT (0 turns it off) or METRICS_BIND_ADDRESS."
         ) from None
 
 
@@ -171,7 +175,7 @@ async def wait_until_polling(worker: Worker, run_task: asyncio.Task) -> None:
 async def run(settings: Settings, stop: Stop) -> int:
     announce(logger, "Initializing worker...")
     health = Health(settings.health_check_interval_seconds)
-    health_server = await start_health_server(settings.health_port, health)
+    health_server = await start_health_server(settings.metrics_bind_address, settings.health_port, health)
     try:
         async with temporal_connection(settings, stop, build_runtime(settings)) as connection:
             worker = build_worker(connection.client, settings)
@@ -182,15 +186,20 @@ async def run(settings: Settings, stop: Stop) -> int:
     return 0
 
 
-async def start_health_server(port: int, health: Health) -> HealthServer:
+def listen_host(address: str) -> str:
+    """An address as the host part of host:port (an IPv6 address in brackets)."""
+    return f"[{address}]" if ":" in address else address
+
+
+async def start_health_server(address: str, port: int, health: Health) -> HealthServer:
     """/livez and /readyz from start-up to exit (live at once, ready once polling), or a StartupError."""
-    server = HealthServer(port, health)
+    server = HealthServer(address, port, health)
     try:
         await server.start()
     except OSError as error:
         raise StartupError(
-            f"Cannot serve /livez and /readyz on port {port}: {error.strerror or error}. "
-            "Free the port or change HEALTH_PORT (0 turns it off)."
+            f"Cannot serve /livez and /readyz on {listen_host(address)}:{port}: {error.strerror or error}. "
+            "Free the port or change HEALTH_PORT (0 turns it off) or METRICS_BIND_ADDRESS."
         ) from None
     return server
 

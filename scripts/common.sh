@@ -119,6 +119,16 @@ check() {
   [ -z "$expected" ] || grep -qxF -- "$expected" <<<"$output"
 }
 
+# capture NAME COMMAND...: print a read-only lookup and run it, putting what it prints into the variable NAME
+# (a dry run only prints it and leaves NAME empty); fails when the command fails.
+capture() {
+  local name=$1 output=""
+  shift
+  print_command "$@"
+  $DRY_RUN || output=$("$@") || return
+  printf -v "$name" '%s' "$output"
+}
+
 # found COMMAND...: print a read-only lookup and run it; it finds something when it succeeds (a dry run
 # assumes it finds nothing, so that it shows what would follow).
 found() {

@@ -14,6 +14,16 @@ MANIFEST_DIR=""
 TEMPORARY_MANIFEST_DIR=""
 DEPLOYMENT_OBJECT="" # the Deployment this configuration renders: APP_NAME, or this version's (WORKER_VERSIONING)
 ACR_TOKEN_USERNAME=00000000-0000-0000-0000-000000000000
+# The image the pods run: APP_IMAGE pinned by the digest the registry has for it (build_and_push sets it).
+DEPLOY_IMAGE=""
+# What a dry run shows for the digest, which only a real push or lookup knows.
+DIGEST_PLACEHOLDER="<digest>"
+# Every manifest is applied server-side under one field manager: the API server keeps field ownership, and
+# no last-applied-configuration annotation (which client-side apply fills with a Secret's data) is written.
+# --force-conflicts: the rendered manifests are the truth, as they were with client-side apply; it takes back
+# fields another manager changed (kubectl set image by patch.sh, kubectl scale, client-side apply before).
+APPLY=(apply --server-side --field-manager=temporal-aks --force-conflicts)
+LAST_APPLIED_ANNOTATION=kubectl.kubernetes.io/last-applied-configuration
 
 step() {
   STEP_NUMBER=$((STEP_NUMBER + 1))
@@ -208,8 +218,18 @@ manifest_files() {
 
 # ---------------------------------------------------------------- 4 and 5. image
 
+# The image as az acr names it: REPOSITORY:TAG, or REPOSITORY@sha256:... when APP_IMAGE names a digest.
 image_repository_and_tag() {
-  printf '%s' "${APP_IMAGE#*/}"
+  local path=${APP_IMAGE#*/}
+  if image_has_digest; then
+    printf '%s@%s' "${path%%[:@]*}" "${path#*@}"
+  else
+    printf '%s' "$path"
+  fi
+}
+
+image_has_digest() {
+  [[ "$APP_IMAGE" == *@sha256:* ]]
 }
 
 # docker login reads the short-lived ACR token on stdin; it is never an argument or a file.
@@ -228,20 +248,48 @@ image_in_registry() {
 }
 
 build_and_push() {
-  if image_in_registry; then
-    echo "  $APP_IMAGE is already in ACR; not rebuilding (set IMAGE_TAG to build under a new tag)."
+  if image_has_digest; then
+    check "" az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" --output none ||
+      { echo "  $APP_IMAGE is not in ACR: push it, or set APP_IMAGE to an image that is." >&2 && return 1; }
+    echo "  APP_IMAGE names a digest: the pods run that image; nothing is built."
+    DEPLOY_IMAGE=$APP_IMAGE
     return 0
   fi
-  if [ "$BUILD_MODE" = acr ]; then
+  if image_in_registry; then
+    echo "  $APP_IMAGE is already in ACR; not rebuilding (set IMAGE_TAG to build under a new tag)."
+  elif [ "$BUILD_MODE" = acr ]; then
     run az acr build --registry "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" \
       --platform "$BUILD_PLATFORMS" --file "$REPO_DIR/Dockerfile" "$REPO_DIR"
   else
     run docker buildx build --platform "$BUILD_PLATFORMS" --tag "$APP_IMAGE" --push --file "$REPO_DIR/Dockerfile" "$REPO_DIR"
   fi
+  pin_image_digest
+}
+
+# The pods run the image by the digest the registry now has for the tag (for a multi-platform build, its
+# index): what runs is exactly what was pushed or found, even if the tag is pushed again later. The
+# manifests are rendered again with it.
+pin_image_digest() {
+  local digest=""
+  capture digest az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" \
+    --image "$(image_repository_and_tag)" --query digest --output tsv
+  if $DRY_RUN; then
+    DEPLOY_IMAGE="$APP_IMAGE@$DIGEST_PLACEHOLDER"
+    echo "  (dry run: a real run renders the manifests again with the image's digest, $DEPLOY_IMAGE)"
+    return 0
+  fi
+  if [[ ! "$digest" =~ ^sha256:[0-9a-f]{64}$ ]]; then
+    echo "  ACR reported no digest for $APP_IMAGE (got '$digest'); check that the push succeeded." >&2
+    return 1
+  fi
+  DEPLOY_IMAGE="$APP_IMAGE@$digest"
+  run_local env "APP_IMAGE=$DEPLOY_IMAGE" "$REPO_DIR/generate-k8s-manifests.sh" --output-dir "$MANIFEST_DIR"
 }
 
 build_hint() {
-  if [ "$BUILD_MODE" = acr ]; then
+  if image_has_digest; then
+    echo "APP_IMAGE names a digest, so nothing is built: push that image to $ACR_NAME first, or set APP_IMAGE to REGISTRY/REPOSITORY:TAG (or leave it empty) to build."
+  elif [ "$BUILD_MODE" = acr ]; then
     echo "the az acr build log above shows the failing Dockerfile step; check that you have the AcrPush role on $ACR_NAME."
   else
     echo "a multi-platform build needs a buildx builder that can emulate other CPUs: docker buildx create --use --name temporal-aks; or set BUILD_PLATFORMS=linux/amd64, or BUILD_MODE=acr."
@@ -296,16 +344,23 @@ delete_drained_versions() {
 
 # Idempotent; the namespace enforces the Pod Security Standards "restricted" profile (namespace.yaml).
 create_namespace() {
-  run kubectl --context "$KUBE_CONTEXT" apply --filename "$MANIFEST_DIR/namespace.yaml"
+  run kubectl --context "$KUBE_CONTEXT" "${APPLY[@]}" --filename "$MANIFEST_DIR/namespace.yaml"
 }
 
 # Apply the rendered files among FILES (in the order given), skipping the namespace, applied on its own.
+# A Secret created by client-side apply keeps its data (as it was then) in the last-applied-configuration
+# annotation, which server-side apply leaves alone: the Secrets applied are cleared of it.
 apply_files() {
-  local file
+  local file secrets applied_secrets=()
+  secrets=" $(manifest_files secrets | tr '\n' ' ') "
   for file in "$@"; do
     [ "$file" != namespace.yaml ] && [ -f "$MANIFEST_DIR/$file" ] || continue
-    kube apply --filename "$MANIFEST_DIR/$file"
+    kube "${APPLY[@]}" --filename "$MANIFEST_DIR/$file"
+    case $secrets in
+      *" $file "*) applied_secrets+=(--filename "$MANIFEST_DIR/$file") ;;
+    esac
   done
+  [ ${#applied_secrets[@]} -eq 0 ] || kube annotate "${applied_secrets[@]}" "$LAST_APPLIED_ANNOTATION-"
 }
 
 apply_manifests() {
@@ -332,7 +387,7 @@ restart_rollout() {
 }
 
 set_image() {
-  kube set image "deployment/$APP_NAME" "worker=$APP_IMAGE"
+  kube set image "deployment/$APP_NAME" "worker=$DEPLOY_IMAGE"
 }
 
 wait_for_rollout() {
@@ -366,7 +421,9 @@ pod_selector() {
 rollout_hint() {
   printf '%s' "see why the pods are not ready: kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE describe pods --selector $(pod_selector)"
   printf '%s' " (ImagePullBackOff: let the cluster pull from ACR with az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --attach-acr $ACR_NAME;"
-  printf '%s' " CrashLoopBackOff or not ready: read the log with kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$DEPLOYMENT_OBJECT)."
+  printf '%s' " CrashLoopBackOff or not ready: read the log with kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$DEPLOYMENT_OBJECT"
+  [ "$NETWORK_POLICY" != true ] || printf '%s' "; a timeout reaching Key Vault or Temporal behind a private address: add it to NETWORK_POLICY_EGRESS_CIDRS"
+  printf '%s' ")."
 }
 
 show_pods_and_logs_command() {

@@ -77,3 +77,30 @@ def test_a_failed_install_says_so_and_is_retried_next_time(tmp_path):
         result = ensure_venv(venv, requirements)
         assert result.returncode != 0
         assert f"ERROR: pip could not install {requirements}" in result.stderr
+
+
+def test_a_requirements_file_with_a_lock_is_installed_from_the_lock_with_require_hashes(tmp_path):
+    """requirements.txt -> requirements.lock: pip gets the lock and --require-hashes, so an unhashed line fails
+    (pip says so before it installs anything; the package here is a local file, nothing is downloaded)."""
+    wheel = tmp_path / "tinypkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("tinypkg==1.0\n")
+    lock = tmp_path / "requirements.lock"
+    lock.write_text(f"tinypkg @ {wheel.as_uri()}\n")
+    venv = tmp_path / "venv"
+
+    result = ensure_venv(venv, requirements)
+    assert result.returncode != 0
+    assert "Hashes are required in --require-hashes mode" in result.stderr, result.stderr
+    assert f"ERROR: pip could not install {lock} into {venv}" in result.stderr
+
+    lock.write_text(f"tinypkg @ {wheel.as_uri()} --hash=sha256:{'0' * 64}\n")
+    result = ensure_venv(venv, requirements)
+    assert "THESE PACKAGES DO NOT MATCH THE HASHES" in result.stderr, result.stderr
+
+    lock.write_text("# a lock with nothing to install\n")
+    assert ensure_venv(venv, requirements).returncode == 0
+    assert ensure_venv(venv, requirements).stderr == "", "installed: nothing to do"
+    lock.write_text("# the lock changed\n")
+    assert "Installing" in ensure_venv(venv, requirements).stderr, "a new lock is a new install"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
 import urllib.request
 
@@ -220,3 +221,32 @@ def test_unknown_namespace_makes_the_worker_exit_non_zero_with_a_hint(tmp_path, 
     assert "Check TEMPORAL_NAMESPACE" in worker.output
     assert "Starting worker... Awaiting tasks." not in worker.output
     assert "Traceback" not in worker.output
+
+
+def test_metrics_listen_on_loopback_unless_told_every_interface(tmp_path, dev_server, task_queue, run_app):
+    """Metrics and /livez, /readyz: 127.0.0.2 is loopback too, but only a listener on every interface (the
+    pod's 0.0.0.0) answers there."""
+    ports = {"default": (free_port(), free_port()), "0.0.0.0": (free_port(), free_port())}
+    workers = {}
+    for bind_address, (metrics_port, health_port) in ports.items():
+        overrides = {"METRICS_PORT": str(metrics_port), "HEALTH_PORT": str(health_port)}
+        if bind_address != "default":
+            overrides["METRICS_BIND_ADDRESS"] = bind_address
+        workers[bind_address] = run_app("worker.py", env=app_environment(tmp_path, dev_server, task_queue, **overrides))
+    for worker in workers.values():
+        worker.wait_for_line(WORKER_READY)
+
+    def answers(host: str, port: int) -> bool:
+        try:
+            socket.create_connection((host, port), timeout=5).close()
+        except ConnectionRefusedError:
+            return False
+        return True
+
+    for port in ports["default"]:
+        assert answers("127.0.0.1", port) and not answers("127.0.0.2", port)
+    for port in ports["0.0.0.0"]:
+        assert answers("127.0.0.1", port) and answers("127.0.0.2", port)
+    for worker in workers.values():
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0, worker.output

@@ -186,6 +186,8 @@ CORPUS = [
     ("IMAGE_TAG", "v1;touch CANARY", rejected("letters, digits", by="render")),
     ("IMAGE_TAG", "a" * 64, rejected("letters, digits", by="render")),
     ("APP_IMAGE", "testregistry.azurecr.io/w:1 --privileged", rejected("REGISTRY/REPOSITORY:TAG", by="render")),
+    ("APP_IMAGE", "testregistry.azurecr.io/w@sha256:$(touch CANARY)", rejected("REGISTRY/REPOSITORY", by="render")),
+    ("APP_IMAGE", "testregistry.azurecr.io/w@sha256:" + "0" * 63, rejected("pinned by digest", by="render")),
     ("ACR_NAME", "testregistry.azurecr.io", rejected("5 to 50 letters and digits", by="render")),
     ("ACR_NAME", "reg$(touch CANARY)", rejected("5 to 50 letters and digits", by="render")),
     # --- files
@@ -224,6 +226,15 @@ CORPUS = [
     ("DEPLOY_REPLAY_HISTORIES", "-1", rejected("whole number", by="render")),
     ("DEPLOY_REPLAY_HISTORIES", "20; touch CANARY", rejected("whole number", by="render")),
     ("DEPLOY_TEMPORAL_ADDRESS", "localhost:7233 && touch CANARY", rejected("must be host:port", by="render")),
+    # --- addresses, ranges and the pod's identity
+    ("METRICS_BIND_ADDRESS", "0.0.0.0; touch CANARY", rejected("must be an IP address")),
+    ("METRICS_BIND_ADDRESS", "::", CARRIED),
+    ("NETWORK_POLICY_EGRESS_CIDRS", "10.0.0.0/8 && touch CANARY", rejected("not an address range", by="render")),
+    ("NETWORK_POLICY_EGRESS_CIDRS", "10.1.2.3/16", rejected("did you mean 10.1.0.0/16", by="render")),
+    ("NETWORK_POLICY_EGRESS_CIDRS", "0.0.0.0/0,169.254.169.254/32", rejected("instance metadata", by="render")),
+    ("NETWORK_POLICY", "$(touch CANARY)", rejected("true or false", by="render")),
+    ("USE_NODE_IDENTITY", "true", rejected("both choose the pod's Azure identity", by="render")),
+    ("AZURE_CLIENT_ID", "", rejected("KEYVAULT_URL is set but AZURE_CLIENT_ID is not", by="render")),
     # --- empty: the same as unset
     ("TEMPORAL_TASK_QUEUE", "", DEFAULT),
     ("TEMPORAL_ADDRESS", "", DEFAULT),

@@ -19,6 +19,7 @@ import config
 
 from helpers.deploy_harness import (
     FULL_CONFIG,
+    IMAGE_DIGEST,
     MINIMAL_CONFIG,
     REPO,
     Project,
@@ -75,8 +76,12 @@ def printed_commands(output: str) -> list[list[str]]:
 
 
 def recorded_commands(project: Project, manifest_dir: Path) -> list[list[str]]:
-    """What the stubs were called with, with the rendered manifests' directory written as DIR."""
-    return [[word.replace(str(manifest_dir), "DIR") for word in command] for command in project.commands()]
+    """What the stubs were called with, with the rendered manifests' directory written as DIR and the pushed
+    image's digest, which only a real run learns, as the placeholder a dry run prints."""
+    return [
+        [word.replace(str(manifest_dir), "DIR").replace(IMAGE_DIGEST, "<digest>") for word in command]
+        for command in project.commands()
+    ]
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from helpers.deploy_harness import (
     ACR_TOKEN_CANARY,
     CONTEXT,
     FULL_CONFIG,
+    IMAGE_DIGEST,
     IMAGE_TAG,
     MINIMAL_CONFIG,
     SUBSCRIPTION,
@@ -22,7 +23,10 @@ from helpers.deploy_harness import (
 
 NS = "temporal-workers"
 IMAGE = f"testregistry.azurecr.io/temporal-worker:{IMAGE_TAG}"
+PINNED_IMAGE = f"{IMAGE}@{IMAGE_DIGEST}"
 KUBE = ["kubectl", "--context", CONTEXT, "--namespace", NS]
+APPLY = ["apply", "--server-side", "--field-manager=temporal-aks", "--force-conflicts"]
+SECRET_FILES = ("acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml")
 
 
 def preflight(keda: bool = False, buildx: bool = True) -> list[list[str]]:
@@ -54,6 +58,15 @@ def login_and_push(root: Path) -> list[list[str]]:
         ["docker", "login", "testregistry.azurecr.io", "--username", "00000000-0000-0000-0000-000000000000", "--password-stdin"],
         ["az", "acr", "repository", "show", "--name", "testregistry", "--subscription", SUBSCRIPTION, "--image", f"temporal-worker:{IMAGE_TAG}", "--output", "none"],
         ["docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", "--tag", IMAGE, "--push", "--file", f"{root}/Dockerfile", str(root)],
+        digest_lookup(),
+    ]  # fmt: skip
+
+
+def digest_lookup() -> list[str]:
+    """What the pushed tag's digest is asked with (after the push, or when the tag is already there)."""
+    return [
+        "az", "acr", "repository", "show", "--name", "testregistry", "--subscription", SUBSCRIPTION,
+        "--image", f"temporal-worker:{IMAGE_TAG}", "--query", "digest", "--output", "tsv",
     ]  # fmt: skip
 
 
@@ -65,7 +78,13 @@ def rollout() -> list[list[str]]:
 
 
 def apply(root: Path, name: str) -> list[str]:
-    return [*KUBE, "apply", "--filename", f"{root}/{name}"]
+    return [*KUBE, *APPLY, "--filename", f"{root}/{name}"]
+
+
+def drop_last_applied(root: Path, *names: str) -> list[str]:
+    """The Secrets just applied lose the annotation in which client-side apply kept their data."""
+    files = [argument for name in names for argument in ("--filename", f"{root}/{name}")]
+    return [*KUBE, "annotate", *files, "kubectl.kubernetes.io/last-applied-configuration-"]
 
 
 @pytest.fixture
@@ -92,15 +111,17 @@ def test_deploy_runs_exactly_these_commands_in_order(project: Project) -> None:
     assert project.commands() == [
         *preflight(keda=True),
         *login_and_push(root),
-        ["kubectl", "--context", CONTEXT, "apply", "--filename", f"{root}/namespace.yaml"],
+        ["kubectl", "--context", CONTEXT, *APPLY, "--filename", f"{root}/namespace.yaml"],
         apply(root, "service-account.yaml"),
         apply(root, "acr-secret.yaml"),
         apply(root, "app-secret.yaml"),
         apply(root, "temporal-tls-secret.yaml"),
         apply(root, "config-map.yaml"),
+        apply(root, "network-policy.yaml"),
         apply(root, "deployment.yaml"),
         apply(root, "pod-disruption-budget.yaml"),
         apply(root, "keda-scaledobject.yaml"),
+        drop_last_applied(root, *SECRET_FILES),
         *rollout(),
     ]
     for number, name in enumerate(
@@ -126,7 +147,7 @@ def test_the_namespace_is_created_idempotently_and_enforces_the_restricted_profi
     project.write_config(MINIMAL_CONFIG)
     assert project.run("deploy.sh").returncode == 0
     [namespace_apply] = [call["argv"] for call in project.calls() if call["argv"][-1].endswith("namespace.yaml")]
-    assert namespace_apply[:3] == ["--context", CONTEXT, "apply"], "kubectl apply: creates it or leaves it be"
+    assert namespace_apply[:6] == ["--context", CONTEXT, *APPLY], "kubectl apply: creates it or leaves it be"
     [namespace] = project.manifest("namespace.yaml")
     assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == NS
     assert namespace["metadata"]["labels"] == {"pod-security.kubernetes.io/enforce": "restricted"}
@@ -142,6 +163,7 @@ def test_a_minimal_deploy_applies_only_what_is_configured(project: Project) -> N
         "app-secret.yaml",
         "temporal-tls-secret.yaml",
         "config-map.yaml",
+        "network-policy.yaml",
         "deployment.yaml",
         "pod-disruption-budget.yaml",
     ], "the Secrets are applied (empty) so that a removed secret leaves the cluster too"
@@ -161,12 +183,82 @@ def test_az_acr_build_replaces_docker(project: Project) -> None:
     assert "Not needed: az acr build pushes with your az login." in result.stdout
 
 
-def test_an_image_already_in_acr_is_not_rebuilt(project: Project) -> None:
+def test_an_image_already_in_acr_is_not_rebuilt_and_runs_by_the_registrys_digest(project: Project) -> None:
+    """The tag may have been pushed again since: the pods run what the registry has under it now, by digest."""
     project.write_config(MINIMAL_CONFIG)
-    result = project.run("deploy.sh", STUB_IMAGE_EXISTS="1")
+    other_digest = "sha256:" + "0f" * 32
+    result = project.run("deploy.sh", STUB_IMAGE_EXISTS="1", STUB_IMAGE_DIGEST=other_digest)
     assert result.returncode == 0, result.output
     assert not [command for command in project.commands() if command[:3] == ["docker", "buildx", "build"]]
     assert "is already in ACR; not rebuilding" in result.stdout
+    assert digest_lookup() in project.commands()
+    [container] = project.manifest("deployment.yaml")[0]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"{IMAGE}@{other_digest}"
+
+
+def test_the_deployment_runs_the_pushed_image_by_digest(project: Project) -> None:
+    project.write_config(MINIMAL_CONFIG)
+    result = project.run("deploy.sh")
+    assert result.returncode == 0, result.output
+    commands = project.commands()
+    pushed = commands.index(
+        ["docker", "buildx", "build", "--platform", "linux/amd64,linux/arm64", "--tag", IMAGE, "--push",
+         "--file", f"{project.root}/Dockerfile", str(project.root)]
+    )  # fmt: skip
+    assert commands.index(digest_lookup()) == pushed + 1, "the digest is the registry's, asked after the push"
+    deployment = project.manifest("deployment.yaml")[0]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == PINNED_IMAGE
+    assert container["imagePullPolicy"] == "IfNotPresent", "a digest cannot name other bytes than the node has"
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == IMAGE_TAG
+    assert f"env APP_IMAGE={PINNED_IMAGE} {project.root}/generate-k8s-manifests.sh" in result.stdout
+
+
+def test_a_digest_the_registry_does_not_report_stops_the_deploy(project: Project) -> None:
+    project.write_config(MINIMAL_CONFIG)
+    result = project.run("deploy.sh", STUB_IMAGE_DIGEST="")
+    assert result.returncode == 1
+    assert "ACR reported no digest for" in result.stderr
+    assert 'step 5/8 "Building and pushing image" failed' in result.stderr
+    assert not [command for command in project.commands() if "apply" in command], "nothing was applied"
+
+
+def test_an_app_image_pinned_by_digest_is_deployed_as_it_is(project: Project) -> None:
+    project.write_config({**MINIMAL_CONFIG, "IMAGE_TAG": "", "APP_IMAGE": PINNED_IMAGE})
+    result = project.run("deploy.sh", STUB_IMAGE_EXISTS="1")
+    assert result.returncode == 0, result.output
+    commands = project.commands()
+    assert not [
+        command for command in commands if command[:2] in (["docker", "buildx"], ["az", "acr"]) and "build" in command
+    ]
+    assert [
+        "az", "acr", "repository", "show", "--name", "testregistry", "--subscription", SUBSCRIPTION,
+        "--image", f"temporal-worker@{IMAGE_DIGEST}", "--output", "none",
+    ] in commands  # fmt: skip
+    assert "APP_IMAGE names a digest" in result.stdout
+    [container] = project.manifest("deployment.yaml")[0]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == PINNED_IMAGE
+
+
+def test_an_app_image_pinned_by_a_digest_that_is_not_in_acr_stops_the_deploy(project: Project) -> None:
+    project.write_config({**MINIMAL_CONFIG, "IMAGE_TAG": "", "APP_IMAGE": PINNED_IMAGE})
+    result = project.run("deploy.sh")
+    assert result.returncode == 1
+    assert f"{PINNED_IMAGE} is not in ACR" in result.stderr
+    assert "Hint: APP_IMAGE names a digest" in result.stderr
+    assert not [command for command in project.commands() if "apply" in command]
+
+
+def test_secrets_are_applied_server_side_and_lose_their_client_side_annotation(project: Project) -> None:
+    """Client-side apply kept a Secret's data in kubectl.kubernetes.io/last-applied-configuration; server-side
+    apply writes none, and the Secrets applied are cleared of one left by an earlier client-side apply."""
+    project.write_config(FULL_CONFIG)
+    assert project.run("deploy.sh").returncode == 0
+    applies = [command for command in project.commands() if "apply" in command]
+    assert applies and all(command[command.index("apply") :][:4] == APPLY for command in applies)
+    [annotate] = [command for command in project.commands() if "annotate" in command]
+    assert annotate == drop_last_applied(project.root, *SECRET_FILES)
+    assert project.commands().index(annotate) > max(project.commands().index(command) for command in applies)
 
 
 def test_dry_run_prints_every_command_and_changes_nothing(project: Project) -> None:
@@ -184,8 +276,10 @@ def test_dry_run_prints_every_command_and_changes_nothing(project: Project) -> N
         "kubectl config get-contexts --output name",
         f"az acr login --name testregistry --subscription {SUBSCRIPTION} --expose-token --output tsv --query accessToken | docker login testregistry.azurecr.io",
         f"docker buildx build --platform linux/amd64,linux/arm64 --tag {IMAGE} --push",
-        f"kubectl --context {CONTEXT} apply --filename {project.home}/temporal-aks-dry-run.",
-        f"kubectl --context {CONTEXT} --namespace {NS} apply --filename",
+        f"kubectl --context {CONTEXT} apply --server-side --field-manager=temporal-aks --force-conflicts --filename {project.home}/temporal-aks-dry-run.",
+        f"kubectl --context {CONTEXT} --namespace {NS} apply --server-side --field-manager=temporal-aks --force-conflicts --filename",
+        f"az acr repository show --name testregistry --subscription {SUBSCRIPTION} --image temporal-worker:{IMAGE_TAG} --query digest --output tsv",
+        "(dry run: a real run renders the manifests again with the image's digest",
         f"kubectl --context {CONTEXT} --namespace {NS} rollout status deployment/temporal-worker --timeout 5m",
     ]:  # fmt: skip
         assert command in printed
@@ -285,7 +379,7 @@ def test_patch_rebuilds_pushes_and_sets_the_image(project: Project) -> None:
     assert project.commands() == [
         *preflight(keda=True),
         *login_and_push(project.root),
-        [*KUBE, "set", "image", "deployment/temporal-worker", f"worker={IMAGE}"],
+        [*KUBE, "set", "image", "deployment/temporal-worker", f"worker={PINNED_IMAGE}"],
         *rollout(),
     ]
     assert "[7/9] Updating image ..." in result.stdout
@@ -303,6 +397,7 @@ def test_patch_config_only_applies_configuration_and_restarts(project: Project) 
         apply(root, "app-secret.yaml"),
         apply(root, "temporal-tls-secret.yaml"),
         apply(root, "config-map.yaml"),
+        drop_last_applied(root, *SECRET_FILES),
         [*KUBE, "rollout", "restart", "deployment/temporal-worker"],
         *rollout(),
     ]
@@ -325,6 +420,6 @@ def test_patch_dry_run_changes_nothing(project: Project) -> None:
     assert result.returncode == 0, result.output
     assert project.commands() == [] and project.files() == before
     assert (
-        f"kubectl --context {CONTEXT} --namespace {NS} set image deployment/temporal-worker worker={IMAGE}"
+        f"kubectl --context {CONTEXT} --namespace {NS} set image deployment/temporal-worker 'worker={IMAGE}@<digest>'"
         in result.stdout
-    )
+    ), "the digest is known only after the push"

@@ -37,6 +37,7 @@ ALWAYS = {
     "app-secret.yaml",
     "temporal-tls-secret.yaml",
     "config-map.yaml",
+    "network-policy.yaml",
     "deployment.yaml",
     "pod-disruption-budget.yaml",
 }
@@ -99,14 +100,24 @@ def test_every_feature_renders_its_manifest(project: Project, tls_files: dict[st
     assert rendered_files(project.root) == ALL_FILES
 
 
-@pytest.mark.parametrize("variant", ["minimal", "full", "versioned"])
+VARIANTS = {
+    "minimal": MINIMAL_CONFIG,
+    "full": {**FULL_CONFIG, "NETWORK_POLICY_EGRESS_CIDRS": "10.20.0.0/16,0.0.0.0/0"},
+    "versioned": {**FULL_CONFIG, "WORKER_VERSIONING": "true"},
+    "no-network-policy": {**MINIMAL_CONFIG, "NETWORK_POLICY": "false"},
+    "node-identity": {
+        **MINIMAL_CONFIG,
+        "KEYVAULT_URL": "https://my-vault.vault.azure.net:8443/",
+        "KEYVAULT_SECRET_NAME": "key",
+        "USE_NODE_IDENTITY": "true",
+    },
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_every_manifest_is_valid_for_kubernetes(project: Project, tls_files: dict[str, str], variant: str) -> None:
-    variants = {
-        "minimal": MINIMAL_CONFIG,
-        "full": {**FULL_CONFIG, **tls_files},
-        "versioned": {**FULL_CONFIG, **tls_files, "WORKER_VERSIONING": "true"},
-    }
-    render(project, variants[variant])
+    render(project, {**VARIANTS[variant], **(tls_files if variant in ("full", "versioned") else {})})
+    assert ("network-policy.yaml" in rendered_files(project.root)) == (variant != "no-network-policy")
     for name in sorted(rendered_files(project.root) - {"keda-scaledobject.yaml"}):
         for document in parse_with_pyyaml(project.root / name):
             # Raises ValidationError (naming the field) unless the document is valid; strict: no unknown fields.
@@ -215,6 +226,7 @@ def test_the_deployment_is_hardened_and_probed(project: Project, versioning: str
         "kubernetes.io/hostname",
     }
     assert container["image"] == f"testregistry.azurecr.io/temporal-worker:{FULL_CONFIG['IMAGE_TAG']}"
+    assert container["imagePullPolicy"] == "Always", "a tag can be pushed again: a node's copy may be stale"
     assert pod["automountServiceAccountToken"] is False
 
 
@@ -307,7 +319,10 @@ def test_the_config_map_holds_every_non_secret_app_setting_and_nothing_else(proj
     }
     assert "KEYVAULT_VERIFY_CHALLENGE_RESOURCE" not in expected and "APP_NAME" not in expected
     expected.update(
-        TEMPORAL_ADDRESS=FULL_CONFIG["TEMPORAL_ADDRESS"], TEMPORAL_NAMESPACE=FULL_CONFIG["TEMPORAL_NAMESPACE"]
+        TEMPORAL_ADDRESS=FULL_CONFIG["TEMPORAL_ADDRESS"],
+        TEMPORAL_NAMESPACE=FULL_CONFIG["TEMPORAL_NAMESPACE"],
+        METRICS_BIND_ADDRESS="0.0.0.0",  # the pod's: Prometheus scrapes it (loopback is the laptop's default)
+        AZURE_TOKEN_CREDENTIALS="WorkloadIdentityCredential",  # with AZURE_CLIENT_ID: that identity, nothing else
     )
     expected["LOG_FORMAT"] = "json"  # the cluster's default (manifests.CLUSTER_LOG_FORMAT)
     assert config_map["data"] == expected
@@ -397,6 +412,110 @@ def test_a_config_change_changes_the_pod_template_so_pods_roll(project: Project)
     assert checksum() != first
     render(project, {**FULL_CONFIG, "TEMPORAL_API_KEY": "rotated"})
     assert checksum() != first
+
+
+def test_metrics_listen_on_every_interface_in_the_pod_unless_told_another_address(project: Project) -> None:
+    assert config.DEFAULTS["METRICS_BIND_ADDRESS"] == "127.0.0.1", "on a laptop, loopback only"
+    render(project, MINIMAL_CONFIG)
+    assert project.manifest("config-map.yaml")[0]["data"]["METRICS_BIND_ADDRESS"] == "0.0.0.0"
+    render(project, {**MINIMAL_CONFIG, "METRICS_BIND_ADDRESS": "::"})
+    assert project.manifest("config-map.yaml")[0]["data"]["METRICS_BIND_ADDRESS"] == "::"
+
+
+def test_key_vault_without_a_workload_identity_is_a_render_error_naming_both_variables(project: Project) -> None:
+    """Without AZURE_CLIENT_ID the pod's DefaultAzureCredential would fall back to the node's managed identity."""
+    vault = {"KEYVAULT_URL": "https://my-vault.vault.azure.net/", "KEYVAULT_SECRET_NAME": "key"}
+    project.write_config({**MINIMAL_CONFIG, **vault})
+    before = project.files()
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 2
+    [problem] = [line for line in result.stderr.splitlines() if "KEYVAULT_URL" in line]
+    assert "AZURE_CLIENT_ID" in problem and "USE_NODE_IDENTITY=true" in problem
+    assert project.files() == before, "nothing was rendered"
+    local = project.run("bash", "source_config.sh", "--check", "local")
+    assert local.returncode == 0, "on a laptop the identity is az login's: only the cluster needs AZURE_CLIENT_ID"
+
+    render(project, {**MINIMAL_CONFIG, **vault, "AZURE_CLIENT_ID": CLIENT_ID})
+    assert project.manifest("config-map.yaml")[0]["data"]["AZURE_TOKEN_CREDENTIALS"] == "WorkloadIdentityCredential"
+    [policy] = project.manifest("network-policy.yaml")
+    assert "169.254.169.254/32" not in json.dumps(allowed_blocks(policy)), "the metadata address stays closed"
+
+
+def test_the_node_identity_is_an_explicit_opt_out(project: Project) -> None:
+    vault = {"KEYVAULT_URL": "https://my-vault.vault.azure.net/", "KEYVAULT_SECRET_NAME": "key"}
+    render(project, {**MINIMAL_CONFIG, **vault, "USE_NODE_IDENTITY": "true"})
+    assert project.manifest("config-map.yaml")[0]["data"]["AZURE_TOKEN_CREDENTIALS"] == "ManagedIdentityCredential"
+    assert "service-account.yaml" not in rendered_files(project.root)
+    [policy] = project.manifest("network-policy.yaml")
+    assert {"to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}], "ports": [{"protocol": "TCP", "port": 80}]} in (
+        policy["spec"]["egress"]
+    ), "the node's identity is reached through the instance metadata service"
+
+    project.write_config({**MINIMAL_CONFIG, **vault, "USE_NODE_IDENTITY": "true", "AZURE_CLIENT_ID": CLIENT_ID})
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 2
+    assert "AZURE_CLIENT_ID and USE_NODE_IDENTITY=true both choose" in result.stderr
+
+
+def allowed_blocks(policy: dict) -> list[dict]:
+    """Every ipBlock the policy allows, with the ports of its rule (None: every port)."""
+    return [
+        {**peer["ipBlock"], "ports": rule.get("ports")}
+        for rule in policy["spec"]["egress"]
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+    ]
+
+
+def test_the_network_policy_allows_dns_temporal_and_https_and_never_the_metadata_address(project: Project) -> None:
+    render(project, {**FULL_CONFIG, "TEMPORAL_ADDRESS": "ns.acct.tmprl.cloud:7234"})
+    [policy] = project.manifest("network-policy.yaml")
+    spec = policy["spec"]
+    [deployment] = project.manifest("deployment.yaml")
+    assert spec["podSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert spec["policyTypes"] == ["Egress"], "ingress (Prometheus scraping the metrics port) is not restricted"
+    dns, temporal, https = spec["egress"]
+    assert dns == {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    assert temporal["ports"] == [{"protocol": "TCP", "port": 7234}]
+    assert {"namespaceSelector": {}} in temporal["to"], "a Temporal server in the cluster is reachable"
+    assert https["ports"] == [{"protocol": "TCP", "port": 443}]
+    for rule in (temporal, https):
+        [block] = [peer["ipBlock"] for peer in rule["to"] if "ipBlock" in peer]
+        assert block["cidr"] == "0.0.0.0/0"
+        assert {"169.254.0.0/16", "168.63.129.16/32"} <= set(block["except"]), "metadata and WireServer excepted"
+    [https_block] = [peer["ipBlock"] for peer in https["to"]]
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"} <= set(https_block["except"]), "HTTPS: public only"
+
+
+def test_extra_egress_ranges_are_allowed_on_every_port_but_never_open_the_metadata_address(project: Project) -> None:
+    render(project, {**MINIMAL_CONFIG, "NETWORK_POLICY_EGRESS_CIDRS": " 10.20.0.0/16, 0.0.0.0/0 ,169.254.20.10/32"})
+    [policy] = project.manifest("network-policy.yaml")
+    extra = [block for block in allowed_blocks(policy) if block["ports"] is None]
+    assert extra == [
+        {"cidr": "10.20.0.0/16", "ports": None},
+        {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32", "168.63.129.16/32"], "ports": None},
+        {"cidr": "169.254.20.10/32", "ports": None},
+    ]
+    project.write_config({**MINIMAL_CONFIG, "NETWORK_POLICY_EGRESS_CIDRS": "169.254.169.254/32"})
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 2 and "instance metadata service" in result.stderr
+
+
+def test_a_private_key_vault_endpoint_is_warned_about(project: Project) -> None:
+    vault = {"KEYVAULT_URL": "https://my-vault.privatelink.vaultcore.azure.net/", "KEYVAULT_SECRET_NAME": "key"}
+    project.write_config({**MINIMAL_CONFIG, **vault, "AZURE_CLIENT_ID": CLIENT_ID})
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 0, result.output
+    assert "looks like a private endpoint" in result.stderr and "NETWORK_POLICY_EGRESS_CIDRS" in result.stderr
+
+
+def test_an_image_pinned_by_digest_is_pulled_only_when_missing(project: Project) -> None:
+    image = f"testregistry.azurecr.io/temporal-worker:{FULL_CONFIG['IMAGE_TAG']}@sha256:{'ab' * 32}"
+    render(project, {**MINIMAL_CONFIG, "IMAGE_TAG": "", "APP_IMAGE": image})
+    [deployment] = project.manifest("deployment.yaml")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert (container["image"], container["imagePullPolicy"]) == (image, "IfNotPresent")
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == FULL_CONFIG["IMAGE_TAG"]
 
 
 def test_parsers_agree_on_every_manifest(project: Project, tls_files: dict[str, str]) -> None:

@@ -28,8 +28,9 @@ DEPLOY_VARIABLES = [
     "AZURE_SUBSCRIPTION_ID", "RESOURCE_GROUP", "ACR_NAME", "ACR_USERNAME", "ACR_PASSWORD", "ACR_EMAIL",
     "AKS_CLUSTER_NAME", "KUBE_CONTEXT", "KUBERNETES_NAMESPACE", "APP_NAME", "IMAGE_TAG", "APP_IMAGE",
     "REPLICAS", "CPU_REQUEST", "MEMORY_REQUEST", "CPU_LIMIT", "MEMORY_LIMIT", "AZURE_CLIENT_ID",
-    "BUILD_MODE", "BUILD_PLATFORMS", "METRICS_SCRAPE", "KEDA_ENABLED", "KEDA_MIN_REPLICAS", "KEDA_MAX_REPLICAS",
-    "KEDA_TARGET_QUEUE_SIZE", "ROLLOUT_TIMEOUT", "PAYLOAD_STORAGE_RETENTION_DAYS",
+    "USE_NODE_IDENTITY", "NETWORK_POLICY", "NETWORK_POLICY_EGRESS_CIDRS", "BUILD_MODE", "BUILD_PLATFORMS",
+    "METRICS_SCRAPE", "KEDA_ENABLED", "KEDA_MIN_REPLICAS", "KEDA_MAX_REPLICAS", "KEDA_TARGET_QUEUE_SIZE",
+    "ROLLOUT_TIMEOUT", "PAYLOAD_STORAGE_RETENTION_DAYS",
 ]  # fmt: skip
 AWKWARD_VALUE = 'it\'s "quoted" # not a comment $(touch pwned) ${HOME} `id` \\ back\nsecond line\tü 😀'
 
@@ -119,6 +120,27 @@ def test_an_explicit_app_image_gives_the_tag(project: Project) -> None:
     assert "APP_IMAGE='registry.example:5000/worker': must be REGISTRY/REPOSITORY:TAG" in result.stderr
 
 
+def test_an_app_image_pinned_by_digest_is_accepted(project: Project) -> None:
+    digest = "sha256:" + "0a" * 32
+    deploy = {
+        "AZURE_SUBSCRIPTION_ID": MINIMAL_CONFIG["AZURE_SUBSCRIPTION_ID"],
+        "AKS_CLUSTER_NAME": "aks",
+        "ACR_NAME": "testregistry",
+    }
+    for image, tag in (
+        (f"testregistry.azurecr.io/team/worker:build-7@{digest}", "build-7"),
+        (f"testregistry.azurecr.io/team/worker@{digest}", "sha256-0a0a0a0a0a0a"),
+        (f"testregistry.azurecr.io/team/worker:latest@{digest}", "latest"),  # the digest fixes what 'latest' was
+    ):
+        project.write_config({**deploy, "APP_IMAGE": image})
+        assert shown(project)["IMAGE_TAG"] == tag, image
+        result = project.run("bash", "source_config.sh", "--check", "deploy")
+        assert result.returncode == 0, result.output
+    project.write_config({**deploy, "APP_IMAGE": "testregistry.azurecr.io/team/worker:1@sha256:abc"})
+    result = project.run("bash", "source_config.sh", "--check", "render")
+    assert result.returncode == 2 and "optionally pinned by digest" in result.stderr
+
+
 def git(project: Project, *arguments: str) -> str:
     """git in the project copy, untouched by the developer's git configuration (signing, hooks)."""
     environment = {"PATH": "/usr/bin:/bin", "HOME": str(project.home), "GIT_CONFIG_NOSYSTEM": "1"}
@@ -203,6 +225,13 @@ INVALID_FOR_RENDERING = [
     ("IMAGE_TAG", "latest", "mutable"),
     ("IMAGE_TAG", "v1/beta", "letters, digits"),
     ("APP_IMAGE", "Registry/Worker:1", "REGISTRY/REPOSITORY:TAG"),
+    ("APP_IMAGE", f"testregistry.azurecr.io/worker@sha256:{'A' * 64}", "REGISTRY/REPOSITORY:TAG"),
+    ("METRICS_BIND_ADDRESS", "localhost", "must be an IP address"),
+    ("USE_NODE_IDENTITY", "maybe", "true or false"),
+    ("NETWORK_POLICY", "on", "true or false"),
+    ("NETWORK_POLICY_EGRESS_CIDRS", "10.1.2.3/16", "did you mean 10.1.0.0/16"),
+    ("NETWORK_POLICY_EGRESS_CIDRS", "10.1.0.0/16,internal", "'internal' is not an address range"),
+    ("NETWORK_POLICY_EGRESS_CIDRS", "168.63.129.16/32", "instance metadata service or Azure's host endpoint"),
     ("AZURE_CLIENT_ID", "not-a-guid", "GUID"),
     ("ACR_NAME", "my-registry", "5 to 50 letters and digits"),
     ("HEALTH_PORT", "0", "the Kubernetes probes"),

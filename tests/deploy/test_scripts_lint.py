@@ -58,12 +58,12 @@ def test_the_image_is_slim_compiler_free_unbuffered_and_unprivileged() -> None:
     assert instructions[0][0] == "ARG" and instructions[1] == ("FROM", "${BASE_IMAGE}")
     name, _, default = instructions[0][1].partition("=")
     assert name == "BASE_IMAGE"
-    assert re.fullmatch(r"python:3\.11-slim(@sha256:[0-9a-f]{64})?", default), default
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", default), "the base is pinned by digest: " + default
     assert [keyword for keyword, _ in instructions].count("FROM") == 1
     text = " ".join(rest for _, rest in instructions)
     for compiler_or_package_manager in ("gcc", "build-essential", "apt-get", "apk "):
         assert compiler_or_package_manager not in text
-    assert "--only-binary=:all:" in text and "-r requirements.txt" in text
+    assert "--only-binary=:all:" in text and "--require-hashes -r requirements.lock" in text
     assert "PYTHONUNBUFFERED=1" in dict(instructions)["ENV"]
     assert "IN_CONTAINER=true" in dict(instructions)["ENV"], "start.sh must exec the worker, not set up a venv"
     users = [rest for keyword, rest in instructions if keyword == "USER"]
@@ -80,7 +80,7 @@ def test_the_build_context_is_an_allow_list_of_the_app_files() -> None:
     assert lines[0] == "*", "exclude everything first, so config.env, .venv, tests and manifests never get in"
     assert set(lines[1:]) == {
         "!Dockerfile",
-        "!requirements.txt",
+        "!requirements.lock",
         "!*.py",
         "!start.sh",
         "alerts.py",
@@ -102,6 +102,7 @@ def test_the_build_context_is_an_allow_list_of_the_app_files() -> None:
         ("patch.sh", ["--config-only", "--dry-run", "kubectl set image", "rollout restart", "--clean-up", "drained"]),
         ("generate-k8s-manifests.sh", ["--output-dir", "config-map.yaml", "0600"]),
         ("source_config.sh", ["--list-variables", "--check", "--show"]),
+        ("lock-requirements.sh", ["--upgrade", "requirements.lock", "--require-hashes"]),
     ],
 )
 def test_every_script_explains_itself_with_help(tmp_path: Path, script: str, expected: list[str]) -> None:

@@ -31,6 +31,7 @@ PROJECT_FILES = (
     "generate-k8s-manifests.sh",
     "deploy.sh",
     "patch.sh",
+    "lock-requirements.sh",
     "ensure_venv.sh",
     "config.py",
     "deploy_config.py",
@@ -51,12 +52,13 @@ PROJECT_FILES = (
     "Dockerfile",
     ".dockerignore",
     "requirements.txt",
+    "requirements.lock",
     "scripts",
 )
 # Everything the scripts run besides bash builtins, the project's Python and the stubbed tools.
 SYSTEM_TOOLS = (
     "bash", "sh", "dirname", "basename", "mktemp", "rm", "mkdir", "chmod", "mv", "cat", "tr", "git",
-    "grep", "sed", "cut", "sha256sum",
+    "grep", "sed", "cut", "sha256sum", "env",
 )  # fmt: skip
 STUB_TOOLS = ("az", "docker", "kubectl")
 
@@ -64,6 +66,8 @@ SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "99999999-8888-7777-6666-555555555555"
 CONTEXT = "aks-test"
 IMAGE_TAG = "0123abcd"
+# What the stub az reports as the pushed image's digest (`az acr repository show --query digest`).
+IMAGE_DIGEST = "sha256:" + "5e" * 32
 
 # Canary secrets: none may appear in an argv, an output line or a non-Secret file.
 API_KEY_CANARY = 'canary-api-key-7Qx9 "#:$(touch pwned)'
@@ -199,6 +203,7 @@ class Project:
             "STUB_SUBSCRIPTION": SUBSCRIPTION,
             "STUB_CONTEXTS": f"other-context\n{CONTEXT}",
             "STUB_ACR_TOKEN": ACR_TOKEN_CANARY,
+            "STUB_IMAGE_DIGEST": IMAGE_DIGEST,
             "TMPDIR": str(self.home),
             "GIT_CONFIG_NOSYSTEM": "1",
         }

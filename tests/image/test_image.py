@@ -28,7 +28,7 @@ import pytest
 
 import config
 
-from helpers.deploy_harness import MINIMAL_CONFIG, REPO, Project, secret_values
+from helpers.deploy_harness import CLIENT_ID, MINIMAL_CONFIG, REPO, Project, secret_values
 from helpers.image import BuiltImage, Container, Unavailable, build_image, machine_problem, stand_in_base
 from helpers.processes import base_environment, free_port
 
@@ -217,7 +217,7 @@ def test_the_app_directory_holds_only_what_the_allow_list_names(image: BuiltImag
     app = image.root / image.config["WorkingDir"].lstrip("/")
     present = {path.name for path in app.iterdir()}
     app_modules = {path.name for path in REPO.glob("*.py")} - NOT_COPIED
-    assert present == app_modules | {"start.sh", "requirements.txt"}
+    assert present == app_modules | {"start.sh", "requirements.lock"}
     assert {"worker.py", "health.py", "log_format.py", "config.py", "bootstrap.py"} <= present
     assert not NOT_COPIED & present
     for path in app.iterdir():
@@ -316,10 +316,12 @@ def test_required_encryption_with_an_unreachable_key_vault_stops_with_one_clear_
         KEYVAULT_SECRET_NAME="temporal-encryption-key",
         ENCRYPTION_REQUIRED="true",
         KEYVAULT_STARTUP_TIMEOUT_SECONDS="5",
+        AZURE_CLIENT_ID=CLIENT_ID,
     )
-    # The one credential a pod uses (workload identity), here without its token file: no identity service, no
-    # instance-metadata address is asked. The container gets a network of its own with only loopback, besides.
-    pod.env["AZURE_TOKEN_CREDENTIALS"] = "WorkloadIdentityCredential"
+    # The ConfigMap pins the one credential a pod uses (workload identity), here without its token file: no
+    # identity service, no instance-metadata address is asked. The container gets a network of its own with only
+    # loopback, besides.
+    assert pod.env["AZURE_TOKEN_CREDENTIALS"] == "WorkloadIdentityCredential"
     worker = run_container(image, pod, own_network=True)
 
     assert worker.wait(timeout=60) != 0, worker.output

@@ -20,6 +20,7 @@ Knobs (environment):
   STUB_ACR_TOKEN        what `az acr login --expose-token` prints
   STUB_IMAGE_EXISTS     "1": `az acr repository show` finds the image
   STUB_DEPLOYMENTS      lines printed by `kubectl get deployment ... --output name`
+  STUB_IMAGE_DIGEST     what `az acr repository show --query digest` prints (the pushed image's digest)
   STUB_AZ_ACCESS_TOKEN  the accessToken that `az account get-access-token` prints
   STUB_AZ_STORAGE_ACCESS_TOKEN  the one it prints for Azure Storage (--resource/--scope https://storage.azure.com),
                         when set (Azurite's OAuth mode wants a JWT; the fake Key Vault wants its own token)
@@ -37,6 +38,8 @@ import time
 # What `az account get-access-token` reports besides the token (the fake Key Vault's tenant).
 TOKEN_TENANT = "00000000-0000-0000-0000-000000000001"
 TOKEN_SUBSCRIPTION = "00000000-0000-0000-0000-000000000002"
+# What `az acr repository show --query digest` prints unless STUB_IMAGE_DIGEST says otherwise.
+STUB_IMAGE_DIGEST = "sha256:" + "5e" * 32
 
 
 def record(tool: str, arguments: list[str], stdin: str | None) -> None:
@@ -62,6 +65,8 @@ def answer(tool: str, arguments: list[str]) -> tuple[int, str]:
     if tool == "az" and words.startswith("storage account show"):
         found = os.environ.get("STUB_STORAGE_ACCOUNT")
         return (0, found + "\n") if found else (3, "")
+    if tool == "az" and words.startswith("acr repository show") and "--query digest" in words:
+        return 0, os.environ.get("STUB_IMAGE_DIGEST", STUB_IMAGE_DIGEST) + "\n"  # after a push, the image exists
     if tool == "az" and words.startswith("acr repository show"):
         return (0, "") if os.environ.get("STUB_IMAGE_EXISTS") == "1" else (3, "")
     if tool == "kubectl" and "config get-contexts" in words:
