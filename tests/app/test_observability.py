@@ -213,7 +213,7 @@ def test_a_taken_health_port_stops_the_worker_with_one_line(tmp_path, dev_server
         env = app_environment(tmp_path, dev_server.address, task_queue, HEALTH_PORT=str(port))
         worker = run_app("worker.py", env=env)
         assert worker.wait() == 1
-    assert f"ERROR: Cannot serve /livez and /readyz on port {port}" in worker.output
+    assert f"ERROR: Cannot serve /livez and /readyz on 127.0.0.1:{port}" in worker.output
     assert "change HEALTH_PORT" in worker.output and "Traceback" not in worker.output
 
 

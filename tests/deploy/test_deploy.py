@@ -219,7 +219,7 @@ def test_a_digest_the_registry_does_not_report_stops_the_deploy(project: Project
     result = project.run("deploy.sh", STUB_IMAGE_DIGEST="")
     assert result.returncode == 1
     assert "ACR reported no digest for" in result.stderr
-    assert 'step 5/8 "Building and pushing image" failed' in result.stderr
+    assert 'step 6/10 "Building and pushing image" failed' in result.stderr
     assert not [command for command in project.commands() if "apply" in command], "nothing was applied"
 
 

@@ -24,19 +24,28 @@ SECRET_TEXT = ANY_TEXT
 NAME_TEXT = ANY_TEXT.filter(lambda text: text == text.strip() and not any(ord(c) < 32 or ord(c) == 127 for c in text))
 SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-FIXED = {**MINIMAL_CONFIG, "KEDA_ENABLED": "true", "KEYVAULT_URL": "https://vault.vault.azure.net/"}
+FIXED = {
+    **MINIMAL_CONFIG,
+    "KEDA_ENABLED": "true",
+    "KEYVAULT_URL": "https://vault.vault.azure.net/",
+    "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000001",  # Key Vault in the cluster needs the pod's identity
+}
 TRIGGER_KEYS = {"endpoint", "namespace", "taskQueue", "queueTypes", "targetQueueSize", "activationTargetQueueSize"}
 
 
 def expected_config_map(file_values: dict[str, str]) -> dict[str, str]:
-    """config.py's view of the settings the pod uses, minus secrets and empty ones; logs are JSON in the cluster."""
-    return {"LOG_FORMAT": "json"} | {
+    """config.py's view of the settings the pod uses, minus secrets and empty ones; and what the cluster sets:
+    JSON logs (unless LOG_FORMAT says otherwise), metrics and probes on every interface (the values here leave
+    METRICS_BIND_ADDRESS at its loopback default), and the one Azure credential, the workload identity."""
+    catalog = {
         variable.name: file_values.get(variable.name) or variable.default
         for variable in config.VARIABLES
         if variable.scope is config.Scope.POD
         and not variable.secret
         and (file_values.get(variable.name) or variable.default)
     }
+    cluster = {"METRICS_BIND_ADDRESS": "0.0.0.0", "AZURE_TOKEN_CREDENTIALS": "WorkloadIdentityCredential"}
+    return {"LOG_FORMAT": "json"} | catalog | cluster
 
 
 @SETTINGS

@@ -234,7 +234,7 @@ def test_start_sh_worker_client_and_codec_server_never_show_a_secret(tmp_path: P
         try:
             app.wait_for_line(rf"Codec server listening on http://127\.0\.0\.1:{codec_port}", timeout=120)
             app.wait_for_line(WORKER_READY)
-            app.wait_for_line(r"Workflow \S+ completed$", timeout=120)
+            app.wait_for_line(r"Workflow \S+ completed($|\")", timeout=120)  # a text line, or a JSON message
 
             running = processes_in_session(app.process.pid)
             command_lines = [b" ".join(argv) for argv in running.values()]

@@ -34,7 +34,9 @@ from helpers.processes import base_environment, free_port
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
-WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
+# The rendered ConfigMap sets LOG_FORMAT=json: the lines people grep for are the `message` of a JSON line.
+WORKER_STARTING = r'"message": "Initializing worker\.\.\."'
+WORKER_READY = r'"message": "Starting worker\.\.\. Awaiting tasks\."'
 CANARY = "canary-image-context-Vb7q"
 # Planted in the build context: what a developer's checkout holds that must never reach the image.
 DECOYS = {
@@ -45,7 +47,8 @@ DECOYS = {
     ".temporal/dev-server.db": CANARY,
     ".secrets/client.key": CANARY,
 }
-NOT_COPIED = {"bench.py", "deploy_config.py", "manifests.py"}  # development and deploy tools (.dockerignore)
+# Development and deploy tools (.dockerignore): they run on the deploy machine, not in the pod.
+NOT_COPIED = {"alerts.py", "bench.py", "deploy_config.py", "manifests.py", "replay.py", "rollout.py"}
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 # The directory pip installs into in python:3.11-slim (and in the stand-in).
 SITE_PACKAGES = "usr/local/lib/python3.11/site-packages"
@@ -267,7 +270,7 @@ def test_the_worker_from_the_image_cmd_completes_a_workflow_and_passes_its_probe
     assert probes, "the Deployment has probes"
 
     worker = run_container(image, pod)
-    worker.wait_for_line(r"^Initializing worker\.\.\.$")
+    worker.wait_for_line(WORKER_STARTING)
     worker.wait_for_line(WORKER_READY)
     client = run_app(
         "client.py",
