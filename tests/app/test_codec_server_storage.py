@@ -66,7 +66,7 @@ async def decode_through_server(
         EncryptionCodec(provider, Plaintext.ACCEPT),
         ["http://localhost:8233"],
         None,
-        limits=limits,
+        limits=limits or Limits(),
         storage=storage.driver,
     )
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
