@@ -80,7 +80,26 @@ class DevServer:
             arguments += ["--db-filename", str(self.db_file)]
         self.process = subprocess.Popen(arguments, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, self.process)
+        self._wait_until_serving()
         return self
+
+    def _wait_until_serving(self, timeout: float = 60.0) -> None:
+        """The port opens before the frontend is healthy: a client connecting in between is refused with
+        "Frontend is not healthy yet". Ask the server's health check until it says SERVING."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"the dev server exited with {self.process.returncode} while starting")
+            health = subprocess.run(
+                [TEMPORAL_CLI, "operator", "cluster", "health", "--address", self.address],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            if health.returncode == 0 and "SERVING" in health.stdout and "NOT_SERVING" not in health.stdout:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"the dev server on {self.address} was not healthy within {timeout}s")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
