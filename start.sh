@@ -111,26 +111,9 @@ start_azurite_if_needed() {
     "$azurite_blob" --blobHost 127.0.0.1 --blobPort "$port" --location "$AZURITE_DIR/data" \
       --disableTelemetry --skipApiVersionCheck --silent >"$AZURITE_DIR/azurite.log" 2>&1 &
     AZURITE_PID=$!
-    wait_for_azurite "$port"
+    wait_until_listening Azurite "$port" "$AZURITE_PID" "$AZURITE_DIR/azurite.log" "$AZURITE_START_TIMEOUT_SECONDS"
   fi
   "$VENV_PYTHON" "$REPO_DIR/payload_storage.py" create-container || exit 1
-}
-
-wait_for_azurite() {
-  local port=$1 waited=0
-  until is_listening "$port"; do
-    if ! kill -0 "$AZURITE_PID" 2>/dev/null; then
-      echo "ERROR: Azurite exited; see .azurite/azurite.log" >&2
-      tail -n 5 "$AZURITE_DIR/azurite.log" >&2 || true
-      exit 1
-    fi
-    if ((waited >= AZURITE_START_TIMEOUT_SECONDS * 10)); then
-      echo "ERROR: Azurite did not listen on port $port within ${AZURITE_START_TIMEOUT_SECONDS}s; see .azurite/azurite.log" >&2
-      exit 1
-    fi
-    sleep 0.1
-    waited=$((waited + 1))
-  done
 }
 
 start_dev_server_if_needed() {
@@ -157,20 +140,24 @@ start_dev_server_if_needed() {
   echo "Starting the Temporal dev server on $address (log: .temporal/dev-server.log) ..."
   "$REPO_DIR/.venv/bin/temporal" "${arguments[@]}" >"$DEV_SERVER_STATE_DIR/dev-server.log" 2>&1 &
   DEV_SERVER_PID=$!
-  wait_for_port "$port"
+  wait_until_listening "the Temporal dev server" "$port" "$DEV_SERVER_PID" "$DEV_SERVER_STATE_DIR/dev-server.log" \
+    "$DEV_SERVER_START_TIMEOUT_SECONDS"
   echo "Temporal Web UI: http://localhost:$ui_port"
 }
 
-wait_for_port() {
-  local port=$1 waited=0
+# Wait until PORT listens, or stop with one line naming WHAT and its LOG when process PID exits or
+# TIMEOUT seconds pass.
+wait_until_listening() {
+  local what=$1 port=$2 pid=$3 log=$4 timeout=$5 waited=0 shown_log
+  shown_log=${log#"$REPO_DIR/"}
   until is_listening "$port"; do
-    if ! kill -0 "$DEV_SERVER_PID" 2>/dev/null; then
-      echo "ERROR: the Temporal dev server exited; see .temporal/dev-server.log" >&2
-      tail -n 5 "$DEV_SERVER_STATE_DIR/dev-server.log" >&2 || true
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "ERROR: $what exited; see $shown_log" >&2
+      tail -n 5 "$log" >&2 || true
       exit 1
     fi
-    if ((waited >= DEV_SERVER_START_TIMEOUT_SECONDS * 10)); then
-      echo "ERROR: the Temporal dev server did not listen on port $port within ${DEV_SERVER_START_TIMEOUT_SECONDS}s; see .temporal/dev-server.log" >&2
+    if ((waited >= timeout * 10)); then
+      echo "ERROR: $what did not listen on port $port within ${timeout}s; see $shown_log" >&2
       exit 1
     fi
     sleep 0.1
