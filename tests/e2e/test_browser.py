@@ -10,45 +10,18 @@ from __future__ import annotations
 import base64
 import os
 import re
-import shutil
-import subprocess
 
 import pytest
 
+from helpers.browser import CHROMIUM, NO_CHROMIUM, rendered_page
 from helpers.fake_keyvault import FakeKeyVault
 from helpers.payloads import ENCRYPTED, metadata, stored_payloads
 from helpers.processes import AppProcess, free_port
 from helpers.start_sh import copy_of_repo, encrypted_start_sh_environment
 
-CHROMIUM = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
 SECRET = "temporal-encryption-key"
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (apt-get install chromium)")
-
-
-def rendered_page(url: str, profile_dir) -> str:
-    """The page's DOM after its scripts ran, from headless Chromium that talks to nothing but loopback."""
-    rendered = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile_dir}",
-            "--virtual-time-budget=30000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    return rendered.stdout
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 
 
 def test_web_ui_shows_decrypted_input_and_result_through_the_codec_server(tmp_path):
@@ -67,7 +40,10 @@ def test_web_ui_shows_decrypted_input_and_result_through_the_codec_server(tmp_pa
             result = f"Final result: Processed: Hello, {argument}!"
 
             page = rendered_page(
-                f"http://localhost:{ui_port}/namespaces/default/workflows/{workflow_id}", tmp_path / "chromium"
+                f"http://localhost:{ui_port}/namespaces/default/workflows/{workflow_id}",
+                tmp_path / "chromium",
+                budget_ms=30000,
+                timeout=180,
             )
             assert argument in page and result in page, "the UI shows the decrypted input and result"
             decode_calls = [line for line in app.lines if "POST /decode" in line]

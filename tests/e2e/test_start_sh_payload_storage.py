@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from azure.storage.blob import BlobServiceClient
 from temporalio.api.common.v1 import Payload
 
 from helpers.azurite import ACCOUNT, ACCOUNT_KEY, CONTAINER
+from helpers.browser import CHROMIUM, NO_CHROMIUM, rendered_page
 from helpers.fake_keyvault import FakeKeyVault
 from helpers.processes import PYTHON, AppProcess, base_environment, free_port
 from helpers.start_sh import INSTALLED_AZURITE, copy_of_repo, encrypted_start_sh_environment
@@ -29,7 +29,6 @@ from helpers.start_sh import INSTALLED_AZURITE, copy_of_repo, encrypted_start_sh
 pytestmark = pytest.mark.skipif(
     not INSTALLED_AZURITE.is_dir(), reason="Azurite is not installed in .azurite/node (bash .ci/run installs it)"
 )
-CHROMIUM = next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
 SECRET = "temporal-encryption-key"
 MIB = 1024 * 1024
 
@@ -104,7 +103,7 @@ def test_start_sh_without_node_says_how_to_install_it_or_to_unset_the_variable(t
     assert "Starting the Temporal dev server" not in app.output
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary (apt-get install chromium)")
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
 def test_web_ui_shows_a_5_mib_encrypted_argument_fetched_through_its_reference(tmp_path):
     port, ui_port, codec_port, storage_port = free_port(), free_port(), free_port(), free_port()
     with FakeKeyVault(tmp_path) as vault:
@@ -133,7 +132,10 @@ def test_web_ui_shows_a_5_mib_encrypted_argument_fetched_through_its_reference(t
             assert stored and all(payload.metadata["encoding"] == b"binary/encrypted" for payload in stored)
 
             page = rendered_page(
-                f"http://localhost:{ui_port}/namespaces/default/workflows/{workflow_id}", tmp_path / "chromium"
+                f"http://localhost:{ui_port}/namespaces/default/workflows/{workflow_id}",
+                tmp_path / "chromium",
+                budget_ms=60000,
+                timeout=300,
             )
             assert "ClientTriggeredPayload-1 0000000 0000001 0000002" in page, "the UI shows the decrypted input"
             assert "externalStorage" not in page and "azure.blobdriver" not in page, "not the reference"
@@ -146,28 +148,3 @@ def test_web_ui_shows_a_5_mib_encrypted_argument_fetched_through_its_reference(t
 def blob_contents(port: int) -> list[bytes]:
     container = BlobServiceClient.from_connection_string(connection_string(port)).get_container_client(CONTAINER)
     return [container.download_blob(blob.name).readall() for blob in container.list_blobs()]
-
-
-def rendered_page(url: str, profile_dir: Path) -> str:
-    """The page's DOM after its scripts ran, from headless Chromium that talks to nothing but loopback."""
-    rendered = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={profile_dir}",
-            "--virtual-time-budget=60000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    return rendered.stdout
