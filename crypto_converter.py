@@ -22,11 +22,14 @@ The key id is AES-GCM associated data, so a payload relabelled with another key 
 authentication instead of decrypting under the wrong key.
 
 Large payloads (from LARGE_PAYLOAD_BYTES) take a copy-lean path, because a copy of a large buffer costs
-about what encrypting it does: encode reads the data out of the payload once, encrypts the serialized
-payload piece by piece straight into the buffer that is the encrypted payload's wire form (an AES-GCM
-stream, the same bytes as the one-shot cipher), and parses that buffer once; decode decrypts from a view
-of the data straight into the buffer it parses (`decrypt_into`). Small payloads keep the one-shot path,
-which is faster below that size.
+about what encrypting it does, and a fresh large buffer costs its page faults on top: encode reads the
+data out of the payload once, encrypts the serialized payload piece by piece straight into a buffer laid
+out as the encrypted payload's wire form (an AES-GCM stream, the same bytes as the one-shot cipher), and
+parses that buffer once; decode decrypts from a view of the data straight into a buffer it parses
+(`decrypt_into`). Parsing copies the bytes into the new Payload, so that buffer is a scratch buffer kept
+per thread and reused (up to SCRATCH_KEPT_BYTES; a larger payload gets one of its own): what is left is
+the two copies the protobuf API makes in each direction (reading `payload.data`, parsing the result).
+Small payloads keep the one-shot path, which is faster below that size.
 
 A payload that is not `binary/encrypted` was written without the key: before encryption was switched
 on, or by anyone who can start or signal a workflow (or by the server itself). What decode does with
@@ -49,6 +52,7 @@ import enum
 import functools
 import logging
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol, Self
@@ -78,6 +82,8 @@ SHOWN_METADATA_CHARACTERS = 64
 WARNED_WORKFLOWS = 1024
 # From this size payloads take the copy-lean path (see above); below it the one-shot cipher is faster.
 LARGE_PAYLOAD_BYTES = 64 * 1024
+# The largest scratch buffer a thread keeps between payloads: the memory the copy-lean path holds on to.
+SCRATCH_KEPT_BYTES = 64 * 1024 * 1024
 _DATA_TAG = b"\x12"  # Payload.data: field 2, length-delimited
 
 logger = logging.getLogger(__name__)
@@ -192,7 +198,8 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         nonce, ciphertext = data[:NONCE_BYTES], data[NONCE_BYTES:]
         try:
             if len(ciphertext) >= LARGE_PAYLOAD_BYTES:
-                plaintext: bytes | bytearray = bytearray(len(ciphertext) - TAG_BYTES)
+                # no await from here to the parse below: the scratch buffer is this thread's until then
+                plaintext: bytes | memoryview = _scratch(len(ciphertext) - TAG_BYTES)
                 _cipher(key).decrypt_into(nonce, ciphertext, associated_data, plaintext)
             else:
                 plaintext = _cipher(key).decrypt(nonce, ciphertext, associated_data)
@@ -269,19 +276,18 @@ def _encrypt_large(key: bytes, key_id: str, associated_data: bytes, payload: Pay
     """The same encrypted payload as `_encrypt`, with one copy of the data in and one out.
 
     The plaintext is the payload's wire form, written as its other fields, then its data field (protobuf
-    fields may come in any order); it is encrypted piece by piece into a buffer that already holds the
-    encrypted payload's metadata and data header, and that buffer is parsed into the result.
+    fields may come in any order); it is encrypted piece by piece into a scratch buffer that already holds
+    the encrypted payload's metadata and data header, and that buffer is parsed into the result.
     """
     others = Payload(metadata=payload.metadata, external_payloads=payload.external_payloads).SerializeToString()
     pieces = (others + _DATA_TAG + _varint(len(data)), data)
     ciphertext_size = sum(map(len, pieces)) + TAG_BYTES
     head = _encrypted_metadata(key_id).SerializeToString() + _DATA_TAG + _varint(NONCE_BYTES + ciphertext_size)
     nonce = os.urandom(NONCE_BYTES)
-    wire = bytearray(len(head) + NONCE_BYTES + ciphertext_size)
-    wire[: len(head)] = head
+    view = _scratch(len(head) + NONCE_BYTES + ciphertext_size)
+    view[: len(head)] = head
     position = len(head) + NONCE_BYTES
-    wire[len(head) : position] = nonce
-    view = memoryview(wire)
+    view[len(head) : position] = nonce
     encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
     encryptor.authenticate_additional_data(associated_data)
     for piece in pieces:
@@ -289,8 +295,30 @@ def _encrypt_large(key: bytes, key_id: str, associated_data: bytes, payload: Pay
         position += encryptor.update_into(piece, view[position : position + len(piece) + 15])
     encryptor.finalize()
     view[position:] = encryptor.tag
-    view.release()
-    return Payload.FromString(wire)
+    return Payload.FromString(view)
+
+
+class _ScratchBuffer(threading.local):
+    """One reusable buffer per thread for the copy-lean path (a thread's codec calls never overlap in it)."""
+
+    buffer = bytearray()
+
+
+_SCRATCH = _ScratchBuffer()
+
+
+def _scratch(size: int) -> memoryview:
+    """A writable view of `size` bytes of this thread's scratch buffer, good until this thread's next call.
+
+    Whatever is written here must be parsed (copied into a Payload) before the next call; the buffer is
+    reused rather than allocated fresh, which on large payloads saves a zero fill and the page faults of
+    new memory. Above SCRATCH_KEPT_BYTES the buffer is a fresh one that is not kept.
+    """
+    if size > SCRATCH_KEPT_BYTES:
+        return memoryview(bytearray(size))
+    if len(_SCRATCH.buffer) < size:
+        _SCRATCH.buffer = bytearray(size)
+    return memoryview(_SCRATCH.buffer)[:size]
 
 
 def _varint(value: int) -> bytes:

@@ -7,8 +7,13 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import tracemalloc
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given
 from hypothesis import strategies as st
 from temporalio.api.common.v1 import Payload
@@ -20,7 +25,9 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
+import crypto_converter
 from crypto_converter import (
+    LARGE_PAYLOAD_BYTES,
     EncryptionCodec,
     PayloadDecryptionError,
     Plaintext,
@@ -300,6 +307,120 @@ def test_data_converter_encrypts_failure_messages_and_stack_traces() -> None:
     assert sent.encoded_attributes.metadata["encoding"] == b"binary/encrypted"
     assert str(decoded) == "customer 4111 1111 1111 1111 was declined"
     assert "telltale_function_name" in decoded.failure.stack_trace  # type: ignore[attr-defined]
+
+
+# --- large payloads: encrypted into and decrypted into a reused scratch buffer ----------------------
+
+MIB = 1024 * 1024
+
+
+def large_payload(size: int) -> Payload:
+    payload = Payload(metadata={"encoding": b"binary/plain", "note": b"large"}, data=os.urandom(size))
+    payload.external_payloads.add(size_bytes=size)  # every field of the payload must survive
+    return payload
+
+
+def decrypted_by_hand(key: bytes, key_id: str, encrypted: Payload) -> Payload:
+    """The documented format, read without the codec: nonce || AES-GCM(serialized payload) || tag."""
+    data = encrypted.data
+    return Payload.FromString(AESGCM(key).decrypt(data[:12], data[12:], key_id.encode()))
+
+
+@pytest.mark.parametrize(
+    "size",
+    [LARGE_PAYLOAD_BYTES - 1, LARGE_PAYLOAD_BYTES, LARGE_PAYLOAD_BYTES + 1, 3 * MIB],
+    ids=["just-small", "threshold", "just-large", "3MiB"],
+)
+def test_payloads_of_every_size_round_trip_in_the_documented_format(size: int) -> None:
+    provider = StaticKeyProvider.random("v1")
+    original = large_payload(size)
+
+    [encrypted] = encode(provider, [original])
+
+    assert dict(encrypted.metadata) == {"encoding": b"binary/encrypted", "encryption-key-id": b"v1"}
+    assert len(encrypted.data) == 12 + original.ByteSize() + 16
+    assert decrypted_by_hand(provider.keys["v1"], "v1", encrypted) == original
+    assert decode(provider, [encrypted]) == [original]
+
+
+def test_large_payloads_encoded_and_decoded_together_keep_their_own_bytes() -> None:
+    provider = StaticKeyProvider.random("v1")
+    originals = [large_payload(MIB) for _ in range(3)]  # one size: each would fit the same buffer
+
+    encrypted = encode(provider, originals)
+    decoded = decode(provider, encrypted)
+    decode(provider, encode(provider, [large_payload(MIB) for _ in range(3)]))  # reuses any buffer again
+
+    assert [decrypted_by_hand(provider.keys["v1"], "v1", payload) for payload in encrypted] == originals
+    assert decoded == originals
+
+
+def test_a_tampered_large_payload_is_rejected_and_the_next_one_decodes() -> None:
+    provider = StaticKeyProvider.random("v1")
+    original = large_payload(MIB)
+    [encrypted] = encode(provider, [original])
+    tampered = Payload()
+    tampered.CopyFrom(encrypted)
+    data = bytearray(encrypted.data)
+    data[len(data) // 2] ^= 0x01
+    tampered.data = bytes(data)
+
+    message = decryption_error(provider, tampered)
+
+    assert "'v1'" in message and "failed authentication" in message
+    assert decode(provider, [encrypted]) == [original]
+
+
+def test_threads_encoding_and_decoding_at_once_each_get_their_own_payloads() -> None:
+    provider = StaticKeyProvider.random("v1")
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as Python can, inside the codec too
+
+    def round_trips(_: int) -> bool:
+        originals = [large_payload(256 * 1024 + 1) for _ in range(2)]
+        return all(decode(provider, encode(provider, originals)) == originals for _ in range(20))
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(round_trips, range(8)))
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+    assert results == [True] * 8
+
+
+def memory_the_codec_keeps(work: Callable[[], object]) -> int:
+    """Bytes still allocated by crypto_converter.py after `work()` ran (in a new thread) and its results went."""
+
+    kept: list[int] = []
+
+    def in_new_thread() -> None:
+        work()
+        snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, crypto_converter.__file__)])
+        kept.append(sum(stat.size for stat in snapshot.statistics("filename")))
+
+    tracemalloc.start()
+    try:
+        thread = threading.Thread(target=in_new_thread)
+        thread.start()
+        thread.join(timeout=120)
+    finally:
+        tracemalloc.stop()
+    return kept[0]
+
+
+def test_the_scratch_buffer_kept_between_payloads_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider = StaticKeyProvider.random("v1")
+
+    def round_trip(size: int) -> Callable[[], object]:
+        return lambda: decode(provider, encode(provider, [large_payload(size)]))
+
+    kept_after_one_mib = memory_the_codec_keeps(round_trip(MIB))
+    monkeypatch.setattr(crypto_converter, "SCRATCH_KEPT_BYTES", 256 * 1024)
+    kept_over_the_bound = memory_the_codec_keeps(lambda: (round_trip(128 * 1024)(), round_trip(MIB)()))
+
+    assert kept_after_one_mib > MIB  # a buffer is kept for the next payload...
+    assert 128 * 1024 < kept_over_the_bound < 256 * 1024  # ...but not one over SCRATCH_KEPT_BYTES
 
 
 def test_module_knows_nothing_of_key_vault_or_configuration() -> None:
