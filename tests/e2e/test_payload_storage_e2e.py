@@ -4,7 +4,9 @@ Without payload storage Temporal refuses a 3 MiB argument; with it, 5 MiB argume
 pass and the history holds only small references. With encryption on the blobs are ciphertext, and a
 blob written under a key that was rotated since still reads. A tampered blob fails its task naming it;
 Azurite going away mid-run costs retries, not workflows. The identity path signs in to Azurite over
-HTTPS with a token from the stub `az`, as a laptop does with `az login`.
+HTTPS with a token from the stub `az`, as a laptop does with `az login`. And the issue's "done when": a
+32 MiB document through a workflow and its activities, encrypted at rest, read back decrypted through the
+codec server the way the Web UI asks for it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import signal
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,13 +31,14 @@ from workflows import YourWorkflow
 from helpers.azurite import AZURITE_BLOB, AZURITE_MISSING, Azurite, storage_token
 from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
 from helpers.payloads import ENCRYPTED, metadata, payloads_in
-from helpers.processes import base_environment, workflow_history
+from helpers.processes import base_environment, free_port, workflow_history
 
 pytestmark = pytest.mark.skipif(AZURITE_BLOB is None, reason=AZURITE_MISSING)
 
 MIB = 1024 * 1024
 SECRET = "temporal-encryption-key"
 WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
+CODEC_SERVER_LISTENING = r"Codec server listening on http://127\.0\.0\.1:\d+"
 REFERENCE_TYPE = "temporal.api.sdk.v1.ExternalStorageReference"
 # What client.py --payload-size makes of workflow number 1: it starts with the guide's argument.
 MARKER = b"ClientTriggeredPayload-1 0000000 0000001"
@@ -208,3 +212,53 @@ def test_the_azure_identity_path_end_to_end_with_encryption(tmp_path, dev_server
         (error,) = [line for line in refused.lines if line.startswith("ERROR: ")]
         assert "container 'temporal-payloads' of storage account 'devstoreaccount1'" in error
         assert "no Azure identity could get a token" in error and "az login" in error
+
+
+def decoded_by_codec_server(port: int, payload: dict) -> dict:
+    """What the codec server answers the Web UI for one payload of a history."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/default/decode",
+        data=json.dumps({"payloads": [payload]}).encode(),
+        headers={"Content-Type": "application/json", "Origin": "http://localhost:8233"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        (decoded,) = json.load(response)["payloads"]
+    return decoded
+
+
+def test_a_32_mib_document_moves_end_to_end_encrypted_at_rest_and_reads_decrypted_through_the_codec_server(
+    tmp_path, dev_server, task_queue, azurite, run_app
+):
+    size = 32 * MIB
+    with FakeKeyVault(tmp_path) as vault:
+        vault.add_version(SECRET, base64.b64encode(os.urandom(32)).decode())
+        env = azure_cli_environment(storage_environment(tmp_path, dev_server, task_queue, azurite))
+        env |= keyvault_environment(vault, SECRET)
+        worker = run_app("worker.py", env=env)
+        worker.wait_for_line(WORKER_READY)
+        client = run_app("client.py", "--count", "1", "--payload-size", str(size), env=env)
+        assert client.wait(timeout=600) == 0, client.output
+        assert "1 of 1 workflows succeeded" in client.output
+
+        blobs = stored_payloads(azurite)
+        assert len(blobs) >= 4 and all(stored.ByteSize() > size for stored in blobs.values())
+        for name, stored in blobs.items():
+            assert stored.metadata["encoding"] == ENCRYPTED.encode(), name
+            assert MARKER not in stored.data and b"0000001 0000002" not in stored.data, name
+
+        (workflow_id,) = workflow_ids(client.output)
+        events = workflow_history(dev_server.address, workflow_id)
+        (argument,) = payloads_in(events[0]["workflowExecutionStartedEventAttributes"]["input"])
+        (result,) = payloads_in(events[-1]["workflowExecutionCompletedEventAttributes"]["result"])
+        for reference in (argument, result):
+            assert metadata(reference, "messageType") == REFERENCE_TYPE and len(json.dumps(reference)) < 2048
+
+        port = free_port()
+        codec_server = run_app("codec_server.py", env=env | {"CODEC_SERVER_PORT": str(port)})
+        codec_server.wait_for_line(CODEC_SERVER_LISTENING)
+        document, final = (
+            json.loads(base64.b64decode(decoded_by_codec_server(port, reference)["data"]))
+            for reference in (argument, result)
+        )
+    assert len(document) == size and document.startswith(MARKER.decode())
+    assert final == f"Final result: Processed: Hello, {document}!"
