@@ -52,7 +52,7 @@ from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
-from bootstrap import StartupError, Stop, StopRequested, connect_client, exit_process, temporal_client
+from bootstrap import StartupError, Stop, StopRequested, TemporalConnection, exit_process, temporal_client
 from config import ConfigError, Settings, exit_with_config_error
 from deploy_config import DeploySettings, load_deploy_settings
 from manifests import version_deployment_name
@@ -131,13 +131,19 @@ def _unreachable(error: StartupError) -> RolloutError:
 
 
 @asynccontextmanager
-async def plain_client(settings: DeploySettings) -> AsyncIterator[Client]:
-    """A client for the Worker Deployment APIs, which carry no payloads: no encryption key is fetched."""
+async def plain_client(settings: DeploySettings, stop: Stop) -> AsyncIterator[Client]:
+    """A client for the Worker Deployment APIs, which carry no payloads: no encryption key is fetched, but
+    the Temporal credentials are the pods' own, read from Key Vault when they live there."""
+    connection = TemporalConnection(settings_from_here(settings), DataConverter.default, None)
     try:
-        client = await connect_client(settings_from_here(settings), DataConverter.default, None)
-    except StartupError as error:
-        raise _unreachable(error) from None
-    yield client
+        try:
+            await connection.read_credentials(stop)
+            await connection.connect(stop)
+        except StartupError as error:
+            raise _unreachable(error) from None
+        yield connection.client
+    finally:
+        await connection.close()
 
 
 # ---------------------------------------------------------------- the gate
@@ -256,13 +262,13 @@ def print_versions(settings: DeploySettings, versions: list[Version], file=sys.s
         )
 
 
-async def list_versions(settings: DeploySettings, machine_readable: bool) -> bool:
+async def list_versions(settings: DeploySettings, machine_readable: bool, stop: Stop) -> bool:
     """The versions table; `machine_readable`: the table on stderr, the deletable versions on stdout."""
     table = sys.stderr if machine_readable else sys.stdout
     if not settings.rollout.versioning:
         print("  Versioning is off (WORKER_VERSIONING=false): one Deployment, no versions to clean up.", file=table)
         return True
-    async with plain_client(settings) as client:
+    async with plain_client(settings, stop) as client:
         try:
             versions = versions_of(await describe(client, settings))
         except RolloutError as nothing_yet:
@@ -306,11 +312,11 @@ async def _until_routing_spread(client: Client, settings: DeploySettings) -> Non
         await asyncio.sleep(RETRY_INTERVAL_SECONDS / 4)
 
 
-async def set_current(settings: DeploySettings, build_id: str, ramp: float | None) -> bool:
+async def set_current(settings: DeploySettings, build_id: str, ramp: float | None, stop: Stop) -> bool:
     rollout = settings.rollout
     if not rollout.versioning and build_id:
         raise RolloutError("WORKER_VERSIONING is not true: there are no versions to route to")
-    async with plain_client(settings) as client:
+    async with plain_client(settings, stop) as client:
         service, namespace, name = client.workflow_service, client.namespace, rollout.deployment_name
         if ramp is not None:
             request = SetWorkerDeploymentRampingVersionRequest(
@@ -351,9 +357,9 @@ async def set_current(settings: DeploySettings, build_id: str, ramp: float | Non
     return True
 
 
-async def forget(settings: DeploySettings, build_id: str) -> bool:
+async def forget(settings: DeploySettings, build_id: str, stop: Stop) -> bool:
     """Delete a drained version in Temporal; when its workers were seen too recently, say so and succeed."""
-    async with plain_client(settings) as client:
+    async with plain_client(settings, stop) as client:
         request = DeleteWorkerDeploymentVersionRequest(
             namespace=client.namespace,
             deployment_version=WorkerDeploymentVersion(
@@ -412,13 +418,15 @@ def percentage(text: str) -> float:
 
 
 async def run(options: argparse.Namespace, settings: DeploySettings) -> bool:
+    stop = Stop(asyncio.get_running_loop())  # Ctrl-C or SIGTERM ends any command at once (StopRequested)
     if options.command == "gate":
-        return await gate(settings, Stop(asyncio.get_running_loop()))
+        return await gate(settings, stop)
     if options.command == "set-current":
-        return await set_current(settings, "" if options.unversioned else options.build_id, options.ramp)
+        build_id = "" if options.unversioned else options.build_id
+        return await stop.race(set_current(settings, build_id, options.ramp, stop), "routing new workflows")
     if options.command in ("versions", "drained"):
-        return await list_versions(settings, machine_readable=options.command == "drained")
-    return await forget(settings, options.build_id)
+        return await stop.race(list_versions(settings, options.command == "drained", stop), "listing the versions")
+    return await stop.race(forget(settings, options.build_id, stop), f"removing build id {options.build_id}")
 
 
 def main(arguments: list[str]) -> None:

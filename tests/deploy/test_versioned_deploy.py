@@ -5,6 +5,9 @@ or ramped through rollout.py; configuration changes restart every version; the o
 from __future__ import annotations
 
 import asyncio
+import secrets
+import signal
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -16,7 +19,9 @@ from temporalio.worker import Worker
 import config
 import worker
 
+from helpers.auth_proxy import AuthProxy
 from helpers.deploy_harness import CONTEXT, IMAGE_TAG, MINIMAL_CONFIG, Project
+from helpers.fake_keyvault import ACCESS_TOKEN, FakeKeyVault
 from helpers.processes import DevServer, free_port
 from helpers.rollout_workflows import HeldBuildA, held_step
 
@@ -177,3 +182,62 @@ def test_ramp_first_then_the_same_deploy_again_makes_the_version_current(
             assert "Build id new2 is already the current version: there is nothing to ramp." in again.stdout
 
     asyncio.run(scenario())
+
+
+def test_rollout_connects_with_the_api_key_from_key_vault_as_the_pods_do(
+    project: Project, dev_server: DevServer, tmp_path: Path
+) -> None:
+    """set-current, versions and --clean-up ask Temporal with the credentials the pods use, wherever they live."""
+    api_key = secrets.token_urlsafe(24)
+    with FakeKeyVault(tmp_path) as vault, AuthProxy(dev_server.address, tmp_path, api_keys={api_key}) as proxy:
+        vault.add_version("temporal-api-key", api_key)
+        project.write_config(
+            {
+                **VERSIONED,
+                "APP_NAME": f"creds-{uuid.uuid4().hex[:8]}",
+                "DEPLOY_TEMPORAL_ADDRESS": proxy.address,
+                "TEMPORAL_TLS_SERVER_CA_CERT_PATH": proxy.ca_file,
+                "KEYVAULT_URL": vault.url,
+                "TEMPORAL_API_KEY_KEYVAULT_SECRET": "temporal-api-key",
+                "AZURE_CLIENT_ID": str(uuid.uuid4()),  # the pods' workload identity; here `az` signs in
+            }
+        )
+        environment = {
+            "KEYVAULT_CA_FILE": vault.ca_file,
+            "KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "false",
+            "AZURE_TOKEN_CREDENTIALS": "AzureCliCredential",
+            "STUB_AZ_ACCESS_TOKEN": ACCESS_TOKEN,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        result = project.run(".venv/bin/python", "rollout.py", "versions", **environment)
+
+    assert result.returncode == 0, result.output
+    assert "no versions" in result.stdout, result.output
+    assert api_key not in result.output
+
+
+def test_ctrl_c_while_set_current_waits_for_the_new_versions_workers_ends_it_at_once(
+    project: Project, dev_server: DevServer
+) -> None:
+    project.write_config(
+        {**VERSIONED, "APP_NAME": f"wait-{uuid.uuid4().hex[:8]}", "DEPLOY_TEMPORAL_ADDRESS": dev_server.address}
+    )
+    rollout = subprocess.Popen(
+        [str(project.root / ".venv/bin/python"), "rollout.py", "set-current", "nobody1"],
+        cwd=project.root,
+        env=project.environment(PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert rollout.stdout is not None
+        first_line = rollout.stdout.readline()  # no worker of build id nobody1 will ever poll
+        assert first_line.startswith("  Waiting for the workers of build id nobody1 to reach Temporal"), first_line
+        rollout.send_signal(signal.SIGINT)
+        _, errors = rollout.communicate(timeout=60)  # it would wait two minutes for the workers otherwise
+    finally:
+        rollout.kill()
+    assert rollout.returncode == 130, errors
+    assert errors.strip().splitlines()[-1] == "Stopped by SIGINT while routing new workflows"
+    assert "Traceback" not in errors
