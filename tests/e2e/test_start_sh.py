@@ -66,7 +66,7 @@ def test_start_sh_uses_a_server_that_already_listens(tmp_path, dev_server, start
     app.wait_for_line(rf"^Using the Temporal server already listening at {dev_server.address}$")
     app.wait_for_line(r"^Starting worker\.\.\. Awaiting tasks\.$")
     app.signal(signal.SIGINT)
-    assert app.wait() == 0
+    assert app.wait() == 0, app.output
     assert "Starting the Temporal dev server" not in app.output
 
 
@@ -76,7 +76,7 @@ def test_start_sh_in_a_container_replaces_itself_with_python(tmp_path, dev_serve
     command_line = Path(f"/proc/{app.process.pid}/cmdline").read_bytes().split(b"\0")
     assert command_line[0].endswith(b"python") and command_line[1].endswith(b"worker.py"), command_line
     app.signal(signal.SIGTERM)
-    assert app.wait() == 0
+    assert app.wait() == 0, app.output
 
 
 def test_start_sh_stops_before_starting_anything_on_a_configuration_mistake(tmp_path, start_sh):
