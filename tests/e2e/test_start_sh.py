@@ -65,7 +65,7 @@ def test_start_sh_uses_a_server_that_already_listens(tmp_path, dev_server, start
     app = start_sh("worker", TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_TASK_QUEUE=task_queue)
     app.wait_for_line(rf"^Using the Temporal server already listening at {dev_server.address}$")
     app.wait_for_line(r"^Starting worker\.\.\. Awaiting tasks\.$")
-    app.signal(signal.SIGINT)
+    os.killpg(app.process.pid, signal.SIGINT)  # Ctrl-C: a terminal signals the whole foreground process group
     assert app.wait() == 0, app.output
     assert "Starting the Temporal dev server" not in app.output
 

@@ -185,7 +185,11 @@ class AppProcess:
         self.process.send_signal(signal_number)
 
     def wait(self, timeout: float = STARTUP_TIMEOUT_SECONDS) -> int:
-        code = self.process.wait(timeout=timeout)
+        """The exit status; an AssertionError with the output so far when the process is still running."""
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout:g}s; output so far:\n{self.output}") from None
         self._reader.join(timeout=10)
         return code
 
