@@ -6,6 +6,7 @@ Public API:
     StopRequested                     # raised by `Stop.race` when a stop comes first
     temporal_client(settings, stop)   # the key (when encryption is on), then the connection, each raced against stop
     temporal_connection(settings, stop, runtime)   # the same, as a TemporalConnection that follows credentials
+    credentialed_connection(settings, converter, stop)   # that connection with a converter of your own (no key)
     TemporalConnection                # .client, the client in use; .on_new_client(callback) for a worker
     data_converter(settings, stop)    # the one data converter: encryption and payload storage, as configured
     started_key_provider(encryption, stop)
@@ -185,13 +186,23 @@ async def temporal_connection(
 ) -> AsyncIterator[TemporalConnection]:
     """The connection of `temporal_client`, as a TemporalConnection that keeps Key Vault credentials current."""
     async with data_converter(settings, stop) as converter:
-        connection = TemporalConnection(settings, converter, runtime)
-        try:
-            await connection.read_credentials(stop)
-            await connection.connect(stop)
+        async with credentialed_connection(settings, converter, stop, runtime) as connection:
             yield connection
-        finally:
-            await connection.close()
+
+
+@asynccontextmanager
+async def credentialed_connection(
+    settings: Settings, converter: DataConverter, stop: Stop, runtime: Runtime | None = None
+) -> AsyncIterator[TemporalConnection]:
+    """A TemporalConnection with `converter`: its Key Vault credentials read, connected, and kept current
+    until the block ends. For clients that carry no payloads (rollout.py), `DataConverter.default`."""
+    connection = TemporalConnection(settings, converter, runtime)
+    try:
+        await connection.read_credentials(stop)
+        await connection.connect(stop)
+        yield connection
+    finally:
+        await connection.close()
 
 
 @asynccontextmanager

@@ -52,7 +52,14 @@ from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
-from bootstrap import StartupError, Stop, StopRequested, TemporalConnection, exit_process, temporal_client
+from bootstrap import (
+    StartupError,
+    Stop,
+    StopRequested,
+    credentialed_connection,
+    exit_process,
+    temporal_client,
+)
 from config import ConfigError, Settings, exit_with_config_error
 from deploy_config import DeploySettings, load_deploy_settings
 from manifests import version_deployment_name
@@ -134,16 +141,11 @@ def _unreachable(error: StartupError) -> RolloutError:
 async def plain_client(settings: DeploySettings, stop: Stop) -> AsyncIterator[Client]:
     """A client for the Worker Deployment APIs, which carry no payloads: no encryption key is fetched, but
     the Temporal credentials are the pods' own, read from Key Vault when they live there."""
-    connection = TemporalConnection(settings_from_here(settings), DataConverter.default, None)
     try:
-        try:
-            await connection.read_credentials(stop)
-            await connection.connect(stop)
-        except StartupError as error:
-            raise _unreachable(error) from None
-        yield connection.client
-    finally:
-        await connection.close()
+        async with credentialed_connection(settings_from_here(settings), DataConverter.default, stop) as connection:
+            yield connection.client
+    except StartupError as error:
+        raise _unreachable(error) from None
 
 
 # ---------------------------------------------------------------- the gate
