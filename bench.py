@@ -1,6 +1,6 @@
 """What encryption, payload storage and operation cost, measured: `./.venv-test/bin/python bench.py` prints a table.
 
-    python bench.py            the full run (a few minutes on 2 cores)
+    python bench.py            the full run (about 14 minutes on 2 cores)
     python bench.py --quick    tiny sizes and counts: proves the benchmark still runs, measures nothing
 
 It measures, on this machine, with real parts (run it through the test environment, which has the
