@@ -32,7 +32,8 @@ RUN groupadd --system --gid 10001 worker \
     && useradd --system --uid 10001 --gid worker --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin worker
 
-# Only the app: .dockerignore keeps config.env, .venv, tests, docs and manifests out of the context.
+# Only the app, which is the repository's root: its modules and start.sh. .dockerignore keeps config.env, .venv,
+# tests, docs, the deploy side (deploy/) and manifests out of the context.
 # The files stay owned by root, so the worker cannot modify its own code.
 COPY *.py start.sh ./
 RUN chmod 0755 start.sh

@@ -195,7 +195,7 @@ async def credentialed_connection(
     settings: Settings, converter: DataConverter, stop: Stop, runtime: Runtime | None = None
 ) -> AsyncIterator[TemporalConnection]:
     """A TemporalConnection with `converter`: its Key Vault credentials read, connected, and kept current
-    until the block ends. For clients that carry no payloads (rollout.py), `DataConverter.default`."""
+    until the block ends. For clients that carry no payloads (deploy/rollout.py), `DataConverter.default`."""
     connection = TemporalConnection(settings, converter, runtime)
     try:
         await connection.read_credentials(stop)

@@ -50,7 +50,7 @@ main() {
   local status=0
   parse_arguments "--output-dir" "$@"
   ensure_venv "$REPO_DIR/.venv" "$REPO_DIR/requirements.txt"
-  "$REPO_DIR/.venv/bin/python" "$REPO_DIR/manifests.py" --output-dir "${OUTPUT_DIR:-$REPO_DIR}" || status=$?
+  "$REPO_DIR/.venv/bin/python" "$REPO_DIR/deploy/manifests.py" --output-dir "${OUTPUT_DIR:-$REPO_DIR}" || status=$?
   [ "$status" -eq 0 ] || die "nothing was rendered; fix the configuration above" "$status"
 }
 

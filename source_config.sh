@@ -56,7 +56,7 @@ sc_python() {
 # What deploy_config.py prints (NUL-separated NAME=VALUE pairs), then a last record with its exit status
 # (written so that it is printed under set -e too).
 sc_values_then_status() {
-  if "$SC_PYTHON" "$SC_DIR/deploy_config.py" values "$@"; then
+  if "$SC_PYTHON" "$SC_DIR/deploy/deploy_config.py" values "$@"; then
     printf -- '--exit-status=0\0'
   else
     printf -- '--exit-status=%s\0' "$?"
@@ -87,9 +87,9 @@ sc_main() {
   set -euo pipefail
   case ${1:-} in
     -h | --help) sc_usage ;;
-    --check) sc_python && "$SC_PYTHON" "$SC_DIR/deploy_config.py" check "${2:-deploy}" ;;
-    --show) sc_python && "$SC_PYTHON" "$SC_DIR/deploy_config.py" show ;;
-    --list-variables) sc_python && "$SC_PYTHON" "$SC_DIR/deploy_config.py" list-variables ;;
+    --check) sc_python && "$SC_PYTHON" "$SC_DIR/deploy/deploy_config.py" check "${2:-deploy}" ;;
+    --show) sc_python && "$SC_PYTHON" "$SC_DIR/deploy/deploy_config.py" show ;;
+    --list-variables) sc_python && "$SC_PYTHON" "$SC_DIR/deploy/deploy_config.py" list-variables ;;
     *)
       sc_usage >&2
       return 2

@@ -52,7 +52,7 @@ POLL_CHECK_INTERVAL_SECONDS = 0.05
 # The resource-based tuner's own floors (temporalio.worker.ResourceBasedSlotConfig), kept under a lower maximum.
 RESOURCE_BASED_MINIMUM_WORKFLOW_SLOTS = 5
 RESOURCE_BASED_MINIMUM_ACTIVITY_SLOTS = 1
-# Every workflow this worker runs: the replay checks (replay.py, the pre-deploy check) replay against these too.
+# Every workflow this worker runs: the replay checks (deploy/replay.py, the pre-deploy check) replay against these too.
 WORKFLOWS = [YourWorkflow]
 VERSIONING_BEHAVIORS = {"pinned": VersioningBehavior.PINNED, "auto-upgrade": VersioningBehavior.AUTO_UPGRADE}
 

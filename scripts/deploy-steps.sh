@@ -108,7 +108,7 @@ choose_deployment_object() {
   local task=$1
   DEPLOYMENT_OBJECT=$APP_NAME
   [ "$WORKER_VERSIONING" = true ] || return 0
-  DEPLOYMENT_OBJECT=$("$SC_PYTHON" "$REPO_DIR/manifests.py" --deployment-name)
+  DEPLOYMENT_OBJECT=$("$SC_PYTHON" "$REPO_DIR/deploy/manifests.py" --deployment-name)
   [ "$task" = deploy ] || return 0
   printf '  Versioning:    deployment/%s runs build id %s of Worker Deployment %s/%s\n' \
     "$DEPLOYMENT_OBJECT" "$IMAGE_TAG" "$KUBERNETES_NAMESPACE" "$APP_NAME"
@@ -213,7 +213,7 @@ render_manifests() {
 
 # The rendered files, in the order to apply them (all, or only the configuration: Secrets and ConfigMap).
 manifest_files() {
-  "$SC_PYTHON" "$REPO_DIR/manifests.py" --list "$@"
+  "$SC_PYTHON" "$REPO_DIR/deploy/manifests.py" --list "$@"
 }
 
 # ---------------------------------------------------------------- 4 and 5. image
@@ -301,7 +301,7 @@ build_hint() {
 # Read-only, so it runs in a dry run too: rollout.py replays the most recent open workflows on the task queue
 # against this checkout and says whether the deploy may go on (DEPLOY_REPLAY_HISTORIES=0 turns it off).
 replay_open_workflows() {
-  run_local "$SC_PYTHON" "$REPO_DIR/rollout.py" gate
+  run_local "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" gate
 }
 
 replay_hint() {
@@ -316,9 +316,9 @@ route_new_workflows() {
     return 0
   fi
   if [ -n "$RAMP" ]; then
-    run "$SC_PYTHON" "$REPO_DIR/rollout.py" set-current "$IMAGE_TAG" --ramp "$RAMP"
+    run "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" set-current "$IMAGE_TAG" --ramp "$RAMP"
   else
-    run "$SC_PYTHON" "$REPO_DIR/rollout.py" set-current "$IMAGE_TAG"
+    run "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" set-current "$IMAGE_TAG"
   fi
 }
 
@@ -327,8 +327,8 @@ route_new_workflows() {
 # deletions go through run. The lines are read from fd 3 so that no command in the loop can swallow them.
 delete_drained_versions() {
   local drained build_id name
-  print_command "$SC_PYTHON" "$REPO_DIR/rollout.py" drained
-  drained=$("$SC_PYTHON" "$REPO_DIR/rollout.py" drained)
+  print_command "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" drained
+  drained=$("$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" drained)
   if [ -z "$drained" ]; then
     echo "  No version is drained and unused: nothing to delete."
     return 0
@@ -336,7 +336,7 @@ delete_drained_versions() {
   while read -r build_id name <&3; do
     kube delete deployment "$name" --ignore-not-found
     [ "$KEDA_ENABLED" != true ] || kube delete scaledobject.keda.sh "$name" --ignore-not-found
-    run "$SC_PYTHON" "$REPO_DIR/rollout.py" forget "$build_id"
+    run "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" forget "$build_id"
   done 3<<<"$drained"
 }
 
@@ -463,7 +463,7 @@ lookup_storage_account() {
 payload_storage_hints() {
   [ -n "$PAYLOAD_STORAGE_ACCOUNT_URL" ] || return 0
   local account scope group assignee=${AZURE_CLIENT_ID:-"<client id of the worker's managed identity>"}
-  account=$("$SC_PYTHON" "$REPO_DIR/deploy_config.py" payload-storage-account)
+  account=$("$SC_PYTHON" "$REPO_DIR/deploy/deploy_config.py" payload-storage-account)
   printf '\nPayload storage: container %s of storage account %s. Looking the account up:\n' "$PAYLOAD_STORAGE_CONTAINER" "$account"
   if lookup_storage_account "$account"; then
     scope="$STORAGE_ACCOUNT_ID/blobServices/default/containers/$PAYLOAD_STORAGE_CONTAINER"

@@ -11,7 +11,7 @@ from helpers.processes import PYTHON, REPO_DIR, base_environment
 
 def test_bench_quick_prints_every_measure(tmp_path):
     result = subprocess.run(
-        [PYTHON, str(REPO_DIR / "bench.py"), "--quick"],
+        [PYTHON, str(REPO_DIR / "tests" / "bench.py"), "--quick"],
         env=base_environment(tmp_path),
         capture_output=True,
         text=True,

@@ -56,7 +56,7 @@ def test_capture_writes_what_the_temporal_cli_shows_and_check_replays_it(
     ids = asyncio.run(run_workflows(dev_server, task_queue, ["Alice", "Bob"]))
     output = tmp_path / "histories"
     env = base_environment(tmp_path, TEMPORAL_ADDRESS=dev_server.address, TEMPORAL_TASK_QUEUE=task_queue)
-    capture = run_app("replay.py", "capture", "--limit", "5", "--output", str(output), env=env)
+    capture = run_app("deploy/replay.py", "capture", "--limit", "5", "--output", str(output), env=env)
     assert capture.wait() == 0, capture.output
     assert f'Wrote 2 histories (TaskQueue = "{task_queue}") to {output}.' in capture.output
     assert "Payload encryption is off" in capture.output
@@ -66,13 +66,13 @@ def test_capture_writes_what_the_temporal_cli_shows_and_check_replays_it(
         shown = temporal_cli_json(dev_server.address, "workflow", "show", "--workflow-id", workflow_id)
         assert history == shown, "the same JSON as temporal workflow show --output json"
 
-    check = run_app("replay.py", "check", str(output), env=env)
+    check = run_app("deploy/replay.py", "check", str(output), env=env)
     assert check.wait() == 0, check.output
     assert f"All 2 histories in {output} replay against this code." in check.output
 
 
 def test_check_names_every_workflow_a_changed_workflows_py_cannot_replay(tmp_path: Path) -> None:
-    from replay import HISTORIES_DIR, load_histories
+    from deploy.replay import HISTORIES_DIR, load_histories
 
     project = Project(tmp_path / "project")
     workflows = project.root / "workflows.py"
@@ -81,7 +81,7 @@ def test_check_names_every_workflow_a_changed_workflows_py_cannot_replay(tmp_pat
             FIRST_STEP, "        await self._execute(YourActivities.your_third_activity, name)\n" + FIRST_STEP
         )
     )
-    result = project.run(".venv/bin/python", "replay.py", "check", str(HISTORIES_DIR))
+    result = project.run(".venv/bin/python", "deploy/replay.py", "check", str(HISTORIES_DIR))
     assert result.returncode == 1, result.output
     recorded = load_histories(HISTORIES_DIR)
     assert f"{len(recorded)} of {len(recorded)} histories in {HISTORIES_DIR} do not replay" in result.stdout
@@ -96,10 +96,10 @@ def test_check_without_histories_or_directory_says_what_is_missing(tmp_path: Pat
     empty = tmp_path / "empty"
     empty.mkdir()
     env = base_environment(tmp_path)
-    nothing = run_app("replay.py", "check", str(empty), env=env)
+    nothing = run_app("deploy/replay.py", "check", str(empty), env=env)
     assert nothing.wait() == 1
-    assert f"No histories (*.json) in {empty}: capture some with python replay.py capture" in nothing.output
-    missing = run_app("replay.py", "check", str(tmp_path / "missing"), env=env)
+    assert f"No histories (*.json) in {empty}: capture some with python deploy/replay.py capture" in nothing.output
+    missing = run_app("deploy/replay.py", "check", str(tmp_path / "missing"), env=env)
     assert missing.wait() == 2
     assert "is not a directory of histories" in missing.output
 
@@ -129,25 +129,25 @@ def test_encrypted_histories_stay_encrypted_unless_the_user_asks_and_replay_with
     assert client.wait() == 0, client.output
 
     stored = tmp_path / "stored"
-    capture = run_app("replay.py", "capture", "--output", str(stored), env=encrypted)
+    capture = run_app("deploy/replay.py", "capture", "--output", str(stored), env=encrypted)
     assert capture.wait() == 0, capture.output
     assert "The payloads stay encrypted, as Temporal stores them" in capture.output
     payloads = all_payloads(captured(stored))
     assert payloads and {metadata(payload, "encoding") for payload in payloads} == {ENCRYPTED}
     assert b"ClientTriggeredPayload" not in b"".join(base64.b64decode(payload["data"]) for payload in payloads)
 
-    with_key = run_app("replay.py", "check", str(stored), env=encrypted)
+    with_key = run_app("deploy/replay.py", "check", str(stored), env=encrypted)
     assert with_key.wait() == 0, with_key.output
-    without_key = run_app("replay.py", "check", str(stored), env=base)
+    without_key = run_app("deploy/replay.py", "check", str(stored), env=base)
     assert without_key.wait() == 1
     assert "holds encrypted payloads: set KEYVAULT_URL and KEYVAULT_SECRET_NAME" in without_key.output
 
     decrypted = tmp_path / "decrypted"
-    capture = run_app("replay.py", "capture", "--decrypt", "--output", str(decrypted), env=encrypted)
+    capture = run_app("deploy/replay.py", "capture", "--decrypt", "--output", str(decrypted), env=encrypted)
     assert capture.wait() == 0, capture.output
     assert "WARNING: --decrypt: these files hold your workflows' inputs and results DECRYPTED" in capture.output
     payloads = all_payloads(captured(decrypted))
     assert ENCRYPTED not in {metadata(payload, "encoding") for payload in payloads}
     assert b"ClientTriggeredPayload-1" in b"".join(base64.b64decode(payload["data"]) for payload in payloads)
-    plain_check = run_app("replay.py", "check", str(decrypted), env=base)
+    plain_check = run_app("deploy/replay.py", "check", str(decrypted), env=base)
     assert plain_check.wait() == 0, plain_check.output

@@ -103,7 +103,7 @@ def test_a_dry_run_prints_exactly_the_commands_a_real_run_runs(tmp_path: Path, s
         for command in printed_commands(dry_run.stdout)
         # rendering and the replay check run in a dry run too (and reach no stub)
         if not command[0].endswith("generate-k8s-manifests.sh")
-        and command[1:] != [f"{project.root}/rollout.py", "gate"]
+        and command[1:] != [f"{project.root}/deploy/rollout.py", "gate"]
     ]
 
     real = project.run(script, *common)

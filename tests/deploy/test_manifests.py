@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import config
-import manifests
+from deploy import manifests
 
 from helpers.deploy_harness import (
     API_KEY_CANARY,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import alerts
+from deploy import alerts
 
 from helpers.processes import REPO_DIR
 from helpers.promql import RULES, dashboard, dashboard_queries, write_rules_without_annotations

@@ -129,7 +129,7 @@ def test_with_versioning_on_an_unversioned_workflow_that_does_not_replay_is_a_wa
     assert result.returncode == 0, result.output
     assert f"FAILED workflow {open_workflow}" in result.stdout
     assert "WARNING: 1 of 1 auto-upgrade (or unversioned) workflows do not replay" in result.stdout
-    assert "rollout.py set-current 0123abcd" in result.stdout
+    assert "deploy/rollout.py set-current 0123abcd" in result.stdout
 
 
 def test_an_unreachable_temporal_stops_the_check_with_what_to_set(tmp_path: Path, task_queue: str) -> None:

@@ -83,12 +83,6 @@ def test_the_build_context_is_an_allow_list_of_the_app_files() -> None:
         "!requirements.lock",
         "!*.py",
         "!start.sh",
-        "alerts.py",
-        "bench.py",
-        "deploy_config.py",
-        "manifests.py",
-        "replay.py",
-        "rollout.py",
     }
 
 

@@ -47,7 +47,7 @@ def test_a_versioned_dry_run_waits_for_the_new_versions_deployment_then_routes_t
     lines = printed(result.stdout)
     wait = f"rollout status deployment/temporal-worker-{IMAGE_TAG} --timeout 5m"
     assert f"kubectl --context {CONTEXT} --namespace {NS} {wait}" in lines
-    assert lines[-2] == f"{project.root}/.venv/bin/python {project.root}/rollout.py set-current {IMAGE_TAG}"
+    assert lines[-2] == f"{project.root}/.venv/bin/python {project.root}/deploy/rollout.py set-current {IMAGE_TAG}"
     assert "[10/10] Routing new workflows ..." in result.stdout
     assert f"Versioning:    deployment/temporal-worker-{IMAGE_TAG} runs build id {IMAGE_TAG}" in result.stdout
 
@@ -68,7 +68,7 @@ def test_patch_starts_the_new_versions_deployment_instead_of_replacing_the_image
     assert "[7/9] Starting the new version ..." in result.stdout
     assert not [line for line in lines if " set image " in line]
     assert [line for line in lines if " apply " in line][-1].endswith("/deployment.yaml")
-    assert lines[-2].endswith(f"rollout.py set-current {IMAGE_TAG}")
+    assert lines[-2].endswith(f"deploy/rollout.py set-current {IMAGE_TAG}")
 
 
 def test_a_configuration_change_restarts_and_waits_for_every_versions_deployment(project: Project) -> None:
@@ -207,7 +207,7 @@ def test_rollout_connects_with_the_api_key_from_key_vault_as_the_pods_do(
             "KEYVAULT_CA_FILE": vault.ca_file,
             "KEYVAULT_VERIFY_CHALLENGE_RESOURCE": "false",
         }
-        result = project.run(".venv/bin/python", "rollout.py", "versions", **environment)
+        result = project.run(".venv/bin/python", "deploy/rollout.py", "versions", **environment)
 
     assert result.returncode == 0, result.output
     assert "no versions" in result.stdout, result.output
@@ -221,7 +221,7 @@ def test_ctrl_c_while_set_current_waits_for_the_new_versions_workers_ends_it_at_
         {**VERSIONED, "APP_NAME": f"wait-{uuid.uuid4().hex[:8]}", "DEPLOY_TEMPORAL_ADDRESS": dev_server.address}
     )
     rollout = subprocess.Popen(
-        [str(project.root / ".venv/bin/python"), "rollout.py", "set-current", "nobody1"],
+        [str(project.root / ".venv/bin/python"), "deploy/rollout.py", "set-current", "nobody1"],
         cwd=project.root,
         env=project.environment(PYTHONUNBUFFERED="1"),
         stdout=subprocess.PIPE,

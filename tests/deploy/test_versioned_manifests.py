@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 import config
-from manifests import MAX_VERSION_DEPLOYMENT_NAME, version_deployment_name
+from deploy.manifests import MAX_VERSION_DEPLOYMENT_NAME, version_deployment_name
 
 from helpers.deploy_harness import FULL_CONFIG, IMAGE_TAG, MINIMAL_CONFIG, Project
 from helpers.manifest_checks import check_temporal_trigger, keda_schema

@@ -28,7 +28,7 @@ from temporalio.worker import Worker
 
 import config
 import worker
-from replay import replay
+from deploy.replay import replay
 
 from helpers.deploy_harness import CONTEXT, MINIMAL_CONFIG, Project
 from helpers.processes import DevServer
@@ -96,7 +96,7 @@ async def pinned_build_id(handle: WorkflowHandle) -> str:
 
 
 async def version_statuses(client: Client, deployment_name: str) -> dict[str, str]:
-    from rollout import STATUS_NAMES
+    from deploy.rollout import STATUS_NAMES
 
     response = await client.workflow_service.describe_worker_deployment(
         DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=deployment_name)
@@ -124,7 +124,7 @@ def write_config(project: Project, server: DevServer, app_name: str, task_queue:
 def make_current(project: Project, server: DevServer, app_name: str, task_queue: str, tag: str) -> None:
     """What deploy.sh's last step runs (rollout.py set-current), for the versions before the one under test."""
     write_config(project, server, app_name, task_queue, tag)
-    result = project.run(".venv/bin/python", "rollout.py", "set-current", tag)
+    result = project.run(".venv/bin/python", "deploy/rollout.py", "set-current", tag)
     assert result.returncode == 0, result.output
 
 

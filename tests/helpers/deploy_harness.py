@@ -33,14 +33,11 @@ PROJECT_FILES = (
     "patch.sh",
     "lock-requirements.sh",
     "ensure_venv.sh",
+    "deploy",
+    # The deploy side imports the app's configuration, and the pre-deploy replay check and versioned rollouts
+    # (deploy/rollout.py) the app's workflow code.
     "config.py",
-    "deploy_config.py",
-    "manifests.py",
-    "alerts.py",
     "log_format.py",
-    # The pre-deploy replay check and versioned rollouts (rollout.py) import the app's workflow code.
-    "rollout.py",
-    "replay.py",
     "bootstrap.py",
     "crypto_converter.py",
     "keyvault.py",
@@ -92,7 +89,7 @@ FULL_CONFIG = {
     "AZURE_CLIENT_ID": CLIENT_ID,
     "KEDA_ENABLED": "true",
     # No Temporal is reachable from the deploy tests but the dev server: the replay check is off unless a test
-    # points DEPLOY_TEMPORAL_ADDRESS at one (tests/deploy/test_rollout.py).
+    # points DEPLOY_TEMPORAL_ADDRESS at one (tests/deploy/test_replay_gate.py).
     "DEPLOY_REPLAY_HISTORIES": "0",
 }
 # The least a deployment needs: image pulled through --attach-acr, no identity, no KEDA.

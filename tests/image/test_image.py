@@ -47,8 +47,8 @@ DECOYS = {
     ".temporal/dev-server.db": CANARY,
     ".secrets/client.key": CANARY,
 }
-# Development and deploy tools (.dockerignore): they run on the deploy machine, not in the pod.
-NOT_COPIED = {"alerts.py", "bench.py", "deploy_config.py", "manifests.py", "replay.py", "rollout.py"}
+# The deploy side (deploy/): it runs on the operator's machine, not in the pod.
+DEPLOY_SIDE = {path.name for path in (REPO / "deploy").glob("*.py")}
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 # The directory pip installs into in python:3.11-slim (and in the stand-in).
 SITE_PACKAGES = "usr/local/lib/python3.11/site-packages"
@@ -219,13 +219,13 @@ def test_the_app_directory_holds_only_what_the_allow_list_names(image: BuiltImag
     assert image.root
     app = image.root / image.config["WorkingDir"].lstrip("/")
     present = {path.name for path in app.iterdir()}
-    app_modules = {path.name for path in REPO.glob("*.py")} - NOT_COPIED
+    app_modules = {path.name for path in REPO.glob("*.py")}
     assert present == app_modules | {"start.sh", "requirements.lock"}
     assert {"worker.py", "health.py", "log_format.py", "config.py", "bootstrap.py"} <= present
-    assert not NOT_COPIED & present
+    assert not DEPLOY_SIDE & present, "no module of the deploy side is in the image"
     for path in app.iterdir():
         assert CANARY not in path.read_text(errors="replace"), f"{path.name} holds a decoy's content"
-    for planted in ("config.env", ".venv", ".secrets", ".temporal", "tests", "docs", "Dockerfile"):
+    for planted in ("config.env", ".venv", ".secrets", ".temporal", "tests", "docs", "deploy", "scripts", "Dockerfile"):
         assert not (image.root / planted).exists() and not (app / planted).exists()
 
 

@@ -3,7 +3,7 @@
 A change to workflows.py that makes a running workflow take another step than its history recorded fails
 that workflow's next task in production (a non-determinism error). This test fails first, naming the
 workflow and the SDK's message. Record more histories from any Temporal with
-`python replay.py capture --limit 20` (see README, "Change a workflow").
+`python deploy/replay.py capture --limit 20` (see README, "Change a workflow").
 
 The other tests here prove that the check bites: an extra activity before the first one does not replay,
 and the same change guarded with `workflow.patched` does.
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 
-import replay as replay_module
-from replay import HISTORIES_DIR, load_histories, replay
+from deploy import replay as replay_module
+from deploy.replay import HISTORIES_DIR, load_histories, replay
 
 from helpers.changed_workflows import YourWorkflowWithAnAuditStepFirst, YourWorkflowWithAPatchedAuditStep
 

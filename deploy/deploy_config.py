@@ -16,12 +16,13 @@ APP_IMAGE, and APP_IMAGE from ACR_NAME, APP_NAME and IMAGE_TAG.
 
 The shell interface (`source_config.sh`, and through it every script) is this module's command line:
 
-    python deploy_config.py values [TASK]     every non-secret variable as NUL-separated NAME=VALUE pairs,
+    python deploy/deploy_config.py values [TASK]     every non-secret variable as NUL-separated NAME=VALUE pairs,
                                               after checking for TASK; problems on stderr and exit 2
-    python deploy_config.py check TASK        "Configuration OK for TASK", or the problems and exit 2
-    python deploy_config.py show              every variable and its value, secrets hidden
-    python deploy_config.py list-variables    every variable's name, one per line
-    python deploy_config.py payload-storage-account   the storage account of PAYLOAD_STORAGE_ACCOUNT_URL, or nothing
+    python deploy/deploy_config.py check TASK        "Configuration OK for TASK", or the problems and exit 2
+    python deploy/deploy_config.py show              every variable and its value, secrets hidden
+    python deploy/deploy_config.py list-variables    every variable's name, one per line
+    python deploy/deploy_config.py payload-storage-account
+                                              the storage account of PAYLOAD_STORAGE_ACCOUNT_URL, or nothing
 
 Secrets are never printed: the shell gets no secret at all, and the manifests read them here.
 """
@@ -41,10 +42,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+if __name__ == "__main__" and not __package__:
+    # Run as a file (python deploy/deploy_config.py): import from the repository's root, as python -m would.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import config
 from config import CATALOG, VARIABLES, ConfigError, Parser, Scope, Settings
+from deploy import REPO_DIR
 
-REPO_DIR = Path(__file__).resolve().parent
 TASKS = ("local", "render", "config", "deploy")
 BUILDX_PLATFORMS = "linux/amd64,linux/arm64"
 ACR_BUILD_PLATFORM = "linux/amd64"

@@ -1,14 +1,14 @@
 """What deploy.sh and patch.sh ask Temporal from this machine: the pre-deploy replay check, and versioned rollouts.
 
-    python rollout.py gate                             replay the most recent open workflows on the task queue
+    python deploy/rollout.py gate                             replay the most recent open workflows on the task queue
                                                        against this checkout (before a build; a dry run too)
-    python rollout.py set-current BUILD_ID [--ramp P]  route new workflows to that version (or P% of them)
-    python rollout.py set-current --unversioned        route them to unversioned workers again
-    python rollout.py versions                         the Worker Deployment's versions and their drainage
-    python rollout.py drained                          the same table (on stderr), and on stdout one line
+    python deploy/rollout.py set-current BUILD_ID [--ramp P]  route new workflows to that version (or P% of them)
+    python deploy/rollout.py set-current --unversioned        route them to unversioned workers again
+    python deploy/rollout.py versions                         the Worker Deployment's versions and their drainage
+    python deploy/rollout.py drained                          the same table (on stderr), and on stdout one line
                                                        "BUILD_ID KUBERNETES_DEPLOYMENT" per version that is
                                                        drained and neither current nor ramping
-    python rollout.py forget BUILD_ID                  remove a drained version from Temporal's list, once
+    python deploy/rollout.py forget BUILD_ID                  remove a drained version from Temporal's list, once
                                                        its workers are gone
 
 The connection is the pods' (TEMPORAL_NAMESPACE, TLS, API key, encryption keys) with DEPLOY_TEMPORAL_ADDRESS,
@@ -39,6 +39,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from temporalio.api.deployment.v1 import WorkerDeploymentVersion
 from temporalio.api.enums.v1 import RoutingConfigUpdateState, VersioningBehavior, WorkerDeploymentVersionStatus
@@ -52,6 +53,10 @@ from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.converter import DataConverter
 from temporalio.service import RPCError, RPCStatusCode
 
+if __name__ == "__main__" and not __package__:
+    # Run as a file (python deploy/rollout.py): import from the repository's root, as python -m would.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from bootstrap import (
     StartupError,
     Stop,
@@ -61,9 +66,9 @@ from bootstrap import (
     temporal_client,
 )
 from config import ConfigError, Settings, exit_with_config_error
-from deploy_config import DeploySettings, load_deploy_settings
-from manifests import version_deployment_name
-from replay import replay, task_queue_query
+from deploy.deploy_config import DeploySettings, load_deploy_settings
+from deploy.manifests import version_deployment_name
+from deploy.replay import replay, task_queue_query
 
 # How long set-current waits for a new version's workers to reach Temporal, and for the new routing to spread.
 POLLERS_TIMEOUT_SECONDS = 120.0

@@ -31,9 +31,9 @@ management-policy create --policy @payload-storage-lifecycle.json`, which deploy
 payload blobs that many days after they were written. Blobs outlive the histories that reference them, and
 the storage account cannot know the namespace's retention: the days are the user's to choose.
 
-Command line: `python manifests.py [--output-dir DIR]` renders into DIR (default: next to this file);
-`python manifests.py --list [configuration|secrets]` prints the file names in the order to apply them (all,
-only the configuration: Secrets and ConfigMap, or only the Secrets); `python manifests.py --deployment-name`
+Command line: `python deploy/manifests.py [--output-dir DIR]` renders into DIR (default: next to this file);
+`python deploy/manifests.py --list [configuration|secrets]` prints the file names in the order to apply them (all,
+only the configuration: Secrets and ConfigMap, or only the Secrets); `python deploy/manifests.py --deployment-name`
 prints the name of the Deployment the configuration renders.
 """
 
@@ -53,9 +53,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from alerts import RULE_GROUPS
+if __name__ == "__main__" and not __package__:
+    # Run as a file (python deploy/manifests.py): import from the repository's root, as python -m would.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from config import ConfigError, exit_with_config_error
-from deploy_config import METADATA_ADDRESS, NEVER_ALLOWED, WIRESERVER_ADDRESS, DeploySettings, load_deploy_settings
+from deploy.alerts import RULE_GROUPS
+from deploy.deploy_config import (
+    METADATA_ADDRESS,
+    NEVER_ALLOWED,
+    WIRESERVER_ADDRESS,
+    DeploySettings,
+    load_deploy_settings,
+)
+from deploy.yaml_text import to_yaml
 
 # Every file, in the order to apply them: identity and configuration before the Deployment that uses them,
 # the Deployment before what targets it. The namespace is applied by its own step.
@@ -113,79 +124,9 @@ SCRAPE_INTERVAL = "30s"
 BUILD_ID_LABEL = "temporal.io/build-id"
 MAX_VERSION_DEPLOYMENT_NAME = 47
 # Words YAML 1.1 (PyYAML) reads as booleans or null: a key like these is quoted.
-_YAML_WORDS = frozenset("y n yes no on off true false null ~".split())
-_PLAIN_KEY = re.compile(r"[A-Za-z_.][A-Za-z0-9_./-]*")
 
 Document = dict[str, Any]
-USAGE = "usage: python manifests.py --output-dir DIR | --list [configuration|secrets] | --deployment-name"
-
-
-# ---------------------------------------------------------------- YAML
-
-
-def to_yaml(document: Any) -> str:
-    """A document as block-style YAML; see yaml_string for how every string is written."""
-    return "".join(line + "\n" for line in _block(document, 0))
-
-
-def yaml_string(value: str) -> str:
-    """A double-quoted YAML scalar: printable ASCII as is, everything else escaped.
-
-    Escaping every non-ASCII character (with \\U for those outside the BMP, never surrogate pairs,
-    which Go's YAML parser rejects) keeps line-break look-alikes such as U+2028 and U+0085 from
-    being folded by a parser.
-    """
-    parts = []
-    for character in value:
-        code = ord(character)
-        if character in '"\\':
-            parts.append("\\" + character)
-        elif 0x20 <= code < 0x7F:
-            parts.append(character)
-        elif code <= 0xFFFF:
-            parts.append(f"\\u{code:04x}")
-        else:
-            parts.append(f"\\U{code:08x}")
-    return '"' + "".join(parts) + '"'
-
-
-def _block(value: Mapping | list, indent: int) -> list[str]:
-    pad = " " * indent
-    lines = []
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if isinstance(item, Mapping | list) and item:
-                lines.append(f"{pad}{_key(key)}:")
-                lines.extend(_block(item, indent + 2))
-            else:
-                lines.append(f"{pad}{_key(key)}: {_scalar(item)}")
-    else:
-        for item in value:
-            if isinstance(item, Mapping | list) and item:
-                first, *rest = _block(item, indent + 2)
-                lines.append(f"{pad}- {first.lstrip()}")
-                lines.extend(rest)
-            else:
-                lines.append(f"{pad}- {_scalar(item)}")
-    return lines
-
-
-def _key(key: str) -> str:
-    return key if _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS else yaml_string(key)
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return yaml_string(value)
-    if isinstance(value, Mapping):
-        return "{}"
-    if isinstance(value, list):
-        return "[]"
-    raise TypeError(f"no YAML for {type(value).__name__}")
+USAGE = "usage: python deploy/manifests.py --output-dir DIR | --list [configuration|secrets] | --deployment-name"
 
 
 # ---------------------------------------------------------------- manifests

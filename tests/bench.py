@@ -1,7 +1,7 @@
-"""What encryption, payload storage and operation cost, measured: `./.venv-test/bin/python bench.py` prints a table.
+"""What encryption, payload storage and operation cost, measured: `./.venv-test/bin/python tests/bench.py`.
 
-    python bench.py            the full run (about 14 minutes on 2 cores)
-    python bench.py --quick    tiny sizes and counts: proves the benchmark still runs, measures nothing
+    python tests/bench.py            the full run (about 14 minutes on 2 cores)
+    python tests/bench.py --quick    tiny sizes and counts: proves the benchmark still runs, measures nothing
 
 It measures, on this machine, with real parts (run it through the test environment, which has the
 `temporal` dev server and the test Key Vault):
@@ -56,8 +56,10 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
-REPO_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(REPO_DIR / "tests"))
+REPO_DIR = Path(__file__).resolve().parents[1]
+# Run as a file, this lives next to the tests' helpers (tests/ is first on sys.path); the app's modules are at
+# the repository's root, which pytest.ini puts on the tests' path the same way.
+sys.path.insert(1, str(REPO_DIR))
 
 from activities import YourActivities  # noqa: E402
 from config import PayloadStorageSettings, load_settings  # noqa: E402

@@ -28,7 +28,7 @@ The same rules reach a cluster three ways: this file in any Prometheus's `rule_f
 that manifests.py renders for prometheus-operator (METRICS_SCRAPE=prometheus-operator); or, for Azure
 Monitor managed Prometheus, an Azure "Prometheus rule group" converted from this file (docs/deploy.md).
 
-Command line: `python alerts.py --write` rewrites the file from RULE_GROUPS; `--check` exits 1 if it
+Command line: `python deploy/alerts.py --write` rewrites the file from RULE_GROUPS; `--check` exits 1 if it
 is out of date.
 """
 
@@ -38,11 +38,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RULES_FILE = Path(__file__).resolve().parent / "monitoring" / "temporal-worker-alerts.yaml"
+if __name__ == "__main__" and not __package__:
+    # Run as a file (python deploy/alerts.py): import from the repository's root, as python -m would.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from deploy import REPO_DIR
+from deploy.yaml_text import to_yaml
+
+RULES_FILE = REPO_DIR / "monitoring" / "temporal-worker-alerts.yaml"
 RUNBOOK = "https://docs.temporal.io/troubleshooting/worker-capacity"
 FILE_HEADER = (
-    "# Prometheus alert rules for the temporal-aks worker: written by `python alerts.py --write` from\n"
-    "# alerts.py (edit RULE_GROUPS there). Check with: promtool check rules temporal-worker-alerts.yaml\n"
+    "# Prometheus alert rules for the temporal-aks worker: written by `python deploy/alerts.py --write` from\n"
+    "# deploy/alerts.py (edit RULE_GROUPS there). Check with: promtool check rules temporal-worker-alerts.yaml\n"
 )
 
 Rule = dict[str, Any]
@@ -132,9 +139,7 @@ RULE_GROUPS: list[dict[str, Any]] = [
 
 
 def rules_file_text() -> str:
-    """The rules file: RULE_GROUPS through manifests.py's YAML writer."""
-    from manifests import to_yaml  # imported here: manifests.py imports this module
-
+    """The rules file: RULE_GROUPS through the deploy side's one YAML writer."""
     return FILE_HEADER + to_yaml({"groups": RULE_GROUPS})
 
 
@@ -145,11 +150,11 @@ def _main(arguments: list[str]) -> int:
         return 0
     if arguments == ["--check"]:
         if RULES_FILE.read_text() != rules_file_text():
-            print(f"{RULES_FILE} is out of date: run python alerts.py --write", file=sys.stderr)
+            print(f"{RULES_FILE} is out of date: run python deploy/alerts.py --write", file=sys.stderr)
             return 1
         print(f"{RULES_FILE} is up to date")
         return 0
-    print("usage: python alerts.py --write | --check", file=sys.stderr)
+    print("usage: python deploy/alerts.py --write | --check", file=sys.stderr)
     return 2
 
 

@@ -5,13 +5,13 @@ history. Code that now does something else at an earlier step (an extra activity
 fails that workflow's next task with a non-determinism error. Replaying real histories against the
 new code finds this before a deploy does.
 
-    python replay.py capture [--limit N] [--query QUERY] [--output DIR] [--decrypt]
+    python deploy/replay.py capture [--limit N] [--query QUERY] [--output DIR] [--decrypt]
         Write the histories of the N most recent workflows on TEMPORAL_TASK_QUEUE (or matching a
         visibility QUERY) from the Temporal that config.env points at, one JSON file per run, in
         the format `temporal workflow show --output json` prints. Payloads are written as Temporal
         stores them: encrypted when encryption is on. --decrypt writes them decrypted, with the
         worker's own data converter (the key from Key Vault), and says so.
-    python replay.py check [DIR]
+    python deploy/replay.py check [DIR]
         Replay every history in DIR (default tests/histories) against this checkout's workflows
         (worker.WORKFLOWS). Exit 0 when all replay; 1 naming each workflow that does not and the
         SDK's message. Encrypted histories need the Key Vault configuration that wrote them.
@@ -51,11 +51,16 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+if __name__ == "__main__" and not __package__:
+    # Run as a file (python deploy/replay.py): import from the repository's root, as python -m would.
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 from bootstrap import StartupError, Stop, exit_process, run_program, started_key_provider, temporal_client
 from config import Settings
 from crypto_converter import ENCODING, Plaintext, encrypted_data_converter
+from deploy import REPO_DIR
 
-HISTORIES_DIR = Path(__file__).resolve().parent / "tests" / "histories"
+HISTORIES_DIR = REPO_DIR / "tests" / "histories"
 DEFAULT_LIMIT = 20
 _UNSAFE_FILE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
 # The SDK reports a failed replay as the core's Debug text: `Failure { failure: Some(Failure { message: "...", ...`.
@@ -278,7 +283,10 @@ async def replay_converter(settings: Settings, stop: Stop, histories: Sequence[W
 async def check(settings: Settings, stop: Stop, directory: Path) -> int:
     histories = load_histories(directory)
     if not histories:
-        print(f"No histories (*.json) in {directory}: capture some with python replay.py capture --output {directory}")
+        print(
+            f"No histories (*.json) in {directory}: capture some with python deploy/replay.py capture "
+            f"--output {directory}"
+        )
         return 1
     data_converter, keys = await replay_converter(settings, stop, histories)
     try:
