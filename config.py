@@ -1,17 +1,19 @@
 """Configuration: the catalog of every variable, and the only module that reads the environment and `config.env`.
 
 Public API:
-    VARIABLES                      # the catalog: every variable, app and deploy side, declared once
+    VARIABLES                      # the app's part of the catalog: every variable the pod, start.sh or the tests read
     load_settings() -> Settings    # the app's validated, immutable settings, or ConfigError listing every problem
     load_settings_or_exit()        # the same for a command-line entry point: problems printed, exit status 2
-    read_variables() -> dict       # every variable's text after precedence (deploy_config.py builds on it)
-    Parser                         # turns that text into typed values, collecting problems
+    read_variables() -> dict       # every variable's text after precedence (the deploy side builds on it)
+    Parser                         # turns that text into typed values by a catalog's kinds, collecting problems
 
-Each variable is declared once in `VARIABLES`: its name, its default, how its text is checked and
+Each variable is declared once, in one catalog: its name, its default, how its text is checked and
 converted, whether it is a secret, and where it goes (`Scope`): into the pod (the ConfigMap, or the
 app Secret when it is secret), only on this machine, only in tests, or only to the deploy scripts.
-Everything else follows from the declaration: `source_config.sh --show` hides secrets, the manifests
-put each variable where its scope says, and a new variable is one more line in the catalog.
+This module, which the image runs, declares the app's variables; deploy/deploy_config.py, which only runs
+on the operator's machine, extends the catalog with the deploy variables (registry, cluster, resources,
+rollouts) and their own kinds. Everything else follows from the declaration: `source_config.sh --show`
+hides secrets, the manifests put each variable where its scope says, and a new variable is one more line.
 
 Precedence is the same for every program and script: the process environment wins over `config.env`,
 which wins over the defaults. An empty value counts as unset. `config.env` is read as KEY=VALUE data by
@@ -63,6 +65,10 @@ MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS = 86400.0
 MAX_PAYLOAD_STORAGE_THRESHOLD_BYTES = 2 * 1024 * 1024
 # The largest payload the storage driver accepts by default: the SDK's own drivers' 50 MiB (S3, GCS).
 DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES = 50 * 1024 * 1024
+# Payloads this large or larger are stored in the container by default: far below Temporal's 2 MiB limit, far
+# above what most workflows carry.
+DEFAULT_PAYLOAD_STORAGE_THRESHOLD_BYTES = 256 * 1024
+DEFAULT_PAYLOAD_STORAGE_CONTAINER = "temporal-payloads"
 # A protobuf message (a Payload) cannot exceed 2 GiB; a single payload of 1 GiB is already beyond any pod.
 MAX_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
 # The problem with a value the environment gave as bytes that are not UTF-8 (the value is never shown).
@@ -75,9 +81,6 @@ _FALSE_WORDS = frozenset({"false", "0"})
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
 WORKER_TUNERS = ("fixed", "resource-based")
-# How Prometheus finds the worker's metrics: manifests.py renders pod annotations or a PodMonitor (Azure Monitor
-# managed Prometheus reads azmonitoring.coreos.com; prometheus-operator reads monitoring.coreos.com).
-METRICS_SCRAPES = ("none", "annotations", "podmonitor", "prometheus-operator")
 
 
 class ConfigError(Exception):
@@ -142,6 +145,13 @@ def port(lowest: int = 1) -> Callable[[str], int]:
         return int(raw)
 
     return parse
+
+
+def is_local_address(address: str) -> bool:
+    """Whether a host:port names this machine (localhost, 127.x.x.x, [::1]): where ./start.sh runs the dev server,
+    and, in a pod, the pod itself."""
+    host = address.rpartition(":")[0]
+    return host in ("localhost", "[::1]", "::1") or host.startswith("127.")
 
 
 def address(raw: str) -> str:
@@ -302,70 +312,6 @@ def ip_address(raw: str) -> str:
         ) from None
 
 
-def cidrs(raw: str) -> tuple[str, ...]:
-    """Comma-separated address ranges (CIDR), each written exactly as a network: 10.1.0.0/16, 10.1.2.3/32."""
-    found = []
-    for part in (part.strip() for part in raw.split(",")):
-        if not part:
-            continue
-        try:
-            found.append(str(ipaddress.ip_network(part, strict=True)))
-        except ValueError:
-            hint = ""
-            try:
-                hint = f" (did you mean {ipaddress.ip_network(part, strict=False)}?)"
-            except ValueError:
-                pass
-            raise ValueError(
-                f"{part!r} is not an address range{hint}; give comma-separated CIDRs such as 10.1.0.0/16,10.2.3.4/32"
-            ) from None
-    return tuple(found)
-
-
-def without_control_characters(raw: str) -> str:
-    if has_control_characters(raw):
-        raise ValueError("must not contain control characters")
-    return raw
-
-
-def acr_username(raw: str) -> str:
-    if ":" in raw or has_control_characters(raw):
-        raise ValueError("must not contain ':' or control characters")
-    return raw
-
-
-def cpu_quantity(raw: str) -> str:
-    if not re.fullmatch(r"[0-9]+m|[0-9]+(\.[0-9]{1,3})?", raw):
-        raise ValueError("must be a CPU quantity such as 200m (millicores) or 0.5 (cores)")
-    return raw
-
-
-def memory_quantity(raw: str) -> str:
-    if re.fullmatch(r"[0-9]+(\.[0-9]+)?m", raw):
-        raise ValueError(f"'m' means thousandths of a byte; did you mean {raw[:-1]}Mi (mebibytes)?")
-    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?", raw):
-        raise ValueError("must be a memory quantity such as 256Mi or 1Gi")
-    return raw
-
-
-GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-KUBERNETES_NAME = matching(
-    r"(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?",
-    "must be a Kubernetes name (RFC 1123 label): lowercase letters, digits and '-', starting and ending "
-    "with a letter or digit, at most 63 characters",
-)
-IMAGE_TAG = matching(
-    r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?",
-    "must be letters, digits, '.', '_' or '-', starting and ending with a letter or digit, at most 63 characters",
-)
-DIGEST = r"sha256:[0-9a-f]{64}"
-IMAGE = matching(
-    r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)+"
-    rf"(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}(@{DIGEST})?|@{DIGEST})",
-    "must be REGISTRY/REPOSITORY:TAG in lowercase, for example myacr.azurecr.io/temporal-worker:1a2b3c4d, "
-    "optionally pinned by digest (REGISTRY/REPOSITORY:TAG@sha256:<64 hex digits>, or without the tag)",
-)
-PLATFORM = r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?"
 KEYVAULT_NAME = matching(
     r"[0-9A-Za-z-]{1,127}",
     "must be a Key Vault secret or certificate name: 1 to 127 letters, digits and '-'",
@@ -379,12 +325,15 @@ BUILD_ID = matching(
     "must be at most 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit "
     "(a Kubernetes label value, as the temporal-worker-controller requires)",
 )
-DEPLOYMENT_NAME = matching(
-    r"[A-Za-z0-9]([A-Za-z0-9_/-]{0,61}[A-Za-z0-9])?",
-    "must be at most 63 letters, digits, '-', '_' or '/', starting and ending with a letter or digit "
-    "(Temporal refuses '.' and ':' in it)",
+# The longest Worker Deployment name the temporal-worker-controller accepts (a Kubernetes label value's limit).
+MAX_WORKER_DEPLOYMENT_NAME = 63
+WORKER_DEPLOYMENT_NAME = matching(
+    rf"[A-Za-z0-9]([A-Za-z0-9_/-]{{0,{MAX_WORKER_DEPLOYMENT_NAME - 2}}}[A-Za-z0-9])?",
+    f"must be at most {MAX_WORKER_DEPLOYMENT_NAME} letters, digits, '-', '_' or '/', starting and ending with a "
+    "letter or digit (Temporal refuses '.' and ':' in it)",
 )
 VERSIONING_BEHAVIORS = ("pinned", "auto-upgrade")
+DEFAULT_VERSIONING_BEHAVIOR = "pinned"
 
 
 # ---------------------------------------------------------------- the catalog
@@ -400,7 +349,8 @@ class Scope(enum.Enum):
     TEST = "test"
     """A test-only override of the app's behaviour: never deployed, and a warning when set for a deployment."""
     DEPLOY = "deploy"
-    """Read by the deploy scripts (build, registry, cluster); never reaches the app."""
+    """Read by the deploy scripts (build, registry, cluster); never reaches the app. Declared by the deploy side
+    (deploy/deploy_config.py), not here."""
 
 
 @dataclass(frozen=True)
@@ -473,8 +423,12 @@ VARIABLES: tuple[Variable, ...] = (
     # Large payloads in Azure Blob Storage (Temporal external payload storage)
     Variable("PAYLOAD_STORAGE_ACCOUNT_URL", storage_account_url),
     Variable("PAYLOAD_STORAGE_CONNECTION_STRING", storage_connection_string, secret=True),
-    Variable("PAYLOAD_STORAGE_CONTAINER", container_name, "temporal-payloads"),
-    Variable("PAYLOAD_STORAGE_THRESHOLD_BYTES", byte_count(0, MAX_PAYLOAD_STORAGE_THRESHOLD_BYTES), str(256 * 1024)),
+    Variable("PAYLOAD_STORAGE_CONTAINER", container_name, DEFAULT_PAYLOAD_STORAGE_CONTAINER),
+    Variable(
+        "PAYLOAD_STORAGE_THRESHOLD_BYTES",
+        byte_count(0, MAX_PAYLOAD_STORAGE_THRESHOLD_BYTES),
+        str(DEFAULT_PAYLOAD_STORAGE_THRESHOLD_BYTES),
+    ),
     Variable(
         "PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES",
         byte_count(1, MAX_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES),
@@ -491,87 +445,20 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("CODEC_SERVER_TLS_CERT_FILE", readable_file, scope=Scope.LOCAL),
     Variable("CODEC_SERVER_TLS_KEY_FILE", readable_file, scope=Scope.LOCAL),
     # Worker Deployment Versioning: on when both names are set (each versioned Deployment sets them in the cluster)
-    Variable("TEMPORAL_DEPLOYMENT_NAME", DEPLOYMENT_NAME),
+    Variable("TEMPORAL_DEPLOYMENT_NAME", WORKER_DEPLOYMENT_NAME),
     Variable("TEMPORAL_WORKER_BUILD_ID", BUILD_ID),
     Variable(
         "WORKER_VERSIONING_BEHAVIOR",
         one_of(*VERSIONING_BEHAVIORS, message="must be pinned or auto-upgrade"),
-        "pinned",
+        DEFAULT_VERSIONING_BEHAVIOR,
     ),
     # --- Your own variables: declare them here, e.g. Variable("DATABASE_PASSWORD", secret=True),
     # --- and read them in load_settings(). A secret reaches the pod from the app Secret.
-    # Deployment to AKS (deploy.sh, patch.sh, generate-k8s-manifests.sh; checked by deploy_config.py)
-    Variable(
-        "AZURE_SUBSCRIPTION_ID",
-        matching(GUID, "must be a subscription ID (a GUID); az account list --output table shows yours"),
-        scope=Scope.DEPLOY,
-    ),
-    Variable("RESOURCE_GROUP", scope=Scope.DEPLOY),
-    Variable(
-        "ACR_NAME",
-        matching(r"[A-Za-z0-9]{5,50}", "must be the registry name: 5 to 50 letters and digits (not its address)"),
-        scope=Scope.DEPLOY,
-    ),
-    Variable("ACR_USERNAME", acr_username, scope=Scope.DEPLOY),
-    Variable("ACR_PASSWORD", secret=True, scope=Scope.DEPLOY),
-    Variable("ACR_EMAIL", scope=Scope.DEPLOY),
-    Variable("AKS_CLUSTER_NAME", scope=Scope.DEPLOY),
-    Variable("KUBE_CONTEXT", without_control_characters, scope=Scope.DEPLOY),
-    Variable("KUBERNETES_NAMESPACE", KUBERNETES_NAME, "temporal-workers", scope=Scope.DEPLOY),
-    Variable("APP_NAME", KUBERNETES_NAME, "temporal-worker", scope=Scope.DEPLOY),
-    Variable("IMAGE_TAG", IMAGE_TAG, scope=Scope.DEPLOY),
-    Variable("APP_IMAGE", IMAGE, scope=Scope.DEPLOY),
-    Variable("REPLICAS", whole_number(1), "2", scope=Scope.DEPLOY),
-    Variable("CPU_REQUEST", cpu_quantity, "200m", scope=Scope.DEPLOY),
-    Variable("MEMORY_REQUEST", memory_quantity, "256Mi", scope=Scope.DEPLOY),
-    Variable("CPU_LIMIT", cpu_quantity, "500m", scope=Scope.DEPLOY),
-    Variable("MEMORY_LIMIT", memory_quantity, "512Mi", scope=Scope.DEPLOY),
-    Variable(
-        "AZURE_CLIENT_ID",
-        matching(GUID, "must be the managed identity's client ID, a GUID such as 00000000-0000-0000-0000-000000000000"),
-        scope=Scope.DEPLOY,
-    ),
-    Variable("USE_NODE_IDENTITY", boolean, "false", scope=Scope.DEPLOY),
-    Variable("NETWORK_POLICY", boolean, "true", scope=Scope.DEPLOY),
-    Variable("NETWORK_POLICY_EGRESS_CIDRS", cidrs, scope=Scope.DEPLOY),
-    Variable(
-        "BUILD_MODE",
-        one_of("buildx", "acr", message="must be buildx (docker buildx here) or acr (az acr build in Azure)"),
-        "buildx",
-        scope=Scope.DEPLOY,
-    ),
-    Variable(
-        "BUILD_PLATFORMS",
-        matching(f"{PLATFORM}(,{PLATFORM})*", "must be comma-separated platforms such as linux/amd64,linux/arm64"),
-        scope=Scope.DEPLOY,
-    ),
-    Variable(
-        "METRICS_SCRAPE",
-        one_of(*METRICS_SCRAPES, message="must be none, annotations, podmonitor or prometheus-operator"),
-        "annotations",
-        scope=Scope.DEPLOY,
-    ),
-    Variable("KEDA_ENABLED", boolean, "false", scope=Scope.DEPLOY),
-    Variable("KEDA_MIN_REPLICAS", whole_number(0), "1", scope=Scope.DEPLOY),
-    Variable("KEDA_MAX_REPLICAS", whole_number(1), "10", scope=Scope.DEPLOY),
-    Variable("KEDA_TARGET_QUEUE_SIZE", whole_number(1), "5", scope=Scope.DEPLOY),
-    Variable(
-        "ROLLOUT_TIMEOUT",
-        matching(r"([0-9]+(s|m|h))+", "must be a duration with a unit, such as 300s, 5m or 1h"),
-        "5m",
-        scope=Scope.DEPLOY,
-    ),
-    # Versioned rollouts and the pre-deploy replay check (rollout.py, called by deploy.sh and patch.sh)
-    Variable("WORKER_VERSIONING", boolean, "false", scope=Scope.DEPLOY),
-    Variable("DEPLOY_REPLAY_HISTORIES", whole_number(0), "20", scope=Scope.DEPLOY),
-    Variable("DEPLOY_TEMPORAL_ADDRESS", address, scope=Scope.DEPLOY),
-    # Large payloads in Azure Blob Storage: the lifecycle rule deploy.sh suggests
-    Variable("PAYLOAD_STORAGE_RETENTION_DAYS", whole_number(1), scope=Scope.DEPLOY),
 )
-CATALOG: dict[str, Variable] = {variable.name: variable for variable in VARIABLES}
-APP_SCOPES = frozenset({Scope.POD, Scope.LOCAL, Scope.TEST})
+Catalog = Mapping[str, Variable]
+CATALOG: Catalog = {variable.name: variable for variable in VARIABLES}
 # The app's variables and their defaults ("" = unset by default), in catalog order.
-DEFAULTS: dict[str, str] = {variable.name: variable.default for variable in VARIABLES if variable.scope in APP_SCOPES}
+DEFAULTS: dict[str, str] = {variable.name: variable.default for variable in VARIABLES}
 SECRET_VARIABLES = frozenset(variable.name for variable in VARIABLES if variable.secret)
 
 
@@ -700,8 +587,8 @@ class PayloadStorageSettings:
     """The account's blob endpoint; the process signs in with its Azure identity (DefaultAzureCredential)."""
     connection_string: str | None = field(default=None, repr=False)
     """Instead of the URL: an endpoint with a key or SAS, for Azurite and local use."""
-    container: str = "temporal-payloads"
-    threshold_bytes: int = 256 * 1024
+    container: str = DEFAULT_PAYLOAD_STORAGE_CONTAINER
+    threshold_bytes: int = DEFAULT_PAYLOAD_STORAGE_THRESHOLD_BYTES
     """Payloads this large or larger (after encryption) are stored in the container, smaller ones inline."""
     max_payload_bytes: int = DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES
     """The largest payload stored or fetched; a larger one fails its task (or codec server request)."""
@@ -752,11 +639,11 @@ class WorkerTuning:
 class VersioningSettings:
     """Worker Deployment Versioning: the worker registers as one version of a Worker Deployment."""
 
-    deployment_name: str
-    """TEMPORAL_DEPLOYMENT_NAME: the Worker Deployment, the same for every version of this worker."""
+    worker_deployment_name: str
+    """TEMPORAL_DEPLOYMENT_NAME: the Temporal Worker Deployment, the same for every version of this worker."""
     build_id: str
     """TEMPORAL_WORKER_BUILD_ID: this version (in the cluster: the image tag)."""
-    default_behavior: str = "pinned"
+    default_behavior: str = DEFAULT_VERSIONING_BEHAVIOR
     """What a workflow that does not choose gets: pinned (stays on this version) or auto-upgrade."""
 
 
@@ -804,12 +691,14 @@ def config_env_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def read_variables(
-    environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None
+    environ: Mapping[str, str] | None = None,
+    env_file: str | os.PathLike[str] | None = None,
+    catalog: Catalog = CATALOG,
 ) -> dict[str, str]:
     """Every catalog variable's text: the environment wins over config.env over the default; empty = unset."""
     environ = os.environ if environ is None else environ
     from_file = read_env_file(Path(env_file) if env_file else config_env_path(environ))
-    merged = {variable.name: variable.default for variable in VARIABLES}
+    merged = {variable.name: variable.default for variable in catalog.values()}
     for source in (from_file, environ):
         for variable_name in merged:
             value = source.get(variable_name)
@@ -831,16 +720,17 @@ def read_env_file(path: Path) -> dict[str, str]:
     return {key: value for key, value in values.items() if value is not None}
 
 
-def unknown_file_variables(path: Path) -> list[str]:
+def unknown_file_variables(path: Path, catalog: Catalog = CATALOG) -> list[str]:
     """Names in a config.env that no variable of the catalog has (typos), in file order."""
-    return [key for key in read_env_file(path) if key not in CATALOG]
+    return [key for key in read_env_file(path) if key not in catalog]
 
 
 class Parser:
     """Turns the variables' text into typed values with the catalog's kinds, collecting one problem line each."""
 
-    def __init__(self, variables: Mapping[str, str]) -> None:
+    def __init__(self, variables: Mapping[str, str], catalog: Catalog = CATALOG) -> None:
         self.variables = dict(variables)
+        self.catalog = catalog
         self.problems: list[str] = []
         self._checked_text: set[str] = set()
 
@@ -860,14 +750,15 @@ class Parser:
         if not raw:
             return None
         try:
-            return CATALOG[variable_name].parse(raw)
+            return self.catalog[variable_name].parse(raw)
         except ValueError as error:
             self.problem(variable_name, str(error))
             return None
 
     def problem(self, variable_name: str, message: str) -> None:
         """Record that a variable's value is wrong, showing the value unless it is a secret."""
-        self.problems.append(f"{variable_name}={shown(variable_name, self.variables[variable_name])}: {message}")
+        secret = self.catalog[variable_name].secret
+        self.problems.append(f"{variable_name}={shown(self.variables[variable_name], secret)}: {message}")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, env_file: str | os.PathLike[str] | None = None) -> Settings:
@@ -901,10 +792,10 @@ def parse_settings(parser: Parser) -> Settings:
         client_max_pending_workflows=value("CLIENT_MAX_PENDING_WORKFLOWS"),
         client_workflow_execution_timeout_seconds=value("CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS"),
         worker_shutdown_timeout_seconds=value("WORKER_SHUTDOWN_TIMEOUT_SECONDS"),
-        log_level=value("LOG_LEVEL") or "INFO",
+        log_level=value("LOG_LEVEL"),
         activity_simulated_work_seconds=value("ACTIVITY_SIMULATED_WORK_SECONDS"),
         metrics_port=value("METRICS_PORT"),
-        metrics_bind_address=value("METRICS_BIND_ADDRESS") or "127.0.0.1",
+        metrics_bind_address=value("METRICS_BIND_ADDRESS"),
         health_port=value("HEALTH_PORT"),
         health_check_interval_seconds=value("HEALTH_CHECK_INTERVAL_SECONDS"),
         tuning=WorkerTuning(
@@ -942,11 +833,9 @@ def parse_settings(parser: Parser) -> Settings:
         payload_storage=PayloadStorageSettings(
             account_url=value("PAYLOAD_STORAGE_ACCOUNT_URL"),
             connection_string=value("PAYLOAD_STORAGE_CONNECTION_STRING"),
-            container=value("PAYLOAD_STORAGE_CONTAINER") or "temporal-payloads",
-            threshold_bytes=_or(value("PAYLOAD_STORAGE_THRESHOLD_BYTES"), 256 * 1024),
-            max_payload_bytes=_or(
-                value("PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES"), DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES
-            ),
+            container=value("PAYLOAD_STORAGE_CONTAINER"),
+            threshold_bytes=value("PAYLOAD_STORAGE_THRESHOLD_BYTES"),
+            max_payload_bytes=value("PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES"),
             ca_file=value("PAYLOAD_STORAGE_CA_FILE"),
         ),
     )
@@ -956,11 +845,11 @@ def parse_settings(parser: Parser) -> Settings:
 
 def versioning_settings(parser: Parser) -> VersioningSettings | None:
     """Versioning when both names are set and valid; None otherwise (combination_problems says what is missing)."""
-    deployment_name, build_id = parser.value("TEMPORAL_DEPLOYMENT_NAME"), parser.value("TEMPORAL_WORKER_BUILD_ID")
-    behavior = parser.value("WORKER_VERSIONING_BEHAVIOR") or "pinned"
-    if not (deployment_name and build_id):
+    worker_deployment, build_id = parser.value("TEMPORAL_DEPLOYMENT_NAME"), parser.value("TEMPORAL_WORKER_BUILD_ID")
+    behavior = parser.value("WORKER_VERSIONING_BEHAVIOR")
+    if not (worker_deployment and build_id):
         return None
-    return VersioningSettings(deployment_name, build_id, behavior)
+    return VersioningSettings(worker_deployment, build_id, behavior)
 
 
 def combination_problems(parser: Parser, settings: Settings) -> list[str]:
@@ -1058,18 +947,14 @@ def payload_storage_problems(parser: Parser, storage: PayloadStorageSettings) ->
             "PAYLOAD_STORAGE_ACCOUNT_URL and PAYLOAD_STORAGE_CONNECTION_STRING are both set: use the URL (the Azure "
             "identity signs in, no key) or the connection string (Azurite, local use), not both"
         )
-    if storage.threshold_bytes > storage.max_payload_bytes:
+    threshold, maximum = storage.threshold_bytes, storage.max_payload_bytes
+    if threshold is not None and maximum is not None and threshold > maximum:
         problems.append(
             f"PAYLOAD_STORAGE_THRESHOLD_BYTES={storage.threshold_bytes} is more than "
             f"PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES={storage.max_payload_bytes}: no payload could be stored; "
             "lower the threshold or raise the maximum"
         )
     return problems
-
-
-def _or(value: Any, default: Any) -> Any:
-    """A parsed value, or the default when it is unset or wrong (the problem is recorded already); 0 stays 0."""
-    return default if value is None else value
 
 
 def switched_off(parser: Parser, variable_name: str) -> bool:
@@ -1135,9 +1020,9 @@ def has_control_characters(value: str) -> bool:
     return any(ord(character) < 32 or ord(character) == 127 for character in value)
 
 
-def shown(variable_name: str, raw: str) -> str:
-    """The value as it may appear in a message: secrets never are, long values are cut short."""
-    if variable_name in SECRET_VARIABLES:
+def shown(raw: str, secret: bool) -> str:
+    """A variable's value as it may appear in a message: secrets never are, long values are cut short."""
+    if secret:
         return HIDDEN
     return repr(raw[:80] + ("..." if len(raw) > 80 else ""))
 

@@ -24,7 +24,7 @@ Takes config.env (and the environment) to a running, ready worker on AKS:
   [7/10] Creating namespace          idempotent (kubectl apply --server-side)
   [8/10] Applying manifests          kubectl apply --server-side, in dependency order
   [9/10] Waiting for rollout         kubectl rollout status --timeout $ROLLOUT_TIMEOUT
-  [10/10] Routing new workflows      WORKER_VERSIONING=true: python rollout.py set-current makes
+  [10/10] Routing new workflows      WORKER_VERSIONING=true: deploy/rollout.py set-current makes
                                      the new version current (older versions keep their pinned
                                      workflows); with versioning off the rolling update did it
 
@@ -60,7 +60,6 @@ main() {
   announce_dry_run
 
   step_check_configuration deploy
-  check_ramp
   step "Checking tools and access" \
     "fix the problems listed above, then run ./deploy.sh again (./deploy.sh --dry-run shows every command)." \
     preflight deploy

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # generate-k8s-manifests.sh: render the worker's Kubernetes manifests from config.env.
-# Run with --help for what it writes. manifests.py does the work: it checks the configuration with
-# deploy_config.py and writes every manifest as data, so no value is ever interpolated into YAML text
-# and no secret is ever on a command line.
+# Run with --help for what it writes. deploy/plan.py does the work: it checks the configuration
+# (deploy/deploy_config.py) and writes every manifest as data (deploy/manifests.py), so no value is ever
+# interpolated into YAML text and no secret is ever on a command line.
 set -euo pipefail
 
 usage() {
@@ -50,7 +50,7 @@ main() {
   local status=0
   parse_arguments "--output-dir" "$@"
   ensure_venv "$REPO_DIR/.venv" "$REPO_DIR/requirements.txt"
-  "$REPO_DIR/.venv/bin/python" "$REPO_DIR/deploy/manifests.py" --output-dir "${OUTPUT_DIR:-$REPO_DIR}" || status=$?
+  "$REPO_DIR/.venv/bin/python" "$REPO_DIR/deploy/plan.py" render "${OUTPUT_DIR:-$REPO_DIR}" || status=$?
   [ "$status" -eq 0 ] || die "nothing was rendered; fix the configuration above" "$status"
 }
 

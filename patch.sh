@@ -27,7 +27,7 @@ Code change (default): rebuild, push and roll out a new image of the deployed wo
 
 --clean-up: with WORKER_VERSIONING=true, delete the versions nobody needs any more.
   [1/3] Checking configuration     [2/3] Checking cluster access
-  [3/3] Deleting drained versions  python rollout.py drained lists every version with its drainage;
+  [3/3] Deleting drained versions  deploy/rollout.py drained lists every version with its drainage;
                                    the Deployment (and KEDA ScaledObject) of each version that is
                                    drained and neither current nor ramping is deleted, and Temporal
                                    is asked to forget it. A version with pinned workflows still
@@ -55,7 +55,6 @@ source "$REPO_DIR/scripts/deploy-steps.sh"
 patch_image() {
   STEP_TOTAL=9
   step_check_configuration deploy
-  check_ramp
   step "Checking tools and access" "fix the problems listed above, then run ./patch.sh again." preflight deploy
   step_replay_open_workflows
   step_render_manifests
@@ -91,7 +90,7 @@ patch_configuration() {
 
 patch_clean_up() {
   STEP_TOTAL=3
-  step_check_configuration config
+  step_check_configuration config no
   step "Checking cluster access" "fix the problems listed above, then run ./patch.sh --clean-up again." preflight config
   step "Deleting drained versions" \
     "Temporal's answer above says what failed; nothing after it was deleted. If Temporal could not be reached from here, set DEPLOY_TEMPORAL_ADDRESS." \

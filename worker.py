@@ -152,12 +152,14 @@ def deployment_config(settings: Settings) -> WorkerDeploymentConfig | None:
         return None
     logger.info(
         "Worker Versioning: deployment %s, build id %s, workflows %s by default",
-        versioning.deployment_name,
+        versioning.worker_deployment_name,
         versioning.build_id,
         versioning.default_behavior,
     )
     return WorkerDeploymentConfig(
-        version=WorkerDeploymentVersion(deployment_name=versioning.deployment_name, build_id=versioning.build_id),
+        version=WorkerDeploymentVersion(
+            deployment_name=versioning.worker_deployment_name, build_id=versioning.build_id
+        ),
         use_worker_versioning=True,
         default_versioning_behavior=VERSIONING_BEHAVIORS[versioning.default_behavior],
     )

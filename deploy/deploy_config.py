@@ -1,8 +1,16 @@
-"""Deploy-side configuration: what the scripts and manifests need, validated with the catalog of `config.py`.
+"""Deploy-side configuration: the deploy variables of the catalog, their checks and the values derived from them.
 
 Public API:
+    VARIABLES, CATALOG                             # the whole catalog: config.VARIABLES, then DEPLOY_VARIABLES
+    DEPLOY_VARIABLES                               # what only the deploy scripts read (registry, cluster, rollouts)
     load_deploy_settings(task) -> DeploySettings   # or ConfigError listing every problem, app side included
     TASKS                                          # what a configuration can be checked for
+    ramp_percentage(text) -> int                   # the one parser of --ramp (deploy.sh, patch.sh, rollout.py)
+    split_image, acr_login_server, acr_image_name  # image references, parsed here only
+
+The catalog stays one: config.py, which the image runs, declares the variables the pod (and start.sh)
+reads; this module, which only runs on the operator's machine, declares the rest with the same `Variable`
+and adds their kinds (Kubernetes quantities and names, image references, address ranges).
 
 The tasks, each including the ones before it:
     local     the app's own settings (what `./start.sh` needs)
@@ -12,19 +20,8 @@ The tasks, each including the ones before it:
 
 Values nobody gave are derived here, once: KUBE_CONTEXT from AKS_CLUSTER_NAME, BUILD_PLATFORMS from
 BUILD_MODE, IMAGE_TAG from the git commit (with `-dirty-<hash>` for uncommitted changes) or from
-APP_IMAGE, and APP_IMAGE from ACR_NAME, APP_NAME and IMAGE_TAG.
-
-The shell interface (`source_config.sh`, and through it every script) is this module's command line:
-
-    python deploy/deploy_config.py values [TASK]     every non-secret variable as NUL-separated NAME=VALUE pairs,
-                                              after checking for TASK; problems on stderr and exit 2
-    python deploy/deploy_config.py check TASK        "Configuration OK for TASK", or the problems and exit 2
-    python deploy/deploy_config.py show              every variable and its value, secrets hidden
-    python deploy/deploy_config.py list-variables    every variable's name, one per line
-    python deploy/deploy_config.py payload-storage-account
-                                              the storage account of PAYLOAD_STORAGE_ACCOUNT_URL, or nothing
-
-Secrets are never printed: the shell gets no secret at all, and the manifests read them here.
+APP_IMAGE, and APP_IMAGE from ACR_NAME, APP_NAME and IMAGE_TAG. deploy/plan.py is the command line the
+scripts read all of it through. Secrets are never printed: the manifests read them here.
 """
 
 from __future__ import annotations
@@ -47,7 +44,19 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import config
-from config import CATALOG, VARIABLES, ConfigError, Parser, Scope, Settings
+from config import (
+    ConfigError,
+    Parser,
+    Scope,
+    Settings,
+    Variable,
+    address,
+    boolean,
+    has_control_characters,
+    matching,
+    one_of,
+    whole_number,
+)
 from deploy import REPO_DIR
 
 TASKS = ("local", "render", "config", "deploy")
@@ -57,8 +66,8 @@ ACR_BUILD_PLATFORM = "linux/amd64"
 METADATA_ADDRESS = "169.254.169.254/32"
 WIRESERVER_ADDRESS = "168.63.129.16/32"
 NEVER_ALLOWED = (METADATA_ADDRESS, WIRESERVER_ADDRESS)
-LOCAL_ADDRESS = re.compile(r"(localhost|127\.[0-9.]*|\[::1\]):")
-MAX_WORKER_DEPLOYMENT_NAME = 63  # TEMPORAL_DEPLOYMENT_NAME's limit (config.DEPLOYMENT_NAME)
+# A versioned Deployment's name leaves room for the ReplicaSet's and the pods' suffixes within 63 characters.
+MAX_VERSION_KUBERNETES_DEPLOYMENT_NAME = 47
 
 _QUANTITY = re.compile(r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?")
 _SUFFIX_FACTORS = {
@@ -77,6 +86,157 @@ _SUFFIX_FACTORS = {
     "Pi": Decimal(2) ** 50,
     "Ei": Decimal(2) ** 60,
 }
+
+
+# ---------------------------------------------------------------- the deploy variables' kinds
+
+
+def cidrs(raw: str) -> tuple[str, ...]:
+    """Comma-separated address ranges (CIDR), each written exactly as a network: 10.1.0.0/16, 10.1.2.3/32."""
+    found = []
+    for part in (part.strip() for part in raw.split(",")):
+        if not part:
+            continue
+        try:
+            found.append(str(ipaddress.ip_network(part, strict=True)))
+        except ValueError:
+            hint = ""
+            try:
+                hint = f" (did you mean {ipaddress.ip_network(part, strict=False)}?)"
+            except ValueError:
+                pass
+            raise ValueError(
+                f"{part!r} is not an address range{hint}; give comma-separated CIDRs such as 10.1.0.0/16,10.2.3.4/32"
+            ) from None
+    return tuple(found)
+
+
+def without_control_characters(raw: str) -> str:
+    if has_control_characters(raw):
+        raise ValueError("must not contain control characters")
+    return raw
+
+
+def acr_username(raw: str) -> str:
+    if ":" in raw or has_control_characters(raw):
+        raise ValueError("must not contain ':' or control characters")
+    return raw
+
+
+def cpu_quantity(raw: str) -> str:
+    if not re.fullmatch(r"[0-9]+m|[0-9]+(\.[0-9]{1,3})?", raw):
+        raise ValueError("must be a CPU quantity such as 200m (millicores) or 0.5 (cores)")
+    return raw
+
+
+def memory_quantity(raw: str) -> str:
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?m", raw):
+        raise ValueError(f"'m' means thousandths of a byte; did you mean {raw[:-1]}Mi (mebibytes)?")
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?", raw):
+        raise ValueError("must be a memory quantity such as 256Mi or 1Gi")
+    return raw
+
+
+GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+KUBERNETES_NAME = matching(
+    r"(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?",
+    "must be a Kubernetes name (RFC 1123 label): lowercase letters, digits and '-', starting and ending "
+    "with a letter or digit, at most 63 characters",
+)
+IMAGE_TAG = matching(
+    r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?",
+    "must be letters, digits, '.', '_' or '-', starting and ending with a letter or digit, at most 63 characters",
+)
+DIGEST = r"sha256:[0-9a-f]{64}"
+IMAGE = matching(
+    r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)+"
+    rf"(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}(@{DIGEST})?|@{DIGEST})",
+    "must be REGISTRY/REPOSITORY:TAG in lowercase, for example myacr.azurecr.io/temporal-worker:1a2b3c4d, "
+    "optionally pinned by digest (REGISTRY/REPOSITORY:TAG@sha256:<64 hex digits>, or without the tag)",
+)
+PLATFORM = r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?"
+# How Prometheus finds the worker's metrics: manifests.py renders pod annotations or a PodMonitor (Azure Monitor
+# managed Prometheus reads azmonitoring.coreos.com; prometheus-operator reads monitoring.coreos.com).
+METRICS_SCRAPES = ("none", "annotations", "podmonitor", "prometheus-operator")
+
+
+# ---------------------------------------------------------------- the deploy variables
+
+DEPLOY_VARIABLES: tuple[Variable, ...] = (
+    # Deployment to AKS (deploy.sh, patch.sh, generate-k8s-manifests.sh)
+    Variable(
+        "AZURE_SUBSCRIPTION_ID",
+        matching(GUID, "must be a subscription ID (a GUID); az account list --output table shows yours"),
+        scope=Scope.DEPLOY,
+    ),
+    Variable("RESOURCE_GROUP", scope=Scope.DEPLOY),
+    Variable(
+        "ACR_NAME",
+        matching(r"[A-Za-z0-9]{5,50}", "must be the registry name: 5 to 50 letters and digits (not its address)"),
+        scope=Scope.DEPLOY,
+    ),
+    Variable("ACR_USERNAME", acr_username, scope=Scope.DEPLOY),
+    Variable("ACR_PASSWORD", secret=True, scope=Scope.DEPLOY),
+    Variable("ACR_EMAIL", scope=Scope.DEPLOY),
+    Variable("AKS_CLUSTER_NAME", scope=Scope.DEPLOY),
+    Variable("KUBE_CONTEXT", without_control_characters, scope=Scope.DEPLOY),
+    Variable("KUBERNETES_NAMESPACE", KUBERNETES_NAME, "temporal-workers", scope=Scope.DEPLOY),
+    Variable("APP_NAME", KUBERNETES_NAME, "temporal-worker", scope=Scope.DEPLOY),
+    Variable("IMAGE_TAG", IMAGE_TAG, scope=Scope.DEPLOY),
+    Variable("APP_IMAGE", IMAGE, scope=Scope.DEPLOY),
+    Variable("REPLICAS", whole_number(1), "2", scope=Scope.DEPLOY),
+    Variable("CPU_REQUEST", cpu_quantity, "200m", scope=Scope.DEPLOY),
+    Variable("MEMORY_REQUEST", memory_quantity, "256Mi", scope=Scope.DEPLOY),
+    Variable("CPU_LIMIT", cpu_quantity, "500m", scope=Scope.DEPLOY),
+    Variable("MEMORY_LIMIT", memory_quantity, "512Mi", scope=Scope.DEPLOY),
+    Variable(
+        "AZURE_CLIENT_ID",
+        matching(GUID, "must be the managed identity's client ID, a GUID such as 00000000-0000-0000-0000-000000000000"),
+        scope=Scope.DEPLOY,
+    ),
+    Variable("USE_NODE_IDENTITY", boolean, "false", scope=Scope.DEPLOY),
+    Variable("NETWORK_POLICY", boolean, "true", scope=Scope.DEPLOY),
+    Variable("NETWORK_POLICY_EGRESS_CIDRS", cidrs, scope=Scope.DEPLOY),
+    Variable(
+        "BUILD_MODE",
+        one_of("buildx", "acr", message="must be buildx (docker buildx here) or acr (az acr build in Azure)"),
+        "buildx",
+        scope=Scope.DEPLOY,
+    ),
+    Variable(
+        "BUILD_PLATFORMS",
+        matching(f"{PLATFORM}(,{PLATFORM})*", "must be comma-separated platforms such as linux/amd64,linux/arm64"),
+        scope=Scope.DEPLOY,
+    ),
+    Variable(
+        "METRICS_SCRAPE",
+        one_of(*METRICS_SCRAPES, message="must be none, annotations, podmonitor or prometheus-operator"),
+        "annotations",
+        scope=Scope.DEPLOY,
+    ),
+    Variable("KEDA_ENABLED", boolean, "false", scope=Scope.DEPLOY),
+    Variable("KEDA_MIN_REPLICAS", whole_number(0), "1", scope=Scope.DEPLOY),
+    Variable("KEDA_MAX_REPLICAS", whole_number(1), "10", scope=Scope.DEPLOY),
+    Variable("KEDA_TARGET_QUEUE_SIZE", whole_number(1), "5", scope=Scope.DEPLOY),
+    Variable(
+        "ROLLOUT_TIMEOUT",
+        matching(r"([0-9]+(s|m|h))+", "must be a duration with a unit, such as 300s, 5m or 1h"),
+        "5m",
+        scope=Scope.DEPLOY,
+    ),
+    # Versioned rollouts and the pre-deploy replay check (rollout.py, called by deploy.sh and patch.sh)
+    Variable("WORKER_VERSIONING", boolean, "false", scope=Scope.DEPLOY),
+    Variable("DEPLOY_REPLAY_HISTORIES", whole_number(0), "20", scope=Scope.DEPLOY),
+    Variable("DEPLOY_TEMPORAL_ADDRESS", address, scope=Scope.DEPLOY),
+    # Large payloads in Azure Blob Storage: the lifecycle rule deploy.sh suggests
+    Variable("PAYLOAD_STORAGE_RETENTION_DAYS", whole_number(1), scope=Scope.DEPLOY),
+)
+VARIABLES: tuple[Variable, ...] = config.VARIABLES + DEPLOY_VARIABLES
+CATALOG: config.Catalog = {variable.name: variable for variable in VARIABLES}
+SECRET_VARIABLES = frozenset(variable.name for variable in VARIABLES if variable.secret)
+
+
+# ---------------------------------------------------------------- settings
 
 
 @dataclass(frozen=True)
@@ -104,15 +264,15 @@ class NetworkPolicySettings:
 class RolloutSettings:
     """Versioned rollouts and the pre-deploy replay check (rollout.py, called by deploy.sh and patch.sh)."""
 
-    versioning: bool = False
-    """WORKER_VERSIONING: a Deployment per image tag, each a version of one Temporal Worker Deployment."""
-    deployment_name: str = ""
+    versioning: bool
+    """WORKER_VERSIONING: a Kubernetes Deployment per image tag, each a version of one Temporal Worker Deployment."""
+    worker_deployment_name: str
     """The Temporal Worker Deployment: <KUBERNETES_NAMESPACE>/<APP_NAME>, as the temporal-worker-controller names it."""
-    build_id: str = ""
+    build_id: str
     """This rollout's version: the image tag."""
-    replay_histories: int = 20
+    replay_histories: int
     """DEPLOY_REPLAY_HISTORIES: open workflows replayed before a build; 0 turns the check off."""
-    temporal_address: str = ""
+    temporal_address: str
     """Where this machine reaches Temporal: DEPLOY_TEMPORAL_ADDRESS, else TEMPORAL_ADDRESS."""
 
 
@@ -144,11 +304,18 @@ class DeploySettings:
     """How Prometheus finds the metrics: none, annotations, podmonitor (Azure Monitor) or prometheus-operator."""
     network_policy: NetworkPolicySettings
     kube_context: str
+    rollout: RolloutSettings
     payload_storage_retention_days: int | None = None
     """Days after which the rendered lifecycle-management policy deletes payload blobs; None renders none."""
     warnings: tuple[str, ...] = ()
     """Settings that are not wrong but will not do what one might expect in the cluster."""
-    rollout: RolloutSettings = RolloutSettings()
+
+    @property
+    def kubernetes_deployment_name(self) -> str:
+        """The Kubernetes Deployment this configuration renders: APP_NAME, or with versioning this version's own."""
+        if not self.rollout.versioning:
+            return self.app_name
+        return version_kubernetes_deployment_name(self.app_name, self.rollout.build_id)
 
     @property
     def image_digest(self) -> str | None:
@@ -170,7 +337,7 @@ def load_deploy_settings(
     """Read, derive and check the configuration for `task`; raise ConfigError naming every problem."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
-    parser = Parser(derived(config.read_variables(environ, env_file)))
+    parser = Parser(derived(config.read_variables(environ, env_file, CATALOG)), CATALOG)
     app = config.parse_settings(parser)
     checks = TASKS.index(task)
     settings = _deploy_settings(parser, app, checks >= 1)
@@ -214,6 +381,30 @@ def split_image(reference: str) -> tuple[str, str | None, str | None]:
 
 def acr_login_server(acr_name: str) -> str:
     return f"{acr_name.lower()}.azurecr.io"
+
+
+def acr_image_name(reference: str) -> str:
+    """The image as `az acr` names it: REPOSITORY:TAG, or REPOSITORY@sha256:... when the reference names a digest."""
+    repository, tag, digest = split_image(reference)
+    path = repository.partition("/")[2]
+    return f"{path}@{digest}" if digest else f"{path}:{tag}"
+
+
+def version_kubernetes_deployment_name(app_name: str, build_id: str) -> str:
+    """`<app name>-<build id>`; made a Kubernetes name of at most 47 characters with a hash when it is not one."""
+    name = f"{app_name}-{build_id}"
+    if re.fullmatch(r"[a-z0-9-]+", name) and len(name) <= MAX_VERSION_KUBERNETES_DEPLOYMENT_NAME:
+        return name
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower())
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{cleaned[: MAX_VERSION_KUBERNETES_DEPLOYMENT_NAME - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def ramp_percentage(text: str) -> int:
+    """--ramp's value: the share of new workflows the new version gets, a whole percentage from 1 to 100."""
+    if not re.fullmatch(r"[1-9][0-9]?|100", text):
+        raise ValueError("--ramp needs a whole percentage from 1 to 100")
+    return int(text)
 
 
 def git_image_tag(repo: Path) -> str:
@@ -262,7 +453,6 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         _check_network_policy(parser)
     values = parser.variables
     value = partial(_unchecked, parser)
-    replay_histories = value("DEPLOY_REPLAY_HISTORIES")
     return DeploySettings(
         app=app,
         values=values,
@@ -284,7 +474,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
             max_replicas=value("KEDA_MAX_REPLICAS") or 0,
             target_queue_size=value("KEDA_TARGET_QUEUE_SIZE") or 0,
         ),
-        metrics_scrape=value("METRICS_SCRAPE") or "none",
+        metrics_scrape=value("METRICS_SCRAPE"),
         network_policy=NetworkPolicySettings(
             enabled=value("NETWORK_POLICY") is not False,
             egress_cidrs=value("NETWORK_POLICY_EGRESS_CIDRS") or (),
@@ -294,21 +484,25 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         warnings=tuple(_warnings(parser) + _payload_storage_warnings(parser)),
         rollout=RolloutSettings(
             versioning=value("WORKER_VERSIONING") is True,
-            deployment_name=worker_deployment_name(values),
+            worker_deployment_name=worker_deployment_name(values),
             build_id=values["IMAGE_TAG"],
-            replay_histories=RolloutSettings.replay_histories if replay_histories is None else replay_histories,
+            replay_histories=value("DEPLOY_REPLAY_HISTORIES"),
             temporal_address=values["DEPLOY_TEMPORAL_ADDRESS"] or values["TEMPORAL_ADDRESS"],
         ),
     )
 
 
 def _unchecked(parser: Parser, variable_name: str) -> Any:
-    """A value by its kind, or None, without recording a problem (the checks record them once)."""
-    raw = parser.variables[variable_name]
-    try:
-        return CATALOG[variable_name].parse(raw) if raw and config.is_text(raw) else None
-    except ValueError:
-        return None
+    """A value by its kind without recording a problem (the checks record them once): a wrong value reads as the
+    catalog's default, so that a configuration checked for an earlier task still makes typed settings."""
+    variable = CATALOG[variable_name]
+    for raw in (parser.variables[variable_name], variable.default):
+        try:
+            if raw and config.is_text(raw):
+                return variable.parse(raw)
+        except ValueError:
+            continue
+    return None
 
 
 def _check_image(parser: Parser) -> None:
@@ -417,10 +611,11 @@ def _check_versioning(parser: Parser) -> None:
                 "KUBERNETES_NAMESPACE/APP_NAME and the image tag; remove it from config.env and the environment",
             )
     name = worker_deployment_name(parser.variables)
-    if versioning is True and len(name) > MAX_WORKER_DEPLOYMENT_NAME:
+    if versioning is True and len(name) > config.MAX_WORKER_DEPLOYMENT_NAME:
         parser.problems.append(
             f"WORKER_VERSIONING=true names the Worker Deployment KUBERNETES_NAMESPACE/APP_NAME = {name!r}, "
-            f"{len(name)} characters: at most {MAX_WORKER_DEPLOYMENT_NAME}; shorten KUBERNETES_NAMESPACE or APP_NAME"
+            f"{len(name)} characters: at most {config.MAX_WORKER_DEPLOYMENT_NAME}; shorten KUBERNETES_NAMESPACE or "
+            "APP_NAME"
         )
 
 
@@ -463,7 +658,7 @@ def _check_network_policy(parser: Parser) -> None:
 def _warnings(parser: Parser) -> list[str]:
     values = parser.variables
     warnings = []
-    if LOCAL_ADDRESS.match(values["TEMPORAL_ADDRESS"]):
+    if config.is_local_address(values["TEMPORAL_ADDRESS"]):
         warnings.append(
             f"TEMPORAL_ADDRESS={values['TEMPORAL_ADDRESS']} points at the pod itself in the cluster; "
             "use the Temporal Cloud or in-cluster address"
@@ -499,12 +694,21 @@ def _payload_storage_warnings(parser: Parser) -> list[str]:
             "PAYLOAD_STORAGE_ACCOUNT_URL is set but AZURE_CLIENT_ID is not: the pod has no Azure identity to sign in "
             "to the storage account with (docs/deploy.md, workload identity)"
         )
-    if not values["PAYLOAD_STORAGE_RETENTION_DAYS"]:
-        warnings.append(
-            "PAYLOAD_STORAGE_RETENTION_DAYS is not set: payload blobs are never deleted; set it to at least the "
-            "namespace's retention plus your longest workflow run to render a lifecycle-management policy"
-        )
+    if retention_warning(values):
+        warnings.append(retention_warning(values))
     return warnings
+
+
+def retention_warning(values: Mapping[str, str]) -> str:
+    """Payload storage on and no retention: what to say about blobs that are never deleted (else "")."""
+    if not (values["PAYLOAD_STORAGE_ACCOUNT_URL"] or values["PAYLOAD_STORAGE_CONNECTION_STRING"]):
+        return ""
+    if values["PAYLOAD_STORAGE_RETENTION_DAYS"]:
+        return ""
+    return (
+        "PAYLOAD_STORAGE_RETENTION_DAYS is not set: payload blobs are never deleted; set it to at least the "
+        "namespace's retention plus your longest workflow run to render a lifecycle-management policy"
+    )
 
 
 def storage_account_name(account_url: str) -> str:
@@ -551,92 +755,3 @@ def _check_azure_and_build(parser: Parser) -> None:
     else:
         parser.value("BUILD_PLATFORMS")
     parser.value("ROLLOUT_TIMEOUT")
-
-
-# ---------------------------------------------------------------- the shell interface
-
-
-def shell_text(value: str) -> str:
-    """A value as `--show` prints it: plain when harmless, else quoted as bash would read it, on one line."""
-    if re.fullmatch(r"[A-Za-z0-9_./:,@+=-]*", value):
-        return value
-    if value.isprintable() and "'" not in value:
-        return f"'{value}'"
-    return "$'" + "".join(_ansi_c_character(character) for character in value) + "'"
-
-
-def _ansi_c_character(character: str) -> str:
-    code = ord(character)
-    if character in "'\\":
-        return "\\" + character
-    if character.isprintable():
-        return character
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def _load_for_shell(task: str | None) -> dict[str, str]:
-    """The values for the shell, after checking for `task` (if any); warnings printed, problems exit 2.
-
-    Booleans are given to the shell as `true` or `false`, whichever word config.env used, so that the
-    scripts never need to know which words mean true.
-    """
-    path = config.config_env_path()
-    try:
-        for unknown in config.unknown_file_variables(path):
-            _warn(f"{path}: unknown variable '{unknown}' is ignored (typo? see config.env.example)")
-        if task is None:
-            values = derived(config.read_variables())
-        else:
-            settings = load_deploy_settings(task)
-            values = dict(settings.values)
-            if task != "local":
-                for warning in settings.warnings:
-                    _warn(warning)
-    except ConfigError as error:
-        config.exit_with_config_error(error)
-    for variable in VARIABLES:
-        if variable.parse is config.boolean and config.is_text(values[variable.name]):
-            try:
-                values[variable.name] = str(config.boolean(values[variable.name])).lower()
-            except ValueError:
-                pass  # left as given: a check for the task that uses it says what is wrong
-    return values
-
-
-def _main(arguments: list[str]) -> int:
-    command, rest = (arguments[0], arguments[1:]) if arguments else ("", [])
-    if command == "values" and len(rest) <= 1 and (not rest or rest[0] in TASKS):
-        values = _load_for_shell(rest[0] if rest else None)
-        for variable in VARIABLES:
-            if not variable.secret:
-                pair = f"{variable.name}={values[variable.name]}\0"
-                sys.stdout.buffer.write(pair.encode("utf-8", "surrogateescape"))
-    elif command == "check" and len(rest) == 1 and rest[0] in TASKS:
-        _load_for_shell(rest[0])
-        print(f"Configuration OK for {rest[0]}")
-    elif command == "show" and not rest:
-        values = _load_for_shell(None)
-        print(f"# from the environment, then {config.config_env_path()}, then defaults")
-        for variable in VARIABLES:
-            value = values[variable.name]
-            shown = "<set, hidden>" if variable.secret and value else shell_text(value)
-            print(f"{variable.name}={shown}")
-    elif command == "list-variables" and not rest:
-        print("\n".join(variable.name for variable in VARIABLES))
-    elif command == "payload-storage-account" and not rest:
-        url = _load_for_shell(None)["PAYLOAD_STORAGE_ACCOUNT_URL"]
-        print(storage_account_name(url) if url else "")
-    else:
-        print(__doc__, file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

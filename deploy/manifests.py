@@ -1,19 +1,17 @@
-"""The worker's Kubernetes manifests, rendered from the configuration (`./generate-k8s-manifests.sh` runs this).
+"""The worker's Kubernetes manifests, rendered from the configuration (deploy/plan.py renders them for the scripts).
 
 Public API:
     render(settings) -> dict[file name, list of documents]   # from deploy_config.DeploySettings
     write(manifests, directory) -> list[Path]                  # files of features that are off are removed
-    to_yaml(document) -> str                                   # the one YAML writer
-    FILES                                                      # every file this renders, in the order to apply
+    render_into(settings, directory) -> list[str]              # render, write, and the lines that say what
+    FILES, CONFIGURATION_FILES, SECRET_FILES                   # the files, in the order to apply them
     lifecycle_policy(settings) -> dict | None                  # payload-storage-lifecycle.json (not for kubectl)
 
-Every manifest is built as data and written by `to_yaml`, the only place a value becomes YAML: every
-string is a double-quoted scalar with everything outside printable ASCII escaped, which every YAML
-parser (Go's in kubectl and the API server, PyYAML) reads back byte-exact, so no value can change the
-document's structure, whatever it holds.
+Every manifest is built as data and written by `deploy.yaml_text.to_yaml`, the only place a value becomes
+YAML, so no value can change a document's structure, whatever it holds.
 
-Where each variable goes follows from its declaration in `config.VARIABLES`: a POD variable goes into
-the ConfigMap, or into the app Secret when it is secret, and the container gets both with `envFrom`;
+Where each variable goes follows from its declaration in the catalog (`deploy_config.VARIABLES`): a POD
+variable goes into the ConfigMap, or into the app Secret when it is secret, and the container gets both with `envFrom`;
 LOCAL, TEST and DEPLOY variables stay out of the cluster. Secrets are read here, from config.env and the
 environment, and written only into Secret files (mode 0600, gitignored); never onto a command line.
 Temporal credentials kept in Key Vault (TEMPORAL_API_KEY_KEYVAULT_SECRET, ..._KEYVAULT_CERTIFICATE) are in
@@ -30,11 +28,6 @@ With payload storage (PAYLOAD_STORAGE_ACCOUNT_URL) and PAYLOAD_STORAGE_RETENTION
 management-policy create --policy @payload-storage-lifecycle.json`, which deploy.sh prints) that deletes the
 payload blobs that many days after they were written. Blobs outlive the histories that reference them, and
 the storage account cannot know the namespace's retention: the days are the user's to choose.
-
-Command line: `python deploy/manifests.py [--output-dir DIR]` renders into DIR (default: next to this file);
-`python deploy/manifests.py --list [configuration|secrets]` prints the file names in the order to apply them (all,
-only the configuration: Secrets and ConfigMap, or only the Secrets); `python deploy/manifests.py --deployment-name`
-prints the name of the Deployment the configuration renders.
 """
 
 from __future__ import annotations
@@ -45,26 +38,18 @@ import ipaddress
 import json
 import math
 import os
-import re
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-if __name__ == "__main__" and not __package__:
-    # Run as a file (python deploy/manifests.py): import from the repository's root, as python -m would.
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
-from config import ConfigError, exit_with_config_error
 from deploy.alerts import RULE_GROUPS
 from deploy.deploy_config import (
     METADATA_ADDRESS,
     NEVER_ALLOWED,
     WIRESERVER_ADDRESS,
     DeploySettings,
-    load_deploy_settings,
 )
 from deploy.yaml_text import to_yaml
 
@@ -119,14 +104,10 @@ POD_MONITOR_API_VERSIONS = {
 }
 SCRAPE_INTERVAL = "30s"
 
-# Worker Versioning: the temporal-worker-controller's label for a version's Deployment and pods, and its limit on
-# the Deployment's name (room for the ReplicaSet's and the pods' suffixes within 63 characters).
+# Worker Versioning: the temporal-worker-controller's label for a version's Deployment and pods.
 BUILD_ID_LABEL = "temporal.io/build-id"
-MAX_VERSION_DEPLOYMENT_NAME = 47
-# Words YAML 1.1 (PyYAML) reads as booleans or null: a key like these is quoted.
 
 Document = dict[str, Any]
-USAGE = "usage: python deploy/manifests.py --output-dir DIR | --list [configuration|secrets] | --deployment-name"
 
 
 # ---------------------------------------------------------------- manifests
@@ -142,23 +123,6 @@ class _Names:
         self.tls_secret = f"{app_name}-temporal-tls"
         self.pull_secret = f"{app_name}-acr-pull"
         self.trigger_authentication = f"{app_name}-temporal"
-
-
-def deployment_name(settings: DeploySettings) -> str:
-    """The Deployment's name: APP_NAME, or with versioning one name per image tag."""
-    if not settings.rollout.versioning:
-        return settings.app_name
-    return version_deployment_name(settings.app_name, settings.rollout.build_id)
-
-
-def version_deployment_name(app_name: str, build_id: str) -> str:
-    """`<app name>-<build id>`; made a Kubernetes name of at most 47 characters with a hash when it is not one."""
-    name = f"{app_name}-{build_id}"
-    if re.fullmatch(r"[a-z0-9-]+", name) and len(name) <= MAX_VERSION_DEPLOYMENT_NAME:
-        return name
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower())
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return f"{cleaned[: MAX_VERSION_DEPLOYMENT_NAME - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def render(settings: DeploySettings) -> dict[str, list[Document]]:
@@ -213,7 +177,7 @@ def _version_env(settings: DeploySettings) -> list[Document]:
     if not rollout.versioning:
         return []
     return [
-        {"name": "TEMPORAL_DEPLOYMENT_NAME", "value": rollout.deployment_name},
+        {"name": "TEMPORAL_DEPLOYMENT_NAME", "value": rollout.worker_deployment_name},
         {"name": "TEMPORAL_WORKER_BUILD_ID", "value": rollout.build_id},
     ]
 
@@ -464,7 +428,7 @@ def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str],
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
         "template": {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod},
     }
-    metadata = _metadata(settings, deployment_name(settings), labels)
+    metadata = _metadata(settings, settings.kubernetes_deployment_name, labels)
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
@@ -514,7 +478,7 @@ def _keda(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> li
     if temporal.tls_server_name:
         metadata["tlsServerName"] = temporal.tls_server_name
     if settings.rollout.versioning:  # this version's backlog only (KEDA 2.21+)
-        metadata["workerDeploymentName"] = settings.rollout.deployment_name
+        metadata["workerDeploymentName"] = settings.rollout.worker_deployment_name
         metadata["workerDeploymentBuildId"] = settings.rollout.build_id
     trigger: Document = {"type": "temporal", "metadata": metadata}
     documents = []
@@ -542,9 +506,13 @@ def _keda(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> li
         {
             "apiVersion": "keda.sh/v1alpha1",
             "kind": "ScaledObject",
-            "metadata": _metadata(settings, deployment_name(settings), labels | _version_labels(settings)),
+            "metadata": _metadata(settings, settings.kubernetes_deployment_name, labels | _version_labels(settings)),
             "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name(settings)},
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": settings.kubernetes_deployment_name,
+                },
                 "minReplicaCount": settings.keda.min_replicas,
                 "maxReplicaCount": settings.keda.max_replicas,
                 "triggers": [trigger],
@@ -639,39 +607,14 @@ def write_lifecycle_policy(settings: DeploySettings, directory: Path) -> list[Pa
     return [path]
 
 
-def _main(arguments: list[str]) -> int:
-    if arguments == ["--deployment-name"]:
-        try:
-            print(deployment_name(load_deploy_settings("render")))
-        except ConfigError as error:
-            exit_with_config_error(error)
-        return 0
-    if arguments and arguments[0] == "--list":
-        lists: dict[tuple[str, ...], Iterable[str]] = {
-            (): FILES,
-            ("configuration",): CONFIGURATION_FILES,
-            ("secrets",): [name for name in FILES if name in SECRET_FILES],
-        }
-        if tuple(arguments[1:]) not in lists:
-            print(USAGE, file=sys.stderr)
-            return 2
-        print("\n".join(lists[tuple(arguments[1:])]))
-        return 0
-    if arguments[:1] != ["--output-dir"] or len(arguments) != 2:
-        print(USAGE, file=sys.stderr)
-        return 2
-    try:
-        settings = load_deploy_settings("render")
-    except ConfigError as error:
-        exit_with_config_error(error)
-    for warning in settings.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    written = write(render(settings), Path(arguments[1]))
-    written += write_lifecycle_policy(settings, Path(arguments[1]))
-    print(f"Rendered manifests for {settings.image} in namespace {settings.namespace}:")
-    print("".join(f"  {path}\n" for path in written), end="")
-    print("".join(f"  {line}\n" for line in credential_sources(settings)), end="")
-    return 0
+def render_into(settings: DeploySettings, directory: Path) -> list[str]:
+    """Write every manifest (and the lifecycle policy) into `directory`; the lines that report what was written."""
+    written = write(render(settings), directory)
+    written += write_lifecycle_policy(settings, directory)
+    report = [f"Rendered manifests for {settings.image} in namespace {settings.namespace}:"]
+    report += [f"  {path}" for path in written]
+    report += [f"  {line}" for line in credential_sources(settings)]
+    return report
 
 
 def credential_sources(settings: DeploySettings) -> list[str]:
@@ -694,7 +637,3 @@ def credential_sources(settings: DeploySettings) -> list[str]:
     elif temporal.tls_client_cert_path:
         lines.append(f"Temporal client certificate: in the Secret {names.tls_secret}")
     return lines
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

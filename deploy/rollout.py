@@ -66,8 +66,12 @@ from bootstrap import (
     temporal_client,
 )
 from config import ConfigError, Settings, exit_with_config_error
-from deploy.deploy_config import DeploySettings, load_deploy_settings
-from deploy.manifests import version_deployment_name
+from deploy.deploy_config import (
+    DeploySettings,
+    load_deploy_settings,
+    ramp_percentage,
+    version_kubernetes_deployment_name,
+)
 from deploy.replay import replay, task_queue_query
 
 # How long set-current waits for a new version's workers to reach Temporal, and for the new routing to spread.
@@ -222,14 +226,14 @@ async def gate(settings: DeploySettings, stop: Stop) -> bool:
 async def describe(client: Client, settings: DeploySettings):
     """The Worker Deployment as Temporal describes it; RolloutError when it does not exist yet."""
     request = DescribeWorkerDeploymentRequest(
-        namespace=client.namespace, deployment_name=settings.rollout.deployment_name
+        namespace=client.namespace, deployment_name=settings.rollout.worker_deployment_name
     )
     try:
         return await client.workflow_service.describe_worker_deployment(request)
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             raise RolloutError(
-                f"Temporal has no Worker Deployment {settings.rollout.deployment_name} in namespace "
+                f"Temporal has no Worker Deployment {settings.rollout.worker_deployment_name} in namespace "
                 f"{client.namespace} yet: no versioned worker has polled there"
             ) from None
         raise
@@ -256,10 +260,10 @@ def versions_of(response) -> list[Version]:
 
 
 def print_versions(settings: DeploySettings, versions: list[Version], file=sys.stdout) -> None:
-    print(f"  Worker Deployment {settings.rollout.deployment_name}:", file=file)
+    print(f"  Worker Deployment {settings.rollout.worker_deployment_name}:", file=file)
     rows = [("BUILD ID", "STATUS", "KUBERNETES DEPLOYMENT", "")]
     for version in versions:
-        name = version_deployment_name(settings.app_name, version.build_id)
+        name = version_kubernetes_deployment_name(settings.app_name, version.build_id)
         rows.append((version.build_id, version.status, name, version.verdict))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for *cells, verdict in rows:
@@ -285,7 +289,7 @@ async def list_versions(settings: DeploySettings, machine_readable: bool, stop: 
     if machine_readable:
         for version in versions:
             if version.deletable:
-                print(f"{version.build_id} {version_deployment_name(settings.app_name, version.build_id)}")
+                print(f"{version.build_id} {version_kubernetes_deployment_name(settings.app_name, version.build_id)}")
     return True
 
 
@@ -319,12 +323,12 @@ async def _until_routing_spread(client: Client, settings: DeploySettings) -> Non
         await asyncio.sleep(RETRY_INTERVAL_SECONDS / 4)
 
 
-async def set_current(settings: DeploySettings, build_id: str, ramp: float | None, stop: Stop) -> bool:
+async def set_current(settings: DeploySettings, build_id: str, ramp: int | None, stop: Stop) -> bool:
     rollout = settings.rollout
     if not rollout.versioning and build_id:
         raise RolloutError("WORKER_VERSIONING is not true: there are no versions to route to")
     async with plain_client(settings, stop) as client:
-        service, namespace, name = client.workflow_service, client.namespace, rollout.deployment_name
+        service, namespace, name = client.workflow_service, client.namespace, rollout.worker_deployment_name
         if ramp is not None:
             request = SetWorkerDeploymentRampingVersionRequest(
                 namespace=namespace, deployment_name=name, build_id=build_id, percentage=ramp, identity=IDENTITY
@@ -370,7 +374,7 @@ async def forget(settings: DeploySettings, build_id: str, stop: Stop) -> bool:
         request = DeleteWorkerDeploymentVersionRequest(
             namespace=client.namespace,
             deployment_version=WorkerDeploymentVersion(
-                deployment_name=settings.rollout.deployment_name, build_id=build_id
+                deployment_name=settings.rollout.worker_deployment_name, build_id=build_id
             ),
             skip_drainage=False,
             identity=IDENTITY,
@@ -414,14 +418,12 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
     return options
 
 
-def percentage(text: str) -> float:
+def percentage(text: str) -> int:
+    """--ramp, parsed as deploy.sh and patch.sh parse it (deploy_config.ramp_percentage)."""
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 100:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage above 0 and at most 100")
-    return value
+        return ramp_percentage(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{error} (got {text!r})") from None
 
 
 async def run(options: argparse.Namespace, settings: DeploySettings) -> bool:

@@ -5,6 +5,11 @@
 # printed, then run, or in a dry run only printed. A failing command ends the script (set -e); the
 # EXIT trap then names the step and prints its hint. No command line carries a secret: the ACR token
 # travels through a pipe, Secrets through files kubectl reads.
+#
+# The first step reads the plan: one call of deploy/plan.py checks the configuration, derives every value
+# the steps need (the PLAN_* variables: object names, the image as ACR names it, the files to apply) and
+# renders the manifests. The steps branch on those values and derive nothing themselves; what talks to
+# Temporal (deploy/rollout.py) runs as a process of its own.
 
 STEP_NUMBER=0
 STEP_TOTAL=0
@@ -12,7 +17,6 @@ STEP_NAME=""
 STEP_HINT=""
 MANIFEST_DIR=""
 TEMPORARY_MANIFEST_DIR=""
-DEPLOYMENT_OBJECT="" # the Deployment this configuration renders: APP_NAME, or this version's (WORKER_VERSIONING)
 ACR_TOKEN_USERNAME=00000000-0000-0000-0000-000000000000
 # The image the pods run: APP_IMAGE pinned by the digest the registry has for it (build_and_push sets it).
 DEPLOY_IMAGE=""
@@ -38,7 +42,7 @@ step() {
 step_check_configuration() {
   step "Checking configuration" \
     "fix the variables listed above in config.env or the environment; CONFIGURATION.md explains each." \
-    check_configuration "$1"
+    check_configuration "$@"
 }
 
 step_render_manifests() {
@@ -91,34 +95,22 @@ kube() {
 
 # ---------------------------------------------------------------- 1. configuration
 
-# Load the configuration, checked for TASK (deploy or config) by Python; every problem is listed at once.
+# Read the plan: the configuration checked for TASK (deploy or config; every problem listed at once), with
+# --ramp, and the manifests rendered into MANIFEST_DIR unless RENDER is "no" (--clean-up renders nothing).
 check_configuration() {
-  local task=$1
+  local task=$1 render=${2:-yes} arguments=()
+  [ -z "$RAMP" ] || arguments+=(--ramp "$RAMP")
+  [ "$render" = no ] || arguments+=(--render "$MANIFEST_DIR")
   # shellcheck source=../source_config.sh
-  source "$REPO_DIR/source_config.sh" --check "$task"
+  source "$REPO_DIR/source_config.sh" --check "$task" "${arguments[@]}"
   printf '  Configuration: %s\n' "${CONFIG_ENV_FILE:-$REPO_DIR/config.env}"
   printf '  Image:         %s\n' "$APP_IMAGE"
   printf '  Cluster:       kubectl context %s, namespace %s\n' "$KUBE_CONTEXT" "$KUBERNETES_NAMESPACE"
   [ "$task" != deploy ] || printf '  Azure:         subscription %s, registry %s (%s)\n' "$AZURE_SUBSCRIPTION_ID" "$ACR_NAME" "$BUILD_MODE"
-  choose_deployment_object "$task"
-}
-
-# The Deployment this configuration renders; with WORKER_VERSIONING=true, manifests.py names this version's.
-choose_deployment_object() {
-  local task=$1
-  DEPLOYMENT_OBJECT=$APP_NAME
-  [ "$WORKER_VERSIONING" = true ] || return 0
-  DEPLOYMENT_OBJECT=$("$SC_PYTHON" "$REPO_DIR/deploy/manifests.py" --deployment-name)
-  [ "$task" = deploy ] || return 0
-  printf '  Versioning:    deployment/%s runs build id %s of Worker Deployment %s/%s\n' \
-    "$DEPLOYMENT_OBJECT" "$IMAGE_TAG" "$KUBERNETES_NAMESPACE" "$APP_NAME"
-  [ -z "$RAMP" ] || printf '  Ramp:          %s%% of new workflows go to it; the current version keeps the rest\n' "$RAMP"
-}
-
-# --ramp only means something for versions.
-check_ramp() {
-  [ -z "$RAMP" ] || [ "$WORKER_VERSIONING" = true ] ||
-    die "--ramp routes a share of new workflows to a new version: it needs WORKER_VERSIONING=true" 2
+  [ "$task" = deploy ] && [ "$WORKER_VERSIONING" = true ] || return 0
+  printf '  Versioning:    deployment/%s runs build id %s of Worker Deployment %s\n' \
+    "$PLAN_KUBERNETES_DEPLOYMENT" "$IMAGE_TAG" "$PLAN_WORKER_DEPLOYMENT"
+  [ -z "$PLAN_RAMP" ] || printf '  Ramp:          %s%% of new workflows go to it; the current version keeps the rest\n' "$PLAN_RAMP"
 }
 
 # ---------------------------------------------------------------- 2. preflight
@@ -205,31 +197,18 @@ choose_manifest_dir() {
   fi
 }
 
-# Rendering only writes files, so it runs in a dry run too: that is how a dry run validates them.
+# The plan rendered the manifests while it checked the configuration (step 1), in a dry run too: that is how a
+# dry run validates them. This step says what was written; ./generate-k8s-manifests.sh renders them alone.
 render_manifests() {
-  run_local "$REPO_DIR/generate-k8s-manifests.sh" --output-dir "$MANIFEST_DIR"
+  printf '%s\n' "$PLAN_RENDERED"
   [ -z "$TEMPORARY_MANIFEST_DIR" ] || echo "  (dry run: these files are removed at exit; --output-dir DIR keeps them)"
-}
-
-# The rendered files, in the order to apply them (all, or only the configuration: Secrets and ConfigMap).
-manifest_files() {
-  "$SC_PYTHON" "$REPO_DIR/deploy/manifests.py" --list "$@"
 }
 
 # ---------------------------------------------------------------- 4 and 5. image
 
-# The image as az acr names it: REPOSITORY:TAG, or REPOSITORY@sha256:... when APP_IMAGE names a digest.
-image_repository_and_tag() {
-  local path=${APP_IMAGE#*/}
-  if image_has_digest; then
-    printf '%s@%s' "${path%%[:@]*}" "${path#*@}"
-  else
-    printf '%s' "$path"
-  fi
-}
-
+# APP_IMAGE names a digest (the plan parsed it): the pods run that image and nothing is built.
 image_has_digest() {
-  [[ "$APP_IMAGE" == *@sha256:* ]]
+  [ "$PLAN_IMAGE_PINNED" = true ]
 }
 
 # docker login reads the short-lived ACR token on stdin; it is never an argument or a file.
@@ -239,17 +218,17 @@ acr_login() {
     return 0
   fi
   run az acr login --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --expose-token --output tsv --query accessToken \
-    "|" docker login "${APP_IMAGE%%/*}" --username "$ACR_TOKEN_USERNAME" --password-stdin
+    "|" docker login "$PLAN_IMAGE_REGISTRY" --username "$ACR_TOKEN_USERNAME" --password-stdin
 }
 
 # Tags are never overwritten: an image already in ACR under this tag was built from the same commit.
 image_in_registry() {
-  found az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" --output none
+  found az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$PLAN_ACR_IMAGE" --output none
 }
 
 build_and_push() {
   if image_has_digest; then
-    check "" az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" --output none ||
+    check "" az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$PLAN_ACR_IMAGE" --output none ||
       { echo "  $APP_IMAGE is not in ACR: push it, or set APP_IMAGE to an image that is." >&2 && return 1; }
     echo "  APP_IMAGE names a digest: the pods run that image; nothing is built."
     DEPLOY_IMAGE=$APP_IMAGE
@@ -258,7 +237,7 @@ build_and_push() {
   if image_in_registry; then
     echo "  $APP_IMAGE is already in ACR; not rebuilding (set IMAGE_TAG to build under a new tag)."
   elif [ "$BUILD_MODE" = acr ]; then
-    run az acr build --registry "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$(image_repository_and_tag)" \
+    run az acr build --registry "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --image "$PLAN_ACR_IMAGE" \
       --platform "$BUILD_PLATFORMS" --file "$REPO_DIR/Dockerfile" "$REPO_DIR"
   else
     run docker buildx build --platform "$BUILD_PLATFORMS" --tag "$APP_IMAGE" --push --file "$REPO_DIR/Dockerfile" "$REPO_DIR"
@@ -272,7 +251,7 @@ build_and_push() {
 pin_image_digest() {
   local digest=""
   capture digest az acr repository show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" \
-    --image "$(image_repository_and_tag)" --query digest --output tsv
+    --image "$PLAN_ACR_IMAGE" --query digest --output tsv
   if $DRY_RUN; then
     DEPLOY_IMAGE="$APP_IMAGE@$DIGEST_PLACEHOLDER"
     echo "  (dry run: a real run renders the manifests again with the image's digest, $DEPLOY_IMAGE)"
@@ -298,7 +277,7 @@ build_hint() {
 
 # ---------------------------------------------------------------- the replay check and versions
 
-# Read-only, so it runs in a dry run too: rollout.py replays the most recent open workflows on the task queue
+# Read-only, so it runs in a dry run too: deploy/rollout.py replays the most recent open workflows on the task queue
 # against this checkout and says whether the deploy may go on (DEPLOY_REPLAY_HISTORIES=0 turns it off).
 replay_open_workflows() {
   run_local "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" gate
@@ -309,21 +288,21 @@ replay_hint() {
   printf '%s' " If Temporal could not be reached from here, set DEPLOY_TEMPORAL_ADDRESS; DEPLOY_REPLAY_HISTORIES=0 skips this check."
 }
 
-# With WORKER_VERSIONING=true: make the new version current (or ramp it), through the SDK in rollout.py.
+# With WORKER_VERSIONING=true: make the new version current (or ramp it), through the SDK in deploy/rollout.py.
 route_new_workflows() {
   if [ "$WORKER_VERSIONING" != true ]; then
     echo "  Versioning is off (WORKER_VERSIONING=false): the rolling update moved every worker to $APP_IMAGE."
     return 0
   fi
-  if [ -n "$RAMP" ]; then
-    run "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" set-current "$IMAGE_TAG" --ramp "$RAMP"
+  if [ -n "$PLAN_RAMP" ]; then
+    run "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" set-current "$IMAGE_TAG" --ramp "$PLAN_RAMP"
   else
     run "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" set-current "$IMAGE_TAG"
   fi
 }
 
 # The versions Temporal reports drained and neither current nor ramping lose their Deployment (and ScaledObject),
-# then Temporal is asked to forget them. rollout.py decides (read-only, so a dry run shows the list); the
+# then Temporal is asked to forget them. deploy/rollout.py decides (read-only, so a dry run shows the list); the
 # deletions go through run. The lines are read from fd 3 so that no command in the loop can swallow them.
 delete_drained_versions() {
   local drained build_id name
@@ -352,7 +331,7 @@ create_namespace() {
 # annotation, which server-side apply leaves alone: the Secrets applied are cleared of it.
 apply_files() {
   local file secrets applied_secrets=()
-  secrets=" $(manifest_files secrets | tr '\n' ' ') "
+  secrets=" $(tr '\n' ' ' <<<"$PLAN_SECRET_FILES") "
   for file in "$@"; do
     [ "$file" != namespace.yaml ] && [ -f "$MANIFEST_DIR/$file" ] || continue
     kube "${APPLY[@]}" --filename "$MANIFEST_DIR/$file"
@@ -364,23 +343,19 @@ apply_files() {
 }
 
 apply_manifests() {
-  local files
-  files=$(manifest_files)
   # shellcheck disable=SC2086  # file names without spaces, one per line
-  apply_files $files
+  apply_files $PLAN_FILES
 }
 
 apply_configuration() {
-  local files
-  files=$(manifest_files configuration)
   # shellcheck disable=SC2086  # file names without spaces, one per line
-  apply_files $files
+  apply_files $PLAN_CONFIGURATION_FILES
 }
 
 # With versioning every version's Deployment reads the shared ConfigMap and Secrets: restart them all.
 restart_rollout() {
   if [ "$WORKER_VERSIONING" = true ]; then
-    kube rollout restart deployment --selector "$(pod_selector)"
+    kube rollout restart deployment --selector "$PLAN_POD_SELECTOR"
   else
     kube rollout restart "deployment/$APP_NAME"
   fi
@@ -391,19 +366,19 @@ set_image() {
 }
 
 wait_for_rollout() {
-  kube rollout status "deployment/$DEPLOYMENT_OBJECT" --timeout "$ROLLOUT_TIMEOUT"
+  kube rollout status "deployment/$PLAN_KUBERNETES_DEPLOYMENT" --timeout "$ROLLOUT_TIMEOUT"
 }
 
 # After a configuration change with versioning: every version's Deployment, as the cluster lists them.
 wait_for_every_version() {
   local deployments deployment
-  print_command kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" get deployment --selector "$(pod_selector)" --output name
+  print_command kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" get deployment --selector "$PLAN_POD_SELECTOR" --output name
   if $DRY_RUN; then
     echo "  (dry run: then, for each Deployment listed:)"
     kube rollout status "deployment/<each>" --timeout "$ROLLOUT_TIMEOUT"
     return 0
   fi
-  deployments=$(kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" get deployment --selector "$(pod_selector)" --output name)
+  deployments=$(kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" get deployment --selector "$PLAN_POD_SELECTOR" --output name)
   for deployment in $deployments; do
     kube rollout status "$deployment" --timeout "$ROLLOUT_TIMEOUT"
   done
@@ -414,26 +389,22 @@ start_version() {
   apply_files deployment.yaml keda-scaledobject.yaml
 }
 
-pod_selector() {
-  printf 'app.kubernetes.io/instance=%s' "$APP_NAME"
-}
-
 rollout_hint() {
-  printf '%s' "see why the pods are not ready: kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE describe pods --selector $(pod_selector)"
+  printf '%s' "see why the pods are not ready: kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE describe pods --selector $PLAN_POD_SELECTOR"
   printf '%s' " (ImagePullBackOff: let the cluster pull from ACR with az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --attach-acr $ACR_NAME;"
-  printf '%s' " CrashLoopBackOff or not ready: read the log with kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$DEPLOYMENT_OBJECT"
+  printf '%s' " CrashLoopBackOff or not ready: read the log with kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$PLAN_KUBERNETES_DEPLOYMENT"
   [ "$NETWORK_POLICY" != true ] || printf '%s' "; a timeout reaching Key Vault or Temporal behind a private address: add it to NETWORK_POLICY_EGRESS_CIDRS"
   printf '%s' ")."
 }
 
 show_pods_and_logs_command() {
   echo
-  kube get pods --selector "$(pod_selector)" --output wide
+  kube get pods --selector "$PLAN_POD_SELECTOR" --output wide
   $DRY_RUN && return 0
   cat <<TEXT
 
 Done: $APP_IMAGE is rolled out. Read the worker's log with:
-  kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$DEPLOYMENT_OBJECT --follow
+  kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$PLAN_KUBERNETES_DEPLOYMENT --follow
 A worker that reached Temporal prints:
   Initializing worker...
   Starting worker... Awaiting tasks.
@@ -461,9 +432,9 @@ lookup_storage_account() {
 # deletes old blobs. Printed, not run: a role assignment needs Owner or User Access Administrator on the account
 # (rarely the deployer's), and a lifecycle policy replaces the account's whole policy.
 payload_storage_hints() {
-  [ -n "$PAYLOAD_STORAGE_ACCOUNT_URL" ] || return 0
-  local account scope group assignee=${AZURE_CLIENT_ID:-"<client id of the worker's managed identity>"}
-  account=$("$SC_PYTHON" "$REPO_DIR/deploy/deploy_config.py" payload-storage-account)
+  [ -n "$PLAN_PAYLOAD_STORAGE_ACCOUNT" ] || return 0
+  local account=$PLAN_PAYLOAD_STORAGE_ACCOUNT scope group
+  local assignee=${AZURE_CLIENT_ID:-"<client id of the worker's managed identity>"}
   printf '\nPayload storage: container %s of storage account %s. Looking the account up:\n' "$PAYLOAD_STORAGE_CONTAINER" "$account"
   if lookup_storage_account "$account"; then
     scope="$STORAGE_ACCOUNT_ID/blobServices/default/containers/$PAYLOAD_STORAGE_CONTAINER"
@@ -476,13 +447,13 @@ payload_storage_hints() {
   echo "The worker's identity needs the role \"Storage Blob Data Contributor\" on the container; once, as an"
   echo "Owner or User Access Administrator of the account (deploy.sh does not grant roles):"
   print_command az role assignment create --role "Storage Blob Data Contributor" --assignee "$assignee" --scope "$scope"
-  if [ -f "$MANIFEST_DIR/payload-storage-lifecycle.json" ]; then
+  if [ -f "$PLAN_PAYLOAD_RETENTION" ]; then
     echo "Blobs outlive workflow histories: apply the rendered lifecycle policy, which deletes them"
     echo "$PAYLOAD_STORAGE_RETENTION_DAYS days after they were written (it replaces the account's policy: if the"
     echo "account has rules of its own, add this one to them instead):"
     print_command az storage account management-policy create --account-name "$account" --resource-group "$group" \
-      --subscription "$AZURE_SUBSCRIPTION_ID" --policy "@$MANIFEST_DIR/payload-storage-lifecycle.json"
+      --subscription "$AZURE_SUBSCRIPTION_ID" --policy "@$PLAN_PAYLOAD_RETENTION"
   else
-    echo "PAYLOAD_STORAGE_RETENTION_DAYS is not set: payload blobs are never deleted (CONFIGURATION.md, retention)."
+    echo "$PLAN_PAYLOAD_RETENTION (CONFIGURATION.md, retention)."
   fi
 }

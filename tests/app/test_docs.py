@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-import config
+from deploy import deploy_config
 
 from helpers.processes import REPO_DIR
 
@@ -22,21 +22,21 @@ def documented_variables() -> set[str]:
 
 
 def test_example_documentation_and_the_catalog_list_the_same_variables():
-    in_code = {variable.name for variable in config.VARIABLES}
+    in_code = {variable.name for variable in deploy_config.VARIABLES}
     assert set(example_values()) == in_code
     assert documented_variables() - PROCESS_ONLY_VARIABLES == in_code
 
 
 def test_example_shows_every_default():
     values = example_values()
-    assert {variable.name: values[variable.name] for variable in config.VARIABLES} == {
-        variable.name: variable.default for variable in config.VARIABLES
+    assert {variable.name: values[variable.name] for variable in deploy_config.VARIABLES} == {
+        variable.name: variable.default for variable in deploy_config.VARIABLES
     }
 
 
 def test_example_never_holds_a_secret_value():
     values = example_values()
-    assert all(values[name] == "" for name in config.SECRET_VARIABLES)
+    assert all(values[name] == "" for name in deploy_config.SECRET_VARIABLES)
 
 
 def test_readme_starts_with_the_two_commands():

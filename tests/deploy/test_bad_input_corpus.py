@@ -30,6 +30,7 @@ import kubernetes_validate
 import pytest
 
 import config
+from deploy import deploy_config
 
 from helpers.deploy_harness import (
     FULL_CONFIG,
@@ -344,7 +345,7 @@ def test_config_py_and_the_programs(tmp_path: Path, run_app, variable: str, valu
             assert "Initializing worker" not in program.output and "Starting workflow" not in program.output
     else:
         assert status == 0 and "Configuration OK" in check.output, check.output
-        if outcome.kind in ("carried", "default") and variable not in config.SECRET_VARIABLES:
+        if outcome.kind in ("carried", "default") and variable not in deploy_config.SECRET_VARIABLES:
             expected = value if outcome.kind == "carried" else config.DEFAULTS[variable]
             assert value_config_py_reads(environment, variable) == expected, "config.py reads the value byte-exact"
     assert not canary.exists(), "a shell ran the value"

@@ -1,6 +1,6 @@
-"""source_config.sh and the checks behind it (deploy_config.py with config.py's catalog): config.env read as
-data, the environment winning, defaults and derived values, and checks that report every problem (exit
-status 2) before anything is rendered."""
+"""source_config.sh and the checks behind it (deploy/plan.py and deploy/deploy_config.py with the catalog):
+config.env read as data, the environment winning, defaults and derived values, and checks that report every
+problem (exit status 2) before anything is rendered."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from dotenv import dotenv_values
 
 import config
+from deploy import deploy_config
 
 from helpers.deploy_harness import (
     ACR_PASSWORD_CANARY,
@@ -50,7 +51,10 @@ def test_list_variables_names_every_app_and_deploy_variable_once(project: Projec
     result = project.run("bash", "source_config.sh", "--list-variables")
     assert result.returncode == 0, result.output
     names = result.stdout.split()
-    assert names == list(config.DEFAULTS) + DEPLOY_VARIABLES == [variable.name for variable in config.VARIABLES]
+    assert names == list(config.DEFAULTS) + DEPLOY_VARIABLES == [variable.name for variable in deploy_config.VARIABLES]
+    assert [variable.name for variable in deploy_config.DEPLOY_VARIABLES] == DEPLOY_VARIABLES, (
+        "declared on the deploy side"
+    )
 
 
 def test_config_env_example_lists_every_deploy_variable_with_its_default(project: Project) -> None:

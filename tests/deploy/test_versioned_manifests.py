@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 import config
-from deploy.manifests import MAX_VERSION_DEPLOYMENT_NAME, version_deployment_name
+from deploy.deploy_config import MAX_VERSION_KUBERNETES_DEPLOYMENT_NAME, version_kubernetes_deployment_name
 
 from helpers.deploy_harness import FULL_CONFIG, IMAGE_TAG, MINIMAL_CONFIG, Project
 from helpers.manifest_checks import check_temporal_trigger, keda_schema
@@ -106,15 +106,15 @@ def test_keda_scales_each_version_on_its_own_backlog(project: Project) -> None:
 )
 def test_a_versions_deployment_name_is_a_kubernetes_name_of_at_most_47_characters(build_id: str) -> None:
     app_name = "temporal-worker-with-a-long-name"
-    name = version_deployment_name(app_name, build_id)
-    assert RFC_1123_LABEL.fullmatch(name) and len(name) <= MAX_VERSION_DEPLOYMENT_NAME, name
+    name = version_kubernetes_deployment_name(app_name, build_id)
+    assert RFC_1123_LABEL.fullmatch(name) and len(name) <= MAX_VERSION_KUBERNETES_DEPLOYMENT_NAME, name
     assert name.startswith(app_name[:20])
-    others = {version_deployment_name(app_name, other) for other in ("a.b", "a_b", "a-b", "A-B")}
+    others = {version_kubernetes_deployment_name(app_name, other) for other in ("a.b", "a_b", "a-b", "A-B")}
     assert len(others) == 4, "tags that clean up alike still get their own Deployment"
 
 
 def test_a_git_commit_tag_keeps_the_readable_name() -> None:
-    assert version_deployment_name("temporal-worker", "0123abcd4567") == "temporal-worker-0123abcd4567"
+    assert version_kubernetes_deployment_name("temporal-worker", "0123abcd4567") == "temporal-worker-0123abcd4567"
 
 
 @pytest.mark.parametrize(
