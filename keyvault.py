@@ -68,6 +68,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from config import EncryptionSettings, KeyVaultSettings
+from log_format import one_line, shown
 
 AES_KEY_SIZES = (16, 24, 32)
 # The shape of a Key Vault secret version, which is what our key ids are.
@@ -76,7 +77,6 @@ KEY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_FETCHES_IN_FLIGHT = 4
 # Failed key ids remembered at once; beyond that the oldest is forgotten (and may cost one more read).
 MAX_REMEMBERED_FAILURES = 1024
-SHOWN_KEY_ID_CHARACTERS = 64
 NEW_KEY_ADVICE = 'store a key made with: az keyvault secret set ... --value "$(openssl rand -base64 32)"'
 API_KEY_ADVICE = "store the key with: az keyvault secret set --vault-name VAULT --name NAME --file KEY_FILE"
 CERTIFICATE_ADVICE = (
@@ -191,7 +191,7 @@ class SecretReader:
                 )
             return f"the secret does not exist. Check {self.variable} and KEYVAULT_URL, or {self._store_advice}"
         if isinstance(error, ClientAuthenticationError) and error.response is None:
-            return f"no Azure identity could get a token ({_one_line(error)}). {IDENTITY_ADVICE}"
+            return f"no Azure identity could get a token ({one_line(error)}). {IDENTITY_ADVICE}"
         if isinstance(error, HttpResponseError) and error.status_code == 401:
             return f"Key Vault refused the token ({_service_message(error)}). {IDENTITY_ADVICE}"
         if isinstance(error, HttpResponseError) and error.status_code == 403:
@@ -203,11 +203,11 @@ class SecretReader:
             return f"Key Vault answered {_service_message(error)}. Check KEYVAULT_URL"
         if isinstance(error, ValueError):  # the SDK's check of the vault's authentication challenge
             return (
-                f"{_one_line(error)} KEYVAULT_URL must be the vault's own URL, https://NAME.vault.azure.net/ "
+                f"{one_line(error)} KEYVAULT_URL must be the vault's own URL, https://NAME.vault.azure.net/ "
                 "(only a test vault needs KEYVAULT_VERIFY_CHALLENGE_RESOURCE=false)"
             )
         return (
-            f"cannot reach the vault ({_one_line(error)}). "
+            f"cannot reach the vault ({one_line(error)}). "
             "Check KEYVAULT_URL, DNS and network access to the vault, and KEYVAULT_CA_FILE if it is set"
         )
 
@@ -308,7 +308,7 @@ class RefreshingSecret(Generic[T]):
             if self._on_change is not None:
                 await self._on_change(secret.version, value)
         except Exception as error:  # a refresh must never end the loop: the last value stays in use
-            logger.warning("Key Vault refresh failed; %s %s: %s", self._still_using, self._version, _one_line(error))
+            logger.warning("Key Vault refresh failed; %s %s: %s", self._still_using, self._version, one_line(error))
             return
         self._version, self._value = secret.version, value
 
@@ -394,7 +394,7 @@ class KeyVaultKeyProvider:
         """Refuse, without a vault read, what no read may be spent on."""
         if not KEY_ID_PATTERN.fullmatch(key_id):
             raise KeyVaultError(
-                f"Key id {_shown(key_id)} is not a Key Vault secret version (32 hexadecimal digits), so it was not "
+                f"Key id {shown(key_id)} is not a Key Vault secret version (32 hexadecimal digits), so it was not "
                 "looked up: the payload was not encrypted by this project's codec, or its metadata was altered"
             )
         remembered = self._failures.get(key_id)
@@ -512,7 +512,7 @@ def decode_client_certificate(secret: SecretVersion) -> ClientCertificate:
         key = serialization.load_pem_private_key(keys[0], password=None)
         chain = [x509.load_pem_x509_certificate(block) for block in certificates]
     except (ValueError, TypeError) as error:
-        raise KeyVaultError(f"{secret.where} is not valid PEM ({_one_line(error)}); {CERTIFICATE_ADVICE}") from None
+        raise KeyVaultError(f"{secret.where} is not valid PEM ({one_line(error)}); {CERTIFICATE_ADVICE}") from None
     leaf = next((certificate for certificate in chain if _same_public_key(certificate, key)), None)
     if leaf is None:
         raise KeyVaultError(f"{secret.where}: no certificate in it belongs to its private key; {CERTIFICATE_ADVICE}")
@@ -539,22 +539,10 @@ def _default_credential() -> DefaultAzureCredential:
     try:
         return DefaultAzureCredential()
     except ValueError as error:  # e.g. an AZURE_TOKEN_CREDENTIALS value azure-identity does not know
-        raise KeyVaultError(f"Cannot set up the Azure identity for Key Vault: {_one_line(error)}") from None
+        raise KeyVaultError(f"Cannot set up the Azure identity for Key Vault: {one_line(error)}") from None
 
 
 def _service_message(error: HttpResponseError) -> str:
     """`HTTP 403: <Key Vault's own message>`, without the repetitions in the SDK's message."""
     detail = error.error.message if error.error and error.error.message else error.reason
     return f"HTTP {error.status_code}: {' '.join(str(detail).split()).rstrip('.')}"
-
-
-def _shown(key_id: str) -> str:
-    """A key id from a payload as a message may show it: quoted, escaped, cut short."""
-    if len(key_id) > SHOWN_KEY_ID_CHARACTERS:
-        return repr(key_id[:SHOWN_KEY_ID_CHARACTERS]) + "..."
-    return repr(key_id)
-
-
-def _one_line(error: BaseException) -> str:
-    """An exception's message on one line: Azure SDK messages span several."""
-    return " ".join(str(error).split())

@@ -83,6 +83,7 @@ from temporalio.converter import (
 )
 
 from config import PayloadStorageSettings
+from log_format import one_line, shown
 
 DRIVER_NAME = "azure.blobdriver"
 HASH_ALGORITHM = "sha256"
@@ -92,6 +93,8 @@ _SAFE_CHARACTERS = frozenset(string.ascii_letters + string.digits + "!-_.*'()")
 # What a claim's blob name may be: ours, ending in the digest of its content.
 _BLOB_NAME = re.compile(r"v0(/[A-Za-z0-9!_.*'()%-]+)*/d/sha256/(?P<digest>[0-9a-f]{64})")
 _REFERENCE_MESSAGE_TYPE = ExternalStorageReference.DESCRIPTOR.full_name.encode()
+# How much of a refused reference's container or blob name a message shows (log_format.shown cuts the rest).
+SHOWN_REFERENCE_CHARACTERS = 80
 # How long the start-up check of the container may take (the identity's token included).
 CHECK_TIMEOUT_SECONDS = 30.0
 # The Azure SDK's own retries of one request: a few seconds at most, because a workflow task has 10 s and
@@ -238,11 +241,12 @@ class AzureBlobStorageDriver(StorageDriver):
         data = dict(claim.claim_data)
         container, blob_name = data.get("container", ""), data.get("blob", "")
         if container != self.container:
+            named = shown(container, SHOWN_REFERENCE_CHARACTERS)
             raise ReferenceRefusedError(
-                f"Refused a payload reference to container {_shown(container)}: this process reads only container "
+                f"Refused a payload reference to container {named}: this process reads only container "
                 f"{self.container!r} of storage account {self.account!r} (PAYLOAD_STORAGE_CONTAINER). "
                 "A reference written with another container needs a process configured with it",
-                f"the reference names container {_shown(container)}, not this codec server's",
+                f"the reference names container {named}, not this codec server's",
             )
         match = _BLOB_NAME.fullmatch(blob_name)
         if (
@@ -250,10 +254,11 @@ class AzureBlobStorageDriver(StorageDriver):
             or len(blob_name) > MAX_BLOB_NAME_CHARACTERS
             or any(s in (".", "..") for s in blob_name.split("/"))
         ):
+            named = shown(blob_name, SHOWN_REFERENCE_CHARACTERS)
             raise ReferenceRefusedError(
-                f"Refused a payload reference to blob {_shown(blob_name)} in container {self.container!r}: it is not "
+                f"Refused a payload reference to blob {named} in container {self.container!r}: it is not "
                 "a name this driver writes (v0/.../d/sha256/<digest>)",
-                f"the reference names blob {_shown(blob_name)}, which is not a name this driver writes",
+                f"the reference names blob {named}, which is not a name this driver writes",
             )
         return blob_name, match["digest"]
 
@@ -297,7 +302,7 @@ def _explain(error: AzureError, account: str, container: str, blob_name: str | N
             "PAYLOAD_STORAGE_ACCOUNT_URL and PAYLOAD_STORAGE_CONTAINER",
         )
     if isinstance(error, ClientAuthenticationError) and error.response is None:
-        return "no Azure identity could get a token", f" ({_one_line(error)})", IDENTITY_ADVICE
+        return "no Azure identity could get a token", f" ({one_line(error)})", IDENTITY_ADVICE
     if isinstance(error, HttpResponseError) and error.status_code == 403 and code == "AuthenticationFailed":
         return (
             "the storage account did not accept the credentials",
@@ -317,11 +322,11 @@ def _explain(error: AzureError, account: str, container: str, blob_name: str | N
     if isinstance(error, ServiceRequestError | ServiceResponseError):
         return (
             "the storage account could not be reached",
-            f" ({_one_line(error)})",
+            f" ({one_line(error)})",
             "Check PAYLOAD_STORAGE_ACCOUNT_URL (or the connection string), DNS, and the network path to the account "
             "(its firewall, private endpoint)",
         )
-    return "the request failed", f" ({_one_line(error)})", "Check PAYLOAD_STORAGE_ACCOUNT_URL and the network path"
+    return "the request failed", f" ({one_line(error)})", "Check PAYLOAD_STORAGE_ACCOUNT_URL and the network path"
 
 
 class PayloadStorage:
@@ -348,7 +353,7 @@ class PayloadStorage:
                 service = BlobServiceClient(str(settings.account_url), credential=self._credential, **options)
         except ValueError as error:  # the SDK's own check of the URL or connection string (never shown)
             raise PayloadStorageError(
-                f"Cannot use the payload storage settings: {_one_line(error)}. "
+                f"Cannot use the payload storage settings: {one_line(error)}. "
                 "Check PAYLOAD_STORAGE_ACCOUNT_URL or PAYLOAD_STORAGE_CONNECTION_STRING"
             ) from None
         # The SDK logs every request at INFO; ours are one line per failure.
@@ -448,7 +453,7 @@ def _default_credential() -> DefaultAzureCredential:
     try:
         return DefaultAzureCredential()
     except ValueError as error:  # e.g. an AZURE_TOKEN_CREDENTIALS value azure-identity does not know
-        raise PayloadStorageError(f"Cannot set up the Azure identity for payload storage: {_one_line(error)}") from None
+        raise PayloadStorageError(f"Cannot set up the Azure identity for payload storage: {one_line(error)}") from None
 
 
 async def _gather_or_cancel(steps: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
@@ -465,16 +470,6 @@ async def _gather_or_cancel(steps: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
 
 def _code(code: str) -> str:
     return f" {code}" if code else ""
-
-
-def _shown(value: str) -> str:
-    """A value from a reference as a message may show it: quoted, escaped, cut short."""
-    return repr(value[:80]) + ("..." if len(value) > 80 else "")
-
-
-def _one_line(error: BaseException) -> str:
-    """An exception's message on one line, without the SDK's appended details."""
-    return " ".join(str(error).split("\n")[0].split()) or type(error).__name__
 
 
 # ---------------------------------------------------------------- the command line (start.sh)
