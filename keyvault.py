@@ -19,7 +19,8 @@ The building blocks are `SecretReader` (one secret, read with the process's Azur
 bounded and every failure one line that says what to check) and `RefreshingSecret` (a secret's current
 version, decoded, re-read on an interval). The encryption key, the Temporal API key and the Temporal
 client certificate are each one RefreshingSecret over its own reader; the identity is
-`DefaultAzureCredential`: workload identity in AKS, `az login` on a laptop.
+`DefaultAzureCredential` (azure_identity.py, shared with payload storage): workload identity in AKS,
+`az login` on a laptop.
 
 Rotation without restart: the current version is re-read every KEYVAULT_REFRESH_SECONDS, so after
 `az keyvault secret set` the new value is used; a refresh that fails (the vault unreachable, the secret
@@ -61,12 +62,12 @@ from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets.aio import SecretClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
+from azure_identity import IDENTITY_ADVICE, default_credential
 from config import EncryptionSettings, KeyVaultSettings
 from log_format import one_line, shown
 
@@ -83,13 +84,7 @@ CERTIFICATE_ADVICE = (
     "import the certificate with its key as PEM: az keyvault certificate import --vault-name VAULT --name NAME "
     '--file client-key-and-chain.pem --policy \'{"secretProperties": {"contentType": "application/x-pem-file"}}\''
 )
-IDENTITY_ADVICE = (
-    "On a laptop run `az login`; in AKS check the pod's workload identity "
-    "(service account annotation azure.workload.identity/client-id and its federated credential)"
-)
 ACCESS_ADVICE = 'Give this identity the role "Key Vault Secrets User" on the vault (az role assignment create)'
-# azure-identity logs a failed token request as a multi-line warning; KeyVaultError says the same in one line.
-CREDENTIAL_CHAIN_LOGGER = "azure.identity.aio._credentials.chained"
 PKCS12_CONTENT_TYPE = "application/x-pkcs12"
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 _PRIVATE_KEY_BLOCKS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
@@ -141,8 +136,7 @@ class SecretReader:
         self._timeout_seconds = vault.startup_timeout_seconds
         self._store_advice = store_advice
         self._closed = False
-        logging.getLogger(CREDENTIAL_CHAIN_LOGGER).setLevel(logging.ERROR)
-        self._credential = _default_credential()
+        self._credential = default_credential(KeyVaultError, "Key Vault")
         self._client = SecretClient(
             vault.url,
             self._credential,
@@ -533,13 +527,6 @@ def _same_public_key(certificate: x509.Certificate, key: CertificateIssuerPrivat
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _default_credential() -> DefaultAzureCredential:
-    try:
-        return DefaultAzureCredential()
-    except ValueError as error:  # e.g. an AZURE_TOKEN_CREDENTIALS value azure-identity does not know
-        raise KeyVaultError(f"Cannot set up the Azure identity for Key Vault: {one_line(error)}") from None
 
 
 def _service_message(error: HttpResponseError) -> str:

@@ -33,10 +33,10 @@ into this process's own container and only to a blob name of the shape above, so
 never be made to read another container (a confused deputy), and nothing is fetched for a claim that
 could not be ours.
 
-Sign-in: with PAYLOAD_STORAGE_ACCOUNT_URL the process's Azure identity (DefaultAzureCredential: workload
-identity in AKS, `az login` on a laptop), which needs the role "Storage Blob Data Contributor" on the
-container; with PAYLOAD_STORAGE_CONNECTION_STRING the key or SAS in it (Azurite, local use). Every error
-names the account, container and blob, and says what to check.
+Sign-in: with PAYLOAD_STORAGE_ACCOUNT_URL the process's Azure identity (azure_identity.py's
+DefaultAzureCredential: workload identity in AKS, `az login` on a laptop), which needs the role
+"Storage Blob Data Contributor" on the container; with PAYLOAD_STORAGE_CONNECTION_STRING the key or SAS
+in it (Azurite, local use). Every error names the account, container and blob, and says what to check.
 
 For start.sh, which never sees the connection string (a secret): `python payload_storage.py status` prints
 `off`, `on`, or `emulator 127.0.0.1:PORT` when the connection string points at a local emulator over http
@@ -82,6 +82,7 @@ from temporalio.converter import (
     StorageDriverWorkflowInfo,
 )
 
+from azure_identity import IDENTITY_ADVICE, default_credential
 from config import PayloadStorageSettings
 from log_format import one_line, shown
 
@@ -103,12 +104,6 @@ RETRY = {"initial_backoff": 1, "increment_base": 2, "retry_total": 2, "random_ji
 CONNECTION_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
 ROLE = "Storage Blob Data Contributor"
-IDENTITY_ADVICE = (
-    "On a laptop run `az login`; in AKS check the pod's workload identity "
-    "(AZURE_CLIENT_ID, its federated credential and the service account annotation)"
-)
-# azure-identity logs a failed token request as a multi-line warning; PayloadStorageError says it in one line.
-CREDENTIAL_CHAIN_LOGGER = "azure.identity.aio._credentials.chained"
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -348,8 +343,7 @@ class PayloadStorage:
             if settings.connection_string:
                 service = BlobServiceClient.from_connection_string(settings.connection_string, **options)
             else:
-                logging.getLogger(CREDENTIAL_CHAIN_LOGGER).setLevel(logging.ERROR)
-                self._credential = _default_credential()
+                self._credential = default_credential(PayloadStorageError, "payload storage")
                 service = BlobServiceClient(str(settings.account_url), credential=self._credential, **options)
         except ValueError as error:  # the SDK's own check of the URL or connection string (never shown)
             raise PayloadStorageError(
@@ -447,13 +441,6 @@ def reference_claim(payload: Payload) -> tuple[str, StorageDriverClaim] | None:
             "Refused a malformed payload reference", "the payload reference is malformed"
         ) from None
     return reference.driver_name, StorageDriverClaim(claim_data=dict(reference.claim_data))
-
-
-def _default_credential() -> DefaultAzureCredential:
-    try:
-        return DefaultAzureCredential()
-    except ValueError as error:  # e.g. an AZURE_TOKEN_CREDENTIALS value azure-identity does not know
-        raise PayloadStorageError(f"Cannot set up the Azure identity for payload storage: {one_line(error)}") from None
 
 
 async def _gather_or_cancel(steps: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
