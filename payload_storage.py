@@ -83,7 +83,7 @@ from temporalio.converter import (
 )
 
 from azure_identity import IDENTITY_ADVICE, default_credential
-from config import PayloadStorageSettings
+from config import PayloadStorageSettings, connection_string_fields
 from log_format import one_line, shown
 
 DRIVER_NAME = "azure.blobdriver"
@@ -463,13 +463,12 @@ def _code(code: str) -> str:
 
 
 def emulator_endpoint(settings: PayloadStorageSettings) -> str | None:
-    """127.0.0.1:PORT when the connection string's blob endpoint is http on 127.0.0.1 or localhost, else None."""
+    """127.0.0.1:PORT when the connection string's blob endpoint is http on 127.0.0.1 or localhost, else None.
+
+    The settings' connection string is one config checked, so reading its fields cannot fail."""
     if not settings.connection_string:
         return None
-    fields = {}
-    for part in settings.connection_string.strip().rstrip(";").split(";"):
-        key, _, value = part.partition("=")
-        fields[key.strip().lower()] = value.strip()
+    fields = connection_string_fields(settings.connection_string)
     if fields.get("usedevelopmentstorage", "").lower() == "true":
         return "127.0.0.1:10000"
     parts = urlsplit(fields.get("blobendpoint", ""))
