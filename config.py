@@ -216,15 +216,22 @@ _CONNECTION_STRING_ENDPOINT_KEYS = frozenset({"blobendpoint", "accountname", "us
 _CONNECTION_STRING_CREDENTIAL_KEYS = frozenset({"accountkey", "sharedaccesssignature", "usedevelopmentstorage"})
 
 
-def storage_connection_string(raw: str) -> str:
-    """An Azure Storage connection string (KEY=VALUE;...) with an endpoint and a key or SAS; never shown."""
-    pairs = [part.split("=", 1) for part in raw.strip().rstrip(";").split(";")]
-    if has_control_characters(raw) or any(len(pair) != 2 or not pair[0].strip() for pair in pairs):
+def connection_string_fields(raw: str) -> dict[str, str]:
+    """The KEY=VALUE fields of an Azure Storage connection string: keys lowercased (Azure reads them in any
+    case), keys and values stripped, a final ';' allowed; ValueError (never showing it) when it is not one.
+    The one parser of the connection string: storage_connection_string checks it, payload_storage reads it."""
+    pairs = [part.partition("=") for part in raw.strip().rstrip(";").split(";")]
+    if has_control_characters(raw) or any(not separator or not key.strip() for key, separator, _ in pairs):
         raise ValueError(
             "must be an Azure Storage connection string, KEY=VALUE pairs separated by ';' "
             "(az storage account show-connection-string, or Azurite's, see config.env.example)"
         )
-    keys = {key.strip().lower() for key, _ in pairs}
+    return {key.strip().lower(): value.strip() for key, _, value in pairs}
+
+
+def storage_connection_string(raw: str) -> str:
+    """An Azure Storage connection string (KEY=VALUE;...) with an endpoint and a key or SAS; never shown."""
+    keys = connection_string_fields(raw).keys()
     if not keys & _CONNECTION_STRING_ENDPOINT_KEYS or not keys & _CONNECTION_STRING_CREDENTIAL_KEYS:
         raise ValueError(
             "must name the account (AccountName or BlobEndpoint) and hold an AccountKey or SharedAccessSignature; "

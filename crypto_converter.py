@@ -72,12 +72,12 @@ from temporalio.converter import (
     WorkflowSerializationContext,
 )
 
+from log_format import shown
+
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 NONCE_BYTES = 12  # 96 bits, the nonce size AES-GCM is designed for
 TAG_BYTES = 16
-# Key ids and encodings come from the payload, so from whoever wrote it: messages show them cut short.
-SHOWN_METADATA_CHARACTERS = 64
 # WARN remembers this many workflows it has warned about, so a long migration cannot grow memory.
 WARNED_WORKFLOWS = 1024
 # From this size payloads take the copy-lean path (see above); below it the one-shot cipher is faster.
@@ -162,7 +162,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         if self._plaintext is Plaintext.WARN:
             self._warn_once(where)
             return payload
-        encoding = _shown(payload.metadata.get("encoding", b""))
+        encoding = shown(payload.metadata.get("encoding", b""))
         raise PlaintextRefusedError(
             f"Refused an unencrypted payload (encoding {encoding}) for {where}: ENCRYPTION_REQUIRED=true accepts "
             "only payloads encrypted with the Key Vault key. It was written without the key (by a client, worker or "
@@ -193,7 +193,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
             )
         data = memoryview(payload.data)  # one copy out of the message; slices of the view copy nothing
         if len(data) < NONCE_BYTES + TAG_BYTES:
-            raise PayloadDecryptionError(f"Encrypted payload with key id {_shown(associated_data)} is truncated")
+            raise PayloadDecryptionError(f"Encrypted payload with key id {shown(associated_data)} is truncated")
         key = await self._key(key_id, associated_data)
         nonce, ciphertext = data[:NONCE_BYTES], data[NONCE_BYTES:]
         try:
@@ -205,7 +205,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
                 plaintext = _cipher(key).decrypt(nonce, ciphertext, associated_data)
         except InvalidTag:
             raise PayloadDecryptionError(
-                f"Encrypted payload with key id {_shown(associated_data)} failed authentication: the key with that "
+                f"Encrypted payload with key id {shown(associated_data)} failed authentication: the key with that "
                 "id is not the one it was encrypted with, or the payload or its key id was altered"
             ) from None
         return Payload.FromString(plaintext)
@@ -215,7 +215,7 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
             return await self._key_provider.key_for(key_id)
         except Exception as error:  # any provider failure means the same thing here: no key, no plaintext
             raise PayloadDecryptionError(
-                f"No key for encrypted payload with key id {_shown(associated_data)}: {error}"
+                f"No key for encrypted payload with key id {shown(associated_data)}: {error}"
             ) from error
 
 
@@ -249,14 +249,6 @@ def _describe(context: SerializationContext | None) -> str:
     if isinstance(context, NexusSerializationContext):
         return f"Nexus operation {context.operation!r} of service {context.service!r}"
     return "a payload outside any workflow (no serialization context)"
-
-
-def _shown(value: bytes) -> str:
-    """Metadata from a payload as a message may show it: quoted, escaped, cut short."""
-    text = value.decode("utf-8", errors="replace")
-    if len(text) > SHOWN_METADATA_CHARACTERS:
-        return repr(text[:SHOWN_METADATA_CHARACTERS]) + "..."
-    return repr(text)
 
 
 def _is_encrypted(payload: Payload) -> bool:

@@ -19,7 +19,8 @@ The building blocks are `SecretReader` (one secret, read with the process's Azur
 bounded and every failure one line that says what to check) and `RefreshingSecret` (a secret's current
 version, decoded, re-read on an interval). The encryption key, the Temporal API key and the Temporal
 client certificate are each one RefreshingSecret over its own reader; the identity is
-`DefaultAzureCredential`: workload identity in AKS, `az login` on a laptop.
+`DefaultAzureCredential` (azure_identity.py, shared with payload storage): workload identity in AKS,
+`az login` on a laptop.
 
 Rotation without restart: the current version is re-read every KEYVAULT_REFRESH_SECONDS, so after
 `az keyvault secret set` the new value is used; a refresh that fails (the vault unreachable, the secret
@@ -61,13 +62,14 @@ from types import TracebackType
 from typing import Generic, Self, TypeVar
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-from azure.identity.aio import DefaultAzureCredential
 from azure.keyvault.secrets.aio import SecretClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
+from azure_identity import IDENTITY_ADVICE, default_credential
 from config import EncryptionSettings, KeyVaultSettings
+from log_format import one_line, shown
 
 AES_KEY_SIZES = (16, 24, 32)
 # The shape of a Key Vault secret version, which is what our key ids are.
@@ -76,20 +78,13 @@ KEY_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_FETCHES_IN_FLIGHT = 4
 # Failed key ids remembered at once; beyond that the oldest is forgotten (and may cost one more read).
 MAX_REMEMBERED_FAILURES = 1024
-SHOWN_KEY_ID_CHARACTERS = 64
 NEW_KEY_ADVICE = 'store a key made with: az keyvault secret set ... --value "$(openssl rand -base64 32)"'
 API_KEY_ADVICE = "store the key with: az keyvault secret set --vault-name VAULT --name NAME --file KEY_FILE"
 CERTIFICATE_ADVICE = (
     "import the certificate with its key as PEM: az keyvault certificate import --vault-name VAULT --name NAME "
     '--file client-key-and-chain.pem --policy \'{"secretProperties": {"contentType": "application/x-pem-file"}}\''
 )
-IDENTITY_ADVICE = (
-    "On a laptop run `az login`; in AKS check the pod's workload identity "
-    "(service account annotation azure.workload.identity/client-id and its federated credential)"
-)
 ACCESS_ADVICE = 'Give this identity the role "Key Vault Secrets User" on the vault (az role assignment create)'
-# azure-identity logs a failed token request as a multi-line warning; KeyVaultError says the same in one line.
-CREDENTIAL_CHAIN_LOGGER = "azure.identity.aio._credentials.chained"
 PKCS12_CONTENT_TYPE = "application/x-pkcs12"
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 _PRIVATE_KEY_BLOCKS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
@@ -141,8 +136,7 @@ class SecretReader:
         self._timeout_seconds = vault.startup_timeout_seconds
         self._store_advice = store_advice
         self._closed = False
-        logging.getLogger(CREDENTIAL_CHAIN_LOGGER).setLevel(logging.ERROR)
-        self._credential = _default_credential()
+        self._credential = default_credential(KeyVaultError, "Key Vault")
         self._client = SecretClient(
             vault.url,
             self._credential,
@@ -191,7 +185,7 @@ class SecretReader:
                 )
             return f"the secret does not exist. Check {self.variable} and KEYVAULT_URL, or {self._store_advice}"
         if isinstance(error, ClientAuthenticationError) and error.response is None:
-            return f"no Azure identity could get a token ({_one_line(error)}). {IDENTITY_ADVICE}"
+            return f"no Azure identity could get a token ({one_line(error)}). {IDENTITY_ADVICE}"
         if isinstance(error, HttpResponseError) and error.status_code == 401:
             return f"Key Vault refused the token ({_service_message(error)}). {IDENTITY_ADVICE}"
         if isinstance(error, HttpResponseError) and error.status_code == 403:
@@ -203,11 +197,11 @@ class SecretReader:
             return f"Key Vault answered {_service_message(error)}. Check KEYVAULT_URL"
         if isinstance(error, ValueError):  # the SDK's check of the vault's authentication challenge
             return (
-                f"{_one_line(error)} KEYVAULT_URL must be the vault's own URL, https://NAME.vault.azure.net/ "
+                f"{one_line(error)} KEYVAULT_URL must be the vault's own URL, https://NAME.vault.azure.net/ "
                 "(only a test vault needs KEYVAULT_VERIFY_CHALLENGE_RESOURCE=false)"
             )
         return (
-            f"cannot reach the vault ({_one_line(error)}). "
+            f"cannot reach the vault ({one_line(error)}). "
             "Check KEYVAULT_URL, DNS and network access to the vault, and KEYVAULT_CA_FILE if it is set"
         )
 
@@ -308,7 +302,7 @@ class RefreshingSecret(Generic[T]):
             if self._on_change is not None:
                 await self._on_change(secret.version, value)
         except Exception as error:  # a refresh must never end the loop: the last value stays in use
-            logger.warning("Key Vault refresh failed; %s %s: %s", self._still_using, self._version, _one_line(error))
+            logger.warning("Key Vault refresh failed; %s %s: %s", self._still_using, self._version, one_line(error))
             return
         self._version, self._value = secret.version, value
 
@@ -394,7 +388,7 @@ class KeyVaultKeyProvider:
         """Refuse, without a vault read, what no read may be spent on."""
         if not KEY_ID_PATTERN.fullmatch(key_id):
             raise KeyVaultError(
-                f"Key id {_shown(key_id)} is not a Key Vault secret version (32 hexadecimal digits), so it was not "
+                f"Key id {shown(key_id)} is not a Key Vault secret version (32 hexadecimal digits), so it was not "
                 "looked up: the payload was not encrypted by this project's codec, or its metadata was altered"
             )
         remembered = self._failures.get(key_id)
@@ -512,7 +506,7 @@ def decode_client_certificate(secret: SecretVersion) -> ClientCertificate:
         key = serialization.load_pem_private_key(keys[0], password=None)
         chain = [x509.load_pem_x509_certificate(block) for block in certificates]
     except (ValueError, TypeError) as error:
-        raise KeyVaultError(f"{secret.where} is not valid PEM ({_one_line(error)}); {CERTIFICATE_ADVICE}") from None
+        raise KeyVaultError(f"{secret.where} is not valid PEM ({one_line(error)}); {CERTIFICATE_ADVICE}") from None
     leaf = next((certificate for certificate in chain if _same_public_key(certificate, key)), None)
     if leaf is None:
         raise KeyVaultError(f"{secret.where}: no certificate in it belongs to its private key; {CERTIFICATE_ADVICE}")
@@ -535,26 +529,7 @@ def _same_public_key(certificate: x509.Certificate, key: CertificateIssuerPrivat
 # ---------------------------------------------------------------- helpers
 
 
-def _default_credential() -> DefaultAzureCredential:
-    try:
-        return DefaultAzureCredential()
-    except ValueError as error:  # e.g. an AZURE_TOKEN_CREDENTIALS value azure-identity does not know
-        raise KeyVaultError(f"Cannot set up the Azure identity for Key Vault: {_one_line(error)}") from None
-
-
 def _service_message(error: HttpResponseError) -> str:
     """`HTTP 403: <Key Vault's own message>`, without the repetitions in the SDK's message."""
     detail = error.error.message if error.error and error.error.message else error.reason
     return f"HTTP {error.status_code}: {' '.join(str(detail).split()).rstrip('.')}"
-
-
-def _shown(key_id: str) -> str:
-    """A key id from a payload as a message may show it: quoted, escaped, cut short."""
-    if len(key_id) > SHOWN_KEY_ID_CHARACTERS:
-        return repr(key_id[:SHOWN_KEY_ID_CHARACTERS]) + "..."
-    return repr(key_id)
-
-
-def _one_line(error: BaseException) -> str:
-    """An exception's message on one line: Azure SDK messages span several."""
-    return " ".join(str(error).split())

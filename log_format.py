@@ -4,6 +4,8 @@ Public API:
     configure(level, log_format)    # the root logger on stdout, "text" or "json" (config.configure_logging calls it)
     announce(logger, message)       # a line people grep for, whatever the level: "Starting worker... Awaiting tasks."
     JsonFormatter                   # the JSON lines, for a handler of your own
+    shown(value) -> str             # a value from untrusted input as a message may show it: quoted, escaped, cut short
+    one_line(error) -> str          # an exception's message on one line, for a log line or an error message
 
 LOG_FORMAT=text (the default on a laptop) is `2026-11-22 10:15:00,123 INFO worker: message`, and the
 Temporal SDK appends its workflow or activity details to the message as it always does.
@@ -20,6 +22,15 @@ stores in Log Analytics as queryable fields:
 message; an exception is one `exception` field holding the whole traceback. Nothing else of a record
 is written: a field only appears here because this module names it, so no value reaches the log that
 was not put into a message on purpose.
+
+What goes into a message is this module's concern too, because every message ends up as a log line (or
+the one line a process exits with). `shown` is how a value from untrusted input appears in one: a key id
+or an encoding from a payload, a container or blob name from a history's reference. It is quoted and
+escaped (repr), so a line break or a control character cannot forge another log line, and cut short, so
+whoever wrote the value cannot flood the log. `one_line` is how an exception appears in one: the Azure
+SDK's messages span several lines, and the lines after the first say why (which credential failed, and
+how). Both are written once here, for the modules that put such values into messages (crypto_converter,
+keyvault, payload_storage); like the rest of this module they need nothing beyond the standard library.
 """
 
 from __future__ import annotations
@@ -48,6 +59,8 @@ TEMPORAL_FIELDS = {
     "update_name": "update_name",
 }
 TEMPORAL_CONTEXTS = ("temporal_workflow", "temporal_activity")
+# How much of a value from untrusted input a message shows (`shown`): a key id of 32 digits whole, never a flood.
+SHOWN_CHARACTERS = 64
 
 
 class JsonFormatter(logging.Formatter):
@@ -103,6 +116,24 @@ def announce(logger: logging.Logger, message: str) -> None:
         return
     record = logger.makeRecord(logger.name, logging.INFO, "(announce)", 0, message, None, None)
     logger.handle(record)  # handle() skips the level check that logger.info() would make
+
+
+def shown(value: str | bytes, limit: int = SHOWN_CHARACTERS) -> str:
+    """A value from untrusted input as a message may show it: quoted, escaped, cut short.
+
+    Its repr, so line breaks and control characters are escapes; past `limit` characters it is cut, and
+    "..." says so. Bytes (payload metadata) are read as UTF-8, anything else in them replaced.
+    """
+    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+    if len(text) > limit:
+        return repr(text[:limit]) + "..."
+    return repr(text)
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line: all of its lines, each run of whitespace one space (Azure SDK
+    messages span several, and the lines after the first say why); its type's name when it has no message."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _context_in_fields_only() -> None:

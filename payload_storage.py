@@ -33,10 +33,10 @@ into this process's own container and only to a blob name of the shape above, so
 never be made to read another container (a confused deputy), and nothing is fetched for a claim that
 could not be ours.
 
-Sign-in: with PAYLOAD_STORAGE_ACCOUNT_URL the process's Azure identity (DefaultAzureCredential: workload
-identity in AKS, `az login` on a laptop), which needs the role "Storage Blob Data Contributor" on the
-container; with PAYLOAD_STORAGE_CONNECTION_STRING the key or SAS in it (Azurite, local use). Every error
-names the account, container and blob, and says what to check.
+Sign-in: with PAYLOAD_STORAGE_ACCOUNT_URL the process's Azure identity (azure_identity.py's
+DefaultAzureCredential: workload identity in AKS, `az login` on a laptop), which needs the role
+"Storage Blob Data Contributor" on the container; with PAYLOAD_STORAGE_CONNECTION_STRING the key or SAS
+in it (Azurite, local use). Every error names the account, container and blob, and says what to check.
 
 For start.sh, which never sees the connection string (a secret): `python payload_storage.py status` prints
 `off`, `on`, or `emulator 127.0.0.1:PORT` when the connection string points at a local emulator over http
@@ -82,7 +82,9 @@ from temporalio.converter import (
     StorageDriverWorkflowInfo,
 )
 
-from config import PayloadStorageSettings
+from azure_identity import IDENTITY_ADVICE, default_credential
+from config import PayloadStorageSettings, connection_string_fields
+from log_format import one_line, shown
 
 DRIVER_NAME = "azure.blobdriver"
 HASH_ALGORITHM = "sha256"
@@ -92,6 +94,8 @@ _SAFE_CHARACTERS = frozenset(string.ascii_letters + string.digits + "!-_.*'()")
 # What a claim's blob name may be: ours, ending in the digest of its content.
 _BLOB_NAME = re.compile(r"v0(/[A-Za-z0-9!_.*'()%-]+)*/d/sha256/(?P<digest>[0-9a-f]{64})")
 _REFERENCE_MESSAGE_TYPE = ExternalStorageReference.DESCRIPTOR.full_name.encode()
+# How much of a refused reference's container or blob name a message shows (log_format.shown cuts the rest).
+SHOWN_REFERENCE_CHARACTERS = 80
 # How long the start-up check of the container may take (the identity's token included).
 CHECK_TIMEOUT_SECONDS = 30.0
 # The Azure SDK's own retries of one request: a few seconds at most, because a workflow task has 10 s and
@@ -100,12 +104,6 @@ RETRY = {"initial_backoff": 1, "increment_base": 2, "retry_total": 2, "random_ji
 CONNECTION_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
 ROLE = "Storage Blob Data Contributor"
-IDENTITY_ADVICE = (
-    "On a laptop run `az login`; in AKS check the pod's workload identity "
-    "(AZURE_CLIENT_ID, its federated credential and the service account annotation)"
-)
-# azure-identity logs a failed token request as a multi-line warning; PayloadStorageError says it in one line.
-CREDENTIAL_CHAIN_LOGGER = "azure.identity.aio._credentials.chained"
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -238,11 +236,12 @@ class AzureBlobStorageDriver(StorageDriver):
         data = dict(claim.claim_data)
         container, blob_name = data.get("container", ""), data.get("blob", "")
         if container != self.container:
+            named = shown(container, SHOWN_REFERENCE_CHARACTERS)
             raise ReferenceRefusedError(
-                f"Refused a payload reference to container {_shown(container)}: this process reads only container "
+                f"Refused a payload reference to container {named}: this process reads only container "
                 f"{self.container!r} of storage account {self.account!r} (PAYLOAD_STORAGE_CONTAINER). "
                 "A reference written with another container needs a process configured with it",
-                f"the reference names container {_shown(container)}, not this codec server's",
+                f"the reference names container {named}, not this codec server's",
             )
         match = _BLOB_NAME.fullmatch(blob_name)
         if (
@@ -250,10 +249,11 @@ class AzureBlobStorageDriver(StorageDriver):
             or len(blob_name) > MAX_BLOB_NAME_CHARACTERS
             or any(s in (".", "..") for s in blob_name.split("/"))
         ):
+            named = shown(blob_name, SHOWN_REFERENCE_CHARACTERS)
             raise ReferenceRefusedError(
-                f"Refused a payload reference to blob {_shown(blob_name)} in container {self.container!r}: it is not "
+                f"Refused a payload reference to blob {named} in container {self.container!r}: it is not "
                 "a name this driver writes (v0/.../d/sha256/<digest>)",
-                f"the reference names blob {_shown(blob_name)}, which is not a name this driver writes",
+                f"the reference names blob {named}, which is not a name this driver writes",
             )
         return blob_name, match["digest"]
 
@@ -297,7 +297,7 @@ def _explain(error: AzureError, account: str, container: str, blob_name: str | N
             "PAYLOAD_STORAGE_ACCOUNT_URL and PAYLOAD_STORAGE_CONTAINER",
         )
     if isinstance(error, ClientAuthenticationError) and error.response is None:
-        return "no Azure identity could get a token", f" ({_one_line(error)})", IDENTITY_ADVICE
+        return "no Azure identity could get a token", f" ({one_line(error)})", IDENTITY_ADVICE
     if isinstance(error, HttpResponseError) and error.status_code == 403 and code == "AuthenticationFailed":
         return (
             "the storage account did not accept the credentials",
@@ -317,11 +317,11 @@ def _explain(error: AzureError, account: str, container: str, blob_name: str | N
     if isinstance(error, ServiceRequestError | ServiceResponseError):
         return (
             "the storage account could not be reached",
-            f" ({_one_line(error)})",
+            f" ({one_line(error)})",
             "Check PAYLOAD_STORAGE_ACCOUNT_URL (or the connection string), DNS, and the network path to the account "
             "(its firewall, private endpoint)",
         )
-    return "the request failed", f" ({_one_line(error)})", "Check PAYLOAD_STORAGE_ACCOUNT_URL and the network path"
+    return "the request failed", f" ({one_line(error)})", "Check PAYLOAD_STORAGE_ACCOUNT_URL and the network path"
 
 
 class PayloadStorage:
@@ -343,12 +343,11 @@ class PayloadStorage:
             if settings.connection_string:
                 service = BlobServiceClient.from_connection_string(settings.connection_string, **options)
             else:
-                logging.getLogger(CREDENTIAL_CHAIN_LOGGER).setLevel(logging.ERROR)
-                self._credential = _default_credential()
+                self._credential = default_credential(PayloadStorageError, "payload storage")
                 service = BlobServiceClient(str(settings.account_url), credential=self._credential, **options)
         except ValueError as error:  # the SDK's own check of the URL or connection string (never shown)
             raise PayloadStorageError(
-                f"Cannot use the payload storage settings: {_one_line(error)}. "
+                f"Cannot use the payload storage settings: {one_line(error)}. "
                 "Check PAYLOAD_STORAGE_ACCOUNT_URL or PAYLOAD_STORAGE_CONNECTION_STRING"
             ) from None
         # The SDK logs every request at INFO; ours are one line per failure.
@@ -444,13 +443,6 @@ def reference_claim(payload: Payload) -> tuple[str, StorageDriverClaim] | None:
     return reference.driver_name, StorageDriverClaim(claim_data=dict(reference.claim_data))
 
 
-def _default_credential() -> DefaultAzureCredential:
-    try:
-        return DefaultAzureCredential()
-    except ValueError as error:  # e.g. an AZURE_TOKEN_CREDENTIALS value azure-identity does not know
-        raise PayloadStorageError(f"Cannot set up the Azure identity for payload storage: {_one_line(error)}") from None
-
-
 async def _gather_or_cancel(steps: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
     """Run the steps at once; when one fails, cancel the others and raise its error."""
     tasks = [asyncio.ensure_future(step) for step in steps]
@@ -467,27 +459,16 @@ def _code(code: str) -> str:
     return f" {code}" if code else ""
 
 
-def _shown(value: str) -> str:
-    """A value from a reference as a message may show it: quoted, escaped, cut short."""
-    return repr(value[:80]) + ("..." if len(value) > 80 else "")
-
-
-def _one_line(error: BaseException) -> str:
-    """An exception's message on one line, without the SDK's appended details."""
-    return " ".join(str(error).split("\n")[0].split()) or type(error).__name__
-
-
 # ---------------------------------------------------------------- the command line (start.sh)
 
 
 def emulator_endpoint(settings: PayloadStorageSettings) -> str | None:
-    """127.0.0.1:PORT when the connection string's blob endpoint is http on 127.0.0.1 or localhost, else None."""
+    """127.0.0.1:PORT when the connection string's blob endpoint is http on 127.0.0.1 or localhost, else None.
+
+    The settings' connection string is one config checked, so reading its fields cannot fail."""
     if not settings.connection_string:
         return None
-    fields = {}
-    for part in settings.connection_string.strip().rstrip(";").split(";"):
-        key, _, value = part.partition("=")
-        fields[key.strip().lower()] = value.strip()
+    fields = connection_string_fields(settings.connection_string)
     if fields.get("usedevelopmentstorage", "").lower() == "true":
         return "127.0.0.1:10000"
     parts = urlsplit(fields.get("blobendpoint", ""))

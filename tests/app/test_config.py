@@ -466,3 +466,44 @@ def test_programs_exit_2_on_configuration_mistakes(tmp_path, script):
     assert "TEMPORAL_TLS='maybe': must be true or false" in result.stderr
     assert "Traceback" not in result.stderr
     assert "canary-key-5678" not in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- the connection string's fields (one parser)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fields"),
+    [
+        (
+            "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=k/+==;EndpointSuffix=core.windows.net",
+            {
+                "defaultendpointsprotocol": "https",
+                "accountname": "a",
+                "accountkey": "k/+==",
+                "endpointsuffix": "core.windows.net",
+            },
+        ),
+        (
+            " BlobEndpoint = http://127.0.0.1:10000/a ;SharedAccessSignature=sv=2024&sig=x%3D; ",
+            {"blobendpoint": "http://127.0.0.1:10000/a", "sharedaccesssignature": "sv=2024&sig=x%3D"},
+        ),
+        ("UseDevelopmentStorage=true", {"usedevelopmentstorage": "true"}),
+        ("AccountName=", {"accountname": ""}),
+    ],
+    ids=["azure", "spaces-and-sas", "emulator", "empty-value"],
+)
+def test_connection_string_fields_are_lowercased_keys_and_stripped_values(raw, fields):
+    assert config.connection_string_fields(raw) == fields
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "not a connection string", "k=v;;x=y", "=v", "AccountName=a\n;AccountKey=canary-key"],
+    ids=["empty", "no-pairs", "empty-pair", "no-key", "control-character"],
+)
+def test_what_is_not_key_value_pairs_is_refused_without_showing_it(raw):
+    with pytest.raises(ValueError, match="KEY=VALUE pairs separated by ';'") as raised:
+        config.connection_string_fields(raw)
+    assert "canary" not in str(raised.value)
+    with pytest.raises(ValueError, match="KEY=VALUE pairs separated by ';'"):
+        config.storage_connection_string(raw)

@@ -1,4 +1,5 @@
-"""log_format.py: the JSON lines' fields, and that nothing reaches them that was not put there on purpose."""
+"""log_format.py: the JSON lines' fields, that nothing reaches them that was not put there on purpose, and how
+untrusted values and exceptions appear in a message (`shown`, `one_line`)."""
 
 from __future__ import annotations
 
@@ -96,3 +97,50 @@ def test_announcements_show_at_any_level_bare_in_text_and_as_a_message_in_json(m
         [line] = lines
         assert json.loads(line)["message"] == "Starting worker... Awaiting tasks."
         assert json.loads(line)["level"] == "INFO" and json.loads(line)["logger"] == "worker"
+
+
+# ---------------------------------------------------------------- values and exceptions in a message
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("v1", "'v1'"),
+        ("", "''"),
+        (b"binary/plain", "'binary/plain'"),
+        ("forged\nline\x1b[2J", "'forged\\nline\\x1b[2J'"),
+        (b"\xff\xfeid", "'\ufffd\ufffdid'"),
+        ("it's", '"it\'s"'),
+    ],
+    ids=["text", "empty", "bytes", "control-characters", "not-utf-8", "quote"],
+)
+def test_a_shown_value_is_quoted_and_escaped(value, expected):
+    assert log_format.shown(value) == expected
+
+
+def test_a_shown_value_is_cut_short_and_says_so():
+    limit = log_format.SHOWN_CHARACTERS
+    assert log_format.shown("x" * limit) == repr("x" * limit), "a value of the limit's length is whole"
+    assert log_format.shown("x" * (limit + 1)) == repr("x" * limit) + "..."
+    assert log_format.shown(b"y" * 10_000) == repr("y" * limit) + "..."
+    assert log_format.shown("z" * 100, limit=80) == repr("z" * 80) + "..."
+    flood = log_format.shown("\n" * 10_000)
+    assert "\n" not in flood and len(flood) < 3 * limit
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ValueError("plain"), "plain"),
+        (
+            RuntimeError("DefaultAzureCredential failed.\nAttempted credentials:\n\tAzureCliCredential: run az login"),
+            "DefaultAzureCredential failed. Attempted credentials: AzureCliCredential: run az login",
+        ),
+        (OSError("  spaced \r\n out  "), "spaced out"),
+        (TimeoutError(), "TimeoutError"),
+        (ConnectionError(" \n "), "ConnectionError"),
+    ],
+    ids=["one-line", "every-line-kept", "whitespace", "no-message", "blank-message"],
+)
+def test_an_exception_is_one_line_with_all_it_says_or_its_type(error, expected):
+    assert log_format.one_line(error) == expected
