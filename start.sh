@@ -55,13 +55,6 @@ run_in_container() {
   exec python "$REPO_DIR/$(entry_point_for "$mode")"
 }
 
-is_local_host() {
-  case "$1" in
-    localhost | 127.* | "[::1]" | ::1) return 0 ;;
-    *) return 1 ;;
-  esac
-}
-
 is_listening() {
   local port=$1
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null
@@ -117,10 +110,10 @@ start_azurite_if_needed() {
 }
 
 start_dev_server_if_needed() {
-  local address=$TEMPORAL_ADDRESS host port ui_port
-  host=${address%:*}
+  local address=$TEMPORAL_ADDRESS port ui_port
   port=${address##*:}
-  if ! is_local_host "$host"; then
+  # Whether the address is this machine: config.is_local_address decided it with the rest of the configuration.
+  if [[ "$PLAN_TEMPORAL_ADDRESS_LOCAL" != true ]]; then
     echo "Using the Temporal server at $address"
     return 0
   fi

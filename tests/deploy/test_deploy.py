@@ -19,6 +19,7 @@ from helpers.deploy_harness import (
     SUBSCRIPTION,
     Project,
     contains_canary,
+    counting_venv,
 )
 
 NS = "temporal-workers"
@@ -285,6 +286,35 @@ def test_dry_run_prints_every_command_and_changes_nothing(project: Project) -> N
         assert command in printed
     assert "Rendered manifests for" in printed, "the dry run rendered (and so validated) the manifests"
     assert_no_secret_leaked(project, result.output)
+
+
+def python_starts(project: Project, log: Path) -> list[str]:
+    """Each Python process the scripts started: its program (relative to the copy) and first argument."""
+    starts = [line.split()[:2] for line in log.read_text().splitlines()]
+    return [f"{Path(program).relative_to(project.root)} {argument}" for program, argument in starts]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "planned"),
+    [
+        (("deploy.sh", "--dry-run"), ["deploy/plan.py values", "deploy/rollout.py gate"]),
+        # After the push, the manifests are rendered again with the image's digest (generate-k8s-manifests.sh).
+        (("deploy.sh",), ["deploy/plan.py values", "deploy/rollout.py gate", "deploy/plan.py render"]),
+        (("patch.sh", "--dry-run"), ["deploy/plan.py values", "deploy/rollout.py gate"]),
+        (("patch.sh", "--dry-run", "--config-only"), ["deploy/plan.py values"]),
+    ],
+    ids=["deploy-dry-run", "deploy", "patch-dry-run", "patch-config-only-dry-run"],
+)
+def test_one_python_call_plans_the_deploy_and_only_the_replay_gate_and_the_digest_render_add_one(
+    project: Project, arguments: tuple[str, ...], planned: list[str]
+) -> None:
+    """The configuration is read, checked and rendered once (deploy/plan.py); bash derives nothing by calling
+    Python again. Counted with a .venv whose python logs every start, not timed."""
+    log = counting_venv(project.root)
+    project.write_config(FULL_CONFIG)
+    result = project.run(*arguments)
+    assert result.returncode == 0, result.output
+    assert python_starts(project, log) == planned
 
 
 def test_dry_run_still_stops_on_a_bad_configuration(project: Project) -> None:

@@ -11,6 +11,7 @@ import atexit
 import base64
 import json
 import os
+import shlex
 import shutil
 import site
 import subprocess
@@ -26,6 +27,9 @@ STUBS = Path(__file__).resolve().parent / "stubs"
 PYTHON = sys.executable
 REAL_KUBECTL = shutil.which("kubectl", path=str(Path(PYTHON).parent)) or shutil.which("kubectl")
 
+# The image's modules are the root's *.py: the deploy side imports the app's configuration, and the pre-deploy
+# replay check and versioned rollouts (deploy/rollout.py) the app's workflow code.
+APP_MODULES = tuple(sorted(path.name for path in REPO.glob("*.py")))
 PROJECT_FILES = (
     "source_config.sh",
     "generate-k8s-manifests.sh",
@@ -34,23 +38,12 @@ PROJECT_FILES = (
     "lock-requirements.sh",
     "ensure_venv.sh",
     "deploy",
-    # The deploy side imports the app's configuration, and the pre-deploy replay check and versioned rollouts
-    # (deploy/rollout.py) the app's workflow code.
-    "config.py",
-    "log_format.py",
-    "bootstrap.py",
-    "crypto_converter.py",
-    "keyvault.py",
-    "payload_storage.py",
-    "worker.py",
-    "health.py",
-    "workflows.py",
-    "activities.py",
+    "scripts",
+    *APP_MODULES,
     "Dockerfile",
     ".dockerignore",
     "requirements.txt",
     "requirements.lock",
-    "scripts",
 )
 # Everything the scripts run besides bash builtins, the project's Python and the stubbed tools.
 SYSTEM_TOOLS = (
@@ -143,6 +136,21 @@ def runtime_venv() -> Path:
         )
         _runtime_venv.append(venv)
     return _runtime_venv[0]
+
+
+def counting_venv(project_root: Path) -> Path:
+    """Replace the copy's .venv with one whose python logs each start (its arguments, one line each) and then runs
+    the runtime venv's python; returns the log. Every Python process the scripts start goes through .venv."""
+    venv, real = project_root / ".venv", runtime_venv()
+    log = project_root.parent / f"{project_root.name}-python-starts.log"
+    venv.unlink()
+    (venv / "bin").mkdir(parents=True)
+    for stamp in real.glob(".installed-*"):
+        shutil.copy2(stamp, venv / stamp.name)
+    shim = venv / "bin" / "python"
+    shim.write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >>{shlex.quote(str(log))}\nexec {shlex.quote(str(real / "bin" / "python"))} "$@"\n')
+    shim.chmod(0o755)
+    return log
 
 
 class Project:
