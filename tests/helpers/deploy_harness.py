@@ -148,7 +148,8 @@ def counting_venv(project_root: Path) -> Path:
     for stamp in real.glob(".installed-*"):
         shutil.copy2(stamp, venv / stamp.name)
     shim = venv / "bin" / "python"
-    shim.write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >>{shlex.quote(str(log))}\nexec {shlex.quote(str(real / "bin" / "python"))} "$@"\n')
+    python = shlex.quote(str(real / "bin" / "python"))
+    shim.write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >>{shlex.quote(str(log))}\nexec {python} "$@"\n')
     shim.chmod(0o755)
     return log
 
