@@ -9,13 +9,14 @@ Usage: ./deploy.sh [--dry-run] [--output-dir DIR] [--ramp PERCENT]
 
 Takes config.env (and the environment) to a running, ready worker on AKS:
 
-  [1/10] Checking configuration      every missing or malformed variable, at once
+  [1/10] Checking configuration      every missing or malformed variable, at once; one call of
+                                     deploy/plan.py checks, derives every name and renders
   [2/10] Checking tools and access   az, kubectl, docker buildx (or BUILD_MODE=acr), az login,
                                      the subscription, the registry, the kubectl context
   [3/10] Replaying open workflows    the most recent open workflows on the task queue
                                      (DEPLOY_REPLAY_HISTORIES, 20) replayed against this checkout:
                                      a change they cannot take stops the deploy here
-  [4/10] Rendering manifests         ./generate-k8s-manifests.sh
+  [4/10] Rendering manifests         what step 1 rendered, and where (as ./generate-k8s-manifests.sh)
   [5/10] Logging in to ACR           az acr login --expose-token | docker login --password-stdin
   [6/10] Building and pushing image  docker buildx build --push (linux/amd64,linux/arm64),
                                      or az acr build; skipped when the tag is already in ACR;

@@ -30,7 +30,6 @@ import hashlib
 import ipaddress
 import re
 import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -38,10 +37,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
-
-if __name__ == "__main__" and not __package__:
-    # Run as a file (python deploy/deploy_config.py): import from the repository's root, as python -m would.
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import config
 from config import (
