@@ -339,7 +339,7 @@ def measure_in_own_process(
     )
     result = subprocess.run(
         [sys.executable, "-c", program, contender, str(size), str(seconds)],
-        cwd=REPO_DIR,
+        cwd=Path(__file__).resolve().parent,  # `import bench` finds this file; it puts the root on the path itself
         env={**os.environ, **(environment or {})},
         capture_output=True,
         text=True,
