@@ -657,7 +657,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         storage = asyncio.run(measure_storage(scale, Path(directory)))
     print(f"Machine: {machine_description()}")
-    print(f"Command: python bench.py{' --quick' if scale is QUICK else ''}\n")
+    print(f"Command: python tests/bench.py{' --quick' if scale is QUICK else ''}\n")
     print("| measure | result | note |\n| --- | --- | --- |")
     print(interleave_note(rates))
     print("\n".join(codec + key_vault))
