@@ -436,10 +436,10 @@ def test_cli_check_exits_2_with_one_line_per_problem_and_no_traceback(tmp_path):
 
 
 def shell_values(tmp_path: Path, config_text: str = "", **environ: str) -> subprocess.CompletedProcess:
-    """`python deploy_config.py values`, the one interface the scripts read configuration through."""
+    """`python deploy/deploy_config.py values`, the one interface the scripts read configuration through."""
     (tmp_path / "config.env").write_text(config_text)
     return subprocess.run(
-        [PYTHON, str(REPO_DIR / "deploy_config.py"), "values"],
+        [PYTHON, str(REPO_DIR / "deploy" / "deploy_config.py"), "values"],
         env=base_environment(tmp_path, CONFIG_ENV_FILE=str(tmp_path / "config.env"), **environ),
         capture_output=True,
         timeout=60,
