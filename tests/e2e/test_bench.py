@@ -13,7 +13,8 @@ from helpers.processes import PYTHON, REPO_DIR, base_environment
 def test_bench_quick_prints_every_measure(tmp_path: Path) -> None:
     result = subprocess.run(
         [PYTHON, str(REPO_DIR / "tests" / "bench.py"), "--quick"],
-        env=base_environment(tmp_path),
+        # The Azurite this process found (AZURITE_BLOB may name it), so that the bench measures when this expects it.
+        env=base_environment(tmp_path, **({"AZURITE_BLOB": AZURITE_BLOB} if AZURITE_BLOB else {})),
         capture_output=True,
         text=True,
         timeout=300,
