@@ -20,7 +20,7 @@ package at the same version in all three, so the tests run what the image runs. 
 in a lock file are kept unless a requirements file asks for another version, or you pass
 --upgrade (everything) or --upgrade-package NAME. Each lock file starts with the exact
 command that wrote it. pip installs them with --require-hashes (ensure_venv.sh, Dockerfile),
-and tests/app/test_lock_files.py fails when a lock is out of step with its requirements file.
+and tests/deploy/test_lock_files.py fails when a lock is out of step with its requirements file.
 
 uv reads the package index from UV_INDEX_URL (default https://pypi.org/simple).
 USAGE

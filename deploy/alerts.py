@@ -20,7 +20,7 @@ compare with 0). Every expression groups by `task_queue` (and `worker_type`/`pol
 `namespace`: a PodMonitor adds the Kubernetes namespace as `namespace`, which makes Prometheus rename
 the SDK's own label (the Temporal namespace) to `exported_namespace`. The pod is `pod` when a PodMonitor
 scrapes it and `kubernetes_pod_name` when the pod-annotation job does, so messages name both. The
-metric names are the ones worker.py exports (seconds, `_total` counters): tests/app/test_observability.py
+metric names are the ones worker.py exports (seconds, `_total` counters): tests/e2e/test_observability.py
 checks them against a real worker's /metrics, and tests/deploy/test_monitoring.py runs `promtool check
 rules` and `promtool test rules` on the file.
 

@@ -17,16 +17,14 @@ It measures, on this machine, with real parts (run it through the test environme
   4. seconds from starting `python worker.py` to `Starting worker... Awaiting tasks.`;
   5. the worker's own throughput on an activity-heavy workload (many short activities at once), with
      WORKER_TUNER=fixed and =resource-based, in interleaved rounds against a real `python worker.py`;
-  6. what one Kubernetes probe costs: an HTTP GET of the worker's /readyz (CPU time of the worker process)
-     against the exec probe it replaced (a Python start that loads the configuration and checks a file, as
-     `python healthcheck.py` did), and both per pod and hour at the Deployment's probe periods;
+  6. what one Kubernetes probe costs: an HTTP GET of the worker's /readyz (CPU time of the worker process,
+     and wall time), and that per pod and hour at the Deployment's probe periods;
   7. the worker's memory: its RSS once polling, and what each workflow in the sticky cache adds;
   8. the round trip of 1, 8 and 32 MiB payloads through payload storage in Azurite (the data converter's
      encode, which uploads, then its decode, which downloads), plain and encrypted; skipped, saying so,
      when Azurite is not installed (.ci/run installs it).
 The targets it is written against: encrypted/plain >= 0.95; codec >= 0.9 of raw at 1 MiB and 16 MiB and
-at most 10 us added per tiny payload; one Key Vault GET per version plus the refreshes; a probe far cheaper
-than the exec probe it replaced.
+at most 10 us added per tiny payload; one Key Vault GET per version plus the refreshes.
 """
 
 from __future__ import annotations
@@ -37,7 +35,6 @@ import base64
 import dataclasses
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -91,7 +88,6 @@ class Scale:
     tuner_workflows_per_round: int
     tuner_rounds: int
     http_probes: int
-    exec_probes: int
     cached_workflows: int
     storage_sizes: tuple[int, ...]
     storage_round_trips: int
@@ -108,7 +104,6 @@ FULL = Scale(
     tuner_workflows_per_round=300,
     tuner_rounds=3,
     http_probes=2000,
-    exec_probes=20,
     cached_workflows=200,
     storage_sizes=(MIB, 8 * MIB, 32 * MIB),
     storage_round_trips=5,
@@ -124,7 +119,6 @@ QUICK = Scale(
     tuner_workflows_per_round=3,
     tuner_rounds=1,
     http_probes=20,
-    exec_probes=2,
     cached_workflows=3,
     storage_sizes=(300 * 1024,),
     storage_round_trips=1,
@@ -136,16 +130,9 @@ TUNERS = {
     "fixed (100 activity slots)": {"WORKER_TUNER": "fixed"},
     "resource-based (CPU and memory targets 0.8)": {"WORKER_TUNER": "resource-based"},
 }
-# Probes per pod and hour at the Deployment's periods: the exec probe's readiness every 10 s and liveness
-# every 15 s; now readiness every 5 s and liveness every 15 s (the startup probe only runs at start).
-EXEC_PROBES_PER_HOUR = 3600 / 10 + 3600 / 15
+# Probes per pod and hour at the Deployment's periods: readiness every 5 s and liveness every 15 s (the
+# startup probe only runs at start).
 HTTP_PROBES_PER_HOUR = 3600 / 5 + 3600 / 15
-# What `python healthcheck.py` did on every probe before the HTTP probes (git show 24aff7c:healthcheck.py):
-# start Python, load and check the configuration, and look at the health file's age.
-EXEC_PROBE = (
-    "import sys, time; from pathlib import Path; from config import load_settings_or_exit; "
-    "load_settings_or_exit(); sys.exit(0 if time.time() - Path(sys.argv[1]).stat().st_mtime < 30 else 1)"
-)
 
 
 # --- 1 and 3: end to end, plain vs encrypted, and Key Vault requests ------------------------------
@@ -339,7 +326,7 @@ def measure_in_own_process(
     )
     result = subprocess.run(
         [sys.executable, "-c", program, contender, str(size), str(seconds)],
-        cwd=REPO_DIR,
+        cwd=Path(__file__).resolve().parent,  # `import bench` finds this file; it puts the root on the path itself
         env={**os.environ, **(environment or {})},
         capture_output=True,
         text=True,
@@ -496,7 +483,7 @@ async def measure_tuners(scale: Scale, address: str, home: Path) -> list[str]:
 
 
 def measure_probes(scale: Scale, address: str, home: Path) -> list[str]:
-    """CPU and wall time of one HTTP probe (in the worker) and of one exec probe (a Python process)."""
+    """CPU time (in the worker) and wall time of one HTTP probe, and the CPU of the probes per pod and hour."""
     health_port = free_port()
     worker = WorkerProcess(address, home, HEALTH_PORT=str(health_port))
     url = f"http://127.0.0.1:{health_port}/readyz"
@@ -517,27 +504,11 @@ def measure_probes(scale: Scale, address: str, home: Path) -> list[str]:
     finally:
         worker.stop()
     http_wall = statistics.median(walls)
-
-    health_file = home / "worker-health"
-    health_file.write_text("")
-    environment = base_environment(home)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    exec_walls = []
-    for _ in range(scale.exec_probes):
-        probe_started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", EXEC_PROBE, str(health_file)], cwd=REPO_DIR, env=environment, check=True)
-        exec_walls.append(time.perf_counter() - probe_started)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    exec_cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / scale.exec_probes
-    exec_wall = statistics.median(exec_walls)
     return [
         f"| probe: HTTP GET /readyz | {http_cpu * 1e3:.2f} ms CPU, {http_wall * 1e3:.1f} ms | worker's CPU time per "
         f"probe beyond its idle use, mean of {scale.http_probes}; wall: median |",
-        f"| probe: exec python (the old healthcheck.py) | {exec_cpu * 1e3:.0f} ms CPU, {exec_wall * 1e3:.0f} ms | "
-        f"mean CPU of {scale.exec_probes} Python starts; the container runtime's exec comes on top |",
-        f"| probe CPU per pod and hour | {http_cpu * HTTP_PROBES_PER_HOUR:.2f} s HTTP "
-        f"(was {exec_cpu * EXEC_PROBES_PER_HOUR:.0f} s exec) | {HTTP_PROBES_PER_HOUR:.0f} HTTP probes "
-        f"(readiness 5 s, liveness 15 s); was {EXEC_PROBES_PER_HOUR:.0f} execs (10 s, 15 s) |",
+        f"| probe CPU per pod and hour | {http_cpu * HTTP_PROBES_PER_HOUR:.2f} s HTTP | "
+        f"{HTTP_PROBES_PER_HOUR:.0f} HTTP probes (readiness 5 s, liveness 15 s) |",
     ]
 
 
@@ -657,7 +628,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         storage = asyncio.run(measure_storage(scale, Path(directory)))
     print(f"Machine: {machine_description()}")
-    print(f"Command: python bench.py{' --quick' if scale is QUICK else ''}\n")
+    print(f"Command: python tests/bench.py{' --quick' if scale is QUICK else ''}\n")
     print("| measure | result | note |\n| --- | --- | --- |")
     print(interleave_note(rates))
     print("\n".join(codec + key_vault))

@@ -1,8 +1,8 @@
 """bootstrap.Stop in this process: real signals, delivered to the test's own event loop.
 
-The programs' behaviour under signals is in test_stop_signals.py; these check the rules every program
-relies on: a signal that arrives before the loop runs is kept, a stop cancels the step it interrupts,
-a step that finished is never thrown away, and a second signal changes nothing.
+The programs' behaviour under signals is in tests/e2e/test_stop_signals.py; these check the rules every
+program relies on: a signal that arrives before the loop runs is kept, a stop cancels the step it
+interrupts, a step that finished is never thrown away, and a second signal changes nothing.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 `prometheus` package, which .ci/run installs): the rules are valid, each alert fires on synthetic series
 that should fire it and stays quiet on series that should not, and every dashboard query is PromQL.
 
-Whether the metric names they use are the ones the worker exports is tests/app/test_observability.py.
+Whether the metric names they use are the ones the worker exports is tests/e2e/test_observability.py.
 """
 
 from __future__ import annotations

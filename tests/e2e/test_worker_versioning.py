@@ -1,6 +1,9 @@
 """Worker Deployment Versioning from the worker's side: TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID
-(together or not at all) make the real worker.py register as that version, with the configured default
-behavior, and say so at start."""
+(together or not at all) make the real worker.py register as that version with a real dev server, and say so
+at start.
+
+The settings and the SDK's deployment config they make, in process: tests/app/test_worker_versioning_settings.py.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +14,9 @@ import uuid
 import pytest
 from temporalio.api.workflowservice.v1 import DescribeWorkerDeploymentRequest
 from temporalio.client import Client
-from temporalio.common import VersioningBehavior
 from temporalio.service import RPCError
 
 import config
-import worker
 
 from helpers.processes import base_environment
 
@@ -24,24 +25,6 @@ WORKER_READY = r"^Starting worker\.\.\. Awaiting tasks\.$"
 
 def settings(**values: str) -> config.Settings:
     return config.load_settings({"CONFIG_ENV_FILE": "/nonexistent/config.env", **values})
-
-
-def test_both_names_make_a_versioned_worker_pinned_by_default() -> None:
-    loaded = settings(TEMPORAL_DEPLOYMENT_NAME="team/orders", TEMPORAL_WORKER_BUILD_ID="1a2b3c4d5e6f")
-    assert loaded.versioning == config.VersioningSettings("team/orders", "1a2b3c4d5e6f", "pinned")
-    deployment = worker.deployment_config(loaded)
-    assert deployment is not None and deployment.use_worker_versioning
-    assert (deployment.version.deployment_name, deployment.version.build_id) == ("team/orders", "1a2b3c4d5e6f")
-    assert deployment.default_versioning_behavior == VersioningBehavior.PINNED
-
-
-def test_auto_upgrade_is_the_other_default_and_without_names_the_worker_is_unversioned() -> None:
-    loaded = settings(
-        TEMPORAL_DEPLOYMENT_NAME="orders", TEMPORAL_WORKER_BUILD_ID="v2", WORKER_VERSIONING_BEHAVIOR="auto-upgrade"
-    )
-    assert worker.deployment_config(loaded).default_versioning_behavior == VersioningBehavior.AUTO_UPGRADE
-    assert settings().versioning is None and worker.deployment_config(settings()) is None
-    assert settings(WORKER_VERSIONING_BEHAVIOR="auto-upgrade").versioning is None
 
 
 @pytest.mark.parametrize("given", ["TEMPORAL_DEPLOYMENT_NAME", "TEMPORAL_WORKER_BUILD_ID"])
