@@ -15,7 +15,8 @@ INSTALLED_AZURITE = REPO_DIR / ".azurite" / "node"  # where .ci/run and start.sh
 
 def copy_of_repo(destination: Path) -> Path:
     """The app's files (and deploy/, through which start.sh reads the configuration) in a fresh folder, its .venv
-    being the test environment (already installed), and the Azurite that .ci/run installed (.azurite/node), when there is one, as if start.sh had installed it."""
+    being the test environment (already installed), and the Azurite that .ci/run installed (.azurite/node), when
+    there is one, as if start.sh had installed it."""
     destination.mkdir()
     for pattern in ("*.py", "deploy/*.py", "*.sh", "requirements*.txt", "requirements*.lock", "scripts/azurite.sh"):
         for source in REPO_DIR.glob(pattern):
