@@ -6,7 +6,7 @@ Public API:
     load_deploy_settings(task) -> DeploySettings   # or ConfigError listing every problem, app side included
     TASKS                                          # what a configuration can be checked for
     ramp_percentage(text) -> int                   # the one parser of --ramp (deploy.sh, patch.sh, rollout.py)
-    split_image, acr_login_server, acr_image_name  # image references, parsed here only
+    split_image, image_registry, acr_image_name    # image references, parsed here only
 
 The catalog stays one: config.py, which the image runs, declares the variables the pod (and start.sh)
 reads; this module, which only runs on the operator's machine, declares the rest with the same `Variable`
@@ -376,6 +376,11 @@ def split_image(reference: str) -> tuple[str, str | None, str | None]:
 
 def acr_login_server(acr_name: str) -> str:
     return f"{acr_name.lower()}.azurecr.io"
+
+
+def image_registry(reference: str) -> str:
+    """The registry of REGISTRY/REPOSITORY[:TAG][@DIGEST]: where docker logs in."""
+    return split_image(reference)[0].partition("/")[0]
 
 
 def acr_image_name(reference: str) -> str:

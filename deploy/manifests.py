@@ -104,6 +104,8 @@ POD_MONITOR_API_VERSIONS = {
 }
 SCRAPE_INTERVAL = "30s"
 
+# The label every object of the app carries: APP_NAME.
+INSTANCE_LABEL = "app.kubernetes.io/instance"
 # Worker Versioning: the temporal-worker-controller's label for a version's Deployment and pods.
 BUILD_ID_LABEL = "temporal.io/build-id"
 
@@ -154,7 +156,7 @@ def render(settings: DeploySettings) -> dict[str, list[Document]]:
 def _labels(settings: DeploySettings) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": settings.app_name,
-        "app.kubernetes.io/instance": settings.app_name,
+        INSTANCE_LABEL: settings.app_name,
         "app.kubernetes.io/version": settings.image_tag,
         "app.kubernetes.io/component": "worker",
         "app.kubernetes.io/part-of": "temporal-aks",
@@ -163,7 +165,12 @@ def _labels(settings: DeploySettings) -> dict[str, str]:
 
 
 def _selector(settings: DeploySettings) -> dict[str, str]:
-    return {"app.kubernetes.io/name": settings.app_name, "app.kubernetes.io/instance": settings.app_name}
+    return {"app.kubernetes.io/name": settings.app_name, INSTANCE_LABEL: settings.app_name}
+
+
+def pod_selector(settings: DeploySettings) -> str:
+    """The label selector of every pod and Deployment of the app, every version's (kubectl --selector)."""
+    return f"{INSTANCE_LABEL}={settings.app_name}"
 
 
 def _version_labels(settings: DeploySettings) -> dict[str, str]:

@@ -53,13 +53,20 @@ from deploy.deploy_config import (
     DeploySettings,
     acr_image_name,
     derived,
+    image_registry,
     load_deploy_settings,
     ramp_percentage,
     retention_warning,
-    split_image,
     storage_account_name,
 )
-from deploy.manifests import CONFIGURATION_FILES, FILES, LIFECYCLE_POLICY_FILE, SECRET_FILES, render_into
+from deploy.manifests import (
+    CONFIGURATION_FILES,
+    FILES,
+    LIFECYCLE_POLICY_FILE,
+    SECRET_FILES,
+    pod_selector,
+    render_into,
+)
 
 PLAN_VARIABLES = (
     "PLAN_KUBERNETES_DEPLOYMENT",
@@ -82,15 +89,14 @@ PLAN_VARIABLES = (
 
 def plan_values(settings: DeploySettings, ramp: int | None, rendered: Path | None, report: list[str]) -> dict[str, str]:
     """The PLAN_* values (PLAN_VARIABLES): what the scripts need beyond the variables, derived once."""
-    repository = split_image(settings.image)[0]
     storage_url = settings.values["PAYLOAD_STORAGE_ACCOUNT_URL"]
     files = [name for name in FILES if rendered and (rendered / name).is_file()]
     policy = rendered / LIFECYCLE_POLICY_FILE if rendered else None
     return {
         "PLAN_KUBERNETES_DEPLOYMENT": settings.kubernetes_deployment_name,
         "PLAN_WORKER_DEPLOYMENT": settings.rollout.worker_deployment_name,
-        "PLAN_POD_SELECTOR": f"app.kubernetes.io/instance={settings.app_name}",
-        "PLAN_IMAGE_REGISTRY": repository.partition("/")[0] if settings.image else "",
+        "PLAN_POD_SELECTOR": pod_selector(settings),
+        "PLAN_IMAGE_REGISTRY": image_registry(settings.image) if settings.image else "",
         "PLAN_ACR_IMAGE": acr_image_name(settings.image) if settings.image else "",
         "PLAN_IMAGE_PINNED": _word(settings.image_digest is not None),
         "PLAN_RAMP": "" if ramp is None else str(ramp),

@@ -16,6 +16,7 @@ from deploy.deploy_config import (
     acr_image_name,
     derived,
     git_image_tag,
+    image_registry,
     load_deploy_settings,
     ramp_percentage,
     retention_warning,
@@ -75,6 +76,7 @@ def test_values_nobody_gave_are_derived_once() -> None:
 def test_image_references_are_parsed_here_for_the_scripts_too(reference: str, parts: tuple, acr_name: str) -> None:
     assert split_image(reference) == parts
     assert acr_image_name(reference) == acr_name
+    assert image_registry(reference) == reference.partition("/")[0]
 
 
 @pytest.mark.parametrize("text", ["1", "10", "99", "100"])
