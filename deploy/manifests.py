@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 from deploy.alerts import RULE_GROUPS
 from deploy.deploy_config import (
     METADATA_ADDRESS,
+    METRICS_FROM_AMA,
     NEVER_ALLOWED,
     WIRESERVER_ADDRESS,
     DeploySettings,
@@ -93,6 +94,19 @@ POD_METRICS_BIND_ADDRESS = "0.0.0.0"
 NEVER_REACHED = ("169.254.0.0/16", WIRESERVER_ADDRESS)
 PRIVATE_RANGES = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16")
 ANYWHERE = "0.0.0.0/0"
+# The cluster's DNS, the only place the pods may send DNS queries to (port 53): CoreDNS, whose pods in kube-system
+# carry k8s-app=kube-dns on AKS as upstream, and the node-local DNS proxies pods are pointed at instead when the
+# node pool runs one: AKS LocalDNS listens on 169.254.10.10 (VnetDNS) and 169.254.10.11 (KubeDNS)
+# (learn.microsoft.com/azure/aks/localdns-custom), NodeLocal DNSCache on 169.254.20.10
+# (kubernetes.io/docs/tasks/administer-cluster/nodelocaldns). Each is a single address, so no other
+# link-local address (the metadata service) opens with them.
+DNS_PORT = 53
+KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
+CLUSTER_DNS_ADDRESSES = ("169.254.10.10", "169.254.10.11", "169.254.20.10")
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
+# Azure Monitor managed Prometheus: the add-on's ReplicaSet pods (ama-metrics, in kube-system) run the custom
+# scrape jobs (PodMonitor, pod annotations); its per-node DaemonSet scrapes only the default targets.
+AMA_METRICS_LABELS = {"rsName": "ama-metrics"}
 HTTPS_PORT = 443
 CHECKSUM_ANNOTATION = "temporal-aks/config-checksum"
 # In the cluster the logs go to Container Insights, which stores a JSON line's fields as columns.
@@ -269,20 +283,27 @@ def _config_map(settings: DeploySettings, names: _Names, labels: dict[str, str])
 
 
 def _network_policy(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> Document:
-    """Egress for the worker's pods: DNS, Temporal, HTTPS to public addresses (Key Vault, Entra ID), and the
-    ranges in NETWORK_POLICY_EGRESS_CIDRS; never the instance metadata address unless USE_NODE_IDENTITY=true.
+    """Egress for the worker's pods: the cluster's DNS, Temporal, HTTPS to public addresses (Key Vault, Entra ID),
+    and the ranges in NETWORK_POLICY_EGRESS_CIDRS; never the instance metadata address unless USE_NODE_IDENTITY=true.
+    Ingress: only the metrics scraper (NETWORK_POLICY_METRICS_FROM) to the metrics port.
 
-    A NetworkPolicy cannot name hosts, so destinations are ports and address ranges: Temporal's port to any
-    address but link-local ones (and to pods in any namespace, for a Temporal running in the cluster), and
-    HTTPS to any address but private and link-local ones. Ingress is not restricted (Prometheus scrapes the
-    metrics port). A cluster without a network policy engine ignores the object.
+    A NetworkPolicy cannot name hosts, so destinations are ports and address ranges: DNS (53) only to the
+    cluster's DNS (kube-dns pods, and the node-local DNS addresses of AKS's LocalDNS and of NodeLocal DNSCache:
+    CLUSTER_DNS_ADDRESSES), Temporal's port to any address but link-local ones (and to pods in any namespace,
+    for a Temporal running in the cluster), and HTTPS to any address but private and link-local ones.
+    The kubelet's probes come from the pod's own node, which a NetworkPolicy never blocks, so the health port
+    needs no rule. A cluster without a network policy engine ignores the object.
     """
     temporal_port = int(settings.app.temporal.address.rpartition(":")[2])
     https_ports = {HTTPS_PORT}
     if settings.app.encryption.keyvault_url:
         https_ports.add(urlsplit(settings.app.encryption.keyvault_url).port or HTTPS_PORT)
     egress: list[Document] = [
-        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {
+            "to": [_in_kube_system(KUBE_DNS_LABELS)]
+            + [_ip_block(f"{address}/32", ()) for address in CLUSTER_DNS_ADDRESSES],
+            "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
+        },
         {
             "to": [{"namespaceSelector": {}}, _ip_block(ANYWHERE, NEVER_REACHED)],
             "ports": [{"protocol": "TCP", "port": temporal_port}],
@@ -297,12 +318,38 @@ def _network_policy(settings: DeploySettings, names: _Names, labels: dict[str, s
         egress.append({"to": [_ip_block(cidr, _within(cidr, NEVER_ALLOWED)) for cidr in extra]})
     if settings.use_node_identity:  # the node's managed identity is reached through the metadata service
         egress.append({"to": [_ip_block(METADATA_ADDRESS, ())], "ports": [{"protocol": "TCP", "port": 80}]})
+    ingress: list[Document] = []
+    scrapers = [_metrics_source(source) for source in settings.network_policy.metrics_from]
+    if settings.app.metrics_port and scrapers:
+        ingress.append({"from": scrapers, "ports": [{"protocol": "TCP", "port": settings.app.metrics_port}]})
+    spec = {
+        "podSelector": {"matchLabels": _selector(settings)},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": ingress,
+        "egress": egress,
+    }
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _metadata(settings, names.app, labels),
-        "spec": {"podSelector": {"matchLabels": _selector(settings)}, "policyTypes": ["Egress"], "egress": egress},
+        "spec": spec,
     }
+
+
+def _in_namespace(namespace: str) -> Document:
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
+
+
+def _in_kube_system(pod_labels: Mapping[str, str]) -> Document:
+    """The pods with these labels in kube-system (both selectors in one peer: they must match together)."""
+    return _in_namespace("kube-system") | {"podSelector": {"matchLabels": dict(pod_labels)}}
+
+
+def _metrics_source(source: str) -> Document:
+    """A NETWORK_POLICY_METRICS_FROM entry as a NetworkPolicy peer: ama-metrics, or namespace:NAME."""
+    if source == METRICS_FROM_AMA:
+        return _in_kube_system(AMA_METRICS_LABELS)
+    return _in_namespace(source.partition(":")[2])
 
 
 def _ip_block(cidr: str, excepted: Iterable[str]) -> Document:
