@@ -6,6 +6,8 @@ Public API:
     render_into(settings, directory) -> list[str]              # render, write, and the lines that say what
     FILES, CONFIGURATION_FILES, SECRET_FILES                   # the files, in the order to apply them
     lifecycle_policy(settings) -> dict | None                  # payload-storage-lifecycle.json (not for kubectl)
+    switched_off(settings, manifests) -> list[Prune]           # what kubectl deletes: objects of features now off
+    CUSTOM_RESOURCES                                           # the resources among those that CRDs define
 
 Every manifest is built as data and written by `deploy.yaml_text.to_yaml`, the only place a value becomes
 YAML, so no value can change a document's structure, whatever it holds.
@@ -40,6 +42,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -125,6 +128,11 @@ BUILD_ID_LABEL = "temporal.io/build-id"
 
 Document = dict[str, Any]
 
+# Every object rendered here carries this label (with INSTANCE_LABEL): deletions select by both, so that only
+# objects this deploy made (generate-k8s-manifests.sh, then and now) are ever deleted.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "generate-k8s-manifests.sh"
+
 
 # ---------------------------------------------------------------- manifests
 
@@ -174,7 +182,7 @@ def _labels(settings: DeploySettings) -> dict[str, str]:
         "app.kubernetes.io/version": settings.image_tag,
         "app.kubernetes.io/component": "worker",
         "app.kubernetes.io/part-of": "temporal-aks",
-        "app.kubernetes.io/managed-by": "generate-k8s-manifests.sh",
+        MANAGED_BY_LABEL: MANAGED_BY,
     }
 
 
@@ -598,6 +606,84 @@ def _prometheus_rule(settings: DeploySettings, names: _Names, labels: dict[str, 
         "metadata": _metadata(settings, names.app, labels),
         "spec": {"groups": RULE_GROUPS},
     }
+
+
+# ---------------------------------------------------------------- switched-off features
+
+
+@dataclass(frozen=True)
+class _Prunable:
+    kind: str
+    group: str
+    resource: str  # kubectl's name for it, as `kubectl api-resources --output name` prints it
+    custom: bool  # defined by a CRD, which the cluster may not have
+    shared_by_versions: bool  # with WORKER_VERSIONING, older versions' pods or ScaledObjects use it
+
+
+# The kinds whose objects a feature switched off leaves behind. Not here: the Namespace, the ConfigMap and the
+# PodDisruptionBudget (always rendered, one name), and Deployments (older versions' go with ./patch.sh --clean-up).
+PRUNABLE = (
+    _Prunable("ServiceAccount", "", "serviceaccounts", custom=False, shared_by_versions=True),
+    _Prunable("Secret", "", "secrets", custom=False, shared_by_versions=True),
+    _Prunable("NetworkPolicy", "networking.k8s.io", "networkpolicies.networking.k8s.io", False, False),
+    _Prunable("TriggerAuthentication", "keda.sh", "triggerauthentications.keda.sh", True, True),
+    _Prunable("ScaledObject", "keda.sh", "scaledobjects.keda.sh", custom=True, shared_by_versions=False),
+    _Prunable("PodMonitor", "azmonitoring.coreos.com", "podmonitors.azmonitoring.coreos.com", True, False),
+    _Prunable("PodMonitor", "monitoring.coreos.com", "podmonitors.monitoring.coreos.com", True, False),
+    _Prunable("PrometheusRule", "monitoring.coreos.com", "prometheusrules.monitoring.coreos.com", True, False),
+)
+CUSTOM_RESOURCES = tuple(prunable.resource for prunable in PRUNABLE if prunable.custom)
+
+
+@dataclass(frozen=True)
+class Prune:
+    """One `kubectl delete RESOURCES --selector SELECTOR [--field-selector FIELDS] --ignore-not-found`."""
+
+    resources: tuple[str, ...]
+    selector: str
+    fields: str = ""
+
+    def line(self) -> str:
+        """RESOURCE,RESOURCE...<TAB>SELECTOR<TAB>FIELDS: how the scripts read it (PLAN_PRUNE; FIELDS may be empty)."""
+        return f"{','.join(self.resources)}\t{self.selector}\t{self.fields}"
+
+
+def switched_off(settings: DeploySettings, manifests: Mapping[str, list[Document]]) -> list[Prune]:
+    """What to delete after applying `manifests` so that no object of a feature that is off keeps running:
+    every object of a kind in PRUNABLE that this configuration renders none of (KEDA off: its ScaledObject and
+    TriggerAuthentication; no AZURE_CLIENT_ID: the ServiceAccount; ...), and every Secret of the app but the
+    ones rendered (the pull secret without ACR_USERNAME, the `<APP_NAME>-temporal-api-key` of older releases).
+
+    Only objects that carry the app's labels (INSTANCE_LABEL=APP_NAME, MANAGED_BY_LABEL=MANAGED_BY) are
+    selected. With WORKER_VERSIONING, what older versions still use stays (ServiceAccount, Secrets,
+    TriggerAuthentication: their pods and ScaledObjects name them), and only this version's ScaledObject goes
+    when KEDA is off; older versions' go with their Deployments (./patch.sh --clean-up). Without versioning, a
+    ScaledObject of a version (labelled with BUILD_ID_LABEL) is left to --clean-up as well.
+    """
+    versioning = settings.rollout.versioning
+    selector = f"{INSTANCE_LABEL}={settings.app_name},{MANAGED_BY_LABEL}={MANAGED_BY}"
+    rendered: dict[tuple[str, str], list[str]] = {}
+    for documents in manifests.values():
+        for document in documents:
+            group = document["apiVersion"].rpartition("/")[0]
+            rendered.setdefault((document["kind"], group), []).append(document["metadata"]["name"])
+    scaled_objects, whole_kinds, secrets = [], [], []
+    for prunable in PRUNABLE:
+        names = rendered.get((prunable.kind, prunable.group), [])
+        if versioning and prunable.shared_by_versions:
+            continue
+        if prunable.kind == "Secret":
+            fields = ",".join(f"metadata.name!={name}" for name in names)
+            secrets.append(Prune((prunable.resource,), selector, fields))
+        elif names:
+            continue
+        elif prunable.kind == "ScaledObject":
+            version = f"{BUILD_ID_LABEL}={settings.rollout.build_id}" if versioning else f"!{BUILD_ID_LABEL}"
+            scaled_objects.append(Prune((prunable.resource,), f"{selector},{version}"))
+        else:
+            whole_kinds.append(prunable.resource)
+    # A ScaledObject goes before the TriggerAuthentication it names.
+    return scaled_objects + ([Prune(tuple(whole_kinds), selector)] if whole_kinds else []) + secrets
 
 
 # ---------------------------------------------------------------- files
