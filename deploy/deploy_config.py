@@ -698,6 +698,13 @@ def _warnings(parser: Parser) -> list[str]:
     network_policy, vault = _unchecked(parser, "NETWORK_POLICY") is not False, _unchecked(parser, "KEYVAULT_URL")
     if not network_policy and _unchecked(parser, "NETWORK_POLICY_EGRESS_CIDRS"):
         warnings.append("NETWORK_POLICY_EGRESS_CIDRS has no effect with NETWORK_POLICY=false")
+    scrapers = _unchecked(parser, "NETWORK_POLICY_METRICS_FROM") or ()
+    if network_policy and values["METRICS_SCRAPE"] == "prometheus-operator" and scrapers == (METRICS_FROM_AMA,):
+        warnings.append(
+            "METRICS_SCRAPE=prometheus-operator, but the NetworkPolicy admits only Azure Monitor's ama-metrics to the "
+            "metrics port: add your Prometheus' namespace to NETWORK_POLICY_METRICS_FROM (such as "
+            "ama-metrics,namespace:monitoring)"
+        )
     if network_policy and vault and ".privatelink." in (urlsplit(vault).hostname or ""):
         warnings.append(
             f"KEYVAULT_URL={vault} looks like a private endpoint, and the NetworkPolicy allows HTTPS only to public "

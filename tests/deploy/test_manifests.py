@@ -583,3 +583,14 @@ def test_a_bad_metrics_source_is_a_configuration_error_naming_the_variable(proje
     result = project.run("generate-k8s-manifests.sh")
     assert result.returncode == 2
     assert "NETWORK_POLICY_METRICS_FROM" in result.stderr and "namespace:NAME" in result.stderr
+
+
+def test_prometheus_operator_behind_the_default_scraper_is_warned_about(project: Project) -> None:
+    project.write_config({**MINIMAL_CONFIG, "METRICS_SCRAPE": "prometheus-operator"})
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 0, result.output
+    assert "add your Prometheus' namespace to NETWORK_POLICY_METRICS_FROM" in result.stderr
+    values = {"METRICS_SCRAPE": "prometheus-operator", "NETWORK_POLICY_METRICS_FROM": "namespace:monitoring"}
+    project.write_config({**MINIMAL_CONFIG, **values})
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 0 and "NETWORK_POLICY_METRICS_FROM" not in result.stderr, result.output
