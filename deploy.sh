@@ -24,6 +24,8 @@ Takes config.env (and the environment) to a running, ready worker on AKS:
                                      rendered again to run the image by that digest
   [7/10] Creating namespace          idempotent (kubectl apply --server-side)
   [8/10] Applying manifests          kubectl apply --server-side, in dependency order
+                                     then kubectl delete of what features now off left
+                                     (by the app's labels; docs/deploy.md, turning a feature off)
   [9/10] Waiting for rollout         kubectl rollout status --timeout $ROLLOUT_TIMEOUT
   [10/10] Routing new workflows      WORKER_VERSIONING=true: deploy/rollout.py set-current makes
                                      the new version current (older versions keep their pinned

@@ -21,7 +21,8 @@ Code change (default): rebuild, push and roll out a new image of the deployed wo
 --config-only: apply changed settings without building an image.
   [1/5] Checking configuration     [2/5] Checking cluster access
   [3/5] Rendering manifests
-  [4/5] Applying configuration     the Secrets and the ConfigMap, then kubectl rollout restart
+  [4/5] Applying configuration     the Secrets and the ConfigMap, kubectl delete of what features
+                                   now off left, then kubectl rollout restart
                                    (with versioning: of every version's Deployment)
   [5/5] Waiting for rollout
 

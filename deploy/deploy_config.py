@@ -106,6 +106,29 @@ def cidrs(raw: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+# NETWORK_POLICY_METRICS_FROM: Azure Monitor managed Prometheus' scraper, the add-on's ama-metrics pods in kube-system.
+METRICS_FROM_AMA = "ama-metrics"
+METRICS_FROM_NONE = "none"
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def metrics_sources(raw: str) -> tuple[str, ...]:
+    """NETWORK_POLICY_METRICS_FROM: `none`, or comma-separated sources of metrics scrapes, each `ama-metrics`
+    or `namespace:NAME` (every pod in namespace NAME, such as prometheus-operator's `monitoring`)."""
+    parts = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if parts == (METRICS_FROM_NONE,):
+        return ()
+    for part in parts:
+        kind, _, name = part.partition(":")
+        if part == METRICS_FROM_AMA or (kind == "namespace" and _NAMESPACE_NAME.fullmatch(name)):
+            continue
+        raise ValueError(
+            f"{part!r} is not a source of metrics scrapes; give none, or comma-separated entries of "
+            "ama-metrics and namespace:NAME (a Kubernetes namespace name, such as namespace:monitoring)"
+        )
+    return parts
+
+
 def without_control_characters(raw: str) -> str:
     if has_control_characters(raw):
         raise ValueError("must not contain control characters")
@@ -192,6 +215,7 @@ DEPLOY_VARIABLES: tuple[Variable, ...] = (
     Variable("USE_NODE_IDENTITY", boolean, "false", scope=Scope.DEPLOY),
     Variable("NETWORK_POLICY", boolean, "true", scope=Scope.DEPLOY),
     Variable("NETWORK_POLICY_EGRESS_CIDRS", cidrs, scope=Scope.DEPLOY),
+    Variable("NETWORK_POLICY_METRICS_FROM", metrics_sources, METRICS_FROM_AMA, scope=Scope.DEPLOY),
     Variable(
         "BUILD_MODE",
         one_of("buildx", "acr", message="must be buildx (docker buildx here) or acr (az acr build in Azure)"),
@@ -253,6 +277,8 @@ class NetworkPolicySettings:
     enabled: bool
     egress_cidrs: tuple[str, ...] = ()
     """Extra address ranges the worker may reach on any port (NETWORK_POLICY_EGRESS_CIDRS)."""
+    metrics_from: tuple[str, ...] = (METRICS_FROM_AMA,)
+    """Who may reach the metrics port (NETWORK_POLICY_METRICS_FROM); empty: nobody."""
 
 
 @dataclass(frozen=True)
@@ -478,6 +504,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         network_policy=NetworkPolicySettings(
             enabled=value("NETWORK_POLICY") is not False,
             egress_cidrs=value("NETWORK_POLICY_EGRESS_CIDRS") or (),
+            metrics_from=value("NETWORK_POLICY_METRICS_FROM") or (),
         ),
         kube_context=values["KUBE_CONTEXT"],
         payload_storage_retention_days=value("PAYLOAD_STORAGE_RETENTION_DAYS"),
@@ -645,6 +672,7 @@ def _check_identity(parser: Parser) -> None:
 
 def _check_network_policy(parser: Parser) -> None:
     parser.value("NETWORK_POLICY")
+    parser.value("NETWORK_POLICY_METRICS_FROM")
     for cidr in parser.value("NETWORK_POLICY_EGRESS_CIDRS") or ():
         network = ipaddress.ip_network(cidr)
         if any(network.version == 4 and network.subnet_of(ipaddress.ip_network(address)) for address in NEVER_ALLOWED):
@@ -670,6 +698,13 @@ def _warnings(parser: Parser) -> list[str]:
     network_policy, vault = _unchecked(parser, "NETWORK_POLICY") is not False, _unchecked(parser, "KEYVAULT_URL")
     if not network_policy and _unchecked(parser, "NETWORK_POLICY_EGRESS_CIDRS"):
         warnings.append("NETWORK_POLICY_EGRESS_CIDRS has no effect with NETWORK_POLICY=false")
+    scrapers = _unchecked(parser, "NETWORK_POLICY_METRICS_FROM") or ()
+    if network_policy and values["METRICS_SCRAPE"] == "prometheus-operator" and scrapers == (METRICS_FROM_AMA,):
+        warnings.append(
+            "METRICS_SCRAPE=prometheus-operator, but the NetworkPolicy admits only Azure Monitor's ama-metrics to the "
+            "metrics port: add your Prometheus' namespace to NETWORK_POLICY_METRICS_FROM (such as "
+            "ama-metrics,namespace:monitoring)"
+        )
     if network_policy and vault and ".privatelink." in (urlsplit(vault).hostname or ""):
         warnings.append(
             f"KEYVAULT_URL={vault} looks like a private endpoint, and the NetworkPolicy allows HTTPS only to public "

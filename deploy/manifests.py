@@ -6,6 +6,8 @@ Public API:
     render_into(settings, directory) -> list[str]              # render, write, and the lines that say what
     FILES, CONFIGURATION_FILES, SECRET_FILES                   # the files, in the order to apply them
     lifecycle_policy(settings) -> dict | None                  # payload-storage-lifecycle.json (not for kubectl)
+    switched_off(settings, manifests) -> list[Prune]           # what kubectl deletes: objects of features now off
+    CUSTOM_RESOURCES                                           # the resources among those that CRDs define
 
 Every manifest is built as data and written by `deploy.yaml_text.to_yaml`, the only place a value becomes
 YAML, so no value can change a document's structure, whatever it holds.
@@ -40,6 +42,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +50,7 @@ from urllib.parse import urlsplit
 from deploy.alerts import RULE_GROUPS
 from deploy.deploy_config import (
     METADATA_ADDRESS,
+    METRICS_FROM_AMA,
     NEVER_ALLOWED,
     WIRESERVER_ADDRESS,
     DeploySettings,
@@ -93,6 +97,19 @@ POD_METRICS_BIND_ADDRESS = "0.0.0.0"
 NEVER_REACHED = ("169.254.0.0/16", WIRESERVER_ADDRESS)
 PRIVATE_RANGES = ("10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16")
 ANYWHERE = "0.0.0.0/0"
+# The cluster's DNS, the only place the pods may send DNS queries to (port 53): CoreDNS, whose pods in kube-system
+# carry k8s-app=kube-dns on AKS as upstream, and the node-local DNS proxies pods are pointed at instead when the
+# node pool runs one: AKS LocalDNS listens on 169.254.10.10 (VnetDNS) and 169.254.10.11 (KubeDNS)
+# (learn.microsoft.com/azure/aks/localdns-custom), NodeLocal DNSCache on 169.254.20.10
+# (kubernetes.io/docs/tasks/administer-cluster/nodelocaldns). Each is a single address, so no other
+# link-local address (the metadata service) opens with them.
+DNS_PORT = 53
+KUBE_DNS_LABELS = {"k8s-app": "kube-dns"}
+CLUSTER_DNS_ADDRESSES = ("169.254.10.10", "169.254.10.11", "169.254.20.10")
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the API server on every namespace
+# Azure Monitor managed Prometheus: the add-on's ReplicaSet pods (ama-metrics, in kube-system) run the custom
+# scrape jobs (PodMonitor, pod annotations); its per-node DaemonSet scrapes only the default targets.
+AMA_METRICS_LABELS = {"rsName": "ama-metrics"}
 HTTPS_PORT = 443
 CHECKSUM_ANNOTATION = "temporal-aks/config-checksum"
 # In the cluster the logs go to Container Insights, which stores a JSON line's fields as columns.
@@ -110,6 +127,11 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 BUILD_ID_LABEL = "temporal.io/build-id"
 
 Document = dict[str, Any]
+
+# Every object rendered here carries this label (with INSTANCE_LABEL): deletions select by both, so that only
+# objects this deploy made (generate-k8s-manifests.sh, then and now) are ever deleted.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "generate-k8s-manifests.sh"
 
 
 # ---------------------------------------------------------------- manifests
@@ -160,7 +182,7 @@ def _labels(settings: DeploySettings) -> dict[str, str]:
         "app.kubernetes.io/version": settings.image_tag,
         "app.kubernetes.io/component": "worker",
         "app.kubernetes.io/part-of": "temporal-aks",
-        "app.kubernetes.io/managed-by": "generate-k8s-manifests.sh",
+        MANAGED_BY_LABEL: MANAGED_BY,
     }
 
 
@@ -269,20 +291,27 @@ def _config_map(settings: DeploySettings, names: _Names, labels: dict[str, str])
 
 
 def _network_policy(settings: DeploySettings, names: _Names, labels: dict[str, str]) -> Document:
-    """Egress for the worker's pods: DNS, Temporal, HTTPS to public addresses (Key Vault, Entra ID), and the
-    ranges in NETWORK_POLICY_EGRESS_CIDRS; never the instance metadata address unless USE_NODE_IDENTITY=true.
+    """Egress for the worker's pods: the cluster's DNS, Temporal, HTTPS to public addresses (Key Vault, Entra ID),
+    and the ranges in NETWORK_POLICY_EGRESS_CIDRS; never the instance metadata address unless USE_NODE_IDENTITY=true.
+    Ingress: only the metrics scraper (NETWORK_POLICY_METRICS_FROM) to the metrics port.
 
-    A NetworkPolicy cannot name hosts, so destinations are ports and address ranges: Temporal's port to any
-    address but link-local ones (and to pods in any namespace, for a Temporal running in the cluster), and
-    HTTPS to any address but private and link-local ones. Ingress is not restricted (Prometheus scrapes the
-    metrics port). A cluster without a network policy engine ignores the object.
+    A NetworkPolicy cannot name hosts, so destinations are ports and address ranges: DNS (53) only to the
+    cluster's DNS (kube-dns pods, and the node-local DNS addresses of AKS's LocalDNS and of NodeLocal DNSCache:
+    CLUSTER_DNS_ADDRESSES), Temporal's port to any address but link-local ones (and to pods in any namespace,
+    for a Temporal running in the cluster), and HTTPS to any address but private and link-local ones.
+    The kubelet's probes come from the pod's own node, which a NetworkPolicy never blocks, so the health port
+    needs no rule. A cluster without a network policy engine ignores the object.
     """
     temporal_port = int(settings.app.temporal.address.rpartition(":")[2])
     https_ports = {HTTPS_PORT}
     if settings.app.encryption.keyvault_url:
         https_ports.add(urlsplit(settings.app.encryption.keyvault_url).port or HTTPS_PORT)
     egress: list[Document] = [
-        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {
+            "to": [_in_kube_system(KUBE_DNS_LABELS)]
+            + [_ip_block(f"{address}/32", ()) for address in CLUSTER_DNS_ADDRESSES],
+            "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
+        },
         {
             "to": [{"namespaceSelector": {}}, _ip_block(ANYWHERE, NEVER_REACHED)],
             "ports": [{"protocol": "TCP", "port": temporal_port}],
@@ -297,12 +326,38 @@ def _network_policy(settings: DeploySettings, names: _Names, labels: dict[str, s
         egress.append({"to": [_ip_block(cidr, _within(cidr, NEVER_ALLOWED)) for cidr in extra]})
     if settings.use_node_identity:  # the node's managed identity is reached through the metadata service
         egress.append({"to": [_ip_block(METADATA_ADDRESS, ())], "ports": [{"protocol": "TCP", "port": 80}]})
+    ingress: list[Document] = []
+    scrapers = [_metrics_source(source) for source in settings.network_policy.metrics_from]
+    if settings.app.metrics_port and scrapers:
+        ingress.append({"from": scrapers, "ports": [{"protocol": "TCP", "port": settings.app.metrics_port}]})
+    spec = {
+        "podSelector": {"matchLabels": _selector(settings)},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": ingress,
+        "egress": egress,
+    }
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _metadata(settings, names.app, labels),
-        "spec": {"podSelector": {"matchLabels": _selector(settings)}, "policyTypes": ["Egress"], "egress": egress},
+        "spec": spec,
     }
+
+
+def _in_namespace(namespace: str) -> Document:
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: namespace}}}
+
+
+def _in_kube_system(pod_labels: Mapping[str, str]) -> Document:
+    """The pods with these labels in kube-system (both selectors in one peer: they must match together)."""
+    return _in_namespace("kube-system") | {"podSelector": {"matchLabels": dict(pod_labels)}}
+
+
+def _metrics_source(source: str) -> Document:
+    """A NETWORK_POLICY_METRICS_FROM entry as a NetworkPolicy peer: ama-metrics, or namespace:NAME."""
+    if source == METRICS_FROM_AMA:
+        return _in_kube_system(AMA_METRICS_LABELS)
+    return _in_namespace(source.partition(":")[2])
 
 
 def _ip_block(cidr: str, excepted: Iterable[str]) -> Document:
@@ -551,6 +606,84 @@ def _prometheus_rule(settings: DeploySettings, names: _Names, labels: dict[str, 
         "metadata": _metadata(settings, names.app, labels),
         "spec": {"groups": RULE_GROUPS},
     }
+
+
+# ---------------------------------------------------------------- switched-off features
+
+
+@dataclass(frozen=True)
+class _Prunable:
+    kind: str
+    group: str
+    resource: str  # kubectl's name for it, as `kubectl api-resources --output name` prints it
+    custom: bool  # defined by a CRD, which the cluster may not have
+    shared_by_versions: bool  # with WORKER_VERSIONING, older versions' pods or ScaledObjects use it
+
+
+# The kinds whose objects a feature switched off leaves behind. Not here: the Namespace, the ConfigMap and the
+# PodDisruptionBudget (always rendered, one name), and Deployments (older versions' go with ./patch.sh --clean-up).
+PRUNABLE = (
+    _Prunable("ServiceAccount", "", "serviceaccounts", custom=False, shared_by_versions=True),
+    _Prunable("Secret", "", "secrets", custom=False, shared_by_versions=True),
+    _Prunable("NetworkPolicy", "networking.k8s.io", "networkpolicies.networking.k8s.io", False, False),
+    _Prunable("TriggerAuthentication", "keda.sh", "triggerauthentications.keda.sh", True, True),
+    _Prunable("ScaledObject", "keda.sh", "scaledobjects.keda.sh", custom=True, shared_by_versions=False),
+    _Prunable("PodMonitor", "azmonitoring.coreos.com", "podmonitors.azmonitoring.coreos.com", True, False),
+    _Prunable("PodMonitor", "monitoring.coreos.com", "podmonitors.monitoring.coreos.com", True, False),
+    _Prunable("PrometheusRule", "monitoring.coreos.com", "prometheusrules.monitoring.coreos.com", True, False),
+)
+CUSTOM_RESOURCES = tuple(prunable.resource for prunable in PRUNABLE if prunable.custom)
+
+
+@dataclass(frozen=True)
+class Prune:
+    """One `kubectl delete RESOURCES --selector SELECTOR [--field-selector FIELDS] --ignore-not-found`."""
+
+    resources: tuple[str, ...]
+    selector: str
+    fields: str = ""
+
+    def line(self) -> str:
+        """RESOURCE,RESOURCE...<TAB>SELECTOR<TAB>FIELDS: how the scripts read it (PLAN_PRUNE; FIELDS may be empty)."""
+        return f"{','.join(self.resources)}\t{self.selector}\t{self.fields}"
+
+
+def switched_off(settings: DeploySettings, manifests: Mapping[str, list[Document]]) -> list[Prune]:
+    """What to delete after applying `manifests` so that no object of a feature that is off keeps running:
+    every object of a kind in PRUNABLE that this configuration renders none of (KEDA off: its ScaledObject and
+    TriggerAuthentication; no AZURE_CLIENT_ID: the ServiceAccount; ...), and every Secret of the app but the
+    ones rendered (the pull secret without ACR_USERNAME, the `<APP_NAME>-temporal-api-key` of older releases).
+
+    Only objects that carry the app's labels (INSTANCE_LABEL=APP_NAME, MANAGED_BY_LABEL=MANAGED_BY) are
+    selected. With WORKER_VERSIONING, what older versions still use stays (ServiceAccount, Secrets,
+    TriggerAuthentication: their pods and ScaledObjects name them), and only this version's ScaledObject goes
+    when KEDA is off; older versions' go with their Deployments (./patch.sh --clean-up). Without versioning, a
+    ScaledObject of a version (labelled with BUILD_ID_LABEL) is left to --clean-up as well.
+    """
+    versioning = settings.rollout.versioning
+    selector = f"{INSTANCE_LABEL}={settings.app_name},{MANAGED_BY_LABEL}={MANAGED_BY}"
+    rendered: dict[tuple[str, str], list[str]] = {}
+    for documents in manifests.values():
+        for document in documents:
+            group = document["apiVersion"].rpartition("/")[0]
+            rendered.setdefault((document["kind"], group), []).append(document["metadata"]["name"])
+    scaled_objects, whole_kinds, secrets = [], [], []
+    for prunable in PRUNABLE:
+        names = rendered.get((prunable.kind, prunable.group), [])
+        if versioning and prunable.shared_by_versions:
+            continue
+        if prunable.kind == "Secret":
+            fields = ",".join(f"metadata.name!={name}" for name in names)
+            secrets.append(Prune((prunable.resource,), selector, fields))
+        elif names:
+            continue
+        elif prunable.kind == "ScaledObject":
+            version = f"{BUILD_ID_LABEL}={settings.rollout.build_id}" if versioning else f"!{BUILD_ID_LABEL}"
+            scaled_objects.append(Prune((prunable.resource,), f"{selector},{version}"))
+        else:
+            whole_kinds.append(prunable.resource)
+    # A ScaledObject goes before the TriggerAuthentication it names.
+    return scaled_objects + ([Prune(tuple(whole_kinds), selector)] if whole_kinds else []) + secrets
 
 
 # ---------------------------------------------------------------- files

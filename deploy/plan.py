@@ -26,6 +26,10 @@ The plan (values with a TASK):
     PLAN_CONFIGURATION_FILES     ... of those, the Secrets and the ConfigMap
     PLAN_SECRET_FILES            ... of those, the Secrets
     PLAN_RENDERED                with --render: the lines that say what was written where
+    PLAN_PRUNE                   with --render: what to delete after applying, so that no object of a feature
+                                 that is off stays (manifests.switched_off), one `RESOURCES<TAB>SELECTOR<TAB>FIELDS`
+                                 a line
+    PLAN_CUSTOM_RESOURCES        the resources CRDs define (the cluster may not have them), one per line
 
 Booleans are given to the shell as `true` or `false`, whichever word config.env used, so that the scripts
 never need to know which words mean true. Secrets are never printed: the shell gets none, and the manifests
@@ -61,11 +65,14 @@ from deploy.deploy_config import (
 )
 from deploy.manifests import (
     CONFIGURATION_FILES,
+    CUSTOM_RESOURCES,
     FILES,
     LIFECYCLE_POLICY_FILE,
     SECRET_FILES,
     pod_selector,
+    render,
     render_into,
+    switched_off,
 )
 
 PLAN_VARIABLES = (
@@ -83,6 +90,8 @@ PLAN_VARIABLES = (
     "PLAN_CONFIGURATION_FILES",
     "PLAN_SECRET_FILES",
     "PLAN_RENDERED",
+    "PLAN_PRUNE",
+    "PLAN_CUSTOM_RESOURCES",
 )
 """The plan's names, in the order `values` prints them (the module's docstring says what each holds)."""
 
@@ -107,6 +116,8 @@ def plan_values(settings: DeploySettings, ramp: int | None, rendered: Path | Non
         "PLAN_CONFIGURATION_FILES": "\n".join(name for name in files if name in CONFIGURATION_FILES),
         "PLAN_SECRET_FILES": "\n".join(name for name in files if name in SECRET_FILES),
         "PLAN_RENDERED": "\n".join(report),
+        "PLAN_PRUNE": "\n".join(prune.line() for prune in switched_off(settings, render(settings))) if rendered else "",
+        "PLAN_CUSTOM_RESOURCES": "\n".join(CUSTOM_RESOURCES),
     }
 
 

@@ -345,11 +345,39 @@ apply_files() {
 apply_manifests() {
   # shellcheck disable=SC2086  # file names without spaces, one per line
   apply_files $PLAN_FILES
+  delete_switched_off
 }
 
 apply_configuration() {
   # shellcheck disable=SC2086  # file names without spaces, one per line
   apply_files $PLAN_CONFIGURATION_FILES
+  delete_switched_off
+}
+
+# After applying: delete the objects of features that are now off (deploy/manifests.py switched_off decides, by the
+# app's labels; PLAN_PRUNE, a line per kubectl delete). Kinds that a CRD defines are deleted only where the
+# cluster has them (kubectl api-resources, read-only; a dry run assumes it has them all and shows every delete).
+delete_switched_off() {
+  local available="" selector fields resources resource kept
+  [ -n "$PLAN_PRUNE" ] || return 0
+  if grep -qxFf <(printf '%s\n' "$PLAN_CUSTOM_RESOURCES") <(tr ',\t' '\n' <<<"$PLAN_PRUNE"); then
+    capture available kubectl --context "$KUBE_CONTEXT" api-resources --output name
+  fi
+  while IFS=$'\t' read -r resources selector fields <&3; do
+    kept=""
+    for resource in ${resources//,/ }; do
+      if ! $DRY_RUN && grep -qxF -- "$resource" <<<"$PLAN_CUSTOM_RESOURCES" && ! grep -qxF -- "$resource" <<<"$available"; then
+        continue # the cluster has no such kind, so no such object
+      fi
+      kept="${kept:+$kept,}$resource"
+    done
+    [ -n "$kept" ] || continue
+    if [ -n "$fields" ]; then
+      kube delete "$kept" --selector "$selector" --field-selector "$fields" --ignore-not-found
+    else
+      kube delete "$kept" --selector "$selector" --ignore-not-found
+    fi
+  done 3<<<"$PLAN_PRUNE"
 }
 
 # With versioning every version's Deployment reads the shared ConfigMap and Secrets: restart them all.

@@ -28,6 +28,11 @@ PINNED_IMAGE = f"{IMAGE}@{IMAGE_DIGEST}"
 KUBE = ["kubectl", "--context", CONTEXT, "--namespace", NS]
 APPLY = ["apply", "--server-side", "--field-manager=temporal-aks", "--force-conflicts"]
 SECRET_FILES = ("acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml")
+# What deletes the objects of switched-off features: only objects with both of the app's labels.
+OURS = "app.kubernetes.io/instance=temporal-worker,app.kubernetes.io/managed-by=generate-k8s-manifests.sh"
+PODMONITORS = "podmonitors.azmonitoring.coreos.com,podmonitors.monitoring.coreos.com"
+PROMETHEUSRULES = "prometheusrules.monitoring.coreos.com"
+KEEP_SECRETS = ",".join(f"metadata.name!=temporal-worker-{name}" for name in ("acr-pull", "secrets", "temporal-tls"))
 
 
 def preflight(keda: bool = False, buildx: bool = True) -> list[list[str]]:
@@ -123,6 +128,10 @@ def test_deploy_runs_exactly_these_commands_in_order(project: Project) -> None:
         apply(root, "pod-disruption-budget.yaml"),
         apply(root, "keda-scaledobject.yaml"),
         drop_last_applied(root, *SECRET_FILES),
+        # METRICS_SCRAPE=annotations: no PodMonitor or PrometheusRule of an earlier setting stays.
+        ["kubectl", "--context", CONTEXT, "api-resources", "--output", "name"],
+        [*KUBE, "delete", f"{PODMONITORS},{PROMETHEUSRULES}", "--selector", OURS, "--ignore-not-found"],
+        [*KUBE, "delete", "secrets", "--selector", OURS, "--field-selector", KEEP_SECRETS, "--ignore-not-found"],
         *rollout(),
     ]
     for number, name in enumerate(
@@ -428,6 +437,9 @@ def test_patch_config_only_applies_configuration_and_restarts(project: Project) 
         apply(root, "temporal-tls-secret.yaml"),
         apply(root, "config-map.yaml"),
         drop_last_applied(root, *SECRET_FILES),
+        ["kubectl", "--context", CONTEXT, "api-resources", "--output", "name"],
+        [*KUBE, "delete", f"{PODMONITORS},{PROMETHEUSRULES}", "--selector", OURS, "--ignore-not-found"],
+        [*KUBE, "delete", "secrets", "--selector", OURS, "--field-selector", KEEP_SECRETS, "--ignore-not-found"],
         [*KUBE, "rollout", "restart", "deployment/temporal-worker"],
         *rollout(),
     ]

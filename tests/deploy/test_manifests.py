@@ -105,6 +105,11 @@ VARIANTS = {
     "full": {**FULL_CONFIG, "NETWORK_POLICY_EGRESS_CIDRS": "10.20.0.0/16,0.0.0.0/0"},
     "versioned": {**FULL_CONFIG, "WORKER_VERSIONING": "true"},
     "no-network-policy": {**MINIMAL_CONFIG, "NETWORK_POLICY": "false"},
+    "metrics-from-namespaces": {
+        **MINIMAL_CONFIG,
+        "NETWORK_POLICY_METRICS_FROM": "ama-metrics,namespace:monitoring",
+    },
+    "metrics-from-none": {**MINIMAL_CONFIG, "NETWORK_POLICY_METRICS_FROM": "none"},
     "node-identity": {
         **MINIMAL_CONFIG,
         "KEYVAULT_URL": "https://my-vault.vault.azure.net:8443/",
@@ -473,9 +478,9 @@ def test_the_network_policy_allows_dns_temporal_and_https_and_never_the_metadata
     spec = policy["spec"]
     [deployment] = project.manifest("deployment.yaml")
     assert spec["podSelector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-    assert spec["policyTypes"] == ["Egress"], "ingress (Prometheus scraping the metrics port) is not restricted"
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
     dns, temporal, https = spec["egress"]
-    assert dns == {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     assert temporal["ports"] == [{"protocol": "TCP", "port": 7234}]
     assert {"namespaceSelector": {}} in temporal["to"], "a Temporal server in the cluster is reachable"
     assert https["ports"] == [{"protocol": "TCP", "port": 443}]
@@ -522,3 +527,70 @@ def test_parsers_agree_on_every_manifest(project: Project, tls_files: dict[str, 
     render(project, {**FULL_CONFIG, **tls_files})
     for name in rendered_files(project.root):
         assert parse_with_kubectl(project.root / name) == parse_with_pyyaml(project.root / name), name
+
+
+KUBE_DNS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+}
+AMA_METRICS = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+    "podSelector": {"matchLabels": {"rsName": "ama-metrics"}},
+}
+
+
+def test_dns_goes_only_to_the_clusters_dns(project: Project) -> None:
+    """Port 53 is no path out: only kube-dns in kube-system and the node-local DNS addresses AKS points pods at."""
+    render(project, FULL_CONFIG)
+    [policy] = project.manifest("network-policy.yaml")
+    dns_rules = [
+        rule for rule in policy["spec"]["egress"] if any(port.get("port") == 53 for port in rule.get("ports", []))
+    ]
+    assert dns_rules, "DNS is allowed"
+    for rule in policy["spec"]["egress"]:
+        assert rule.get("to"), f"a rule without `to` opens its ports to every address: {rule}"
+    [dns] = dns_rules
+    assert dns["to"] == [
+        KUBE_DNS,
+        {"ipBlock": {"cidr": "169.254.10.10/32"}},
+        {"ipBlock": {"cidr": "169.254.10.11/32"}},
+        {"ipBlock": {"cidr": "169.254.20.10/32"}},
+    ]
+
+
+def test_ingress_admits_only_the_metrics_scraper_to_the_metrics_port(project: Project) -> None:
+    render(project, FULL_CONFIG)
+    [policy] = project.manifest("network-policy.yaml")
+    assert "Ingress" in policy["spec"]["policyTypes"], "ingress is restricted"
+    assert policy["spec"]["ingress"] == [{"from": [AMA_METRICS], "ports": [{"protocol": "TCP", "port": 9000}]}]
+
+    render(project, {**FULL_CONFIG, "NETWORK_POLICY_METRICS_FROM": "ama-metrics, namespace:monitoring"})
+    [policy] = project.manifest("network-policy.yaml")
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    assert policy["spec"]["ingress"] == [
+        {"from": [AMA_METRICS, monitoring], "ports": [{"protocol": "TCP", "port": 9000}]}
+    ]
+
+    for values in ({"NETWORK_POLICY_METRICS_FROM": "none"}, {"METRICS_PORT": "0", "METRICS_SCRAPE": "none"}):
+        render(project, {**FULL_CONFIG, **values})
+        [policy] = project.manifest("network-policy.yaml")
+        assert "Ingress" in policy["spec"]["policyTypes"] and policy["spec"]["ingress"] == [], values
+
+
+@pytest.mark.parametrize("value", ["everyone", "namespace:", "namespace:Bad_Name", "none,ama-metrics", "0.0.0.0/0"])
+def test_a_bad_metrics_source_is_a_configuration_error_naming_the_variable(project: Project, value: str) -> None:
+    project.write_config({**MINIMAL_CONFIG, "NETWORK_POLICY_METRICS_FROM": value})
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 2
+    assert "NETWORK_POLICY_METRICS_FROM" in result.stderr and "namespace:NAME" in result.stderr
+
+
+def test_prometheus_operator_behind_the_default_scraper_is_warned_about(project: Project) -> None:
+    project.write_config({**MINIMAL_CONFIG, "METRICS_SCRAPE": "prometheus-operator"})
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 0, result.output
+    assert "add your Prometheus' namespace to NETWORK_POLICY_METRICS_FROM" in result.stderr
+    values = {"METRICS_SCRAPE": "prometheus-operator", "NETWORK_POLICY_METRICS_FROM": "namespace:monitoring"}
+    project.write_config({**MINIMAL_CONFIG, **values})
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 0 and "NETWORK_POLICY_METRICS_FROM" not in result.stderr, result.output

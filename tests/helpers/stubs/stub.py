@@ -26,6 +26,8 @@ Knobs (environment):
                         when set (Azurite's OAuth mode wants a JWT; the fake Key Vault wants its own token)
   STUB_STORAGE_ACCOUNT  "ID<TAB>RESOURCE GROUP" that `az storage account show` prints; unset: not found (exit 3)
   STUB_AZ_LOGGED_OUT    "1": `az account get-access-token` fails as it does before `az login`
+  STUB_API_RESOURCES    lines printed by `kubectl api-resources --output name`; unset: a few built-in kinds and
+                        every custom resource the manifests use (KEDA, both PodMonitors, PrometheusRule)
 It never contacts anything.
 """
 
@@ -38,6 +40,13 @@ import time
 # What `az account get-access-token` reports besides the token (the fake Key Vault's tenant).
 TOKEN_TENANT = "00000000-0000-0000-0000-000000000001"
 TOKEN_SUBSCRIPTION = "00000000-0000-0000-0000-000000000002"
+# What `kubectl api-resources --output name` prints unless STUB_API_RESOURCES says otherwise: a cluster with KEDA,
+# Azure Monitor managed Prometheus and prometheus-operator.
+STUB_API_RESOURCES = (
+    "secrets\nserviceaccounts\ndeployments.apps\nnetworkpolicies.networking.k8s.io\n"
+    "scaledobjects.keda.sh\ntriggerauthentications.keda.sh\npodmonitors.azmonitoring.coreos.com\n"
+    "podmonitors.monitoring.coreos.com\nprometheusrules.monitoring.coreos.com"
+)
 # What `az acr repository show --query digest` prints unless STUB_IMAGE_DIGEST says otherwise.
 STUB_IMAGE_DIGEST = "sha256:" + "5e" * 32
 
@@ -75,6 +84,8 @@ def answer(tool: str, arguments: list[str]) -> tuple[int, str]:
         return 0, "yes\n"
     if tool == "kubectl" and "get deployment" in words and "--output name" in words:
         return 0, os.environ.get("STUB_DEPLOYMENTS", "") + "\n"
+    if tool == "kubectl" and "api-resources" in arguments:
+        return 0, os.environ.get("STUB_API_RESOURCES", STUB_API_RESOURCES) + "\n"
     if tool == "kubectl" and "rollout status" in words:
         return 0, 'deployment "stub" successfully rolled out\n'
     if tool == "docker" and words.startswith("login"):
