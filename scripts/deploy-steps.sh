@@ -66,7 +66,7 @@ step_wait_for_rollout() {
 }
 
 step_replay_open_workflows() {
-  step "Replaying open workflows" "$(replay_hint)" replay_open_workflows
+  step "Replaying open workflows" "$(replay_hint 1)" replay_open_workflows
 }
 
 step_route_new_workflows() {
@@ -279,13 +279,26 @@ build_hint() {
 
 # Read-only, so it runs in a dry run too: deploy/rollout.py replays the most recent open workflows on the task queue
 # against this checkout and says whether the deploy may go on (DEPLOY_REPLAY_HISTORIES=0 turns it off).
+# The gate's exit status says what stopped it (deploy/rollout.py, GATE_EXIT_STATUSES): the hint leads with that
+# cause, and the step fails with status 1 whatever it was.
 replay_open_workflows() {
-  run_local "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" gate
+  local status=0
+  run_local "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" gate || status=$?
+  [ "$status" -ne 0 ] || return 0
+  STEP_HINT=$(replay_hint "$status")
+  return 1
 }
 
+# replay_hint STATUS: the hint for the gate's exit status.
 replay_hint() {
-  printf '%s' "the open workflows named above would fail their next task on this code: set WORKER_VERSIONING=true (they finish on the version they started on) or guard the change with workflow.patched() (docs/deploy.md)."
-  printf '%s' " If Temporal could not be reached from here, set DEPLOY_TEMPORAL_ADDRESS; DEPLOY_REPLAY_HISTORIES=0 skips this check."
+  local skip=" DEPLOY_REPLAY_HISTORIES=0 skips this check."
+  case $1 in
+    1) printf '%s' "the open workflows named above would fail their next task on this code: set WORKER_VERSIONING=true (they finish on the version they started on) or guard the change with workflow.patched() (docs/deploy.md)." ;;
+    3) printf '%s' "Temporal could not be reached from this machine (the ERROR above says why), so no workflow was replayed: set DEPLOY_TEMPORAL_ADDRESS to an address this machine reaches (kubectl port-forward and localhost:7233), and check TEMPORAL_NAMESPACE and the credentials.$skip" ;;
+    4) printf '%s' "Key Vault could not be read from this machine (the ERROR above says why), so no workflow was replayed: the check reads the encryption key and any Temporal credentials in KEYVAULT_URL's vault with your az login; check that this machine reaches the vault (its firewall) and that your account may read its secrets.$skip" ;;
+    5) printf '%s' "Payload storage could not be used from this machine (the ERROR above says why), so no workflow was replayed: the check reads the payloads stored in PAYLOAD_STORAGE_ACCOUNT_URL's container with your az login; check that this machine reaches the account (its firewall) and that your account may read its blobs.$skip" ;;
+    *) printf '%s' "the replay check stopped (exit status $1; the message above says why).$skip" ;;
+  esac
 }
 
 # With WORKER_VERSIONING=true: make the new version current (or ramp it), through the SDK in deploy/rollout.py.
