@@ -35,7 +35,6 @@ read them here. Warnings are printed once, on stderr.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -67,6 +66,7 @@ from deploy.manifests import (
     pod_selector,
     render_into,
 )
+from deploy.quoting import shell_word, visible
 
 PLAN_VARIABLES = (
     "PLAN_KUBERNETES_DEPLOYMENT",
@@ -106,7 +106,7 @@ def plan_values(settings: DeploySettings, ramp: int | None, rendered: Path | Non
         "PLAN_FILES": "\n".join(files),
         "PLAN_CONFIGURATION_FILES": "\n".join(name for name in files if name in CONFIGURATION_FILES),
         "PLAN_SECRET_FILES": "\n".join(name for name in files if name in SECRET_FILES),
-        "PLAN_RENDERED": "\n".join(report),
+        "PLAN_RENDERED": "\n".join(visible(line) for line in report),
     }
 
 
@@ -164,23 +164,8 @@ def _word(value: bool) -> str:
 
 
 def shell_text(value: str) -> str:
-    """A value as `show` prints it: plain when harmless, else quoted as bash would read it, on one line."""
-    if re.fullmatch(r"[A-Za-z0-9_./:,@+=-]*", value):
-        return value
-    if value.isprintable() and "'" not in value:
-        return f"'{value}'"
-    return "$'" + "".join(_ansi_c_character(character) for character in value) + "'"
-
-
-def _ansi_c_character(character: str) -> str:
-    code = ord(character)
-    if character in "'\\":
-        return "\\" + character
-    if character.isprintable():
-        return character
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    """A value as `show` prints it: empty, or quoted as bash would read it back (deploy/quoting.py), on one line."""
+    return shell_word(value) if value else ""
 
 
 def _warn_about_unknown_variables() -> None:
@@ -190,7 +175,7 @@ def _warn_about_unknown_variables() -> None:
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {visible(message)}", file=sys.stderr)
 
 
 def _pairs(values: Mapping[str, str]) -> Iterator[bytes]:
@@ -228,11 +213,11 @@ def main(arguments: list[str]) -> int:
             settings, _ = _checked("render", None)
             for warning in settings.warnings:
                 _warn(warning)
-            print("\n".join(render_into(settings, options.directory)))
+            print(visible("\n".join(render_into(settings, options.directory))))
         elif options.command == "show":
             _warn_about_unknown_variables()
             values = _for_the_shell(derived(config.read_variables(catalog=CATALOG)), secrets=True)
-            print(f"# from the environment, then {config.config_env_path()}, then defaults")
+            print(f"# from the environment, then {visible(str(config.config_env_path()))}, then defaults")
             for variable in VARIABLES:
                 value = values[variable.name]
                 shown = "<set, hidden>" if variable.secret and value else shell_text(value)
