@@ -36,7 +36,9 @@ def shell_word(text: str) -> str:
     """One argument as bash reads it back exactly; never a character a terminal acts on (see the module)."""
     if _PLAIN.fullmatch(text):
         return text
-    if text and text.isprintable() and "'" not in text:
+    if not text:
+        return "''"
+    if text.isprintable() and "'" not in text:
         return f"'{text}'"
     return "$'" + "".join(_ansi_c(character) for character in text) + "'"
 

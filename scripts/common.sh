@@ -63,14 +63,14 @@ parse_arguments() {
 # Everything the scripts print for a person to copy goes through shell_word, so that a value holding $(...),
 # backticks, ';' or an escape character neither runs when the command is pasted nor acts on the terminal
 # (deploy/quoting.py does the same for the Python side). Under LC_ALL=C (whatever the user's locale):
-#   plain      when it holds only [A-Za-z0-9_./:,@+=%-] (or is the "|" that run_pipeline reads as a pipe)
+#   plain      when it holds only [A-Za-z0-9_./:,@+=%-]
 #   'quoted'   when it is printable ASCII without a single quote
 #   $'...'     otherwise (printf %q): every control character and every byte outside ASCII as an escape.
 
 # shell_word VALUE: one argument as it can be pasted back into a shell.
 shell_word() {
   local LC_ALL=C
-  if [[ $1 =~ ^[A-Za-z0-9_./:,@+=%-]+$ ]] || [ "$1" = "|" ]; then
+  if [[ $1 =~ ^[A-Za-z0-9_./:,@+=%-]+$ ]]; then
     printf '%s' "$1"
   elif [[ $1 =~ ^[[:print:]]+$ ]] && [[ $1 != *"'"* ]]; then
     printf "'%s'" "$1"
@@ -107,8 +107,17 @@ visible_text() {
   printf '%s' "${text//$'\xc2'[$'\x80'-$'\x9f']/?}"
 }
 
+# print_command COMMAND [| COMMAND...]: the command line run prints, "|" (run_pipeline's pipe) as a pipe.
 print_command() {
-  printf '  $ %s\n' "$(command_line "$@")"
+  local word line="  \$"
+  for word in "$@"; do
+    if [ "$word" = "|" ]; then
+      line="$line |"
+    else
+      line="$line $(shell_word "$word")"
+    fi
+  done
+  printf '%s\n' "$line"
 }
 
 # A command, or commands separated by a "|" argument, run without a shell in between: each one gets the
