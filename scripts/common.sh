@@ -22,6 +22,17 @@ die() {
   exit "${2:-1}"
 }
 
+# An argument in a message: '--word' as typed when shell_word leaves it plain, else as shell_word quotes it.
+shown_argument() {
+  local word
+  word=$(shell_word "$1")
+  if [ "$word" = "$1" ]; then
+    printf "'%s'" "$1"
+  else
+    printf '%s' "$word"
+  fi
+}
+
 # parse_arguments "OPTIONS" "$@": the options a script accepts (from --dry-run, --config-only, --output-dir,
 # --ramp and --clean-up), -h/--help (the script's usage function), and nothing else.
 # shellcheck disable=SC2034  # the options' variables are read by the scripts
@@ -39,7 +50,7 @@ parse_arguments() {
     esac
     case $accepted in
       *" $1 "*) ;;
-      *) die "unknown argument $(shell_word "$1"); see --help" 2 ;;
+      *) die "unknown argument $(shown_argument "$1"); see --help" 2 ;;
     esac
     case $1 in
       --dry-run) DRY_RUN=true ;;
