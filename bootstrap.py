@@ -77,8 +77,19 @@ Program = Callable[[Settings, "Stop"], Awaitable[int]]
 logger = logging.getLogger(__name__)
 
 
+# What a StartupError says could not be used: deploy/rollout.py's replay check leads with it.
+KEY_VAULT, PAYLOAD_STORAGE, TEMPORAL = "Key Vault", "payload storage", "Temporal"
+
+
 class StartupError(Exception):
-    """A reason the process cannot start, worded for the person reading the log."""
+    """A reason the process cannot start, worded for the person reading the log.
+
+    `source` names what failed when it is outside the process: KEY_VAULT, PAYLOAD_STORAGE or TEMPORAL ("" for
+    anything else), so that a caller can say which service to check before anything else."""
+
+    def __init__(self, message: str, source: str = "") -> None:
+        super().__init__(message)
+        self.source = source
 
 
 class StopRequested(Exception):
@@ -359,7 +370,7 @@ async def _started(secret: RefreshingSecret, stop: Stop, doing: str) -> None:
     try:
         await stop.race(secret.start(), doing)
     except KeyVaultError as error:
-        raise StartupError(str(error)) from None
+        raise StartupError(str(error), KEY_VAULT) from None
 
 
 def _described(certificate: ClientCertificate) -> str:
@@ -379,7 +390,7 @@ async def started_payload_storage(settings: PayloadStorageSettings, stop: Stop) 
     try:
         storage = PayloadStorage(settings)
     except PayloadStorageError as error:
-        raise StartupError(str(error)) from None
+        raise StartupError(str(error), PAYLOAD_STORAGE) from None
     try:
         logger.info(
             "Payload storage: on (Azure Blob Storage account %s, container %s, signed in with %s); payloads of %d "
@@ -393,7 +404,7 @@ async def started_payload_storage(settings: PayloadStorageSettings, stop: Stop) 
         try:
             await stop.race(storage.check(), "checking the payload storage container")
         except PayloadStorageError as error:
-            raise StartupError(str(error)) from None
+            raise StartupError(str(error), PAYLOAD_STORAGE) from None
         yield storage
     finally:
         await storage.close()
@@ -420,7 +431,7 @@ async def started_key_provider(settings: EncryptionSettings, stop: Stop) -> KeyV
         keys = KeyVaultKeyProvider(settings)
         await stop.race(keys.start(), "reading the encryption key from Key Vault")
     except KeyVaultError as error:
-        raise StartupError(str(error)) from None
+        raise StartupError(str(error), KEY_VAULT) from None
     return keys
 
 
@@ -454,7 +465,9 @@ async def connect_client(
         reason = str(error) or f"no answer within {CONNECT_TIMEOUT.total_seconds():g}s"
         raise StartupError(
             f"Cannot connect to Temporal at {temporal.address} (namespace {temporal.namespace}, TLS {tls}): "
-            f"{reason}. Check TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, {_credential_variables(settings)} and TEMPORAL_TLS."
+            f"{reason}. Check TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, {_credential_variables(settings)} and "
+            "TEMPORAL_TLS.",
+            TEMPORAL,
         ) from None
     if announce:
         logger.info("Connected to Temporal at %s in namespace %s (TLS %s)", temporal.address, temporal.namespace, tls)

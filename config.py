@@ -191,6 +191,43 @@ def https_url(raw: str) -> str:
     return raw
 
 
+# Azure's naming rules (learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules), checked
+# where a name is given so that a name Azure would refuse is refused here, naming the variable:
+#   Microsoft.KeyVault/vaults          3-24 alphanumerics and hyphens; start with a letter, end with a letter or
+#                                      digit; no consecutive hyphens (the first label of https://NAME.vault.azure.net)
+#   Microsoft.KeyVault/vaults/secrets  1-127 alphanumerics and hyphens (KEYVAULT_NAME, below)
+#   Microsoft.Storage/storageAccounts  3-24 lowercase letters and digits (https://NAME.blob.core.windows.net)
+# Only Azure's own hosts are held to them: an emulator or a test stand-in (https://127.0.0.1:PORT/) is not Azure.
+KEYVAULT_HOST_SUFFIXES = (".vault.azure.net", ".vault.azure.cn", ".vault.usgovcloudapi.net", ".vault.microsoftazure.de")
+BLOB_HOST_SUFFIXES = (
+    ".blob.core.windows.net",
+    ".blob.core.chinacloudapi.cn",
+    ".blob.core.usgovcloudapi.net",
+    ".blob.core.cloudapi.de",
+    ".blob.storage.azure.net",
+)
+_VAULT_NAME = re.compile(r"(?=.{3,24}$)[a-z](?!.*--)[a-z0-9-]*[a-z0-9]")
+_STORAGE_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
+
+
+def keyvault_url(raw: str) -> str:
+    """The vault's https URL; for an Azure vault host, a vault name Azure allows and nothing after the host."""
+    https_url(raw)
+    parts = urlsplit(raw)
+    host = parts.hostname or ""
+    if not host.endswith(KEYVAULT_HOST_SUFFIXES):
+        return raw
+    name = host.split(".", 1)[0]
+    if not _VAULT_NAME.fullmatch(name):
+        raise ValueError(
+            f"names the vault {name!r}, which Azure does not allow: a Key Vault name is 3 to 24 letters, digits and "
+            "'-', starting with a letter, ending with a letter or digit, without consecutive '-'"
+        )
+    if parts.path.strip("/") or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be the vault's URL alone, for example https://my-vault.vault.azure.net/")
+    return raw
+
+
 def storage_account_url(raw: str) -> str:
     """The blob endpoint of a storage account: https://ACCOUNT.blob.core.windows.net/, or an emulator's
     https://HOST:PORT/ACCOUNT; never a SAS token or any other query (the identity authenticates)."""
@@ -208,6 +245,16 @@ def storage_account_url(raw: str) -> str:
         parts.port  # noqa: B018  (urlsplit checks the port only when asked)
     except ValueError:
         raise ValueError("has a port that is not a whole number from 0 to 65535") from None
+    host = parts.hostname or ""
+    if host.endswith(BLOB_HOST_SUFFIXES):
+        account = host.split(".", 1)[0]
+        if not _STORAGE_ACCOUNT_NAME.fullmatch(account):
+            raise ValueError(
+                f"names the storage account {account!r}, which Azure does not allow: 3 to 24 lowercase letters "
+                f"and digits, {example}"
+            )
+        if parts.path.strip("/"):
+            raise ValueError(f"must be the account URL alone, {example}")
     return raw
 
 
@@ -418,8 +465,8 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("WORKER_TUNER_TARGET_MEMORY", fraction, "0.8"),
     Variable("WORKER_POLLER_AUTOSCALING", boolean, "false"),
     # Payload encryption with a key from Azure Key Vault
-    Variable("KEYVAULT_URL", https_url),
-    Variable("KEYVAULT_SECRET_NAME"),
+    Variable("KEYVAULT_URL", keyvault_url),
+    Variable("KEYVAULT_SECRET_NAME", KEYVAULT_NAME),
     Variable("KEYVAULT_REFRESH_SECONDS", seconds(1.0), "300"),
     Variable("KEYVAULT_STARTUP_TIMEOUT_SECONDS", seconds(1.0), "30"),
     Variable("KEYVAULT_FAILED_FETCH_RETRY_SECONDS", seconds(1.0), "60"),

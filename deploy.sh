@@ -71,7 +71,7 @@ main() {
   step_acr_login
   step_build_and_push
   step "Creating namespace" \
-    "check that kubectl --context $KUBE_CONTEXT can create namespaces, or create $KUBERNETES_NAMESPACE as a cluster admin." \
+    "check that kubectl --context $(shell_word "$KUBE_CONTEXT") can create namespaces, or create $KUBERNETES_NAMESPACE as a cluster admin." \
     create_namespace
   step "Applying manifests" \
     "the API server rejected the manifest named above; fix the setting behind it and run ./deploy.sh again." \

@@ -30,6 +30,7 @@ import hashlib
 import ipaddress
 import re
 import subprocess
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -155,6 +156,37 @@ def memory_quantity(raw: str) -> str:
     return raw
 
 
+# Azure's naming rules (learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules), so that a
+# name Azure would refuse is refused by the configuration check, naming the variable, and never reaches a command:
+#   Microsoft.Resources/resourcegroups       1-90: underscores, hyphens, periods, parentheses, and letters or digits
+#                                            as .NET's Char.IsLetterOrDigit has them (Unicode categories Lu, Ll, Lt,
+#                                            Lm, Lo, Nd); can't end with a period
+#   Microsoft.ContainerService/managedClusters  1-63 alphanumerics, underscores and hyphens; start and end with an
+#                                            alphanumeric
+#   Microsoft.ContainerRegistry/registries   5-50 alphanumerics (ACR_NAME)
+# (The vault, secret and storage account names are the app's, checked in config.py.)
+_RESOURCE_GROUP_LETTERS_AND_DIGITS = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Nd"})
+
+
+def resource_group(raw: str) -> str:
+    """An Azure resource group name, by Azure's rule (above)."""
+    allowed = all(
+        character in "_-.()" or unicodedata.category(character) in _RESOURCE_GROUP_LETTERS_AND_DIGITS
+        for character in raw
+    )
+    if not allowed or not 1 <= len(raw) <= 90 or raw.endswith("."):
+        raise ValueError(
+            "must be a resource group name as Azure allows it: 1 to 90 letters, digits, '_', '-', '.', '(' and ')', "
+            "not ending with '.'"
+        )
+    return raw
+
+
+AKS_CLUSTER_NAME = matching(
+    r"[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?",
+    "must be an AKS cluster name as Azure allows it: 1 to 63 letters, digits, '_' and '-', starting and ending with "
+    "a letter or digit",
+)
 GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 KUBERNETES_NAME = matching(
     r"(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?",
@@ -187,7 +219,7 @@ DEPLOY_VARIABLES: tuple[Variable, ...] = (
         matching(GUID, "must be a subscription ID (a GUID); az account list --output table shows yours"),
         scope=Scope.DEPLOY,
     ),
-    Variable("RESOURCE_GROUP", scope=Scope.DEPLOY),
+    Variable("RESOURCE_GROUP", resource_group, scope=Scope.DEPLOY),
     Variable(
         "ACR_NAME",
         matching(r"[A-Za-z0-9]{5,50}", "must be the registry name: 5 to 50 letters and digits (not its address)"),
@@ -196,7 +228,7 @@ DEPLOY_VARIABLES: tuple[Variable, ...] = (
     Variable("ACR_USERNAME", acr_username, scope=Scope.DEPLOY),
     Variable("ACR_PASSWORD", secret=True, scope=Scope.DEPLOY),
     Variable("ACR_EMAIL", scope=Scope.DEPLOY),
-    Variable("AKS_CLUSTER_NAME", scope=Scope.DEPLOY),
+    Variable("AKS_CLUSTER_NAME", AKS_CLUSTER_NAME, scope=Scope.DEPLOY),
     Variable("KUBE_CONTEXT", without_control_characters, scope=Scope.DEPLOY),
     Variable("KUBERNETES_NAMESPACE", KUBERNETES_NAME, "temporal-workers", scope=Scope.DEPLOY),
     Variable("APP_NAME", KUBERNETES_NAME, "temporal-worker", scope=Scope.DEPLOY),
@@ -755,6 +787,8 @@ def storage_account_name(account_url: str) -> str:
 
 
 def _check_kube_context(parser: Parser) -> None:
+    parser.value("RESOURCE_GROUP")  # both go into the az aks commands the scripts suggest
+    parser.value("AKS_CLUSTER_NAME")
     if not parser.variables["KUBE_CONTEXT"]:
         parser.problems.append(
             "KUBE_CONTEXT: not set; set AKS_CLUSTER_NAME (the context az aks get-credentials creates) or KUBE_CONTEXT"

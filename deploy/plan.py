@@ -39,7 +39,6 @@ read them here. Warnings are printed once, on stderr.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -74,6 +73,7 @@ from deploy.manifests import (
     render_into,
     switched_off,
 )
+from deploy.quoting import shell_word, visible
 
 PLAN_VARIABLES = (
     "PLAN_KUBERNETES_DEPLOYMENT",
@@ -115,7 +115,7 @@ def plan_values(settings: DeploySettings, ramp: int | None, rendered: Path | Non
         "PLAN_FILES": "\n".join(files),
         "PLAN_CONFIGURATION_FILES": "\n".join(name for name in files if name in CONFIGURATION_FILES),
         "PLAN_SECRET_FILES": "\n".join(name for name in files if name in SECRET_FILES),
-        "PLAN_RENDERED": "\n".join(report),
+        "PLAN_RENDERED": "\n".join(visible(line) for line in report),
         "PLAN_PRUNE": "\n".join(prune.line() for prune in switched_off(settings, render(settings))) if rendered else "",
         "PLAN_CUSTOM_RESOURCES": "\n".join(CUSTOM_RESOURCES),
     }
@@ -175,23 +175,8 @@ def _word(value: bool) -> str:
 
 
 def shell_text(value: str) -> str:
-    """A value as `show` prints it: plain when harmless, else quoted as bash would read it, on one line."""
-    if re.fullmatch(r"[A-Za-z0-9_./:,@+=-]*", value):
-        return value
-    if value.isprintable() and "'" not in value:
-        return f"'{value}'"
-    return "$'" + "".join(_ansi_c_character(character) for character in value) + "'"
-
-
-def _ansi_c_character(character: str) -> str:
-    code = ord(character)
-    if character in "'\\":
-        return "\\" + character
-    if character.isprintable():
-        return character
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    """A value as `show` prints it: empty, or quoted as bash would read it back (deploy/quoting.py), on one line."""
+    return shell_word(value) if value else ""
 
 
 def _warn_about_unknown_variables() -> None:
@@ -201,7 +186,7 @@ def _warn_about_unknown_variables() -> None:
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    print(f"warning: {visible(message)}", file=sys.stderr)
 
 
 def _pairs(values: Mapping[str, str]) -> Iterator[bytes]:
@@ -239,11 +224,11 @@ def main(arguments: list[str]) -> int:
             settings, _ = _checked("render", None)
             for warning in settings.warnings:
                 _warn(warning)
-            print("\n".join(render_into(settings, options.directory)))
+            print(visible("\n".join(render_into(settings, options.directory))))
         elif options.command == "show":
             _warn_about_unknown_variables()
             values = _for_the_shell(derived(config.read_variables(catalog=CATALOG)), secrets=True)
-            print(f"# from the environment, then {config.config_env_path()}, then defaults")
+            print(f"# from the environment, then {visible(str(config.config_env_path()))}, then defaults")
             for variable in VARIABLES:
                 value = values[variable.name]
                 shown = "<set, hidden>" if variable.secret and value else shell_text(value)

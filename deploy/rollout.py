@@ -17,13 +17,16 @@ when set, as the address. The Worker Deployment is <KUBERNETES_NAMESPACE>/<APP_N
 The gate (DEPLOY_REPLAY_HISTORIES, default 20; 0 turns it off): with versioning off, a workflow whose history
 does not replay stops the deploy (exit 1) naming it, the SDK's message and the two fixes; with versioning on,
 pinned workflows finish on their own version and are not replayed, and an auto-upgrade (or unversioned)
-workflow that does not replay is a warning.
+workflow that does not replay is a warning. When the look-up itself cannot run, the gate says so first, naming
+what could not be used from this machine, and exits with its own status (GATE_EXIT_STATUSES: 3 Temporal,
+4 Key Vault, 5 payload storage), so that deploy.sh and patch.sh lead their hint with that cause rather than
+with workflows that would fail.
 
 Deletion is decided by Temporal, never by age: a version is deletable only when Temporal reports it drained
 (no open workflow is pinned to it) and it is neither the current nor the ramping version.
 
 Exit status: 0 done, 1 the gate failed or Temporal refused or could not be reached, 2 a configuration or
-usage mistake.
+usage mistake; the gate's look-up that could not run: 3 Temporal, 4 Key Vault, 5 payload storage.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from bootstrap import (
+    KEY_VAULT,
+    PAYLOAD_STORAGE,
+    TEMPORAL,
     StartupError,
     Stop,
     StopRequested,
@@ -90,8 +96,42 @@ STATUS_NAMES = {
 }
 
 
+# The gate's exit status when the replay look-up could not run, by what could not be used from this machine
+# (1 stays "workflows would fail their next task"): scripts/deploy-steps.sh picks its hint by it.
+GATE_EXIT_STATUSES = {TEMPORAL: 3, KEY_VAULT: 4, PAYLOAD_STORAGE: 5}
+
+
 class RolloutError(Exception):
     """Something Temporal refused or that cannot be done, worded for the person running the script."""
+
+    exit_status = 1
+
+
+class GateCannotRun(RolloutError):
+    """The replay look-up could not run: no workflow was replayed. The message leads with what failed."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(message)
+        self.exit_status = GATE_EXIT_STATUSES[source]
+
+
+def _gate_cannot_run(error: StartupError | RPCError, address: str) -> RolloutError:
+    """The look-up's failure, leading with its cause (Temporal, Key Vault, payload storage), not with workflows."""
+    nothing = "so no open workflow was replayed"
+    if isinstance(error, RPCError):
+        refused = f"{error.status.name}: {error.message}"
+        return GateCannotRun(TEMPORAL, f"Temporal at {address} refused the replay look-up, {nothing}: {refused}")
+    if error.source == TEMPORAL:
+        return GateCannotRun(
+            TEMPORAL, f"Temporal could not be reached from this machine at {address}, {nothing}. {_unreachable(error)}"
+        )
+    if error.source == KEY_VAULT:
+        return GateCannotRun(KEY_VAULT, f"Key Vault could not be read from this machine, {nothing}: {error}")
+    if error.source == PAYLOAD_STORAGE:
+        return GateCannotRun(
+            PAYLOAD_STORAGE, f"Payload storage could not be used from this machine, {nothing}: {error}"
+        )
+    return RolloutError(str(error))
 
 
 @dataclass(frozen=True)
@@ -190,8 +230,8 @@ async def gate(settings: DeploySettings, stop: Stop) -> bool:
             chosen = [handle for handle, skipped in zip(handles, skip, strict=True) if not skipped]
             histories = [await handle.fetch_history() for handle in chosen]
             outcomes = await replay(histories, client.data_converter) if histories else []
-    except StartupError as error:
-        raise _unreachable(error) from None
+    except (StartupError, RPCError) as error:
+        raise _gate_cannot_run(error, from_here.temporal.address) from None
     if not executions:
         print("  No open workflows on this task queue: nothing to replay.")
         return True
@@ -446,7 +486,10 @@ def main(arguments: list[str]) -> None:
         exit_with_config_error(error)
     try:
         succeeded = asyncio.run(run(options, settings))
-    except (RolloutError, StartupError) as error:
+    except RolloutError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        exit_process(error.exit_status)
+    except StartupError as error:
         print(f"ERROR: {error}", file=sys.stderr)
         exit_process(1)
     except StopRequested as stopped:

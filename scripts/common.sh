@@ -18,8 +18,19 @@ script_name() {
 }
 
 die() {
-  printf '%s: %s\n' "$(script_name)" "$1" >&2
+  printf '%s: %s\n' "$(script_name)" "$(visible_text "$1")" >&2
   exit "${2:-1}"
+}
+
+# An argument in a message: '--word' as typed when shell_word leaves it plain, else as shell_word quotes it.
+shown_argument() {
+  local word
+  word=$(shell_word "$1")
+  if [ "$word" = "$1" ]; then
+    printf "'%s'" "$1"
+  else
+    printf '%s' "$word"
+  fi
 }
 
 # parse_arguments "OPTIONS" "$@": the options a script accepts (from --dry-run, --config-only, --output-dir,
@@ -39,7 +50,7 @@ parse_arguments() {
     esac
     case $accepted in
       *" $1 "*) ;;
-      *) die "unknown argument '$1'; see --help" 2 ;;
+      *) die "unknown argument $(shown_argument "$1"); see --help" 2 ;;
     esac
     case $1 in
       --dry-run) DRY_RUN=true ;;
@@ -60,9 +71,17 @@ parse_arguments() {
   done
 }
 
-# An argument as it can be pasted back into a shell.
+# Everything the scripts print for a person to copy goes through shell_word, so that a value holding $(...),
+# backticks, ';' or an escape character neither runs when the command is pasted nor acts on the terminal
+# (deploy/quoting.py does the same for the Python side). Under LC_ALL=C (whatever the user's locale):
+#   plain      when it holds only [A-Za-z0-9_./:,@+=%-]
+#   'quoted'   when it is printable ASCII without a single quote
+#   $'...'     otherwise (printf %q): every control character and every byte outside ASCII as an escape.
+
+# shell_word VALUE: one argument as it can be pasted back into a shell.
 shell_word() {
-  if [[ $1 =~ ^[A-Za-z0-9_./:,@+=%-]+$ ]] || [ "$1" = "|" ]; then
+  local LC_ALL=C
+  if [[ $1 =~ ^[A-Za-z0-9_./:,@+=%-]+$ ]]; then
     printf '%s' "$1"
   elif [[ $1 =~ ^[[:print:]]+$ ]] && [[ $1 != *"'"* ]]; then
     printf "'%s'" "$1"
@@ -71,10 +90,43 @@ shell_word() {
   fi
 }
 
+# command_line WORD...: a command for a person to copy, each word quoted by shell_word.
+command_line() {
+  local word line=""
+  for word in "$@"; do
+    line="$line${line:+ }$(shell_word "$word")"
+  done
+  printf '%s' "$line"
+}
+
+# shell_word_or VALUE PLACEHOLDER: VALUE quoted, or when it is empty the PLACEHOLDER (such as <resource group>)
+# as it is, for the person to fill in.
+shell_word_or() {
+  if [ -n "$1" ]; then
+    shell_word "$1"
+  else
+    printf '%s' "$2"
+  fi
+}
+
+# visible_text TEXT: a message with every control character but newline and tab replaced by '?': C0, DEL, and
+# the C1 controls U+0080..U+009F as UTF-8 (a terminal may read U+009B as CSI). The last guard before a hint or
+# a problem reaches the terminal; the values in it are quoted by shell_word already.
+visible_text() {
+  local LC_ALL=C text=$1
+  text=${text//[$'\x01'-$'\x08'$'\x0b'-$'\x1f'$'\x7f']/?}
+  printf '%s' "${text//$'\xc2'[$'\x80'-$'\x9f']/?}"
+}
+
+# print_command COMMAND [| COMMAND...]: the command line run prints, "|" (run_pipeline's pipe) as a pipe.
 print_command() {
   local word line="  \$"
   for word in "$@"; do
-    line="$line $(shell_word "$word")"
+    if [ "$word" = "|" ]; then
+      line="$line |"
+    else
+      line="$line $(shell_word "$word")"
+    fi
   done
   printf '%s\n' "$line"
 }

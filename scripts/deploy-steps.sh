@@ -66,7 +66,7 @@ step_wait_for_rollout() {
 }
 
 step_replay_open_workflows() {
-  step "Replaying open workflows" "$(replay_hint)" replay_open_workflows
+  step "Replaying open workflows" "$(replay_hint 1)" replay_open_workflows
 }
 
 step_route_new_workflows() {
@@ -81,7 +81,7 @@ finish() {
   [ -z "$TEMPORARY_MANIFEST_DIR" ] || rm -rf "$TEMPORARY_MANIFEST_DIR"
   if [ "$status" -ne 0 ] && [ -n "$STEP_NAME" ]; then
     printf '\n%s: step %s/%s "%s" failed (exit status %s).\n' "$(script_name)" "$STEP_NUMBER" "$STEP_TOTAL" "$STEP_NAME" "$status" >&2
-    printf 'Hint: %s\n' "$STEP_HINT" >&2
+    printf 'Hint: %s\n' "$(visible_text "$STEP_HINT")" >&2
   fi
 }
 
@@ -103,9 +103,9 @@ check_configuration() {
   [ "$render" = no ] || arguments+=(--render "$MANIFEST_DIR")
   # shellcheck source=../source_config.sh
   source "$REPO_DIR/source_config.sh" --check "$task" "${arguments[@]}"
-  printf '  Configuration: %s\n' "${CONFIG_ENV_FILE:-$REPO_DIR/config.env}"
+  printf '  Configuration: %s\n' "$(shell_word "${CONFIG_ENV_FILE:-$REPO_DIR/config.env}")"
   printf '  Image:         %s\n' "$APP_IMAGE"
-  printf '  Cluster:       kubectl context %s, namespace %s\n' "$KUBE_CONTEXT" "$KUBERNETES_NAMESPACE"
+  printf '  Cluster:       kubectl context %s, namespace %s\n' "$(shell_word "$KUBE_CONTEXT")" "$KUBERNETES_NAMESPACE"
   [ "$task" != deploy ] || printf '  Azure:         subscription %s, registry %s (%s)\n' "$AZURE_SUBSCRIPTION_ID" "$ACR_NAME" "$BUILD_MODE"
   [ "$task" = deploy ] && [ "$WORKER_VERSIONING" = true ] || return 0
   printf '  Versioning:    deployment/%s runs build id %s of Worker Deployment %s\n' \
@@ -146,23 +146,34 @@ check_azure() {
   if ! check "" az account show --subscription "$AZURE_SUBSCRIPTION_ID" --query id --output tsv; then
     preflight_problem "Azure: not logged in, or no access to subscription $AZURE_SUBSCRIPTION_ID: run az login, then check AZURE_SUBSCRIPTION_ID (az account list --output table)"
   elif ! check "" az acr show --name "$ACR_NAME" --subscription "$AZURE_SUBSCRIPTION_ID" --query loginServer --output tsv; then
-    preflight_problem "Azure: registry ACR_NAME=$ACR_NAME not found in subscription $AZURE_SUBSCRIPTION_ID, or no access: check ACR_NAME (az acr list --output table)"
+    preflight_problem "Azure: registry ACR_NAME=$(shell_word "$ACR_NAME") not found in subscription $AZURE_SUBSCRIPTION_ID, or no access: check ACR_NAME (az acr list --output table)"
   fi
 }
 
+# aks_command SUBCOMMAND [ARGUMENT...]: `az aks SUBCOMMAND` for this cluster, for a person to copy: every value
+# quoted, a <placeholder> where RESOURCE_GROUP or AKS_CLUSTER_NAME is not set.
+aks_command() {
+  local subcommand=$1
+  shift
+  printf 'az aks %s --resource-group %s --name %s' "$subcommand" \
+    "$(shell_word_or "${RESOURCE_GROUP:-}" "<resource group>")" "$(shell_word_or "${AKS_CLUSTER_NAME:-}" "<cluster>")"
+  [ $# -eq 0 ] || printf ' %s' "$(command_line "$@")"
+}
+
 check_cluster() {
-  local mode=$1
+  local mode=$1 context
+  context=$(shell_word "$KUBE_CONTEXT")
   has_command kubectl || return 0
   if ! check "$KUBE_CONTEXT" kubectl config get-contexts --output name; then
-    preflight_problem "kubectl: no context '$KUBE_CONTEXT': run az aks get-credentials --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --subscription ${AZURE_SUBSCRIPTION_ID:-<subscription>}, or set KUBE_CONTEXT"
+    preflight_problem "kubectl: no context named $context: run $(aks_command get-credentials) --subscription $(shell_word_or "${AZURE_SUBSCRIPTION_ID:-}" "<subscription>"), or set KUBE_CONTEXT"
   elif ! check yes kubectl --context "$KUBE_CONTEXT" auth can-i create deployments.apps --namespace "$KUBERNETES_NAMESPACE"; then
-    preflight_problem "kubectl: context $KUBE_CONTEXT cannot create Deployments in namespace $KUBERNETES_NAMESPACE, or the cluster is unreachable: check kubectl --context $KUBE_CONTEXT get nodes"
+    preflight_problem "kubectl: context $context cannot create Deployments in namespace $KUBERNETES_NAMESPACE, or the cluster is unreachable: check $(command_line kubectl --context "$KUBE_CONTEXT" get nodes)"
   elif [ "$mode" = deploy ] && [ "$KEDA_ENABLED" = true ] &&
     ! check "" kubectl --context "$KUBE_CONTEXT" get crd scaledobjects.keda.sh triggerauthentications.keda.sh --output name; then
-    preflight_problem "KEDA_ENABLED=true but KEDA is not installed in the cluster: az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --enable-keda (the temporal scaler needs KEDA 2.17+), or set KEDA_ENABLED=false"
+    preflight_problem "KEDA_ENABLED=true but KEDA is not installed in the cluster: $(aks_command update --enable-keda) (the temporal scaler needs KEDA 2.17+), or set KEDA_ENABLED=false"
   elif [ "$mode" = deploy ] && [ "$METRICS_SCRAPE" = podmonitor ] &&
     ! check "" kubectl --context "$KUBE_CONTEXT" get crd podmonitors.azmonitoring.coreos.com --output name; then
-    preflight_problem "METRICS_SCRAPE=podmonitor but the cluster has no azmonitoring.coreos.com PodMonitor: turn on Azure Monitor managed Prometheus (az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --enable-azure-monitor-metrics), or set METRICS_SCRAPE=annotations or none"
+    preflight_problem "METRICS_SCRAPE=podmonitor but the cluster has no azmonitoring.coreos.com PodMonitor: turn on Azure Monitor managed Prometheus ($(aks_command update --enable-azure-monitor-metrics)), or set METRICS_SCRAPE=annotations or none"
   elif [ "$mode" = deploy ] && [ "$METRICS_SCRAPE" = prometheus-operator ] &&
     ! check "" kubectl --context "$KUBE_CONTEXT" get crd podmonitors.monitoring.coreos.com prometheusrules.monitoring.coreos.com --output name; then
     preflight_problem "METRICS_SCRAPE=prometheus-operator but the cluster has no monitoring.coreos.com PodMonitor and PrometheusRule: install prometheus-operator (kube-prometheus-stack), or set METRICS_SCRAPE=annotations or none"
@@ -177,7 +188,7 @@ preflight() {
   [ "$mode" != deploy ] || check_azure
   check_cluster "$mode"
   if [ -n "$PREFLIGHT_PROBLEMS" ]; then
-    printf 'Preflight found these problems:\n%s' "$PREFLIGHT_PROBLEMS" >&2
+    printf 'Preflight found these problems:\n%s' "$(visible_text "$PREFLIGHT_PROBLEMS")"$'\n' >&2
     return 1
   fi
   $DRY_RUN || echo "  Tools, Azure login and cluster access are fine."
@@ -258,7 +269,7 @@ pin_image_digest() {
     return 0
   fi
   if [[ ! "$digest" =~ ^sha256:[0-9a-f]{64}$ ]]; then
-    echo "  ACR reported no digest for $APP_IMAGE (got '$digest'); check that the push succeeded." >&2
+    echo "  ACR reported no digest for $APP_IMAGE (got $(shell_word "$digest")); check that the push succeeded." >&2
     return 1
   fi
   DEPLOY_IMAGE="$APP_IMAGE@$digest"
@@ -267,9 +278,9 @@ pin_image_digest() {
 
 build_hint() {
   if image_has_digest; then
-    echo "APP_IMAGE names a digest, so nothing is built: push that image to $ACR_NAME first, or set APP_IMAGE to REGISTRY/REPOSITORY:TAG (or leave it empty) to build."
+    echo "APP_IMAGE names a digest, so nothing is built: push that image to $(shell_word "$ACR_NAME") first, or set APP_IMAGE to REGISTRY/REPOSITORY:TAG (or leave it empty) to build."
   elif [ "$BUILD_MODE" = acr ]; then
-    echo "the az acr build log above shows the failing Dockerfile step; check that you have the AcrPush role on $ACR_NAME."
+    echo "the az acr build log above shows the failing Dockerfile step; check that you have the AcrPush role on $(shell_word "$ACR_NAME")."
   else
     echo "a multi-platform build needs a buildx builder that can emulate other CPUs: docker buildx create --use --name temporal-aks; or set BUILD_PLATFORMS=linux/amd64, or BUILD_MODE=acr."
   fi
@@ -279,13 +290,26 @@ build_hint() {
 
 # Read-only, so it runs in a dry run too: deploy/rollout.py replays the most recent open workflows on the task queue
 # against this checkout and says whether the deploy may go on (DEPLOY_REPLAY_HISTORIES=0 turns it off).
+# The gate's exit status says what stopped it (deploy/rollout.py, GATE_EXIT_STATUSES): the hint leads with that
+# cause, and the step fails with status 1 whatever it was.
 replay_open_workflows() {
-  run_local "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" gate
+  local status=0
+  run_local "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" gate || status=$?
+  [ "$status" -ne 0 ] || return 0
+  STEP_HINT=$(replay_hint "$status")
+  return 1
 }
 
+# replay_hint STATUS: the hint for the gate's exit status.
 replay_hint() {
-  printf '%s' "the open workflows named above would fail their next task on this code: set WORKER_VERSIONING=true (they finish on the version they started on) or guard the change with workflow.patched() (docs/deploy.md)."
-  printf '%s' " If Temporal could not be reached from here, set DEPLOY_TEMPORAL_ADDRESS; DEPLOY_REPLAY_HISTORIES=0 skips this check."
+  local skip=" DEPLOY_REPLAY_HISTORIES=0 skips this check."
+  case $1 in
+    1) printf '%s' "the open workflows named above would fail their next task on this code: set WORKER_VERSIONING=true (they finish on the version they started on) or guard the change with workflow.patched() (docs/deploy.md)." ;;
+    3) printf '%s' "Temporal could not be reached from this machine (the ERROR above says why), so no workflow was replayed: set DEPLOY_TEMPORAL_ADDRESS to an address this machine reaches (kubectl port-forward and localhost:7233), and check TEMPORAL_NAMESPACE and the credentials.$skip" ;;
+    4) printf '%s' "Key Vault could not be read from this machine (the ERROR above says why), so no workflow was replayed: the check reads the encryption key and any Temporal credentials in KEYVAULT_URL's vault with your az login; check that this machine reaches the vault (its firewall) and that your account may read its secrets.$skip" ;;
+    5) printf '%s' "Payload storage could not be used from this machine (the ERROR above says why), so no workflow was replayed: the check reads the payloads stored in PAYLOAD_STORAGE_ACCOUNT_URL's container with your az login; check that this machine reaches the account (its firewall) and that your account may read its blobs.$skip" ;;
+    *) printf '%s' "the replay check stopped (exit status $1; the message above says why).$skip" ;;
+  esac
 }
 
 # With WORKER_VERSIONING=true: make the new version current (or ramp it), through the SDK in deploy/rollout.py.
@@ -418,9 +442,10 @@ start_version() {
 }
 
 rollout_hint() {
-  printf '%s' "see why the pods are not ready: kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE describe pods --selector $PLAN_POD_SELECTOR"
-  printf '%s' " (ImagePullBackOff: let the cluster pull from ACR with az aks update --resource-group ${RESOURCE_GROUP:-<resource group>} --name ${AKS_CLUSTER_NAME:-<cluster>} --attach-acr $ACR_NAME;"
-  printf '%s' " CrashLoopBackOff or not ready: read the log with kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$PLAN_KUBERNETES_DEPLOYMENT"
+  local kubectl=(kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE")
+  printf '%s' "see why the pods are not ready: $(command_line "${kubectl[@]}" describe pods --selector "$PLAN_POD_SELECTOR")"
+  printf '%s' " (ImagePullBackOff: let the cluster pull from ACR with $(aks_command update --attach-acr "$ACR_NAME");"
+  printf '%s' " CrashLoopBackOff or not ready: read the log with $(command_line "${kubectl[@]}" logs "deployment/$PLAN_KUBERNETES_DEPLOYMENT")"
   [ "$NETWORK_POLICY" != true ] || printf '%s' "; a timeout reaching Key Vault or Temporal behind a private address: add it to NETWORK_POLICY_EGRESS_CIDRS"
   printf '%s' ")."
 }
@@ -432,7 +457,7 @@ show_pods_and_logs_command() {
   cat <<TEXT
 
 Done: $APP_IMAGE is rolled out. Read the worker's log with:
-  kubectl --context $KUBE_CONTEXT --namespace $KUBERNETES_NAMESPACE logs deployment/$PLAN_KUBERNETES_DEPLOYMENT --follow
+  $(command_line kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" logs "deployment/$PLAN_KUBERNETES_DEPLOYMENT" --follow)
 A worker that reached Temporal prints:
   Initializing worker...
   Starting worker... Awaiting tasks.
@@ -463,7 +488,7 @@ payload_storage_hints() {
   [ -n "$PLAN_PAYLOAD_STORAGE_ACCOUNT" ] || return 0
   local account=$PLAN_PAYLOAD_STORAGE_ACCOUNT scope group
   local assignee=${AZURE_CLIENT_ID:-"<client id of the worker's managed identity>"}
-  printf '\nPayload storage: container %s of storage account %s. Looking the account up:\n' "$PAYLOAD_STORAGE_CONTAINER" "$account"
+  printf '\nPayload storage: container %s of storage account %s. Looking the account up:\n' "$PAYLOAD_STORAGE_CONTAINER" "$(shell_word "$account")"
   if lookup_storage_account "$account"; then
     scope="$STORAGE_ACCOUNT_ID/blobServices/default/containers/$PAYLOAD_STORAGE_CONTAINER"
     group=$STORAGE_ACCOUNT_GROUP

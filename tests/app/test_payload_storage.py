@@ -90,8 +90,8 @@ def test_storage_is_off_by_default_and_on_with_either_the_url_or_a_connection_st
     ("variables", "expected"),
     [
         ({"PAYLOAD_STORAGE_ACCOUNT_URL": "http://a.blob.core.windows.net/"}, "https blob endpoint"),
-        ({"PAYLOAD_STORAGE_ACCOUNT_URL": "https://a.blob.core.windows.net/?sv=2024&sig=x"}, "no SAS token"),
-        ({"PAYLOAD_STORAGE_ACCOUNT_URL": "https://a.blob.core.windows.net/payloads/x"}, "not a container or blob"),
+        ({"PAYLOAD_STORAGE_ACCOUNT_URL": "https://acct.blob.core.windows.net/?sv=2024&sig=x"}, "no SAS token"),
+        ({"PAYLOAD_STORAGE_ACCOUNT_URL": "https://acct.blob.core.windows.net/payloads/x"}, "not a container or blob"),
         ({"PAYLOAD_STORAGE_CONTAINER": "Temporal_Payloads"}, "must be a container name"),
         ({"PAYLOAD_STORAGE_CONTAINER": "a--b"}, "must be a container name"),
         ({"PAYLOAD_STORAGE_THRESHOLD_BYTES": "3000000"}, "from 0 to 2097152"),
@@ -100,7 +100,7 @@ def test_storage_is_off_by_default_and_on_with_either_the_url_or_a_connection_st
         ({"PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES": "100000"}, "no payload could be stored"),
         (
             {
-                "PAYLOAD_STORAGE_ACCOUNT_URL": "https://a.blob.core.windows.net/",
+                "PAYLOAD_STORAGE_ACCOUNT_URL": "https://acct.blob.core.windows.net/",
                 "PAYLOAD_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
             },
             "are both set",

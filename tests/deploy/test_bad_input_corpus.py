@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,9 @@ import config
 from deploy import deploy_config
 
 from helpers.deploy_harness import (
+    CONTEXT,
     FULL_CONFIG,
+    SUBSCRIPTION,
     Project,
     Result,
     dotenv_line,
@@ -93,7 +96,9 @@ CORPUS = [
     ("TEMPORAL_TASK_QUEUE", "q" * LONG, CARRIED),
     ("TEMPORAL_TASK_QUEUE", "bytes-\udcff\udcfe", rejected("not UTF-8")),
     ("TEMPORAL_TLS_SERVER_NAME", 'srv" \\ `touch CANARY`\n$(touch CANARY)\r\t', CARRIED),
-    ("KEYVAULT_SECRET_NAME", "key'$(touch CANARY)'", CARRIED),
+    ("KEYVAULT_SECRET_NAME", "key'$(touch CANARY)'", rejected("Key Vault secret or certificate name")),
+    ("KEYVAULT_SECRET_NAME", "k" * 128, rejected("1 to 127 letters, digits and '-'")),
+    ("KEYVAULT_SECRET_NAME", "temporal-encryption-key-2", CARRIED),
     ("CODEC_SERVER_HOST", "127.0.0.1; touch CANARY", CARRIED),
     # --- ports: whole numbers, no leading zeros (YAML and bash arithmetic read 0010 as octal 8)
     ("METRICS_PORT", "9000; touch CANARY", rejected("port must be a whole number")),
@@ -143,6 +148,22 @@ CORPUS = [
     ("KEYVAULT_URL", "https://", rejected("must be an https URL")),
     ("KEYVAULT_URL", "https://va ult.example/", rejected("must be an https URL")),
     ("KEYVAULT_URL", "https://[::1/", rejected("IPv6")),
+    # --- names Azure restricts, by Azure's rules (a vault, a storage account; an emulator's host is not Azure's)
+    ("KEYVAULT_URL", "https://a--b.vault.azure.net/", rejected("which Azure does not allow")),
+    ("KEYVAULT_URL", "https://1vault.vault.azure.net/", rejected("which Azure does not allow")),
+    ("KEYVAULT_URL", "https://" + "v" * 25 + ".vault.azure.net/", rejected("which Azure does not allow")),
+    ("KEYVAULT_URL", "https://my-vault.vault.azure.net/$(touch${IFS}CANARY)", rejected("the vault's URL alone")),
+    ("KEYVAULT_URL", "https://my-vault.vault.azure.net/", CARRIED),
+    ("PAYLOAD_STORAGE_ACCOUNT_URL", "https://my_acct.blob.core.windows.net/", rejected("Azure does not allow")),
+    ("PAYLOAD_STORAGE_ACCOUNT_URL", "https://ab.blob.core.windows.net/", rejected("which Azure does not allow")),
+    ("RESOURCE_GROUP", "rg $(touch CANARY)", rejected("resource group name as Azure allows", by="deploy")),
+    ("RESOURCE_GROUP", "rg`touch CANARY`;x", rejected("resource group name as Azure allows", by="deploy")),
+    ("RESOURCE_GROUP", "rg\x1b[31m", rejected("resource group name as Azure allows", by="deploy")),
+    ("RESOURCE_GROUP", "rg.", rejected("not ending with '.'", by="deploy")),
+    ("RESOURCE_GROUP", "r" * 91, rejected("1 to 90", by="deploy")),
+    ("AKS_CLUSTER_NAME", "aks;touch CANARY", rejected("AKS cluster name as Azure allows", by="deploy")),
+    ("AKS_CLUSTER_NAME", "aks\x1b]0;title\x07", rejected("AKS cluster name as Azure allows", by="deploy")),
+    ("AKS_CLUSTER_NAME", "-aks", rejected("AKS cluster name as Azure allows", by="deploy")),
     ("CODEC_SERVER_CORS_ORIGINS", "http://localhost:8233,$(touch CANARY)", rejected("is not an origin")),
     ("CODEC_SERVER_CORS_ORIGINS", "http://localhost:8233/path", rejected("is not an origin")),
     ("CODEC_SERVER_CORS_ORIGINS", "https://ui.example.com, http://localhost:8233", CARRIED),
@@ -485,3 +506,58 @@ def test_a_kube_context_full_of_shell_syntax_reaches_kubectl_as_one_argument(tmp
         call["argv"][call["argv"].index("--context") + 1] for call in project.calls() if "--context" in call["argv"]
     }
     assert contexts == {context}
+
+
+def printed_words(command: str) -> list[str]:
+    """The arguments bash reads from a printed command line (each word printed NUL-terminated, nothing run)."""
+    completed = subprocess.run(
+        ["bash", "-c", f"set -- {command}; printf '%s\\0' \"$@\""], capture_output=True, check=True, env={}
+    )
+    return completed.stdout.decode("utf-8", "surrogateescape").split("\0")[:-1]
+
+
+def assert_no_control_characters(text: str) -> None:
+    assert not [character for character in text if character not in "\n\t" and not character.isprintable()], ascii(
+        text[-2000:]
+    )
+
+
+def test_hints_with_hostile_values_come_out_shell_quoted(tmp_path: Path) -> None:
+    """The issue's reproduction: the hint after a failed step printed `az aks get-credentials --resource-group rg
+    $(touch ...)` unquoted. Values Azure allows can still hold shell syntax (a resource group's parentheses, a
+    kubectl context's anything): each hint's command is read back by bash as exactly its words, and runs nothing."""
+    canary = tmp_path / "pwned"
+    group, context = "rg(prod)-ü", f"ctx $(touch {canary}) `touch {canary}`; | && '\"# x"
+    project = corpus_project(tmp_path)
+    project.write_config({**SHELL_BASE, "RESOURCE_GROUP": group, "KUBE_CONTEXT": context})
+    result = run_script(project, canary, "deploy.sh", STUB_CONTEXTS="other")  # the context is missing
+    assert result.returncode == 1, result.output
+    assert_no_control_characters(result.output)
+    [problem] = [line for line in result.stderr.splitlines() if "no context named" in line]
+    command = problem.partition(": run ")[2].rpartition(", or set KUBE_CONTEXT")[0]
+    assert printed_words(command) == [
+        "az", "aks", "get-credentials", "--resource-group", group, "--name", CONTEXT, "--subscription", SUBSCRIPTION
+    ]  # fmt: skip
+    printed_context = problem.partition("no context named ")[2].partition(": run ")[0]
+    assert printed_words(printed_context) == [context]
+
+    # The rollout's hint: kubectl commands with the context, the ACR one with the resource group.
+    result = run_script(project, canary, "deploy.sh", STUB_CONTEXTS=context, STUB_FAIL="rollout status")
+    assert result.returncode == 1, result.output
+    assert_no_control_characters(result.output)
+    [hint] = [line for line in result.stderr.splitlines() if line.startswith("Hint: ")]
+    describe = hint.partition("see why the pods are not ready: ")[2].partition(" (ImagePullBackOff")[0]
+    assert printed_words(describe)[:4] == ["kubectl", "--context", context, "--namespace"]
+    attach = hint.partition("pull from ACR with ")[2].partition(";")[0]
+    assert printed_words(attach) == [
+        "az", "aks", "update", "--resource-group", group, "--name", CONTEXT, "--attach-acr", "testregistry"
+    ]  # fmt: skip
+
+
+def test_an_escape_character_in_an_argument_never_reaches_the_terminal(tmp_path: Path) -> None:
+    canary = tmp_path / "pwned"
+    project = corpus_project(tmp_path)
+    result = run_script(project, canary, "deploy.sh", "--dry-run\x1b]0;title\x07\x1b[31m")
+    assert result.returncode == 2
+    assert "unknown argument $'--dry-run\\E]0;title\\a\\E[31m'" in result.stderr
+    assert_no_control_characters(result.output)

@@ -371,7 +371,7 @@ def test_preflight_reports_every_problem_at_once(project: Project) -> None:
     assert result.returncode == 1
     assert "az (Azure CLI) not found" in result.stderr
     assert "docker not found" in result.stderr
-    assert "kubectl: no context 'missing-context'" in result.stderr
+    assert "kubectl: no context named missing-context" in result.stderr
     assert "az aks get-credentials --resource-group rg-test --name missing-context" in result.stderr
     assert 'step 2/10 "Checking tools and access" failed' in result.stderr
     assert [command[0] for command in project.commands()] == ["kubectl"], "no build, push or apply"

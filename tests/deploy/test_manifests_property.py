@@ -53,7 +53,7 @@ def expected_config_map(file_values: dict[str, str]) -> dict[str, str]:
     task_queue=NAME_TEXT,
     namespace=NAME_TEXT,
     server_name=ANY_TEXT,
-    secret_name=ANY_TEXT,
+    secret_name=st.from_regex(r"[0-9A-Za-z-]{1,127}", fullmatch=True),  # a name Azure allows for a secret
     codec_host=ANY_TEXT.filter(str.strip),
     api_key=SECRET_TEXT,
     acr_password=SECRET_TEXT,

@@ -138,7 +138,7 @@ def test_an_unreachable_temporal_stops_the_check_with_what_to_set(tmp_path: Path
     project.write_config({**MINIMAL_CONFIG, "DEPLOY_TEMPORAL_ADDRESS": nothing_listens, "DEPLOY_REPLAY_HISTORIES": "5"})
     result = project.run("deploy.sh", "--dry-run")
     assert result.returncode == 1, result.output
-    assert f"ERROR: Cannot connect to Temporal at {nothing_listens}" in result.stderr
+    assert f"Cannot connect to Temporal at {nothing_listens}" in result.stderr
     assert "set DEPLOY_TEMPORAL_ADDRESS" in result.stderr
     assert "DEPLOY_REPLAY_HISTORIES=0 skips this check" in result.stderr
     assert "Traceback" not in result.output
@@ -150,3 +150,92 @@ def test_zero_histories_turns_the_check_off_without_contacting_temporal(tmp_path
     result = project.run("deploy.sh", "--dry-run")
     assert result.returncode == 0, result.output
     assert "Off (DEPLOY_REPLAY_HISTORIES=0)" in result.stdout
+
+
+# --- The cause comes first: what stopped the check is said before anything else, and the hint follows it ----------
+
+
+def closed_loopback_port() -> int:
+    """A loopback port nothing listens on: a connection to it is refused at once."""
+    return free_port()
+
+
+def failed_step_hint(result) -> str:
+    """The `Hint:` line the script printed after the failed step."""
+    [hint] = [line for line in result.stderr.splitlines() if line.startswith("Hint: ")]
+    return hint
+
+
+def test_an_unreachable_key_vault_is_named_as_the_cause_not_failing_workflows(
+    tmp_path: Path, dev_server: DevServer, task_queue: str, open_workflow: str
+) -> None:
+    """The issue's report: the dry run stopped saying the open workflows named above would fail their next task,
+    when Key Vault could not be reached and no workflow was named."""
+    vault = f"https://127.0.0.1:{closed_loopback_port()}/"
+    project = gated_project(
+        tmp_path,
+        dev_server,
+        task_queue,
+        KEYVAULT_URL=vault,
+        KEYVAULT_SECRET_NAME="temporal-encryption-key",
+        KEYVAULT_STARTUP_TIMEOUT_SECONDS="5",
+        AZURE_CLIENT_ID="99999999-8888-7777-6666-555555555555",
+    )
+    result = project.run("deploy.sh", "--dry-run")
+    assert result.returncode == 1, result.output
+    assert '3/10 "Replaying open workflows" failed' in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert error.startswith("ERROR: Key Vault could not be read from this machine, so no open workflow"), error
+    assert "cannot reach the vault" in error
+    hint = failed_step_hint(result)
+    assert hint.startswith("Hint: Key Vault could not be read from this machine"), hint
+    assert "would fail their next task" not in result.output
+    assert "FAILED" not in result.stdout
+    assert "DEPLOY_REPLAY_HISTORIES=0" in hint
+    assert "Traceback" not in result.output
+
+
+def test_an_unreachable_temporal_is_named_as_the_cause_in_the_hint(tmp_path: Path) -> None:
+    project = Project(tmp_path / "project")
+    nothing_listens = f"127.0.0.1:{closed_loopback_port()}"
+    project.write_config({**MINIMAL_CONFIG, "DEPLOY_TEMPORAL_ADDRESS": nothing_listens, "DEPLOY_REPLAY_HISTORIES": "5"})
+    result = project.run("deploy.sh", "--dry-run")
+    assert result.returncode == 1, result.output
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert error.startswith(f"ERROR: Temporal could not be reached from this machine at {nothing_listens}"), error
+    hint = failed_step_hint(result)
+    assert hint.startswith("Hint: Temporal could not be reached from this machine"), hint
+    assert "set DEPLOY_TEMPORAL_ADDRESS" in hint
+    assert "would fail their next task" not in result.output
+
+
+def test_an_unreachable_payload_storage_is_named_as_the_cause(
+    tmp_path: Path, dev_server: DevServer, task_queue: str, open_workflow: str
+) -> None:
+    port = closed_loopback_port()
+    connection_string = (
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        f"BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    project = gated_project(tmp_path, dev_server, task_queue, PAYLOAD_STORAGE_CONNECTION_STRING=connection_string)
+    result = project.run("patch.sh", "--dry-run")
+    assert result.returncode == 1, result.output
+    assert '3/9 "Replaying open workflows" failed' in result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("ERROR:")]
+    assert error.startswith("ERROR: Payload storage could not be used from this machine, so no open workflow"), error
+    assert "the storage account could not be reached" in error
+    hint = failed_step_hint(result)
+    assert hint.startswith("Hint: Payload storage could not be used from this machine"), hint
+    assert "would fail their next task" not in result.output
+
+
+def test_workflows_that_would_fail_are_the_cause_only_when_they_are(
+    tmp_path: Path, dev_server: DevServer, task_queue: str, open_workflow: str
+) -> None:
+    project = gated_project(tmp_path, dev_server, task_queue)
+    change_workflow(project)
+    result = project.run("deploy.sh", "--dry-run")
+    assert result.returncode == 1, result.output
+    hint = failed_step_hint(result)
+    assert hint.startswith("Hint: the open workflows named above would fail their next task"), hint
+    assert "could not be reached" not in hint
