@@ -26,6 +26,10 @@ or the worker fails, 2 for a configuration mistake.
 
 from __future__ import annotations
 
+# isort: off
+import early_signals  # noqa: F401  first: keeps a stop signal that comes during the imports below
+# isort: on
+
 import asyncio
 import logging
 from datetime import timedelta
