@@ -119,6 +119,10 @@ class Stop:
         """The first signal's number, for exit statuses of the form 128 + signal."""
         for signal_number in STOP_SIGNALS:
             loop.add_signal_handler(signal_number, self._on_signal, signal_number)
+        # A signal that came during the imports, kept by early_signals (imported first by every program).
+        early = sys.modules.get("early_signals")
+        for signal_number in early.take() if early is not None else ():
+            self._on_signal(signal_number)
 
     def _on_signal(self, signal_number: int) -> None:
         name = signal.Signals(signal_number).name

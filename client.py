@@ -35,6 +35,10 @@ Exit status:
 
 from __future__ import annotations
 
+# isort: off
+import early_signals  # noqa: F401  first: keeps a stop signal that comes during the imports below
+# isort: on
+
 import argparse
 import asyncio
 import json

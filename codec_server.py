@@ -46,6 +46,10 @@ the aiohttp application (tests use it directly); `Limits`; `main()` is the comma
 
 from __future__ import annotations
 
+# isort: off
+import early_signals  # noqa: F401  first: keeps a stop signal that comes during the imports below
+# isort: on
+
 import asyncio
 import functools
 import hmac

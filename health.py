@@ -18,7 +18,9 @@ What each answer means (docs/deploy.md says what Kubernetes does with it):
 The round trip is `GetSystemInfo`, the call every client makes when it connects: it needs the same
 address, TLS and API key as polling, and no permission beyond them. The worker's namespace check at
 start-up counts as the first round trip. The server answers with text/plain so that `kubectl describe
-pod` shows the reason of a failed probe as it is.
+pod` shows the reason of a failed probe as it is. Any pod can reach the port: it is served by
+`bounded_http.BoundedHttpServer`, whose limits (header and write timeouts, a cap on open connections, on
+header bytes) keep stalled connections from holding the worker's file descriptors.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-from aiohttp import web
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
+
+from bounded_http import DEFAULT_LIMITS, BoundedHttpServer, Limits, Response
 
 STALE_AFTER_INTERVALS = 3
 MAX_ROUND_TRIP_SECONDS = 10.0
@@ -89,46 +92,42 @@ class Health:
         return None
 
 
-def _answer(problem: str | None) -> web.Response:
+def _answer(problem: str | None) -> Response:
     if problem is None:
-        return web.Response(text="ok\n")
-    return web.Response(status=503, text=f"{problem}\n")
+        return Response(200, b"ok\n")
+    return Response(503, f"{problem}\n".encode())
 
 
-def health_app(health: Health) -> web.Application:
-    async def livez(_: web.Request) -> web.Response:
-        return _answer(None)  # answering at all is the proof: the event loop runs this handler
+def health_handler(health: Health) -> Callable[[str, str], Awaitable[Response]]:
+    """/livez and /readyz for `health`; any other path 404."""
 
-    async def readyz(_: web.Request) -> web.Response:
-        return _answer(health.readiness_problem())
+    async def answer(_method: str, path: str) -> Response:
+        if path == "/livez":
+            return _answer(None)  # answering at all is the proof: the event loop runs this handler
+        if path == "/readyz":
+            return _answer(health.readiness_problem())
+        return Response(404, b"not found; try /livez or /readyz\n")
 
-    app = web.Application()
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/readyz", readyz)
-    return app
+    return answer
 
 
 class HealthServer:
-    """/livez and /readyz on `address`:`port` (port 0: not served at all)."""
+    """/livez and /readyz on `address`:`port` (port 0: not served at all), within `limits`."""
 
-    def __init__(self, address: str, port: int, health: Health) -> None:
+    def __init__(self, address: str, port: int, health: Health, limits: Limits = DEFAULT_LIMITS) -> None:
         self.address = address
         self.port = port
-        self._runner = web.AppRunner(health_app(health), access_log=None, handle_signals=False)
+        self._server = BoundedHttpServer(address, port, health_handler(health), "health", limits)
 
     async def start(self) -> None:
         """Start answering; OSError when the port cannot be bound."""
         if not self.port:
             return
-        await self._runner.setup()
-        try:
-            await web.TCPSite(self._runner, self.address, self.port).start()
-        except OSError:
-            await self._runner.cleanup()
-            raise
+        await self._server.start()
 
     async def stop(self) -> None:
-        await self._runner.cleanup()
+        if self.port:
+            await self._server.stop()
 
 
 async def check_temporal_once(client: Client, health: Health) -> None:

@@ -19,7 +19,8 @@ PAYLOAD_STORAGE_CONNECTION_STRING points at 127.0.0.1 or localhost over http wit
 nothing listening, it starts Azurite, the Azure Storage emulator (installed with npm
 into .azurite/node the first time; needs Node.js 18+), keeps its blobs in
 .azurite/data and creates the container. Ctrl-C or SIGTERM stops everything it
-started.
+started: what still runs WORKER_SHUTDOWN_TIMEOUT_SECONDS + 11 s later is killed
+with a WARNING, and a second Ctrl-C or SIGTERM kills it at once.
 
 In the container image (IN_CONTAINER=true, set by the Dockerfile) it replaces
 itself with the one Python process asked for, so that process is PID 1 and
@@ -36,6 +37,11 @@ DEV_SERVER_PID=""
 AZURITE_DIR="$REPO_DIR/.azurite"
 AZURITE_START_TIMEOUT_SECONDS=60
 AZURITE_PID=""
+CREATING_CONTAINER_PID=""
+# What stopping gives the processes started here before they are killed: the worker's graceful shutdown
+# (WORKER_SHUTDOWN_TIMEOUT_SECONDS, read from the configuration) plus this margin; a second Ctrl-C or
+# SIGTERM kills them at once.
+STOP_MARGIN_SECONDS=10
 PAYLOAD_STORAGE=off # what payload_storage.py status says: off, on, or "emulator 127.0.0.1:PORT"
 
 entry_point_for() {
@@ -106,7 +112,14 @@ start_azurite_if_needed() {
     AZURITE_PID=$!
     wait_until_listening Azurite "$port" "$AZURITE_PID" "$AZURITE_DIR/azurite.log" "$AZURITE_START_TIMEOUT_SECONDS"
   fi
-  "$VENV_PYTHON" "$REPO_DIR/payload_storage.py" create-container || exit 1
+  # In the background, waited for: a stop signal ends the `wait` at once (a foreground command would hold the
+  # trap until it returned, for as long as a storage that accepts and never answers keeps it).
+  "$VENV_PYTHON" "$REPO_DIR/payload_storage.py" create-container &
+  CREATING_CONTAINER_PID=$!
+  if ! wait "$CREATING_CONTAINER_PID"; then
+    exit 1
+  fi
+  CREATING_CONTAINER_PID=""
 }
 
 start_dev_server_if_needed() {
@@ -163,25 +176,85 @@ start_process() {
   STARTED_PIDS+=($!)
 }
 
-stop_everything() {
-  trap - TERM INT EXIT
-  local pid
-  for pid in "${STARTED_PIDS[@]}"; do
+# Kill at once what is still running: a second stop signal while stopping.
+kill_everything() {
+  trap - TERM INT
+  echo "WARNING: a second stop signal: killing what is still running" >&2
+  kill_remaining
+  exit 0
+}
+
+kill_remaining() {
+  local pid pids=("${STARTED_PIDS[@]}" "$CREATING_CONTAINER_PID" "$DEV_SERVER_PID" "$AZURITE_PID")
+  for pid in "${pids[@]}"; do
+    [[ -z "$pid" ]] || kill -KILL "$pid" 2>/dev/null || true
+  done
+}
+
+# SIGTERM to PIDS, then wait for them at most BOUND seconds; what is left then is killed, with a WARNING.
+stop_within() {
+  local bound=$1 pid waited=0 running
+  shift
+  for pid in "$@"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
-  for pid in "${STARTED_PIDS[@]}"; do
+  while :; do
+    running=()
+    for pid in "$@"; do
+      if kill -0 "$pid" 2>/dev/null; then running+=("$pid"); fi
+    done
+    ((${#running[@]} > 0)) || break
+    if ((waited >= bound * 10)); then
+      echo "WARNING: process ${running[*]} still running ${bound}s after SIGTERM: killed" >&2
+      kill -KILL "${running[@]}" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  for pid in "$@"; do
     wait "$pid" 2>/dev/null || true
   done
+}
+
+stop_everything() {
+  trap - EXIT
+  trap kill_everything TERM INT
+  local bound
+  bound=$(stop_bound_seconds)
+  if [[ -n "$CREATING_CONTAINER_PID" ]]; then
+    stop_within "$STOP_MARGIN_SECONDS" "$CREATING_CONTAINER_PID"
+  fi
+  if ((${#STARTED_PIDS[@]} > 0)); then
+    stop_within "$bound" "${STARTED_PIDS[@]}"
+  fi
   if [[ -n "$DEV_SERVER_PID" ]]; then
     echo "Stopping the Temporal dev server ..."
-    kill -TERM "$DEV_SERVER_PID" 2>/dev/null || true
-    wait "$DEV_SERVER_PID" 2>/dev/null || true
+    stop_within "$STOP_MARGIN_SECONDS" "$DEV_SERVER_PID"
   fi
   if [[ -n "$AZURITE_PID" ]]; then
     echo "Stopping Azurite ..."
-    kill -TERM "$AZURITE_PID" 2>/dev/null || true
-    wait "$AZURITE_PID" 2>/dev/null || true
+    stop_within "$STOP_MARGIN_SECONDS" "$AZURITE_PID"
   fi
+}
+
+# The worker's graceful shutdown, in whole seconds rounded up, plus the margin.
+stop_bound_seconds() {
+  local shutdown=${WORKER_SHUTDOWN_TIMEOUT_SECONDS:-30}
+  shutdown=${shutdown%%.*}
+  echo $((${shutdown:-0} + 1 + STOP_MARGIN_SECONDS))
+}
+
+# A shell without job control starts a background command (`./start.sh &` in a script, a supervisor's
+# wrapper) with SIGINT ignored, and bash can neither trap nor reset a signal ignored on entry: a lone SIGINT to
+# this process (what a supervisor sends) was then dropped. Seen as `trap -p INT` printing an empty action; then
+# this script runs itself again with SIGINT back to its default (only a program can do that: Python here).
+restore_sigint() {
+  local python
+  [[ "$(trap -p INT)" == "trap -- '' SIGINT" ]] || return 0
+  python=$(command -v python3) || return 0 # no Python: ensure_venv says what to install
+  exec "$python" -c 'import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])' \
+    "$REPO_DIR/start.sh" "$@"
 }
 
 processes_for() {
@@ -235,6 +308,7 @@ main() {
   if [[ "${IN_CONTAINER:-}" == true ]]; then
     run_in_container "$mode"
   fi
+  restore_sigint "$@"
   run_on_laptop "$mode"
 }
 

@@ -13,7 +13,10 @@ once (bootstrap.Stop).
 From start to exit it serves /livez and /readyz on HEALTH_PORT for the
 Kubernetes probes (health.py), and Prometheus metrics from the SDK runtime on
 METRICS_PORT, both on METRICS_BIND_ADDRESS (loopback unless told otherwise; the
-rendered ConfigMap says 0.0.0.0, for the kubelet and scraping in the pod). How
+rendered ConfigMap says 0.0.0.0, for the kubelet and scraping in the pod). Both
+ports go through bounded_http.BoundedHttpServer (timeouts, a cap on open
+connections): the SDK's exporter has no limits, so it listens on a free
+127.0.0.1 port and METRICS_PORT relays GET /metrics to it. How
 much it runs at once is WORKER_TUNER and the WORKER_MAX_* variables
 (`tuning_options`). With TEMPORAL_DEPLOYMENT_NAME and TEMPORAL_WORKER_BUILD_ID
 set it registers as that version of a Worker Deployment (Worker Versioning),
@@ -26,8 +29,13 @@ or the worker fails, 2 for a configuration mistake.
 
 from __future__ import annotations
 
+# isort: off
+import early_signals  # noqa: F401  first: keeps a stop signal that comes during the imports below
+# isort: on
+
 import asyncio
 import logging
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -43,6 +51,7 @@ from temporalio.worker import (
 
 from activities import YourActivities
 from bootstrap import StartupError, Stop, StopRequested, TemporalConnection, run_program, temporal_connection
+from bounded_http import BoundedHttpServer, HttpRelay
 from config import Settings, WorkerTuning
 from health import Health, HealthServer, keep_checking_temporal
 from log_format import announce
@@ -59,10 +68,11 @@ VERSIONING_BEHAVIORS = {"pinned": VersioningBehavior.PINNED, "auto-upgrade": Ver
 logger = logging.getLogger("worker")
 
 
-def build_runtime(settings: Settings) -> Runtime | None:
-    """The SDK runtime: Prometheus metrics on METRICS_BIND_ADDRESS:METRICS_PORT, and with LOG_FORMAT=json the
-    SDK core's own warnings forwarded to Python logging so that they are JSON lines too; None when neither
-    is asked for (the SDK's default runtime)."""
+def build_runtime(settings: Settings, exporter_address: str | None = None) -> Runtime | None:
+    """The SDK runtime: Prometheus metrics on `exporter_address` (host:port; by default
+    METRICS_BIND_ADDRESS:METRICS_PORT, served by the SDK directly), and with LOG_FORMAT=json the SDK core's own
+    warnings forwarded to Python logging so that they are JSON lines too; None when neither is asked for (the
+    SDK's default runtime). The worker passes a loopback address that its bounded relay serves from."""
     if not settings.metrics_port and settings.log_format != "json":
         return None
     log_config = LoggingConfig.default
@@ -70,12 +80,13 @@ def build_runtime(settings: Settings) -> Runtime | None:
         forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
         log_config = LoggingConfig(filter=LoggingConfig.default.filter, forwarding=forwarding)
     metrics = None
+    exporter_address = exporter_address or f"{listen_host(settings.metrics_bind_address)}:{settings.metrics_port}"
     if settings.metrics_port:
         # Prometheus' own conventions, which are the names Temporal's docs and alerts use and which any
         # scraper keeps as they are: durations in seconds with a unit suffix, counters ending in _total
         # (temporal_workflow_task_schedule_to_start_latency_seconds_bucket, temporal_workflow_completed_total).
         metrics = PrometheusConfig(
-            bind_address=f"{listen_host(settings.metrics_bind_address)}:{settings.metrics_port}",
+            bind_address=exporter_address,
             counters_total_suffix=True,
             unit_suffix=True,
             durations_as_seconds=True,
@@ -84,7 +95,7 @@ def build_runtime(settings: Settings) -> Runtime | None:
         return Runtime(telemetry=TelemetryConfig(logging=log_config, metrics=metrics))
     except Exception as error:  # the bridge raises a plain Exception for a busy port
         raise StartupError(
-            f"Cannot serve metrics on {listen_host(settings.metrics_bind_address)}:{settings.metrics_port}: {error}. "
+            f"Cannot serve metrics on {exporter_address}: {error}. "
             "Free the port or change METRICS_PORT (0 turns it off) or METRICS_BIND_ADDRESS."
         ) from None
 
@@ -178,12 +189,20 @@ async def run(settings: Settings, stop: Stop) -> int:
     announce(logger, "Initializing worker...")
     health = Health(settings.health_check_interval_seconds)
     health_server = await start_health_server(settings.metrics_bind_address, settings.health_port, health)
+    metrics_relay: BoundedHttpServer | None = None
     try:
-        async with temporal_connection(settings, stop, build_runtime(settings)) as connection:
+        exporter_address = None
+        if settings.metrics_port:
+            exporter_port = free_loopback_port()
+            metrics_relay = await start_metrics_relay(settings, exporter_port)
+            exporter_address = f"127.0.0.1:{exporter_port}"
+        async with temporal_connection(settings, stop, build_runtime(settings, exporter_address)) as connection:
             worker = build_worker(connection.client, settings)
             connection.on_new_client(lambda client: setattr(worker, "client", client))  # a rotated client certificate
             await serve(worker, settings, stop, health, connection)
     finally:
+        if metrics_relay is not None:
+            await metrics_relay.stop()
         await health_server.stop()
     return 0
 
@@ -204,6 +223,28 @@ async def start_health_server(address: str, port: int, health: Health) -> Health
             "Free the port or change HEALTH_PORT (0 turns it off) or METRICS_BIND_ADDRESS."
         ) from None
     return server
+
+
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now, for the SDK's exporter behind the relay."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+async def start_metrics_relay(settings: Settings, exporter_port: int) -> BoundedHttpServer:
+    """METRICS_PORT: GET /metrics relayed from the SDK's exporter on 127.0.0.1:`exporter_port`, bounded; or a
+    StartupError."""
+    address, port = settings.metrics_bind_address, settings.metrics_port
+    relay = BoundedHttpServer(address, port, HttpRelay(exporter_port), "metrics")
+    try:
+        await relay.start()
+    except OSError as error:
+        raise StartupError(
+            f"Cannot serve metrics on {listen_host(address)}:{port}: {error.strerror or error}. "
+            "Free the port or change METRICS_PORT (0 turns it off) or METRICS_BIND_ADDRESS."
+        ) from None
+    return relay
 
 
 async def abandon_start(worker: Worker, run_task: asyncio.Task) -> None:
