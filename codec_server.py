@@ -131,7 +131,7 @@ class Limits:
     max_requests: int = 16
     """Requests being read or worked on at once; more wait for a turn, within the timeout."""
     worker_threads: int = 2
-    """Threads that parse large bodies and write large answers, off the event loop."""
+    """Threads that parse large bodies, off the event loop."""
     request_timeout_seconds: float = 15.0
     """Longest a request may take, from its wait for a turn to the last byte of its answer; then 503, or,
     once the answer has begun, the connection is dropped (a client must take a 50 MiB payload's 67 MiB
