@@ -16,7 +16,8 @@ decrypts it, so the Web UI and `temporal workflow show --codec-endpoint` show th
 to another container or to a blob name the driver does not write is refused (400) before anything is
 fetched; a blob that cannot be fetched is a 502 naming it; what one request fetches is bounded
 (`Limits.max_fetched_bytes`, 413 beyond it), and at most `Limits.max_fetching_requests` requests fetch at
-once, since each holds its payloads several times over while it answers.
+once: a request keeps its turn until its answer is written, since it holds its payloads several times over
+while it works and once while it answers.
 
 Who may call it:
   * Browsers only from CODEC_SERVER_CORS_ORIGINS (default the local dev UI): a request with any other
@@ -30,8 +31,20 @@ Who may call it:
 What one request may cost (`Limits`, each over-the-cap answer a 413 naming the cap): its body, its
 number of payloads (bounded before parsing by counting the body's JSON punctuation, so a million tiny
 payloads cost a few milliseconds), and its payload bytes after base64 decoding. Large bodies are
-parsed and large answers written in a small thread pool, off the event loop; at most `max_requests`
-requests are read and worked on at once, each within `request_timeout_seconds` (else 503).
+parsed in a small thread pool, off the event loop; at most `max_requests` requests are read, worked on
+and answered at once, each within `request_timeout_seconds` (else 503).
+
+Answers: written as they are produced, in chunks of `ANSWER_CHUNK_BYTES` (1 MiB of base64) with an exact
+Content-Length, so an answer costs its decoded payloads plus one chunk, never a second copy as one JSON
+text; the next chunk is made only when the client has taken the last (the transport buffers at most one
+chunk). The request's deadline covers writing its answer: a client that has not read the whole answer
+within `request_timeout_seconds` of its request is dropped (the connection aborted, its buffers freed), so
+what the answer held is released when the request ends, read or not.
+
+Stopping: on SIGTERM or SIGINT the server stops listening, gives requests in progress
+`SHUTDOWN_TIMEOUT_SECONDS` to finish, then cancels them and drops their connections; aiohttp applies
+that timeout twice (waiting, then after cancelling), so the process exits within about 2 x 1.5 s,
+whatever its clients do.
 
 Errors: a payload that cannot be decrypted is a generic 400; the log says why (key id, Key Vault's
 answer), never the caller. Payload contents are never logged; request paths and origins are logged
@@ -51,14 +64,17 @@ import early_signals  # noqa: F401  first: keeps a stop signal that comes during
 # isort: on
 
 import asyncio
+import base64
+import contextlib
 import functools
 import hmac
 import ipaddress
 import json
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
@@ -89,8 +105,13 @@ CANNOT_DECRYPT = (
 # Punctuation ({ [ , :) that a payload with a handful of metadata entries needs in proto3 JSON. The body's
 # count of these bounds how many values json.loads would build, so it is checked before parsing.
 JSON_TOKENS_PER_PAYLOAD = 16
-# Bodies and answers this small are parsed and written on the event loop: a thread hop would cost more.
+# Bodies this small are parsed on the event loop: a thread hop would cost more.
 INLINE_BYTES = 64 * 1024
+# Payload bytes base64-encoded into one chunk of an answer: 1 MiB of base64 (a multiple of 3, so the chunks
+# join into one valid base64 text). Encoding one takes about a millisecond, on the event loop.
+ANSWER_CHUNK_BYTES = 3 * 256 * 1024
+# How long a stop waits for requests in progress before cancelling them (aiohttp waits twice this at most).
+SHUTDOWN_TIMEOUT_SECONDS = 1.5
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -114,16 +135,19 @@ class Limits:
     max_requests: int = 16
     """Requests being read or worked on at once; more wait for a turn, within the timeout."""
     worker_threads: int = 2
-    """Threads that parse large bodies and write large answers, off the event loop."""
+    """Threads that parse large bodies, off the event loop."""
     request_timeout_seconds: float = 15.0
-    """Longest a request may take, its wait for a turn included; then 503. A Key Vault read for an unknown
-    key id goes on in the background, so asking again later finds the key."""
+    """Longest a request may take, from its wait for a turn to the last byte of its answer; then 503, or,
+    once the answer has begun, the connection is dropped (a client must take a 50 MiB payload's 67 MiB
+    answer at about 5 MB/s). A Key Vault read for an unknown key id goes on in the background, so asking
+    again later finds the key."""
     max_fetched_bytes: int = 64 * MIB
     """Payload bytes one /decode request may fetch from payload storage, all its references together: one
     payload of up to PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES (50 MiB by default), with room to spare."""
     max_fetching_requests: int = 2
     """Requests that fetch from payload storage at once (others wait for a turn): each holds its payloads
-    about four times over (the blob, the decrypted payload, its base64 and the JSON answer)."""
+    a few times over while it fetches and decrypts (the blob, the payload, the decrypted payload) and once
+    while its answer is written, and keeps its turn until the answer is written or dropped."""
 
     @property
     def max_json_tokens(self) -> int:
@@ -149,6 +173,7 @@ def create_app(
     app = web.Application(
         middlewares=[_cors_middleware(frozenset(cors_origins))], client_max_size=limits.max_request_bytes
     )
+    app.on_response_prepare.append(_add_cors_headers)
     work = _Work(limits)
     app.on_cleanup.append(work.close)
     decode = codec.decode if storage is None else _decode_through_storage(codec, storage, work)
@@ -162,6 +187,10 @@ def create_app(
             app.router.add_post(f"{prefix}/{name}", handler)
             app.router.add_route("OPTIONS", f"{prefix}/{name}", _preflight)
     return app
+
+
+# What a request holds until its answer is written or dropped (its fetching turn): released by the endpoint.
+_held_until_answered: ContextVar[list[Callable[[], None]] | None] = ContextVar("held_until_answered", default=None)
 
 
 class _Work:
@@ -179,6 +208,22 @@ class _Work:
             return function(*arguments)
         return await asyncio.get_running_loop().run_in_executor(self._threads, functools.partial(function, *arguments))
 
+    @contextlib.asynccontextmanager
+    async def fetching_turn(self) -> AsyncIterator[None]:
+        """A turn to fetch from payload storage, kept after the block until the request's answer is written
+        (or dropped) when called within an endpoint; released at the block's end otherwise or on an error."""
+        await self.fetching_turns.acquire()
+        try:
+            yield
+        except BaseException:
+            self.fetching_turns.release()
+            raise
+        held = _held_until_answered.get()
+        if held is None:
+            self.fetching_turns.release()
+        else:
+            held.append(self.fetching_turns.release)
+
     async def close(self, app: web.Application) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
 
@@ -190,7 +235,7 @@ def _decode_through_storage(codec: PayloadCodec, storage: AzureBlobStorageDriver
         found = [reference_claim(payload) for payload in payloads]
         if not any(found):
             return await codec.decode(payloads)
-        async with work.fetching_turns:
+        async with work.fetching_turn():
             budget = work.limits.max_fetched_bytes
             resolved = []
             for payload, reference in zip(payloads, found, strict=True):
@@ -223,7 +268,20 @@ def _cors_middleware(allowed_origins: frozenset[str]) -> Middleware:
         if origin not in allowed_origins:
             logger.warning("Refused a request from origin %r: not in CODEC_SERVER_CORS_ORIGINS", origin)
             return _error(403, "origin not allowed; add it to CODEC_SERVER_CORS_ORIGINS")
-        response = await handler(request)
+        request[CORS_ORIGIN] = origin  # the headers are added as the answer is prepared (_add_cors_headers)
+        return await handler(request)
+
+    return cors
+
+
+CORS_ORIGIN = web.RequestKey("cors_origin", str)
+
+
+async def _add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Tell an allowed origin that it may read the answer; before the headers are sent, so also for an answer
+    that is written in chunks."""
+    origin = request.get(CORS_ORIGIN)
+    if origin is not None:
         response.headers.update(
             {
                 "Access-Control-Allow-Origin": origin,
@@ -232,9 +290,6 @@ def _cors_middleware(allowed_origins: frozenset[str]) -> Middleware:
                 "Vary": "Origin",
             }
         )
-        return response
-
-    return cors
 
 
 def _expected_authorization(token: str | None) -> bytes | None:
@@ -268,26 +323,46 @@ def _codec_endpoint(name: str, transform: Transform, expected_authorization: byt
     """A POST handler that runs the codec's encode or decode over a Payloads JSON body, within the limits."""
     timeout = work.limits.request_timeout_seconds
 
-    async def endpoint(request: web.Request) -> web.Response:
+    async def endpoint(request: web.Request) -> web.StreamResponse:
         if not _authorized(request, expected_authorization):
             logger.warning(
                 "Refused a request to %r from %s without the right bearer token", request.path, request.remote
             )
             return _error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        held: list[Callable[[], None]] = []
+        holding = _held_until_answered.set(held)
+        answer: _JsonAnswer | None = None
         try:
             async with asyncio.timeout(timeout):
                 async with work.turns:
-                    return await _answer(request, name, transform, work)
+                    worked = await _answer(request, name, transform, work)
+                    if isinstance(worked, web.Response):
+                        return worked
+                    answer = worked
+                    return await answer.send(request)
         except TimeoutError:
+            if answer is not None and answer.started:
+                logger.warning(
+                    "Dropped the answer to a %s request to %r from %s: not read within %gs",
+                    name,
+                    request.path,
+                    request.remote,
+                    timeout,
+                )
+                return answer.response
             logger.warning(
                 "Gave up on a %s request to %r from %s after %gs", name, request.path, request.remote, timeout
             )
             return _error(503, f"the codec server did not finish this request within {timeout:g}s; try again")
+        finally:
+            _held_until_answered.reset(holding)
+            for release in held:
+                release()
 
     return endpoint
 
 
-async def _answer(request: web.Request, name: str, transform: Transform, work: _Work) -> web.Response:
+async def _answer(request: web.Request, name: str, transform: Transform, work: _Work) -> web.Response | _JsonAnswer:
     limits = work.limits
     try:
         if (request.content_length or 0) > limits.max_request_bytes:
@@ -316,8 +391,7 @@ async def _answer(request: web.Request, name: str, transform: Transform, work: _
         logger.info(
             "Encoded %d payload(s) with key id %s for %s (%r)", len(result), key_id, request.remote, request.path
         )
-    text = await work.run(sum(payload.ByteSize() for payload in result), _to_json, result)
-    return web.Response(text=text, content_type="application/json")
+    return _JsonAnswer(result)
 
 
 def _storage_error(error: PayloadStorageError) -> web.Response:
@@ -356,8 +430,86 @@ def _parse(body: bytes, limits: Limits) -> Payloads:
 
 
 def _to_json(payloads: list[Payload]) -> str:
-    """Compact proto3 JSON: no indentation, no spaces."""
-    return json.dumps(json_format.MessageToDict(Payloads(payloads=payloads)), separators=(",", ":"))
+    """Compact proto3 JSON: no indentation, no spaces (what `_JsonAnswer` writes, in one piece)."""
+    return _compact(json_format.MessageToDict(Payloads(payloads=payloads)))
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class _JsonAnswer:
+    """Payloads as compact proto3 JSON, byte for byte what `_to_json` makes, produced in chunks.
+
+    Each payload's `data` (nearly all of its size) is base64-encoded `ANSWER_CHUNK_BYTES` at a time as the
+    answer is written; the JSON around it (metadata, external payloads) is made up front, so the length is
+    known exactly before the first byte. Only the payloads' data is kept, not the payloads.
+    """
+
+    def __init__(self, payloads: Sequence[Payload]) -> None:
+        # Per payload: the JSON before its data, the data, and the JSON after it. Proto3 JSON orders the
+        # fields as declared: metadata, data, externalPayloads; an empty data is left out.
+        self._parts: list[tuple[bytes, bytes, bytes]] = []
+        for payload in payloads:
+            fields = json_format.MessageToDict(
+                Payload(metadata=payload.metadata, external_payloads=payload.external_payloads)
+            )
+            metadata = _compact({"metadata": fields.pop("metadata")})[1:-1] if "metadata" in fields else ""
+            rest = _compact(fields)[1:-1]
+            data = payload.data
+            if not data:
+                self._parts.append((("{" + ",".join(filter(None, [metadata, rest])) + "}").encode(), b"", b""))
+                continue
+            before = "{" + (metadata + "," if metadata else "") + '"data":"'
+            self._parts.append((before.encode(), data, ('"' + ("," + rest if rest else "") + "}").encode()))
+        self.response = web.StreamResponse(status=200)
+        self.response.content_type = "application/json"
+        self.response.charset = "utf-8"
+        self.started = False
+        """Whether the answer's first bytes (its headers) were sent: from then on it can only be dropped."""
+
+    @property
+    def length(self) -> int:
+        """The answer's exact length in bytes."""
+        if not self._parts:
+            return 2  # {}
+        inner = sum(len(before) + 4 * ((len(data) + 2) // 3) + len(after) for before, data, after in self._parts)
+        return len(b'{"payloads":[]}') + inner + len(self._parts) - 1
+
+    def chunks(self) -> Iterator[bytes]:
+        """The answer, at most about `ANSWER_CHUNK_BYTES` * 4/3 bytes at a time (the JSON around data aside)."""
+        if not self._parts:
+            yield b"{}"
+            return
+        yield b'{"payloads":['
+        for index, (before, data, after) in enumerate(self._parts):
+            yield (b"," if index else b"") + before
+            view = memoryview(data)
+            for start in range(0, len(data), ANSWER_CHUNK_BYTES):
+                yield base64.b64encode(view[start : start + ANSWER_CHUNK_BYTES])
+            yield after
+        yield b"]}"
+
+    async def send(self, request: web.Request) -> web.StreamResponse:
+        """Write the answer, waiting for the client to take each chunk; a client that goes away ends it quietly.
+        Cancelled (the request's deadline, a stop), it aborts the connection so its buffers are freed at once."""
+        response = self.response
+        response.content_length = self.length
+        try:
+            self.started = True
+            await response.prepare(request)
+            for chunk in self.chunks():
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionError:
+            logger.info("The client of %r from %s went away before reading its answer", request.path, request.remote)
+        except asyncio.CancelledError:
+            if request.transport is not None:
+                request.transport.abort()
+            raise
+        finally:
+            self._parts = []  # the payloads' data is released with the request, whatever became of the answer
+        return response
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -381,7 +533,7 @@ async def _serve(settings: config.Settings, stop: Stop) -> int:
         codec = EncryptionCodec(keys, Plaintext.ACCEPT) if keys is not None else _Unencrypted()
         async with started_payload_storage(settings.payload_storage, stop) as storage:
             driver = storage.driver if storage is not None else None
-            runner = web.AppRunner(_application(server, codec, driver))
+            runner = web.AppRunner(_application(server, codec, driver), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
             await runner.setup()
             try:
                 await _listen(runner, server.host, server.port, tls)

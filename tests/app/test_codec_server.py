@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from temporalio.api.common.v1 import Payload
 
+import codec_server
 from codec_server import CANNOT_DECRYPT, Limits, create_app
 from crypto_converter import EncryptionCodec, KeyProvider, Plaintext
 
@@ -34,6 +36,7 @@ from helpers.fake_keyvault import forbid_non_loopback_connections
 from helpers.static_keys import StaticKeyProvider
 
 UI_ORIGIN = "http://localhost:8233"
+MIB = 1024 * 1024
 TOKEN = "codec-token-for-tests"
 
 
@@ -461,3 +464,88 @@ def test_requests_beyond_the_bound_wait_for_a_turn(max_requests: int, order: lis
 
     assert asyncio.run(stuck_then_small()) == [503, 200]
     assert answered == order
+
+
+# --- Answers written in chunks ----------------------------------------------------------------------
+
+
+def chunked_answer_cases() -> list[list[Payload]]:
+    provider = StaticKeyProvider.random("v3")
+    external = [Payload.ExternalPayloadDetails(size_bytes=123)]
+    return [
+        [],
+        [Payload()],
+        [Payload(data=b"x")],
+        [Payload(metadata={"encoding": b"binary/null"})],
+        [plain_payload(), encrypt(provider, plain_payload()), Payload(), Payload(external_payloads=external)],
+        [Payload(metadata={"a": b"1", "b": b"\xff" * 5}, data=bytes(range(256)) * 9000, external_payloads=external)],
+        [Payload(data=b"y" * (codec_server.ANSWER_CHUNK_BYTES * 2 + size)) for size in (0, 1, 2)],
+    ]
+
+
+@pytest.mark.parametrize("payloads", chunked_answer_cases(), ids=lambda payloads: f"{len(payloads)}-payloads")
+def test_a_chunked_answer_is_byte_for_byte_the_compact_json_with_its_exact_length(payloads: list[Payload]) -> None:
+    answer = codec_server._JsonAnswer(payloads)
+    chunks = list(answer.chunks())
+
+    assert b"".join(chunks) == codec_server._to_json(payloads).encode()
+    assert answer.length == sum(len(chunk) for chunk in chunks)
+    assert max(len(chunk) for chunk in chunks) <= codec_server.ANSWER_CHUNK_BYTES * 4 // 3 + 200
+
+
+def test_a_large_answer_is_written_in_chunks_and_read_whole() -> None:
+    provider = StaticKeyProvider.random()
+    data = b"z" * (3 * MIB)
+    encrypted = encrypt(provider, Payload(metadata={"encoding": b"json/plain"}, data=data))
+
+    answer = call(
+        "POST", "/decode", provider, headers={"Origin": UI_ORIGIN}, body=payloads_json(encrypted, plain_payload())
+    )
+
+    assert answer.status == 200 and answer.headers["Access-Control-Allow-Origin"] == UI_ORIGIN
+    assert int(answer.headers["Content-Length"]) == len(answer.body)
+    assert payloads_from(answer.body) == [Payload(metadata={"encoding": b"json/plain"}, data=data), plain_payload()]
+
+
+def test_an_answer_that_is_not_read_is_dropped_at_the_deadline_and_frees_its_turn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One turn: a client that never reads its 21 MiB answer (more than the kernel's socket buffers take)
+    holds the turn until the deadline, then loses the connection, and the waiting request gets the turn."""
+    provider = StaticKeyProvider.random()
+    big = payloads_json(encrypt(provider, Payload(data=b"q" * (16 * MIB)))).encode()
+    limits = Limits(max_requests=1, request_timeout_seconds=2, max_request_bytes=24 * MIB, max_decoded_bytes=20 * MIB)
+    app = codec_server_app(provider, limits=limits)
+
+    async def unread_then_small() -> tuple[bytes, int, bytes]:
+        async with TestServer(app, host="127.0.0.1") as server:
+            unread = socket.socket()
+            unread.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            unread.connect(("127.0.0.1", server.port))
+            reader, writer = await asyncio.open_connection(sock=unread)
+            writer.transport.pause_reading()  # takes nothing: the server's writes stall
+            writer.write(b"POST /decode HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(big) + big)
+            await writer.drain()
+            await asyncio.sleep(1)
+            async with TestClient(server) as client:
+                small = await client.post("/decode", data=payloads_json(plain_payload()))
+                small_body = await small.read()
+            writer.transport.resume_reading()
+            received = b""
+            while chunk := await asyncio.wait_for(reader.read(1024 * 1024), timeout=10):
+                received += chunk
+            writer.close()
+            return received, small.status, small_body
+
+    received, small_status, small_body = asyncio.run(unread_then_small())
+
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and 0 < len(body) < content_length(head)
+    assert small_status == 200 and payloads_from(small_body) == [plain_payload()]
+    assert [record for record in caplog.records if "Dropped the answer to a decode request" in record.getMessage()]
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+def content_length(head: bytes) -> int:
+    [length] = [line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    return int(length)

@@ -12,7 +12,11 @@ import base64
 import dataclasses
 import json
 import os
+import re
+import signal
+import socket
 import subprocess
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -33,6 +37,7 @@ from helpers.azurite import AZURITE_BLOB, AZURITE_MISSING, Azurite
 from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
 from helpers.processes import TEMPORAL_CLI, base_environment, free_port
 from helpers.static_keys import StaticKeyProvider
+from helpers.stopping import stop_and_time
 
 pytestmark = pytest.mark.skipif(AZURITE_BLOB is None, reason=AZURITE_MISSING)
 
@@ -232,3 +237,114 @@ def test_a_codec_server_with_storage_only_starts_and_passes_payloads_through(azu
     no_storage = run_app("codec_server.py", env=base_environment(tmp_path, CODEC_SERVER_PORT=str(free_port())))
     assert no_storage.wait() == 1
     assert "neither payload encryption nor payload storage is configured" in no_storage.output
+
+
+# --- Answers that are never read ------------------------------------------------------------------
+
+STORED_VALUE_BYTES = 48 * MIB  # encrypted, its blob is just under PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES (50 MiB)
+UNREAD_REQUESTS = 8
+# What 8 unread answers to a ~50 MiB blob may add to the process's RSS, at any moment: two requests fetch and
+# decrypt at once (Limits.max_fetching_requests), each holding its payload a few times over while it works and
+# once while its answer is written; the others wait for a turn. Measured: about 240 MiB at the peak and 40 MiB
+# kept after; before the fix the unread answers added 1.16 GB and kept 1.05 GB.
+UNREAD_PEAK_GROWTH_BOUND = 500 * MIB
+# What may stay after the unread answers were dropped: memory returns after the request.
+UNREAD_AFTER_GROWTH_BOUND = 100 * MIB
+
+
+def resident_bytes(pid: int) -> int:
+    """The process's resident set size now (VmRSS), from the kernel."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+
+def unread_decode_requests(port: int, body: bytes, count: int) -> list[socket.socket]:
+    """`count` connections that each send one /decode request and never read the answer."""
+    request = (
+        b"POST /default/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+    connections = []
+    for _ in range(count):
+        connection = socket.socket()
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)  # a reader that takes nothing
+        connection.connect(("127.0.0.1", port))
+        connection.sendall(request)
+        connections.append(connection)
+    return connections
+
+
+def test_unread_answers_keep_memory_bounded_and_sigterm_still_stops_the_server(azurite, tmp_path, run_app):
+    value = "unread " + "u" * STORED_VALUE_BYTES
+    with FakeKeyVault(tmp_path) as vault:
+        key = os.urandom(32)
+        version = vault.add_version(SECRET, base64.b64encode(key).decode())
+
+        async def stored_reference(storage: PayloadStorage) -> Payload:
+            converter = dataclasses.replace(
+                encrypted_data_converter(StaticKeyProvider({version: key}), Plaintext.REFUSE),
+                external_storage=storage.external_storage(),
+            )
+            (reference,) = await converter.encode([value])
+            return reference
+
+        reference = run_with_storage(azurite, stored_reference)
+        assert reference_claim(reference) is not None
+        body = json_format.MessageToJson(Payloads(payloads=[reference])).encode()
+        assert len(body) < 1024
+        port = free_port()
+        environment = azure_cli_environment(base_environment(tmp_path, CODEC_SERVER_PORT=str(port)))
+        environment |= keyvault_environment(vault, SECRET)
+        environment["PAYLOAD_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+        server = run_app("codec_server.py", env=environment)
+        server.wait_for_line(LISTENING)
+        pid = server.process.pid
+
+        # A client that reads gets the whole value (the answer is written in chunks).
+        read = urllib.request.Request(f"http://127.0.0.1:{port}/default/decode", data=body, method="POST")
+        with urllib.request.urlopen(read, timeout=60) as answer:
+            length = int(answer.headers["Content-Length"])
+            (decoded,) = json_format.Parse(answer.read(), Payloads()).payloads
+        assert decoded.data == json.dumps(value).encode() and length > STORED_VALUE_BYTES
+        del decoded
+        time.sleep(1)
+        at_start = resident_bytes(pid)
+
+        # 8 clients that never read their answers: each is answered within the request's time or dropped.
+        connections = unread_decode_requests(port, body, UNREAD_REQUESTS)
+        peak = at_start
+        deadline = time.monotonic() + 45
+        ended = r"Dropped the answer to a decode request|Gave up on a decode request"
+        try:
+            while time.monotonic() < deadline:
+                peak = max(peak, resident_bytes(pid))
+                if len([line for line in server.lines if re.search(ended, line)]) >= UNREAD_REQUESTS:
+                    break
+                time.sleep(0.1)
+            time.sleep(1)
+            after = resident_bytes(pid)
+            peak = max(peak, after)
+            report = (
+                f"RSS {at_start / MIB:.0f} MiB before {UNREAD_REQUESTS} unread answers, peak "
+                f"{peak / MIB:.0f} MiB, {after / MIB:.0f} MiB after"
+            )
+            print(report)
+            assert peak - at_start < UNREAD_PEAK_GROWTH_BOUND, report
+            assert after - at_start < UNREAD_AFTER_GROWTH_BOUND, report
+        finally:
+            for connection in connections:
+                connection.close()
+
+        # SIGTERM while 8 more answers are being held up by clients that do not read: the server still stops.
+        connections = unread_decode_requests(port, body, UNREAD_REQUESTS)
+        try:
+            time.sleep(3)
+            code, elapsed = stop_and_time(server, signal.SIGTERM, timeout=60)
+        finally:
+            for connection in connections:
+                connection.close()
+        print(f"SIGTERM with {UNREAD_REQUESTS} answers unread: exit {code} after {elapsed:.1f}s")
+        assert (code, elapsed < 10) == (0, True), f"exit {code} after {elapsed:.1f}s\n{server.output[-3000:]}"
+        assert "Codec server stopped" in server.output and "Traceback" not in server.output
