@@ -51,6 +51,7 @@ import dataclasses
 import hashlib
 import logging
 import re
+import signal
 import string
 import sys
 from collections.abc import Coroutine, Sequence
@@ -73,18 +74,16 @@ from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.api.sdk.v1 import ExternalStorageReference
 from temporalio.converter import (
+    ActivitySerializationContext,
     ExternalStorage,
     JSONProtoPayloadConverter,
+    SerializationContext,
     StorageDriver,
     StorageDriverActivityInfo,
     StorageDriverClaim,
     StorageDriverRetrieveContext,
     StorageDriverStoreContext,
     StorageDriverWorkflowInfo,
-)
-from temporalio.converter import (
-    ActivitySerializationContext,
-    SerializationContext,
     WithSerializationContext,
     WorkflowSerializationContext,
 )
@@ -116,6 +115,8 @@ RETRY = {"initial_backoff": 1, "increment_base": 2, "retry_total": 2, "random_ji
 CONNECTION_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
 ROLE = "Storage Blob Data Contributor"
+# `create-container` (start.sh) gives up after this long, whatever the endpoint does (the SDK's retries included).
+CREATE_CONTAINER_TIMEOUT_SECONDS = 30.0
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -750,7 +751,56 @@ async def _create_container(settings: PayloadStorageSettings) -> None:
     print(f"Payload storage: container {storage.container} in storage account {storage.account} {state}")
 
 
+async def _create_container_within_deadline(settings: PayloadStorageSettings) -> int:
+    """create-container bounded: CREATE_CONTAINER_TIMEOUT_SECONDS at most, and ended at once by SIGTERM/SIGINT."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        async with asyncio.timeout(CREATE_CONTAINER_TIMEOUT_SECONDS):
+            await _create_container(settings)
+    except TimeoutError:
+        print(
+            f"ERROR: Payload storage: no answer from the storage account within {CREATE_CONTAINER_TIMEOUT_SECONDS:g}s "
+            "while creating the container; check PAYLOAD_STORAGE_CONNECTION_STRING (or PAYLOAD_STORAGE_ACCOUNT_URL) "
+            "and that the endpoint (Azurite) answers",
+            file=sys.stderr,
+        )
+        return 1
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        return _stopped(received[0])
+    except PayloadStorageError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stopped(signum: int) -> int:
+    print(
+        f"Payload storage: stopped by {signal.Signals(signum).name} before the container was created", file=sys.stderr
+    )
+    return 128 + signum
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(_stopped(signum))
+
+
 def _main(arguments: list[str]) -> int:
+    """`status` (exit 0) or `create-container`: exit 0 when the container exists or was created, 1 when it
+    cannot be (or no answer within CREATE_CONTAINER_TIMEOUT_SECONDS), 2 on a wrong command line, 128 + the
+    signal's number (143, 130) when SIGTERM or SIGINT stopped it, with a message and no traceback."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_on_signal)
     import config  # the command line reads the configuration like every program
 
     if arguments not in (["status"], ["create-container"]):
@@ -763,12 +813,7 @@ def _main(arguments: list[str]) -> int:
     if not settings.enabled:
         print("Payload storage is off: nothing to create", file=sys.stderr)
         return 0
-    try:
-        asyncio.run(_create_container(settings))
-    except PayloadStorageError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return asyncio.run(_create_container_within_deadline(settings))
 
 
 if __name__ == "__main__":
