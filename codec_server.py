@@ -64,7 +64,7 @@ from typing import Any, NoReturn, TypeVar
 from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
-from temporalio.converter import PayloadCodec
+from temporalio.converter import PayloadCodec, StorageDriverClaim
 
 import config
 from bootstrap import StartupError, Stop, run_program, started_key_provider, started_payload_storage
@@ -194,15 +194,9 @@ def _decode_through_storage(codec: PayloadCodec, storage: AzureBlobStorageDriver
         found = [reference_claim(payload) for payload in payloads]
         if not any(found):
             return await codec.decode(payloads)
-        namespace = _request_namespace.get()
-        if not namespace:
-            raise ReferenceRefusedError(
-                "Refused payload storage references in a request that names no namespace",
-                "the request names no namespace: call /{namespace}/decode or send X-Namespace",
-            )
-        for reference in found:
+        for reference in found:  # every reference checked before any is fetched
             if reference is not None:
-                check_reference_namespace(reference[1], namespace)
+                _check_reference(storage, *reference)
         async with work.fetching_turns:
             budget = work.limits.max_fetched_bytes
             resolved = []
@@ -210,14 +204,7 @@ def _decode_through_storage(codec: PayloadCodec, storage: AzureBlobStorageDriver
                 if reference is None:
                     resolved.append(payload)
                     continue
-                driver_name, claim = reference
-                if driver_name != storage.name():
-                    raise ReferenceRefusedError(
-                        f"Refused a payload reference of storage driver {driver_name[:64]!r}: only "
-                        f"{storage.name()!r} is configured here",
-                        f"the reference is of storage driver {driver_name[:64]!r}, not {storage.name()!r}",
-                    )
-                fetched = await storage.fetch(claim, max_bytes=budget)
+                fetched = await storage.fetch(reference[1], max_bytes=budget)
                 budget -= fetched.ByteSize()
                 resolved.append(fetched)
             return await codec.decode(resolved)
@@ -237,6 +224,25 @@ async def _namespace_middleware(request: web.Request, handler: Handler) -> web.S
         return await handler(request)
     finally:
         _request_namespace.reset(token)
+
+
+def _check_reference(storage: AzureBlobStorageDriver, driver_name: str, claim: StorageDriverClaim) -> None:
+    """ReferenceRefusedError unless the reference is of this driver, to its container and a name it writes,
+    under the request's namespace (check_reference_namespace)."""
+    if driver_name != storage.name():
+        raise ReferenceRefusedError(
+            f"Refused a payload reference of storage driver {driver_name[:64]!r}: only "
+            f"{storage.name()!r} is configured here",
+            f"the reference is of storage driver {driver_name[:64]!r}, not {storage.name()!r}",
+        )
+    storage.check(claim)
+    namespace = _request_namespace.get()
+    if not namespace:
+        raise ReferenceRefusedError(
+            "Refused payload storage references in a request that names no namespace",
+            "the request names no namespace: call /{namespace}/decode or send X-Namespace",
+        )
+    check_reference_namespace(claim, namespace)
 
 
 def _cors_middleware(allowed_origins: frozenset[str]) -> Middleware:

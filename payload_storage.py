@@ -372,6 +372,10 @@ class AzureBlobStorageDriver(StorageDriver):
             raise self.failure("write", blob_name, error) from error
         return StorageDriverClaim(claim_data={"container": self.container, "blob": blob_name})
 
+    def check(self, claim: StorageDriverClaim) -> None:
+        """ReferenceRefusedError unless the claim names this container and a blob name this driver writes."""
+        self._checked(claim)
+
     def _checked(self, claim: StorageDriverClaim) -> tuple[str, str]:
         """The claim's blob name and digest, or ReferenceRefusedError before anything is read."""
         data = dict(claim.claim_data)
