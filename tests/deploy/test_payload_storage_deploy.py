@@ -85,7 +85,8 @@ def test_a_memory_limit_without_room_for_a_tasks_payloads_is_refused_naming_both
         and "set MEMORY_LIMIT to at least 384Mi or lower PAYLOAD_STORAGE_MAX_TASK_BYTES" in result.stderr
     ), result.stderr
     render(
-        project, {**MINIMAL_CONFIG, **STORAGE, "MEMORY_LIMIT": "256Mi", "PAYLOAD_STORAGE_MAX_TASK_BYTES": "52428800"}
+        project,
+        {**MINIMAL_CONFIG, **STORAGE, "MEMORY_LIMIT": "384Mi"},  # exactly 4 x 64Mi + 128Mi
     )
     render(project, {**MINIMAL_CONFIG, "MEMORY_LIMIT": "256Mi"})  # payload storage off: no such need
 
