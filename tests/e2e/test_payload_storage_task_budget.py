@@ -16,16 +16,23 @@ import base64
 import hashlib
 import json
 import os
+import signal
+import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.common import RawValue
+from temporalio.converter import StorageDriverClaim
+
+import config
+from payload_storage import PayloadStorage, PayloadTooLargeError
 
 from helpers.azurite import AZURITE_BLOB, AZURITE_MISSING, Azurite
 from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
-from helpers.processes import base_environment
+from helpers.processes import PYTHON, REPO_DIR, base_environment
 
 pytestmark = pytest.mark.skipif(AZURITE_BLOB is None, reason=AZURITE_MISSING)
 
@@ -100,3 +107,52 @@ def test_8_references_to_a_50_mib_blob_fail_their_task_without_downloading_and_o
         assert normal.wait(timeout=180) == 0, normal.output
         assert "1 of 1 workflows succeeded" in normal.output
         assert worker.process.poll() is None, "the worker keeps running"
+
+
+def test_a_413_names_the_blobs_real_size_not_the_ranges(azurite):
+    stored = Payload(metadata={"encoding": b"binary/plain"}, data=os.urandom(3 * MIB)).SerializeToString()
+    blob = f"v0/ns/default/d/sha256/{hashlib.sha256(stored).hexdigest()}"
+    azurite.admin().get_container_client(azurite.container).upload_blob(blob, stored)
+    settings = config.PayloadStorageSettings(account_url=None, connection_string=azurite.connection_string)
+
+    async def fetch() -> None:
+        storage = PayloadStorage(settings)
+        try:
+            await storage.driver.fetch(StorageDriverClaim({"container": azurite.container, "blob": blob}), MIB)
+        finally:
+            await storage.close()
+
+    with pytest.raises(PayloadTooLargeError, match=f"holds {len(stored)} bytes, over the {MIB} "):
+        asyncio.run(fetch())
+
+
+def test_create_container_against_a_silent_endpoint_ends_cleanly_on_sigterm_and_sigint(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
+        port = silent.getsockname()[1]
+        env = base_environment(
+            tmp_path,
+            PAYLOAD_STORAGE_CONNECTION_STRING=(
+                f"AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:{port}/acct;"
+            ),
+        )
+        for signum, status in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
+            process = subprocess.Popen(
+                [PYTHON, str(REPO_DIR / "payload_storage.py"), "create-container"],
+                env=env,
+                cwd=REPO_DIR,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                silent.settimeout(60)
+                connection, _ = silent.accept()  # it is waiting for an answer now
+                process.send_signal(signum)
+                _, stderr = process.communicate(timeout=10)
+            finally:
+                process.kill()
+                process.wait()
+            connection.close()
+            assert process.returncode == status, stderr
+            assert f"stopped by {signal.Signals(signum).name} before the container was created" in stderr
+            assert "Traceback" not in stderr
