@@ -1,14 +1,17 @@
 """Large payloads in Azure Blob Storage: the driver for Temporal's external payload storage.
 
 Public API:
-    storage = PayloadStorage(settings.payload_storage)   # raises PayloadStorageError on a bad identity setup
+    storage = PayloadStorage(settings.payload_storage, namespace)   # PayloadStorageError on a bad identity setup
     await storage.check()                # the container answers, or PayloadStorageError saying what to check
     storage.external_storage() -> ExternalStorage       # for DataConverter(external_storage=...)
     storage.driver                       # the AzureBlobStorageDriver (a temporalio.converter.StorageDriver)
     await storage.close()
     await storage.driver.fetch(claim, max_bytes)        # one payload, bounded: what the codec server uses
+    storage.driver.check(claim)          # ReferenceRefusedError unless the container and blob name are ours
     reference_claim(payload) -> StorageDriverClaim | None   # the claim in a reference payload, if it is one
-    PayloadStorageError, ReferenceRefusedError, PayloadTooLargeError
+    check_reference_namespace(claim, namespace)          # ReferenceRefusedError outside `v0/ns/{namespace}/`
+    TaskScopedStorage, TaskScopedDriver, TaskBudget      # what one workflow task may fetch (see below)
+    PayloadStorageError, ReferenceRefusedError, PayloadTooLargeError, TaskBudgetExceededError
 
 Temporal refuses payloads over 2 MiB. The SDK's external storage (`DataConverter(external_storage=...)`)
 stores every payload at or above PAYLOAD_STORAGE_THRESHOLD_BYTES through a driver and puts a small
@@ -25,6 +28,16 @@ GCS; this is the Azure one, with their contract:
     SAS token. The blob name ends in the SHA-256 of the stored bytes, and a retrieved blob whose bytes
     do not hash to it is an error naming the blob (it was altered after it was written).
   * A payload over PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES is neither stored nor fetched.
+  * What one workflow task fetches is bounded as a whole (TaskScopedStorage, one TaskBudget per SDK
+    serialization context, which the SDK makes per workflow activation): at most MAX_REFERENCES_PER_TASK
+    (1000) references, counted and checked first; their blobs' sizes read from their properties
+    FETCH_CONCURRENCY (4) at a time; their total reserved against PAYLOAD_STORAGE_MAX_TASK_BYTES (64 MiB)
+    before any download, else TaskBudgetExceededError naming the workflow and the bytes asked for, with
+    nothing downloaded; then downloaded 4 at a time, each no further than its reserved size. A task over
+    its budget fails (and is retried, failing again); other workflows on the worker keep running.
+  * References are held to a namespace: check_reference_namespace(claim, namespace) is the one rule, blob
+    names under `v0/ns/{namespace}/` only (a name without a namespace is refused). The worker's driver
+    applies it with TEMPORAL_NAMESPACE, the codec server with the request's namespace.
 
 The data converter applies the codec before storing, so with encryption on the blobs hold ciphertext.
 
@@ -41,7 +54,9 @@ in it (Azurite, local use). Every error names the account, container and blob, a
 For start.sh, which never sees the connection string (a secret): `python payload_storage.py status` prints
 `off`, `on`, or `emulator 127.0.0.1:PORT` when the connection string points at a local emulator over http
 (start.sh starts Azurite there when nothing listens), and `python payload_storage.py create-container`
-creates the container if it is missing.
+creates the container if it is missing, within CREATE_CONTAINER_TIMEOUT_SECONDS (30 s): exit 0 when it exists
+or was created, 1 when it cannot be (or no answer in time), 2 on a wrong command line, 143 / 130 with a
+one-line message when SIGTERM / SIGINT stops it.
 """
 
 from __future__ import annotations
