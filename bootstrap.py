@@ -227,7 +227,7 @@ async def data_converter(settings: Settings, stop: Stop) -> AsyncIterator[DataCo
     The key provider's background refresh and the storage client end when the block does.
     """
     async with encryption_codec_converter(settings.encryption, stop) as converter:
-        async with started_payload_storage(settings.payload_storage, stop) as storage:
+        async with started_payload_storage(settings.payload_storage, stop, settings.temporal.namespace) as storage:
             if storage is not None:
                 converter = dataclasses.replace(converter, external_storage=storage.external_storage())
             yield converter
@@ -382,8 +382,12 @@ def _described(certificate: ClientCertificate) -> str:
 
 
 @asynccontextmanager
-async def started_payload_storage(settings: PayloadStorageSettings, stop: Stop) -> AsyncIterator[PayloadStorage | None]:
-    """The payload storage with its container checked, or None when it is off; a StartupError saying what to check."""
+async def started_payload_storage(
+    settings: PayloadStorageSettings, stop: Stop, namespace: str | None = None
+) -> AsyncIterator[PayloadStorage | None]:
+    """The payload storage with its container checked, or None when it is off; a StartupError saying what to check.
+
+    With `namespace` (the worker's and client's) it follows only that namespace's references."""
     if not settings.enabled:
         logger.info(
             "Payload storage: off (set PAYLOAD_STORAGE_ACCOUNT_URL or PAYLOAD_STORAGE_CONNECTION_STRING to store "
@@ -392,7 +396,7 @@ async def started_payload_storage(settings: PayloadStorageSettings, stop: Stop) 
         yield None
         return
     try:
-        storage = PayloadStorage(settings)
+        storage = PayloadStorage(settings, namespace)
     except PayloadStorageError as error:
         raise StartupError(str(error), PAYLOAD_STORAGE) from None
     try:

@@ -14,7 +14,9 @@ With payload storage on (PAYLOAD_STORAGE_*), /decode also resolves the reference
 history for large payloads: it fetches each one from the container (the blob's SHA-256 checked), then
 decrypts it, so the Web UI and `temporal workflow show --codec-endpoint` show the real value. A reference
 to another container or to a blob name the driver does not write is refused (400) before anything is
-fetched; a blob that cannot be fetched is a 502 naming it; what one request fetches is bounded
+fetched, and so is one outside the request's namespace (the path's `/{namespace}/decode`, else the
+`X-Namespace` header; a request with neither may carry no references); a blob that cannot be fetched is
+a 502 naming it; what one request fetches is bounded
 (`Limits.max_fetched_bytes`, 413 beyond it), and at most `Limits.max_fetching_requests` requests fetch at
 once: a request keeps its turn until its answer is written, since it holds its payloads several times over
 while it works and once while it answers.
@@ -66,6 +68,7 @@ import early_signals  # noqa: F401  first: keeps a stop signal that comes during
 import asyncio
 import base64
 import contextlib
+import contextvars
 import functools
 import hmac
 import ipaddress
@@ -81,7 +84,7 @@ from typing import Any, NoReturn, TypeVar
 from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
-from temporalio.converter import PayloadCodec
+from temporalio.converter import PayloadCodec, StorageDriverClaim
 
 import config
 from bootstrap import StartupError, Stop, run_program, started_key_provider, started_payload_storage
@@ -91,6 +94,7 @@ from payload_storage import (
     PayloadStorageError,
     PayloadTooLargeError,
     ReferenceRefusedError,
+    check_reference_namespace,
     reference_claim,
 )
 
@@ -117,6 +121,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 Transform = Callable[[Sequence[Payload]], Awaitable[list[Payload]]]
 T = TypeVar("T")
+# The namespace of the request being answered (its path's, else its X-Namespace header), set by
+# _namespace_middleware: a payload storage reference is resolved only under it.
+_request_namespace: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_namespace", default=None)
 
 logger = logging.getLogger("codec_server")  # the same name whether imported or run as a script
 
@@ -171,7 +178,8 @@ def create_app(
     """The codec server application: /decode (resolving payload storage references when `storage` is
     given), /encode when switched on, CORS, bearer tokens and limits."""
     app = web.Application(
-        middlewares=[_cors_middleware(frozenset(cors_origins))], client_max_size=limits.max_request_bytes
+        middlewares=[_cors_middleware(frozenset(cors_origins)), _namespace_middleware],
+        client_max_size=limits.max_request_bytes,
     )
     app.on_response_prepare.append(_add_cors_headers)
     work = _Work(limits)
@@ -235,6 +243,9 @@ def _decode_through_storage(codec: PayloadCodec, storage: AzureBlobStorageDriver
         found = [reference_claim(payload) for payload in payloads]
         if not any(found):
             return await codec.decode(payloads)
+        for reference in found:  # every reference checked before any is fetched
+            if reference is not None:
+                _check_reference(storage, *reference)
         async with work.fetching_turn():
             budget = work.limits.max_fetched_bytes
             resolved = []
@@ -242,19 +253,45 @@ def _decode_through_storage(codec: PayloadCodec, storage: AzureBlobStorageDriver
                 if reference is None:
                     resolved.append(payload)
                     continue
-                driver_name, claim = reference
-                if driver_name != storage.name():
-                    raise ReferenceRefusedError(
-                        f"Refused a payload reference of storage driver {driver_name[:64]!r}: only "
-                        f"{storage.name()!r} is configured here",
-                        f"the reference is of storage driver {driver_name[:64]!r}, not {storage.name()!r}",
-                    )
-                fetched = await storage.fetch(claim, max_bytes=budget)
+                fetched = await storage.fetch(reference[1], max_bytes=budget)
                 budget -= fetched.ByteSize()
                 resolved.append(fetched)
             return await codec.decode(resolved)
 
     return decode
+
+
+@web.middleware
+async def _namespace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's namespace, from its path (/{namespace}/decode) or else its X-Namespace header; both
+    naming different namespaces is a 400. References are resolved only under it (check_reference_namespace)."""
+    from_path, from_header = request.match_info.get("namespace"), request.headers.get("X-Namespace")
+    if from_path and from_header and from_path != from_header:
+        return _error(400, "the path and the X-Namespace header name different namespaces")
+    token = _request_namespace.set(from_path or from_header or None)
+    try:
+        return await handler(request)
+    finally:
+        _request_namespace.reset(token)
+
+
+def _check_reference(storage: AzureBlobStorageDriver, driver_name: str, claim: StorageDriverClaim) -> None:
+    """ReferenceRefusedError unless the reference is of this driver, to its container and a name it writes,
+    under the request's namespace (check_reference_namespace)."""
+    if driver_name != storage.name():
+        raise ReferenceRefusedError(
+            f"Refused a payload reference of storage driver {driver_name[:64]!r}: only "
+            f"{storage.name()!r} is configured here",
+            f"the reference is of storage driver {driver_name[:64]!r}, not {storage.name()!r}",
+        )
+    storage.check(claim)
+    namespace = _request_namespace.get()
+    if not namespace:
+        raise ReferenceRefusedError(
+            "Refused payload storage references in a request that names no namespace",
+            "the request names no namespace: call /{namespace}/decode or send X-Namespace",
+        )
+    check_reference_namespace(claim, namespace)
 
 
 def _cors_middleware(allowed_origins: frozenset[str]) -> Middleware:

@@ -71,6 +71,13 @@ DEFAULT_PAYLOAD_STORAGE_THRESHOLD_BYTES = 256 * 1024
 DEFAULT_PAYLOAD_STORAGE_CONTAINER = "temporal-payloads"
 # A protobuf message (a Payload) cannot exceed 2 GiB; a single payload of 1 GiB is already beyond any pod.
 MAX_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
+# What one workflow task (or one client call) may fetch from payload storage, all its references together, by
+# default: one largest payload (50 MiB) with room to spare. A task holds what it fetches several times over
+# (the blob, the payload, the decrypted payload, the value), so the rendered Deployment needs MEMORY_LIMIT of
+# at least 4 times this plus 128 MiB (deploy/deploy_config.py checks it): 384 MiB for the default, under 512Mi.
+DEFAULT_PAYLOAD_STORAGE_MAX_TASK_BYTES = 64 * 1024 * 1024
+# The task budget's ceiling: two largest payloads; more is beyond any pod.
+MAX_PAYLOAD_STORAGE_MAX_TASK_BYTES = 2 * MAX_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES
 # The problem with a value the environment gave as bytes that are not UTF-8 (the value is never shown).
 NOT_TEXT = "holds bytes that are not UTF-8 text; write the value in UTF-8"
 HIDDEN = "<hidden>"
@@ -488,6 +495,11 @@ VARIABLES: tuple[Variable, ...] = (
         byte_count(1, MAX_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES),
         str(DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES),
     ),
+    Variable(
+        "PAYLOAD_STORAGE_MAX_TASK_BYTES",
+        byte_count(1, MAX_PAYLOAD_STORAGE_MAX_TASK_BYTES),
+        str(DEFAULT_PAYLOAD_STORAGE_MAX_TASK_BYTES),
+    ),
     Variable("PAYLOAD_STORAGE_CA_FILE", readable_file, scope=Scope.TEST),
     # Codec server (decrypts payloads for the Web UI and CLI)
     Variable("CODEC_SERVER_HOST", required_text, "127.0.0.1"),
@@ -646,6 +658,8 @@ class PayloadStorageSettings:
     """Payloads this large or larger (after encryption) are stored in the container, smaller ones inline."""
     max_payload_bytes: int = DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES
     """The largest payload stored or fetched; a larger one fails its task (or codec server request)."""
+    max_task_bytes: int = DEFAULT_PAYLOAD_STORAGE_MAX_TASK_BYTES
+    """What one workflow task may fetch, all its references together; more fails the task before any download."""
     ca_file: str | None = None
     """Tests only: the CA bundle the storage endpoint's TLS certificate is checked against."""
 
@@ -890,6 +904,7 @@ def parse_settings(parser: Parser) -> Settings:
             container=value("PAYLOAD_STORAGE_CONTAINER"),
             threshold_bytes=value("PAYLOAD_STORAGE_THRESHOLD_BYTES"),
             max_payload_bytes=value("PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES"),
+            max_task_bytes=value("PAYLOAD_STORAGE_MAX_TASK_BYTES"),
             ca_file=value("PAYLOAD_STORAGE_CA_FILE"),
         ),
     )
@@ -1007,6 +1022,13 @@ def payload_storage_problems(parser: Parser, storage: PayloadStorageSettings) ->
             f"PAYLOAD_STORAGE_THRESHOLD_BYTES={storage.threshold_bytes} is more than "
             f"PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES={storage.max_payload_bytes}: no payload could be stored; "
             "lower the threshold or raise the maximum"
+        )
+    task = storage.max_task_bytes
+    if task is not None and maximum is not None and task < maximum:
+        problems.append(
+            f"PAYLOAD_STORAGE_MAX_TASK_BYTES={task} is less than PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES={maximum}: a task "
+            "could not fetch even one largest payload; raise PAYLOAD_STORAGE_MAX_TASK_BYTES to at least "
+            f"{maximum} or lower the maximum"
         )
     return problems
 

@@ -1,14 +1,17 @@
 """Large payloads in Azure Blob Storage: the driver for Temporal's external payload storage.
 
 Public API:
-    storage = PayloadStorage(settings.payload_storage)   # raises PayloadStorageError on a bad identity setup
+    storage = PayloadStorage(settings.payload_storage, namespace)   # PayloadStorageError on a bad identity setup
     await storage.check()                # the container answers, or PayloadStorageError saying what to check
     storage.external_storage() -> ExternalStorage       # for DataConverter(external_storage=...)
     storage.driver                       # the AzureBlobStorageDriver (a temporalio.converter.StorageDriver)
     await storage.close()
     await storage.driver.fetch(claim, max_bytes)        # one payload, bounded: what the codec server uses
+    storage.driver.check(claim)          # ReferenceRefusedError unless the container and blob name are ours
     reference_claim(payload) -> StorageDriverClaim | None   # the claim in a reference payload, if it is one
-    PayloadStorageError, ReferenceRefusedError, PayloadTooLargeError
+    check_reference_namespace(claim, namespace)          # ReferenceRefusedError outside `v0/ns/{namespace}/`
+    TaskScopedStorage, TaskScopedDriver, TaskBudget      # what one workflow task may fetch (see below)
+    PayloadStorageError, ReferenceRefusedError, PayloadTooLargeError, TaskBudgetExceededError
 
 Temporal refuses payloads over 2 MiB. The SDK's external storage (`DataConverter(external_storage=...)`)
 stores every payload at or above PAYLOAD_STORAGE_THRESHOLD_BYTES through a driver and puts a small
@@ -25,6 +28,16 @@ GCS; this is the Azure one, with their contract:
     SAS token. The blob name ends in the SHA-256 of the stored bytes, and a retrieved blob whose bytes
     do not hash to it is an error naming the blob (it was altered after it was written).
   * A payload over PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES is neither stored nor fetched.
+  * What one workflow task fetches is bounded as a whole (TaskScopedStorage, one TaskBudget per SDK
+    serialization context, which the SDK makes per workflow activation): at most MAX_REFERENCES_PER_TASK
+    (1000) references, counted and checked first; their blobs' sizes read from their properties
+    FETCH_CONCURRENCY (4) at a time; their total reserved against PAYLOAD_STORAGE_MAX_TASK_BYTES (64 MiB)
+    before any download, else TaskBudgetExceededError naming the workflow and the bytes asked for, with
+    nothing downloaded; then downloaded 4 at a time, each no further than its reserved size. A task over
+    its budget fails (and is retried, failing again); other workflows on the worker keep running.
+  * References are held to a namespace: check_reference_namespace(claim, namespace) is the one rule, blob
+    names under `v0/ns/{namespace}/` only (a name without a namespace is refused). The worker's driver
+    applies it with TEMPORAL_NAMESPACE, the codec server with the request's namespace.
 
 The data converter applies the codec before storing, so with encryption on the blobs hold ciphertext.
 
@@ -41,15 +54,19 @@ in it (Azurite, local use). Every error names the account, container and blob, a
 For start.sh, which never sees the connection string (a secret): `python payload_storage.py status` prints
 `off`, `on`, or `emulator 127.0.0.1:PORT` when the connection string points at a local emulator over http
 (start.sh starts Azurite there when nothing listens), and `python payload_storage.py create-container`
-creates the container if it is missing.
+creates the container if it is missing, within CREATE_CONTAINER_TIMEOUT_SECONDS (30 s): exit 0 when it exists
+or was created, 1 when it cannot be (or no answer in time), 2 on a wrong command line, 143 / 130 with a
+one-line message when SIGTERM / SIGINT stops it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import re
+import signal
 import string
 import sys
 from collections.abc import Coroutine, Sequence
@@ -72,18 +89,22 @@ from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.api.sdk.v1 import ExternalStorageReference
 from temporalio.converter import (
+    ActivitySerializationContext,
     ExternalStorage,
     JSONProtoPayloadConverter,
+    SerializationContext,
     StorageDriver,
     StorageDriverActivityInfo,
     StorageDriverClaim,
     StorageDriverRetrieveContext,
     StorageDriverStoreContext,
     StorageDriverWorkflowInfo,
+    WithSerializationContext,
+    WorkflowSerializationContext,
 )
 
 from azure_identity import IDENTITY_ADVICE, default_credential
-from config import PayloadStorageSettings, connection_string_fields
+from config import DEFAULT_PAYLOAD_STORAGE_MAX_TASK_BYTES, PayloadStorageSettings, connection_string_fields
 from log_format import one_line, shown
 
 DRIVER_NAME = "azure.blobdriver"
@@ -96,6 +117,11 @@ _BLOB_NAME = re.compile(r"v0(/[A-Za-z0-9!_.*'()%-]+)*/d/sha256/(?P<digest>[0-9a-
 _REFERENCE_MESSAGE_TYPE = ExternalStorageReference.DESCRIPTOR.full_name.encode()
 # How much of a refused reference's container or blob name a message shows (log_format.shown cuts the rest).
 SHOWN_REFERENCE_CHARACTERS = 80
+# One workflow task's references: at most this many (counted before anything is asked of the storage), their
+# sizes read and their blobs downloaded this many at a time, and all of them together at most
+# PAYLOAD_STORAGE_MAX_TASK_BYTES (config.py), reserved from the blobs' properties before any download.
+MAX_REFERENCES_PER_TASK = 1000
+FETCH_CONCURRENCY = 4
 # How long the start-up check of the container may take (the identity's token included).
 CHECK_TIMEOUT_SECONDS = 30.0
 # The Azure SDK's own retries of one request: a few seconds at most, because a workflow task has 10 s and
@@ -104,6 +130,8 @@ RETRY = {"initial_backoff": 1, "increment_base": 2, "retry_total": 2, "random_ji
 CONNECTION_TIMEOUT_SECONDS = 10
 READ_TIMEOUT_SECONDS = 60
 ROLE = "Storage Blob Data Contributor"
+# `create-container` (start.sh) gives up after this long, whatever the endpoint does (the SDK's retries included).
+CREATE_CONTAINER_TIMEOUT_SECONDS = 30.0
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -126,15 +154,94 @@ class PayloadTooLargeError(PayloadStorageError):
     """A payload over the maximum size; nothing more of it is read."""
 
 
-class AzureBlobStorageDriver(StorageDriver):
-    """The `temporalio.converter.StorageDriver` for one Azure Blob Storage container."""
+class TaskBudgetExceededError(PayloadTooLargeError):
+    """One workflow task's references ask for more than PAYLOAD_STORAGE_MAX_TASK_BYTES (or more references than
+    MAX_REFERENCES_PER_TASK): the task fails, and nothing more of it is downloaded."""
 
-    def __init__(self, container: ContainerClient, max_payload_bytes: int, name: str = DRIVER_NAME) -> None:
+
+class TaskBudget:
+    """What one workflow task (one SDK serialization context) may fetch, all its references together.
+
+    Shared by every retrieve of the task: the references it has counted, the bytes it has reserved (from
+    the blobs' properties, before their download), and its turns for size look-ups and downloads.
+    """
+
+    def __init__(self, max_bytes: int, described: str = "a workflow task") -> None:
+        if max_bytes <= 0:
+            raise ValueError("max_bytes must be greater than zero")
+        self.max_bytes = max_bytes
+        self.described = described
+        """Whose task this is, for the error (the workflow's id, type and run as far as the SDK tells)."""
+        self.references = 0
+        self.reserved = 0
+        self.turns = asyncio.Semaphore(FETCH_CONCURRENCY)
+        self._named = False
+
+    def name_target(self, target: StorageDriverWorkflowInfo | StorageDriverActivityInfo | None) -> None:
+        """Describe the task by the SDK's store context (the first one wins: later ones are commands' targets)."""
+        if self._named or target is None:
+            return
+        self._named = True
+        kind = "workflow" if isinstance(target, StorageDriverWorkflowInfo) else "activity"
+        parts = [f"{kind} {shown(target.id or '?', SHOWN_REFERENCE_CHARACTERS)}"]
+        if target.type:
+            parts.append(f"type {shown(target.type, SHOWN_REFERENCE_CHARACTERS)}")
+        if target.run_id:
+            parts.append(f"run {shown(target.run_id, SHOWN_REFERENCE_CHARACTERS)}")
+        parts.append(f"namespace {shown(target.namespace, SHOWN_REFERENCE_CHARACTERS)}")
+        self.described = ", ".join(parts)
+
+    def count(self, references: int) -> None:
+        """Count references before anything is asked of the storage; TaskBudgetExceededError past the cap."""
+        self.references += references
+        if self.references > MAX_REFERENCES_PER_TASK:
+            raise TaskBudgetExceededError(
+                f"The task of {self.described} carries {self.references} payload storage references, over the "
+                f"{MAX_REFERENCES_PER_TASK} one task may carry; nothing was downloaded. Pass fewer large values "
+                "per workflow task (a list of blob names your activities read, say)",
+                f"over {MAX_REFERENCES_PER_TASK} references",
+            )
+
+    def reserve(self, sizes: Sequence[int]) -> None:
+        """Reserve the bytes of blobs about to be downloaded, or TaskBudgetExceededError without downloading them."""
+        asked = self.reserved + sum(sizes)
+        if asked > self.max_bytes:
+            raise TaskBudgetExceededError(
+                f"The task of {self.described} asked for {asked} bytes of payloads from payload storage "
+                f"({self.references} references), over the {self.max_bytes} one task may fetch "
+                "(PAYLOAD_STORAGE_MAX_TASK_BYTES); nothing more was downloaded. Pass fewer or smaller large values "
+                "per workflow task, or raise PAYLOAD_STORAGE_MAX_TASK_BYTES and MEMORY_LIMIT with it",
+                f"{asked} bytes asked, over the {self.max_bytes} one task may fetch",
+            )
+        self.reserved = asked
+
+
+class AzureBlobStorageDriver(StorageDriver):
+    """The `temporalio.converter.StorageDriver` for one Azure Blob Storage container.
+
+    With a `namespace` (the worker's and client's TEMPORAL_NAMESPACE) it follows only references under
+    `v0/ns/{namespace}/`, and stores a payload without a target there; without one (the codec server, which
+    serves several namespaces) the caller checks each reference with `check_reference_namespace`.
+    """
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        max_payload_bytes: int,
+        name: str = DRIVER_NAME,
+        *,
+        namespace: str | None = None,
+        max_task_bytes: int = DEFAULT_PAYLOAD_STORAGE_MAX_TASK_BYTES,
+    ) -> None:
         if max_payload_bytes <= 0:
             raise ValueError("max_payload_bytes must be greater than zero")
+        if max_task_bytes < max_payload_bytes:
+            raise ValueError("max_task_bytes must be at least max_payload_bytes")
         self._container = container
         self._max_payload_bytes = max_payload_bytes
+        self._max_task_bytes = max_task_bytes
         self._name = name
+        self._namespace = namespace
 
     @property
     def account(self) -> str:
@@ -148,6 +255,14 @@ class AzureBlobStorageDriver(StorageDriver):
     def max_payload_bytes(self) -> int:
         return self._max_payload_bytes
 
+    @property
+    def max_task_bytes(self) -> int:
+        return self._max_task_bytes
+
+    @property
+    def namespace(self) -> str | None:
+        return self._namespace
+
     def name(self) -> str:
         return self._name
 
@@ -156,32 +271,64 @@ class AzureBlobStorageDriver(StorageDriver):
 
     async def store(self, context: StorageDriverStoreContext, payloads: Sequence[Payload]) -> list[StorageDriverClaim]:
         """Store each payload under its content address (unless that blob exists) and return its claim."""
-        prefix, short_prefix = blob_prefix(context), namespace_prefix(context)
+        prefix = blob_prefix(context, self._namespace)
+        short_prefix = namespace_prefix(context, self._namespace)
         return await _gather_or_cancel([self._store(prefix, short_prefix, payload) for payload in payloads])
 
     async def retrieve(
         self, context: StorageDriverRetrieveContext, claims: Sequence[StorageDriverClaim]
     ) -> list[Payload]:
-        """The payloads the claims name, each checked against the digest in its blob name."""
-        return await _gather_or_cancel([self.fetch(claim) for claim in claims])
+        """The payloads the claims name, within a budget of their own (what is not scoped to a task: a client's
+        call). The worker's tasks go through TaskScopedStorage, which shares one budget per task."""
+        return await self.retrieve_within(TaskBudget(self._max_task_bytes), claims)
+
+    async def retrieve_within(self, budget: TaskBudget, claims: Sequence[StorageDriverClaim]) -> list[Payload]:
+        """The payloads the claims name, each checked against the digest in its blob name, within `budget`.
+
+        In this order, so that a task over its budget downloads nothing: the references are counted and
+        checked (container, name, namespace), the blobs' sizes read from their properties (FETCH_CONCURRENCY
+        at a time), their total reserved in the budget, and only then are they downloaded, as many at a time.
+        """
+        budget.count(len(claims))
+        checked = [self._checked(claim) for claim in claims]
+        if self._namespace is not None:
+            for claim in claims:
+                check_reference_namespace(claim, self._namespace)
+        sizes = await _bounded(budget.turns, [self._size(blob_name) for blob_name, _ in checked])
+        budget.reserve(sizes)
+        return await _bounded(
+            budget.turns,
+            [self._download(blob_name, digest, size) for (blob_name, digest), size in zip(checked, sizes, strict=True)],
+        )
 
     async def fetch(self, claim: StorageDriverClaim, max_bytes: int | None = None) -> Payload:
         """One claimed payload, refused without a read unless it is ours, and at most `max_bytes` long
         (default PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES): a blob over it is not read further than that."""
         blob_name, digest = self._checked(claim)
         limit = self._max_payload_bytes if max_bytes is None else min(max_bytes, self._max_payload_bytes)
-        where = self._where(blob_name)
+        return await self._download(blob_name, digest, limit, connections=4)
+
+    async def _size(self, blob_name: str) -> int:
+        """The blob's size from its properties, or PayloadTooLargeError over PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES."""
+        try:
+            properties = await self._container.get_blob_client(blob_name).get_blob_properties()
+        except AzureError as error:
+            raise self.failure("read", blob_name, error) from error
+        size = int(properties.size or 0)
+        if size > self._max_payload_bytes:
+            raise self._too_large(blob_name, size, self._max_payload_bytes)
+        return size
+
+    async def _download(self, blob_name: str, digest: str, limit: int, connections: int = 1) -> Payload:
+        """The blob's payload, reading at most `limit` bytes of it (one more tells a larger blob), its chunks
+        over at most `connections` connections."""
         try:
             downloader = await self._container.get_blob_client(blob_name).download_blob(
-                offset=0, length=limit + 1, max_concurrency=4
+                offset=0, length=limit + 1, max_concurrency=connections
             )
-            size = downloader.properties.size
+            size = _blob_size(downloader.properties)
             if size > limit:
-                raise PayloadTooLargeError(
-                    f"Payload blob {where} holds {size} bytes, over the {limit} this process fetches "
-                    "(PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES)",
-                    f"the blob holds {size} bytes, over the {limit} fetched per request",
-                )
+                raise self._too_large(blob_name, size, limit)
             data = await downloader.readall()
         except HttpResponseError as error:
             if error.status_code != 416:  # a range of an empty blob: a payload that serialized to no bytes
@@ -189,20 +336,29 @@ class AzureBlobStorageDriver(StorageDriver):
             data = b""
         except AzureError as error:
             raise self.failure("read", blob_name, error) from error
+        if len(data) > limit:  # the blob grew between its properties and its download
+            raise self._too_large(blob_name, len(data), limit)
         if hashlib.sha256(data).hexdigest() != digest:
             raise PayloadStorageError(
-                f"Payload blob {where} failed its integrity check: its bytes do not hash to the SHA-256 in its "
-                "name, so it was altered after it was written. Restore it (blob versioning or soft delete keeps "
-                "earlier versions) and the task is retried",
+                f"Payload blob {self._where(blob_name)} failed its integrity check: its bytes do not hash to the "
+                "SHA-256 in its name, so it was altered after it was written. Restore it (blob versioning or soft "
+                "delete keeps earlier versions) and the task is retried",
                 "the blob was altered after it was written (its SHA-256 does not match its name)",
             )
         try:
             return Payload.FromString(data)
         except DecodeError:
             raise PayloadStorageError(
-                f"Payload blob {where} is not a serialized Temporal payload",
+                f"Payload blob {self._where(blob_name)} is not a serialized Temporal payload",
                 "the blob is not a serialized Temporal payload",
             ) from None
+
+    def _too_large(self, blob_name: str, size: int, limit: int) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            f"Payload blob {self._where(blob_name)} holds {size} bytes, over the {limit} this process fetches "
+            "(PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES)",
+            f"the blob holds {size} bytes, over the {limit} fetched per request",
+        )
 
     async def _store(self, prefix: str, short_prefix: str, payload: Payload) -> StorageDriverClaim:
         data = payload.SerializeToString()
@@ -230,6 +386,10 @@ class AzureBlobStorageDriver(StorageDriver):
         except AzureError as error:
             raise self.failure("write", blob_name, error) from error
         return StorageDriverClaim(claim_data={"container": self.container, "blob": blob_name})
+
+    def check(self, claim: StorageDriverClaim) -> None:
+        """ReferenceRefusedError unless the claim names this container and a blob name this driver writes."""
+        self._checked(claim)
 
     def _checked(self, claim: StorageDriverClaim) -> tuple[str, str]:
         """The claim's blob name and digest, or ReferenceRefusedError before anything is read."""
@@ -327,7 +487,9 @@ def _explain(error: AzureError, account: str, container: str, blob_name: str | N
 class PayloadStorage:
     """The container client, its credential and the driver, built from the settings; close() when done."""
 
-    def __init__(self, settings: PayloadStorageSettings) -> None:
+    def __init__(self, settings: PayloadStorageSettings, namespace: str | None = None) -> None:
+        """`namespace`: the Temporal namespace whose references alone the driver follows (the worker's and
+        client's); None for the codec server, which checks each request's namespace itself."""
         if not settings.enabled:
             raise ValueError("PayloadStorage needs PAYLOAD_STORAGE_ACCOUNT_URL or PAYLOAD_STORAGE_CONNECTION_STRING")
         self._settings = settings
@@ -354,7 +516,9 @@ class PayloadStorage:
         logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
         self._service = service
         self._container = service.get_container_client(settings.container)
-        self.driver = AzureBlobStorageDriver(self._container, settings.max_payload_bytes)
+        self.driver = AzureBlobStorageDriver(
+            self._container, settings.max_payload_bytes, namespace=namespace, max_task_bytes=settings.max_task_bytes
+        )
 
     @property
     def account(self) -> str:
@@ -365,8 +529,9 @@ class PayloadStorage:
         return self.driver.container
 
     def external_storage(self) -> ExternalStorage:
-        """The SDK's external storage with this driver, offloading payloads from the configured threshold."""
-        return ExternalStorage(drivers=[self.driver], payload_size_threshold=self._settings.threshold_bytes)
+        """The SDK's external storage with this driver, offloading payloads from the configured threshold; what
+        one workflow task fetches is bounded as a whole (TaskScopedStorage)."""
+        return TaskScopedStorage(drivers=[self.driver], payload_size_threshold=self._settings.threshold_bytes)
 
     async def check(self) -> None:
         """Ask for the container's properties: proves the endpoint, the identity and the container, bounded in time."""
@@ -398,11 +563,98 @@ class PayloadStorage:
             await self._credential.close()
 
 
-def blob_prefix(context: StorageDriverStoreContext) -> str:
-    """`v0/ns/{namespace}/wt/{type}/wi/{id}/ri/{run id}` (or the activity's), percent-encoded; `v0` without one."""
+class TaskScopedDriver(StorageDriver):
+    """The driver as one workflow task sees it: its retrieves share the task's TaskBudget."""
+
+    def __init__(self, driver: AzureBlobStorageDriver, budget: TaskBudget) -> None:
+        self.driver = driver
+        self.budget = budget
+
+    def name(self) -> str:
+        return self.driver.name()
+
+    def type(self) -> str:
+        return self.driver.type()
+
+    async def store(self, context: StorageDriverStoreContext, payloads: Sequence[Payload]) -> list[StorageDriverClaim]:
+        return await self.driver.store(context, payloads)
+
+    async def retrieve(
+        self, context: StorageDriverRetrieveContext, claims: Sequence[StorageDriverClaim]
+    ) -> list[Payload]:
+        return await self.driver.retrieve_within(self.budget, claims)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskScopedStorage(ExternalStorage, WithSerializationContext):
+    """The SDK's ExternalStorage, with one TaskBudget per serialization context.
+
+    The SDK gives its data converter a serialization context for each workflow activation (a workflow task)
+    before it decodes the activation's payloads (`DataConverter.with_context`, then the store context of the
+    same workflow); this gives each such copy a budget of its own, shared by every retrieve of that task,
+    so a task's references together are bounded, not each one alone. The SDK passes no context to the
+    driver's retrieve itself (StorageDriverRetrieveContext is empty), hence the wrapper.
+    """
+
+    def with_context(self, context: SerializationContext) -> TaskScopedStorage:
+        driver = _base_driver(self.drivers[0])
+        scoped = TaskScopedDriver(driver, TaskBudget(driver.max_task_bytes, _described(context)))
+        return dataclasses.replace(self, drivers=[scoped])
+
+    def _with_store_context(self, ctx: StorageDriverStoreContext) -> ExternalStorage:
+        # The SDK binds the workflow's store context (its type and run id) right after with_context.
+        for driver in self.drivers:
+            if isinstance(driver, TaskScopedDriver):
+                driver.budget.name_target(ctx.target)
+        return super()._with_store_context(ctx)
+
+
+def _base_driver(driver: StorageDriver) -> AzureBlobStorageDriver:
+    if isinstance(driver, TaskScopedDriver):
+        return driver.driver
+    assert isinstance(driver, AzureBlobStorageDriver)
+    return driver
+
+
+def _described(context: SerializationContext) -> str:
+    """Whose task a serialization context is, as far as it tells (the store context adds the type and run)."""
+    if isinstance(context, WorkflowSerializationContext):
+        return (
+            f"workflow {shown(context.workflow_id, SHOWN_REFERENCE_CHARACTERS)}, "
+            f"namespace {shown(context.namespace, SHOWN_REFERENCE_CHARACTERS)}"
+        )
+    if isinstance(context, ActivitySerializationContext):
+        return (
+            f"activity {shown(context.activity_type or '?', SHOWN_REFERENCE_CHARACTERS)} of workflow "
+            f"{shown(context.workflow_id or '?', SHOWN_REFERENCE_CHARACTERS)}, "
+            f"namespace {shown(context.namespace, SHOWN_REFERENCE_CHARACTERS)}"
+        )
+    return "a workflow task"
+
+
+def check_reference_namespace(claim: StorageDriverClaim, namespace: str) -> None:
+    """The one rule for whose references a process follows: only blob names under `v0/ns/{namespace}/`.
+
+    A reference under another namespace, or with none (`v0/d/sha256/...`), raises ReferenceRefusedError
+    before anything is read. The worker calls it with its own namespace, the codec server with the request's.
+    """
+    blob_name = dict(claim.claim_data).get("blob", "")
+    if blob_name.startswith(f"v0/ns/{_segment(namespace)}/"):
+        return
+    named = shown(blob_name, SHOWN_REFERENCE_CHARACTERS)
+    raise ReferenceRefusedError(
+        f"Refused a payload reference to blob {named}: it is not under namespace {shown(namespace)} "
+        f"(v0/ns/{_segment(namespace)}/...), and only that namespace's references are followed here",
+        f"the reference names blob {named}, which is not under namespace {shown(namespace)}",
+    )
+
+
+def blob_prefix(context: StorageDriverStoreContext, namespace: str | None = None) -> str:
+    """`v0/ns/{namespace}/wt/{type}/wi/{id}/ri/{run id}` (or the activity's), percent-encoded; without a target
+    `v0/ns/{namespace}` with the given namespace, else `v0` (a name no namespace check accepts)."""
     target = context.target
     if target is None:
-        return "v0"
+        return namespace_prefix(context, namespace)
     prefix = f"v0/ns/{_segment(target.namespace)}"
     if isinstance(target, StorageDriverWorkflowInfo):
         return f"{prefix}/wt/{_segment(target.type)}/wi/{_segment(target.id)}/ri/{_segment(target.run_id)}"
@@ -411,10 +663,12 @@ def blob_prefix(context: StorageDriverStoreContext) -> str:
     return prefix
 
 
-def namespace_prefix(context: StorageDriverStoreContext) -> str:
+def namespace_prefix(context: StorageDriverStoreContext, namespace: str | None = None) -> str:
     """`v0/ns/{namespace}`: the prefix of a name that would be too long with the workflow's or activity's."""
     target = context.target
-    return "v0" if target is None else f"v0/ns/{_segment(target.namespace)}"
+    if target is not None:
+        return f"v0/ns/{_segment(target.namespace)}"
+    return "v0" if namespace is None else f"v0/ns/{_segment(namespace)}"
 
 
 def _segment(value: str | None) -> str:
@@ -453,6 +707,28 @@ async def _gather_or_cancel(steps: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+
+
+async def _bounded(turns: asyncio.Semaphore, steps: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Run the steps as `_gather_or_cancel` does, at most as many at once as `turns` allows."""
+
+    async def in_turn(step: Coroutine[Any, Any, T]) -> T:
+        try:
+            async with turns:
+                return await step
+        finally:
+            step.close()  # a step cancelled before its turn was never started: no "never awaited" warning
+
+    return await _gather_or_cancel([in_turn(step) for step in steps])
+
+
+def _blob_size(properties: Any) -> int:
+    """A downloaded blob's whole size: the total of its Content-Range (a ranged download's `size` is the range's)."""
+    content_range = getattr(properties, "content_range", None) or ""
+    total = content_range.rpartition("/")[2]
+    if total.isdigit():
+        return int(total)
+    return int(getattr(properties, "size", 0) or 0)
 
 
 def _code(code: str) -> str:
@@ -494,7 +770,56 @@ async def _create_container(settings: PayloadStorageSettings) -> None:
     print(f"Payload storage: container {storage.container} in storage account {storage.account} {state}")
 
 
+async def _create_container_within_deadline(settings: PayloadStorageSettings) -> int:
+    """create-container bounded: CREATE_CONTAINER_TIMEOUT_SECONDS at most, and ended at once by SIGTERM/SIGINT."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        async with asyncio.timeout(CREATE_CONTAINER_TIMEOUT_SECONDS):
+            await _create_container(settings)
+    except TimeoutError:
+        print(
+            f"ERROR: Payload storage: no answer from the storage account within {CREATE_CONTAINER_TIMEOUT_SECONDS:g}s "
+            "while creating the container; check PAYLOAD_STORAGE_CONNECTION_STRING (or PAYLOAD_STORAGE_ACCOUNT_URL) "
+            "and that the endpoint (Azurite) answers",
+            file=sys.stderr,
+        )
+        return 1
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        return _stopped(received[0])
+    except PayloadStorageError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _stopped(signum: int) -> int:
+    print(
+        f"Payload storage: stopped by {signal.Signals(signum).name} before the container was created", file=sys.stderr
+    )
+    return 128 + signum
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(_stopped(signum))
+
+
 def _main(arguments: list[str]) -> int:
+    """`status` (exit 0) or `create-container`: exit 0 when the container exists or was created, 1 when it
+    cannot be (or no answer within CREATE_CONTAINER_TIMEOUT_SECONDS), 2 on a wrong command line, 128 + the
+    signal's number (143, 130) when SIGTERM or SIGINT stopped it, with a message and no traceback."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_on_signal)
     import config  # the command line reads the configuration like every program
 
     if arguments not in (["status"], ["create-container"]):
@@ -507,12 +832,7 @@ def _main(arguments: list[str]) -> int:
     if not settings.enabled:
         print("Payload storage is off: nothing to create", file=sys.stderr)
         return 0
-    try:
-        asyncio.run(_create_container(settings))
-    except PayloadStorageError as error:
-        print(f"ERROR: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return asyncio.run(_create_container_within_deadline(settings))
 
 
 if __name__ == "__main__":

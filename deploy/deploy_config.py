@@ -502,6 +502,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         _check_resources(parser)
         _check_pull_secret(parser)
         _check_keda(parser, app)
+        _check_payload_memory(parser, app)
         _check_pod(parser, app)
         _check_keyvault_credentials(parser)
         _check_versioning(parser)
@@ -613,6 +614,28 @@ def _check_pull_secret(parser: Parser) -> None:
         parser.problems.append(
             "ACR_USERNAME and ACR_PASSWORD go together: set both for an image pull secret, "
             "or neither to pull with az aks update --attach-acr"
+        )
+
+
+# What the worker needs besides payloads: Python, the SDK, its Rust core and a workflow cache (measured ~100 MiB).
+PAYLOAD_MEMORY_BASE_BYTES = 128 * 1024 * 1024
+# A task holds what it fetches about four times over: the blob, the payload, the decrypted payload, the value.
+PAYLOAD_MEMORY_COPIES = 4
+
+
+def _check_payload_memory(parser: Parser, app: Settings) -> None:
+    """With payload storage on, MEMORY_LIMIT leaves room for a task's budget (PAYLOAD_STORAGE_MAX_TASK_BYTES)."""
+    storage, limit = app.payload_storage, parser.value("MEMORY_LIMIT")
+    if not storage.enabled or not limit or storage.max_task_bytes is None:
+        return
+    needed = PAYLOAD_MEMORY_COPIES * storage.max_task_bytes + PAYLOAD_MEMORY_BASE_BYTES
+    if quantity(limit) < needed:
+        mebibytes = -(-needed // (1024 * 1024))
+        parser.problems.append(
+            f"MEMORY_LIMIT={limit} leaves too little room for PAYLOAD_STORAGE_MAX_TASK_BYTES={storage.max_task_bytes}: "
+            f"a workflow task may hold {PAYLOAD_MEMORY_COPIES} times that while it decodes its payloads, plus "
+            f"{PAYLOAD_MEMORY_BASE_BYTES // (1024 * 1024)}Mi for the worker itself; set MEMORY_LIMIT to at least "
+            f"{mebibytes}Mi or lower PAYLOAD_STORAGE_MAX_TASK_BYTES"
         )
 
 

@@ -259,6 +259,10 @@ def test_every_problem_is_reported_at_once(tmp_path):
             "CODEC_SERVER_TLS_CERT_FILE and CODEC_SERVER_TLS_KEY_FILE go together",
         ),
         ({"METRICS_PORT": "9100", "HEALTH_PORT": "9100"}, "METRICS_PORT and HEALTH_PORT are both 9100"),
+        (
+            {"PAYLOAD_STORAGE_MAX_TASK_BYTES": "1000", "PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES": "2000"},
+            "PAYLOAD_STORAGE_MAX_TASK_BYTES=1000 is less than PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES=2000",
+        ),
     ],
 )
 def test_contradicting_variables_are_reported(tmp_path, environ, message):

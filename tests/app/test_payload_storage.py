@@ -10,13 +10,33 @@ from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import StorageDriverActivityInfo, StorageDriverClaim, StorageDriverStoreContext
+from temporalio.converter import (
+    StorageDriverActivityInfo,
+    StorageDriverClaim,
+    StorageDriverStoreContext,
+    StorageDriverWorkflowInfo,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
 
 import config
-from payload_storage import PayloadStorageError, ReferenceRefusedError, blob_prefix, emulator_endpoint, reference_claim
+from payload_storage import (
+    MAX_REFERENCES_PER_TASK,
+    PayloadStorage,
+    PayloadStorageError,
+    ReferenceRefusedError,
+    TaskBudget,
+    TaskBudgetExceededError,
+    TaskScopedDriver,
+    _blob_size,
+    blob_prefix,
+    check_reference_namespace,
+    emulator_endpoint,
+    reference_claim,
+)
 
 from helpers.processes import free_port
-from helpers.storage_driver import WORKFLOW, payload, run, with_storage
+from helpers.storage_driver import RETRIEVE, WORKFLOW, payload, run, with_storage
 
 # ---------------------------------------------------------------- names and claims (no storage needed)
 
@@ -131,3 +151,99 @@ def test_an_unreachable_account_is_named_with_what_to_check():
         "container 'temporal-payloads' of storage account 'acct': the storage account could not be reached" in message
     )
     assert "network path" in message
+
+
+# ---------------------------------------------------------------- issue 23: references held to the task and namespace
+
+
+def claim(blob: str) -> StorageDriverClaim:
+    return StorageDriverClaim(claim_data={"container": "temporal-payloads", "blob": blob})
+
+
+DIGEST = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        f"v0/ns/team-b/wt/W/wi/w/ri/r/d/sha256/{DIGEST}",
+        f"v0/d/sha256/{DIGEST}",  # no namespace at all
+        f"v0/ns/team-a-2/d/sha256/{DIGEST}",  # a namespace that only starts like it
+        f"v0/ns/team%2Da/d/sha256/{DIGEST}",
+    ],
+    ids=["other-namespace", "no-namespace", "longer-name", "encoded-differently"],
+)
+def test_only_references_under_the_namespace_pass_its_check(blob):
+    with pytest.raises(ReferenceRefusedError, match="not under namespace 'team-a'"):
+        check_reference_namespace(claim(blob), "team-a")
+    check_reference_namespace(claim(f"v0/ns/team-a/wt/W/wi/w/ri/r/d/sha256/{DIGEST}"), "team-a")
+    check_reference_namespace(claim(f"v0/ns/a%2Fb/d/sha256/{DIGEST}"), "a/b")
+
+
+def unreachable_settings(**overrides) -> config.PayloadStorageSettings:
+    return config.PayloadStorageSettings(
+        account_url=None,
+        connection_string=f"AccountName=acct;AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:{free_port()}/acct;",
+        **overrides,
+    )
+
+
+def test_the_worker_refuses_another_namespaces_reference_before_asking_the_storage():
+    async def step(storage: PayloadStorage):
+        return await storage.driver.retrieve(RETRIEVE, [claim(f"v0/ns/team-b/d/sha256/{DIGEST}")])
+
+    async def run_step():
+        storage = PayloadStorage(unreachable_settings(), "team-a")
+        try:
+            return await step(storage)
+        finally:
+            await storage.close()
+
+    with pytest.raises(ReferenceRefusedError, match="not under namespace 'team-a'"):
+        run(run_step())
+
+
+def test_a_store_without_a_target_goes_under_the_drivers_namespace():
+    assert blob_prefix(StorageDriverStoreContext(), "team-a") == "v0/ns/team-a"
+    assert blob_prefix(StorageDriverStoreContext()) == "v0"
+
+
+def test_a_tasks_references_are_counted_and_its_bytes_reserved_before_any_download():
+    budget = TaskBudget(100, "a workflow task")
+    budget.name_target(StorageDriverWorkflowInfo(namespace="default", id="w\n1", type="YourWorkflow", run_id="r"))
+    budget.name_target(StorageDriverWorkflowInfo(namespace="default", id="later"))  # a command's target: ignored
+    budget.count(3)
+    budget.reserve([40, 40])
+    with pytest.raises(TaskBudgetExceededError) as raised:
+        budget.reserve([30])
+    message = str(raised.value)
+    assert "workflow 'w\\n1', type 'YourWorkflow', run 'r', namespace 'default'" in message
+    assert "asked for 110 bytes" in message and "(PAYLOAD_STORAGE_MAX_TASK_BYTES)" in message
+    with pytest.raises(TaskBudgetExceededError, match=f"over the {MAX_REFERENCES_PER_TASK} one task may carry"):
+        TaskBudget(100).count(MAX_REFERENCES_PER_TASK + 1)
+
+
+def test_each_serialization_context_gets_a_budget_of_its_own_shared_by_its_retrieves():
+    async def step(storage: PayloadStorage):
+        external = storage.external_storage()
+        assert isinstance(external, WithSerializationContext)
+        first = external.with_context(WorkflowSerializationContext(namespace="default", workflow_id="a"))
+        second = external.with_context(WorkflowSerializationContext(namespace="default", workflow_id="b"))
+        bound = first._with_store_context(WORKFLOW)
+        (scoped,) = bound.drivers
+        assert isinstance(scoped, TaskScopedDriver) and scoped.budget is first.drivers[0].budget
+        assert scoped.budget is not second.drivers[0].budget
+        assert scoped.budget.max_bytes == config.DEFAULT_PAYLOAD_STORAGE_MAX_TASK_BYTES
+        assert "type 'YourWorkflow'" in scoped.budget.described
+        assert bound._get_driver_by_name("azure.blobdriver") is scoped
+
+    run(with_storage(unreachable_settings(), step))
+
+
+@pytest.mark.parametrize(
+    ("content_range", "size", "expected"),
+    [("bytes 0-14680133/52428800", 14680134, 52428800), (None, 12, 12), ("bytes */7", 0, 7)],
+)
+def test_a_blobs_size_is_its_content_ranges_total_not_the_ranges_length(content_range, size, expected):
+    properties = type("Properties", (), {"content_range": content_range, "size": size})()
+    assert _blob_size(properties) == expected

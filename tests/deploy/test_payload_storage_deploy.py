@@ -76,6 +76,21 @@ def test_storage_without_an_identity_or_retention_is_warned_about(project) -> No
     assert "PAYLOAD_STORAGE_RETENTION_DAYS is not set: payload blobs are never deleted" in result.stderr
 
 
+def test_a_memory_limit_without_room_for_a_tasks_payloads_is_refused_naming_both(project) -> None:
+    project.write_config({**MINIMAL_CONFIG, **STORAGE, "MEMORY_LIMIT": "256Mi"})
+    result = project.run("generate-k8s-manifests.sh")
+    assert result.returncode == 2
+    assert (
+        "MEMORY_LIMIT=256Mi leaves too little room for PAYLOAD_STORAGE_MAX_TASK_BYTES=67108864" in result.stderr
+        and "set MEMORY_LIMIT to at least 384Mi or lower PAYLOAD_STORAGE_MAX_TASK_BYTES" in result.stderr
+    ), result.stderr
+    render(
+        project,
+        {**MINIMAL_CONFIG, **STORAGE, "MEMORY_LIMIT": "384Mi"},  # exactly 4 x 64Mi + 128Mi
+    )
+    render(project, {**MINIMAL_CONFIG, "MEMORY_LIMIT": "256Mi"})  # payload storage off: no such need
+
+
 def test_a_bad_retention_is_refused_before_anything_renders(project) -> None:
     project.write_config({**MINIMAL_CONFIG, **STORAGE, "PAYLOAD_STORAGE_RETENTION_DAYS": "0"})
     result = project.run("generate-k8s-manifests.sh")

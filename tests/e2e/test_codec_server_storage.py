@@ -43,6 +43,7 @@ pytestmark = pytest.mark.skipif(AZURITE_BLOB is None, reason=AZURITE_MISSING)
 
 MIB = 1024 * 1024
 SECRET = "temporal-encryption-key"
+NAMESPACED = "v0/ns/default/d/sha256/"  # a blob name under the namespace the requests name
 LISTENING = r"Codec server listening on http://127\.0\.0\.1:\d+"
 
 
@@ -65,7 +66,12 @@ def reference_payload(container: str, blob: str, driver: str = "azure.blobdriver
 
 
 async def decode_through_server(
-    storage: PayloadStorage, provider: StaticKeyProvider, payloads: list[Payload], limits: Limits | None = None
+    storage: PayloadStorage,
+    provider: StaticKeyProvider,
+    payloads: list[Payload],
+    limits: Limits | None = None,
+    path: str = "/default/decode",
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     app = create_app(
         EncryptionCodec(provider, Plaintext.ACCEPT),
@@ -76,13 +82,13 @@ async def decode_through_server(
     )
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         body = json_format.MessageToJson(Payloads(payloads=payloads))
-        response = await client.post("/default/decode", data=body)
+        response = await client.post(path, data=body, headers=headers or {})
         return response.status, await response.read()
 
 
 def run_with_storage(azurite: Azurite, step):
     async def run():
-        storage = PayloadStorage(storage_settings(azurite))
+        storage = PayloadStorage(storage_settings(azurite), "default")  # stores without a target under it
         try:
             return await step(storage)
         finally:
@@ -135,8 +141,8 @@ def test_a_reference_outside_the_container_is_refused_before_anything_is_fetched
     ("payload", "status", "expected"),
     [
         (reference_payload("temporal-payloads", "../../etc/passwd"), 400, "not a name this driver writes"),
-        (reference_payload("temporal-payloads", "v0/d/sha256/" + "0" * 64, "aws.s3driver"), 400, "storage driver"),
-        (reference_payload("temporal-payloads", "v0/d/sha256/" + "2" * 64), 502, "the blob does not exist"),
+        (reference_payload("temporal-payloads", NAMESPACED + "0" * 64, "aws.s3driver"), 400, "storage driver"),
+        (reference_payload("temporal-payloads", NAMESPACED + "2" * 64), 502, "the blob does not exist"),
     ],
     ids=["not-our-name", "other-driver", "missing-blob"],
 )
@@ -147,6 +153,63 @@ def test_references_it_cannot_follow_are_a_clear_error_for_that_request(azurite,
     assert answer_status == status
     message = json.loads(body)["error"]
     assert expected in message and "devstoreaccount1" not in message and "127.0.0.1" not in message
+
+
+def team_reference(azurite: Azurite, namespace: str) -> Payload:
+    """A reference to a real stored payload of a workflow in `namespace`."""
+    store = StorageDriverStoreContext(target=StorageDriverWorkflowInfo(namespace=namespace, id="w", run_id="r"))
+
+    async def step(storage: PayloadStorage) -> Payload:
+        (claim,) = await storage.driver.store(store, [Payload(metadata={"encoding": b"json/plain"}, data=b'"team"')])
+        return reference_payload(claim.claim_data["container"], claim.claim_data["blob"])
+
+    return run_with_storage(azurite, step)
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [("/team-a/decode", {}), ("/decode", {"X-Namespace": "team-a"}), ("/team-a/decode", {"X-Namespace": "team-a"})],
+    ids=["path", "header", "both"],
+)
+def test_a_reference_of_another_namespace_is_refused(azurite, path, headers):
+    team_b = team_reference(azurite, "team-b")
+    status, body = run_with_storage(
+        azurite,
+        lambda storage: decode_through_server(storage, StaticKeyProvider.random(), [team_b], None, path, headers),
+    )
+    assert status == 400
+    assert "not under namespace 'team-a'" in json.loads(body)["error"] and b'team"' not in body
+    team_a = team_reference(azurite, "team-a")
+    status, body = run_with_storage(
+        azurite,
+        lambda storage: decode_through_server(storage, StaticKeyProvider.random(), [team_a], None, path, headers),
+    )
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "expected"),
+    [
+        ("/decode", {}, "names no namespace"),
+        ("/team-a/decode", {"X-Namespace": "team-b"}, "different namespaces"),
+    ],
+    ids=["neither", "disagreeing"],
+)
+def test_references_in_a_request_without_one_namespace_are_refused(azurite, path, headers, expected):
+    team_a = team_reference(azurite, "team-a")
+    status, body = run_with_storage(
+        azurite,
+        lambda storage: decode_through_server(storage, StaticKeyProvider.random(), [team_a], None, path, headers),
+    )
+    assert status == 400 and expected in json.loads(body)["error"]
+
+
+def test_a_reference_without_a_namespace_is_refused(azurite):
+    no_namespace = reference_payload("temporal-payloads", "v0/d/sha256/" + "3" * 64)
+    status, body = run_with_storage(
+        azurite, lambda storage: decode_through_server(storage, StaticKeyProvider.random(), [no_namespace])
+    )
+    assert status == 400 and "not under namespace 'default'" in json.loads(body)["error"]
 
 
 def test_what_one_request_fetches_is_bounded(azurite):
@@ -229,6 +292,7 @@ def test_a_codec_server_with_storage_only_starts_and_passes_payloads_through(azu
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/decode",
         data=json_format.MessageToJson(Payloads(payloads=[reference])).encode(),
+        headers={"X-Namespace": "default"},  # as the Web UI names the namespace
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
