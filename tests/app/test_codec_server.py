@@ -484,11 +484,15 @@ def chunked_answer_cases() -> list[list[Payload]]:
 
 
 @pytest.mark.parametrize("payloads", chunked_answer_cases(), ids=lambda payloads: f"{len(payloads)}-payloads")
-def test_a_chunked_answer_is_byte_for_byte_the_compact_json_with_its_exact_length(payloads: list[Payload]) -> None:
+def test_a_chunked_answer_is_the_compact_json_with_its_exact_length(payloads: list[Payload]) -> None:
     answer = codec_server._JsonAnswer(payloads)
     chunks = list(answer.chunks())
+    expected = codec_server._to_json(payloads).encode()
 
-    assert b"".join(chunks) == codec_server._to_json(payloads).encode()
+    # The same JSON, and the same bytes but for the order of metadata keys: a protobuf map's iteration order
+    # is not fixed (a copied map may list its keys in another order), and JSON does not give it a meaning.
+    assert json.loads(b"".join(chunks)) == json.loads(expected)
+    assert sorted(b"".join(chunks)) == sorted(expected)
     assert answer.length == sum(len(chunk) for chunk in chunks)
     assert max(len(chunk) for chunk in chunks) <= codec_server.ANSWER_CHUNK_BYTES * 4 // 3 + 200
 
