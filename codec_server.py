@@ -476,7 +476,7 @@ def _compact(value: Any) -> str:
 
 
 class _JsonAnswer:
-    """Payloads as compact proto3 JSON, byte for byte what `_to_json` makes, produced in chunks.
+    """Payloads as compact proto3 JSON, the JSON `_to_json` makes (metadata in its map's order), in chunks.
 
     Each payload's `data` (nearly all of its size) is base64-encoded `ANSWER_CHUNK_BYTES` at a time as the
     answer is written; the JSON around it (metadata, external payloads) is made up front, so the length is
