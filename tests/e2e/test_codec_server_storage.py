@@ -227,6 +227,17 @@ def test_what_one_request_fetches_is_bounded(azurite):
     assert over_status == 413 and "too large to show here" in json.loads(body)["error"]
 
 
+def start_codec_server_with_storage(run_app, tmp_path, vault, azurite: Azurite):
+    """`python codec_server.py` on a free port, its key in `vault` and payload storage on Azurite; listening."""
+    port = free_port()
+    environment = azure_cli_environment(base_environment(tmp_path, CODEC_SERVER_PORT=str(port)))
+    environment |= keyvault_environment(vault, SECRET)
+    environment["PAYLOAD_STORAGE_CONNECTION_STRING"] = azurite.connection_string
+    server = run_app("codec_server.py", env=environment)
+    server.wait_for_line(LISTENING)
+    return port, server
+
+
 def test_the_cli_shows_a_decrypted_5_mib_value_through_the_codec_server_process(azurite, tmp_path, run_app, dev_server):
     value = f"cli-marker-{uuid.uuid4().hex} " + "w" * (5 * MIB)
     workflow_id = f"codec-storage-cli-{uuid.uuid4().hex}"
@@ -245,12 +256,7 @@ def test_the_cli_shows_a_decrypted_5_mib_value_through_the_codec_server_process(
             await storage.close()
 
         asyncio.run(start_workflow())
-        port = free_port()
-        environment = azure_cli_environment(base_environment(tmp_path, CODEC_SERVER_PORT=str(port)))
-        environment |= keyvault_environment(vault, SECRET)
-        environment["PAYLOAD_STORAGE_CONNECTION_STRING"] = azurite.connection_string
-        server = run_app("codec_server.py", env=environment)
-        server.wait_for_line(LISTENING)
+        port, server = start_codec_server_with_storage(run_app, tmp_path, vault, azurite)
         assert "Payload storage: on" in server.output
 
         def workflow_input(*codec_flags: str) -> Payload:
@@ -358,12 +364,7 @@ def test_unread_answers_keep_memory_bounded_and_sigterm_still_stops_the_server(a
         assert reference_claim(reference) is not None
         body = json_format.MessageToJson(Payloads(payloads=[reference])).encode()
         assert len(body) < 1024
-        port = free_port()
-        environment = azure_cli_environment(base_environment(tmp_path, CODEC_SERVER_PORT=str(port)))
-        environment |= keyvault_environment(vault, SECRET)
-        environment["PAYLOAD_STORAGE_CONNECTION_STRING"] = azurite.connection_string
-        server = run_app("codec_server.py", env=environment)
-        server.wait_for_line(LISTENING)
+        port, server = start_codec_server_with_storage(run_app, tmp_path, vault, azurite)
         pid = server.process.pid
 
         # A client that reads gets the whole value (the answer is written in chunks).
