@@ -6,6 +6,8 @@ from the same Azure Blob Storage container, and answers Temporal's codec server 
 
     POST /decode  and  POST /{namespace}/decode     decrypt {"payloads": [...]}
     POST /encode  and  POST /{namespace}/encode     encrypt {"payloads": [...]}  (off unless CODEC_SERVER_ENCODE=true)
+    GET  /healthz                                   200 once it listens, which it does only with its keys read:
+                                                    the Kubernetes probes' route (no token, no payload)
 
 Bodies are `temporal.api.common.v1.Payloads` in proto3 JSON; answers are compact JSON. Unencrypted
 payloads pass through /decode unchanged, so histories written before encryption stay readable.
@@ -114,6 +116,8 @@ INLINE_BYTES = 64 * 1024
 # Payload bytes base64-encoded into one chunk of an answer: 1 MiB of base64 (a multiple of 3, so the chunks
 # join into one valid base64 text). Encoding one takes about a millisecond, on the event loop.
 ANSWER_CHUNK_BYTES = 3 * 256 * 1024
+# The Kubernetes probes' route (deploy/manifests.py renders the probes): answered without a token.
+HEALTH_PATH = "/healthz"
 # How long a stop waits for requests in progress before cancelling them (aiohttp waits twice this at most).
 SHUTDOWN_TIMEOUT_SECONDS = 1.5
 
@@ -194,6 +198,7 @@ def create_app(
         for name, handler in (("encode", encode_handler), ("decode", decode_handler)):
             app.router.add_post(f"{prefix}/{name}", handler)
             app.router.add_route("OPTIONS", f"{prefix}/{name}", _preflight)
+    app.router.add_get(HEALTH_PATH, _healthz)
     return app
 
 
@@ -344,6 +349,11 @@ def _authorized(request: web.Request, expected: bytes | None) -> bool:
     scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
     given = credentials.strip().encode("utf-8", "surrogateescape")
     return hmac.compare_digest(given, expected) and scheme.lower() == "bearer"
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    """The probes' route: the server is up, so its keys were read (it listens only then); nothing else is asked."""
+    return web.json_response({"status": "ok"})
 
 
 async def _preflight(request: web.Request) -> web.Response:
