@@ -30,6 +30,7 @@ The plan (values with a TASK):
                                  that is off stays (manifests.switched_off), one `RESOURCES<TAB>SELECTOR<TAB>FIELDS`
                                  a line
     PLAN_CUSTOM_RESOURCES        the resources CRDs define (the cluster may not have them), one per line
+    PLAN_CODEC_SERVER_DEPLOYMENT the codec server's Deployment (CODEC_SERVER_DEPLOY=true), else empty
 
 Booleans are given to the shell as `true` or `false`, whichever word config.env used, so that the scripts
 never need to know which words mean true. Secrets are never printed: the shell gets none, and the manifests
@@ -68,6 +69,7 @@ from deploy.manifests import (
     FILES,
     LIFECYCLE_POLICY_FILE,
     SECRET_FILES,
+    codec_server_deployment_name,
     pod_selector,
     render,
     render_into,
@@ -92,6 +94,7 @@ PLAN_VARIABLES = (
     "PLAN_RENDERED",
     "PLAN_PRUNE",
     "PLAN_CUSTOM_RESOURCES",
+    "PLAN_CODEC_SERVER_DEPLOYMENT",
 )
 """The plan's names, in the order `values` prints them (the module's docstring says what each holds)."""
 
@@ -118,6 +121,7 @@ def plan_values(settings: DeploySettings, ramp: int | None, rendered: Path | Non
         "PLAN_RENDERED": "\n".join(visible(line) for line in report),
         "PLAN_PRUNE": "\n".join(prune.line() for prune in switched_off(settings, render(settings))) if rendered else "",
         "PLAN_CUSTOM_RESOURCES": "\n".join(CUSTOM_RESOURCES),
+        "PLAN_CODEC_SERVER_DEPLOYMENT": codec_server_deployment_name(settings),
     }
 
 
