@@ -432,6 +432,7 @@ async def _refused_caller(
         logger.warning("Refused a request to %r from %s without the right bearer token", request.path, request.remote)
         record.reason = "missing or wrong bearer token"
         return _error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    record.method = "oidc"
     scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
     try:
         if scheme.lower() != "bearer" or not credentials.strip():
@@ -514,7 +515,7 @@ async def _answer(request: web.Request, name: str, transform: Transform, work: _
             raise RequestTooLarge(_body_cap(limits)) from None
         payloads = await work.run(len(body), _parse, body, limits)
         record = request[AUDIT]
-        record.payloads, record.bytes = len(payloads.payloads), payloads.ByteSize()
+        record.payloads, record.bytes = len(payloads.payloads), sum(payload.ByteSize() for payload in payloads.payloads)
         if name == "decode":
             record.add_key_ids(_key_ids(payloads.payloads))
     except RequestTooLarge as error:

@@ -994,17 +994,17 @@ def parse_settings(parser: Parser) -> Settings:
 
 def oidc_settings(parser: Parser) -> OidcSettings | None:
     """The codec server's sign-in settings when CODEC_SERVER_OIDC_ISSUER is set (its problems: oidc_problems)."""
-    issuer = parser.value("CODEC_SERVER_OIDC_ISSUER")
-    if not issuer:
-        return None
-    claim_format = parser.value("CODEC_SERVER_OIDC_CLAIM_FORMAT") or "temporal"
+    values = {name: parser.value(f"CODEC_SERVER_OIDC_{name.upper()}") for name in OidcSettings.__dataclass_fields__}
+    if not values["issuer"]:
+        return None  # every value was still parsed above, so a wrong one is a problem even without an issuer
+    claim_format = values["claim_format"] or "temporal"
     return OidcSettings(
-        issuer=issuer,
-        audience=parser.value("CODEC_SERVER_OIDC_AUDIENCE") or "",
+        issuer=values["issuer"],
+        audience=values["audience"] or "",
         claim_format=claim_format,
-        claim=parser.value("CODEC_SERVER_OIDC_CLAIM") or ("permissions" if claim_format == "temporal" else "roles"),
-        role_map=parser.value("CODEC_SERVER_OIDC_ROLE_MAP") or (),
-        ca_file=parser.value("CODEC_SERVER_OIDC_CA_FILE"),
+        claim=values["claim"] or ("permissions" if claim_format == "temporal" else "roles"),
+        role_map=values["role_map"] or (),
+        ca_file=values["ca_file"],
     )
 
 
