@@ -6,6 +6,8 @@ from the same Azure Blob Storage container, and answers Temporal's codec server 
 
     POST /decode  and  POST /{namespace}/decode     decrypt {"payloads": [...]}
     POST /encode  and  POST /{namespace}/encode     encrypt {"payloads": [...]}  (off unless CODEC_SERVER_ENCODE=true)
+    GET  /healthz                                   200 once it listens, which it does only with its keys read:
+                                                    the Kubernetes probes' route (no token, no payload)
 
 Bodies are `temporal.api.common.v1.Payloads` in proto3 JSON; answers are compact JSON. Unencrypted
 payloads pass through /decode unchanged, so histories written before encryption stay readable.
@@ -130,6 +132,8 @@ INLINE_BYTES = 64 * 1024
 ANSWER_CHUNK_BYTES = 3 * 256 * 1024
 # The longest namespace an audit line shows (a namespace comes from the request, so from the caller).
 MAX_AUDITED_NAMESPACE = 256
+# The Kubernetes probes' route (deploy/manifests.py renders the probes): answered without a token.
+HEALTH_PATH = "/healthz"
 # How long a stop waits for requests in progress before cancelling them (aiohttp waits twice this at most).
 SHUTDOWN_TIMEOUT_SECONDS = 1.5
 
@@ -214,6 +218,7 @@ def create_app(
         for name, handler in (("encode", encode_handler), ("decode", decode_handler)):
             app.router.add_post(f"{prefix}/{name}", handler)
             app.router.add_route("OPTIONS", f"{prefix}/{name}", _preflight)
+    app.router.add_get(HEALTH_PATH, _healthz)
     return app
 
 
@@ -403,6 +408,11 @@ def _authorized(request: web.Request, expected: bytes | None) -> bool:
     scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
     given = credentials.strip().encode("utf-8", "surrogateescape")
     return hmac.compare_digest(given, expected) and scheme.lower() == "bearer"
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    """The probes' route: the server is up, so its keys were read (it listens only then); nothing else is asked."""
+    return web.json_response({"status": "ok"})
 
 
 async def _preflight(request: web.Request) -> web.Response:

@@ -8,8 +8,10 @@ Public API:
     Parser                         # turns that text into typed values by a catalog's kinds, collecting problems
 
 Each variable is declared once, in one catalog: its name, its default, how its text is checked and
-converted, whether it is a secret, and where it goes (`Scope`): into the pod (the ConfigMap, or the
-app Secret when it is secret), only on this machine, only in tests, or only to the deploy scripts.
+converted, whether it is a secret, and where it goes (`Scope`): into the worker's pod (the ConfigMap, or the
+app Secret when it is secret), into the deployed codec server's pod only, only on this machine, only in
+tests, or only to the deploy scripts. A worker variable the deployed codec server reads as well (the key's
+vault, the payload storage container) says so (`Variable.codec_server`) and goes into both pods.
 This module, which the image runs, declares the app's variables; deploy/deploy_config.py, which only runs
 on the operator's machine, extends the catalog with the deploy variables (registry, cluster, resources,
 rollouts) and their own kinds. Everything else follows from the declaration: `source_config.sh --show`
@@ -450,9 +452,13 @@ class Scope(enum.Enum):
     """Where a variable is used, and so where it goes."""
 
     POD = "pod"
-    """Read by the worker: deployed in the ConfigMap, or in the app Secret when the variable is secret."""
+    """Read by the worker: deployed in the ConfigMap, or in the app Secret when the variable is secret (and into
+    the codec server's too when `Variable.codec_server` says it reads it as well)."""
+    CODEC_SERVER = "codec-server"
+    """Read only by the codec server: deployed (CODEC_SERVER_DEPLOY=true) in the codec server's own ConfigMap, or
+    its own Secret when secret; never in the worker's. `./start.sh` reads it on this machine like any other."""
     LOCAL = "local"
-    """Read only on this machine (start.sh, the codec server): never deployed."""
+    """Read only on this machine (start.sh, a codec server run there): never deployed."""
     TEST = "test"
     """A test-only override of the app's behaviour: never deployed, and a warning when set for a deployment."""
     DEPLOY = "deploy"
@@ -474,6 +480,9 @@ class Variable:
     """Never printed, never in a ConfigMap, on a command line or in the scripts' shell."""
     scope: Scope = Scope.POD
     """Where the variable is used and deployed."""
+    codec_server: bool = False
+    """A POD variable the deployed codec server reads too (Key Vault, payload storage, logging): it goes into the
+    codec server's ConfigMap or Secret as well as the worker's."""
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -497,9 +506,9 @@ VARIABLES: tuple[Variable, ...] = (
         "CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS", seconds(1.0, MAX_CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS), "7200"
     ),
     Variable("WORKER_SHUTDOWN_TIMEOUT_SECONDS", seconds(0.0, MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS), "30"),
-    Variable("LOG_LEVEL", log_level, "INFO"),
+    Variable("LOG_LEVEL", log_level, "INFO", codec_server=True),
     # Empty: text on this machine; the rendered ConfigMap sets json for the cluster (manifests.py).
-    Variable("LOG_FORMAT", one_of(*LOG_FORMATS, message="must be text or json")),
+    Variable("LOG_FORMAT", one_of(*LOG_FORMATS, message="must be text or json"), codec_server=True),
     Variable("ACTIVITY_SIMULATED_WORK_SECONDS", seconds(0.0), "0"),
     # Local dev server started by ./start.sh (empty = the address's port + 1000, as the temporal CLI does)
     Variable("TEMPORAL_DEV_SERVER_UI_PORT", port(), scope=Scope.LOCAL),
@@ -518,19 +527,19 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("WORKER_TUNER_TARGET_MEMORY", fraction, "0.8"),
     Variable("WORKER_POLLER_AUTOSCALING", boolean, "false"),
     # Payload encryption with a key from Azure Key Vault
-    Variable("KEYVAULT_URL", keyvault_url),
-    Variable("KEYVAULT_SECRET_NAME", KEYVAULT_NAME),
-    Variable("KEYVAULT_REFRESH_SECONDS", seconds(1.0), "300"),
-    Variable("KEYVAULT_STARTUP_TIMEOUT_SECONDS", seconds(1.0), "30"),
-    Variable("KEYVAULT_FAILED_FETCH_RETRY_SECONDS", seconds(1.0), "60"),
+    Variable("KEYVAULT_URL", keyvault_url, codec_server=True),
+    Variable("KEYVAULT_SECRET_NAME", KEYVAULT_NAME, codec_server=True),
+    Variable("KEYVAULT_REFRESH_SECONDS", seconds(1.0), "300", codec_server=True),
+    Variable("KEYVAULT_STARTUP_TIMEOUT_SECONDS", seconds(1.0), "30", codec_server=True),
+    Variable("KEYVAULT_FAILED_FETCH_RETRY_SECONDS", seconds(1.0), "60", codec_server=True),
     Variable("KEYVAULT_CA_FILE", readable_file, scope=Scope.TEST),
     Variable("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", boolean, "true", scope=Scope.TEST),
     Variable("ENCRYPTION_REQUIRED", boolean, "false"),
     Variable("ENCRYPTION_ALLOW_PLAINTEXT", boolean, "false"),
     # Large payloads in Azure Blob Storage (Temporal external payload storage)
-    Variable("PAYLOAD_STORAGE_ACCOUNT_URL", storage_account_url),
-    Variable("PAYLOAD_STORAGE_CONNECTION_STRING", storage_connection_string, secret=True),
-    Variable("PAYLOAD_STORAGE_CONTAINER", container_name, DEFAULT_PAYLOAD_STORAGE_CONTAINER),
+    Variable("PAYLOAD_STORAGE_ACCOUNT_URL", storage_account_url, codec_server=True),
+    Variable("PAYLOAD_STORAGE_CONNECTION_STRING", storage_connection_string, secret=True, codec_server=True),
+    Variable("PAYLOAD_STORAGE_CONTAINER", container_name, DEFAULT_PAYLOAD_STORAGE_CONTAINER, codec_server=True),
     Variable(
         "PAYLOAD_STORAGE_THRESHOLD_BYTES",
         byte_count(0, MAX_PAYLOAD_STORAGE_THRESHOLD_BYTES),
@@ -540,6 +549,7 @@ VARIABLES: tuple[Variable, ...] = (
         "PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES",
         byte_count(1, MAX_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES),
         str(DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES),
+        codec_server=True,
     ),
     Variable(
         "PAYLOAD_STORAGE_MAX_TASK_BYTES",
@@ -547,13 +557,15 @@ VARIABLES: tuple[Variable, ...] = (
         str(DEFAULT_PAYLOAD_STORAGE_MAX_TASK_BYTES),
     ),
     Variable("PAYLOAD_STORAGE_CA_FILE", readable_file, scope=Scope.TEST),
-    # Codec server (decrypts payloads for the Web UI and CLI)
-    Variable("CODEC_SERVER_HOST", required_text, "127.0.0.1"),
-    Variable("CODEC_SERVER_PORT", port(), "8081"),
-    Variable("CODEC_SERVER_CORS_ORIGINS", origins, "http://localhost:8233"),
-    Variable("CODEC_SERVER_TOKEN", secret=True, scope=Scope.LOCAL),
-    Variable("CODEC_SERVER_ENCODE", boolean, "false", scope=Scope.LOCAL),
-    Variable("CODEC_SERVER_ENCODE_TOKEN", secret=True, scope=Scope.LOCAL),
+    # Codec server (decrypts payloads for the Web UI and CLI): on this machine, or deployed (CODEC_SERVER_DEPLOY)
+    # with these in its own ConfigMap and Secret. In the cluster it listens on every interface (the rendered
+    # ConfigMap sets CODEC_SERVER_HOST=0.0.0.0) and the Ingress terminates TLS.
+    Variable("CODEC_SERVER_HOST", required_text, "127.0.0.1", scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_PORT", port(), "8081", scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_CORS_ORIGINS", origins, "http://localhost:8233", scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_TOKEN", secret=True, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_ENCODE", boolean, "false", scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_ENCODE_TOKEN", secret=True, scope=Scope.CODEC_SERVER),
     Variable("CODEC_SERVER_TLS_CERT_FILE", readable_file, scope=Scope.LOCAL),
     Variable("CODEC_SERVER_TLS_KEY_FILE", readable_file, scope=Scope.LOCAL),
     # Signed-in users (OIDC): with an issuer, every request needs a bearer JWT from it (codec_auth.py)
