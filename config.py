@@ -569,16 +569,16 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("CODEC_SERVER_TLS_CERT_FILE", readable_file, scope=Scope.LOCAL),
     Variable("CODEC_SERVER_TLS_KEY_FILE", readable_file, scope=Scope.LOCAL),
     # Signed-in users (OIDC): with an issuer, every request needs a bearer JWT from it (codec_auth.py)
-    Variable("CODEC_SERVER_OIDC_ISSUER", oidc_issuer, scope=Scope.LOCAL),
-    Variable("CODEC_SERVER_OIDC_AUDIENCE", required_text, scope=Scope.LOCAL),
+    Variable("CODEC_SERVER_OIDC_ISSUER", oidc_issuer, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_OIDC_AUDIENCE", required_text, scope=Scope.CODEC_SERVER),
     Variable(
         "CODEC_SERVER_OIDC_CLAIM_FORMAT",
         one_of(*OIDC_CLAIM_FORMATS, message="must be temporal or mapped"),
         "temporal",
-        scope=Scope.LOCAL,
+        scope=Scope.CODEC_SERVER,
     ),
-    Variable("CODEC_SERVER_OIDC_CLAIM", required_text, scope=Scope.LOCAL),
-    Variable("CODEC_SERVER_OIDC_ROLE_MAP", role_map, scope=Scope.LOCAL),
+    Variable("CODEC_SERVER_OIDC_CLAIM", required_text, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_OIDC_ROLE_MAP", role_map, scope=Scope.CODEC_SERVER),
     Variable("CODEC_SERVER_OIDC_CA_FILE", readable_file, scope=Scope.TEST),
     # Worker Deployment Versioning: on when both names are set (each versioned Deployment sets them in the cluster)
     Variable("TEMPORAL_DEPLOYMENT_NAME", WORKER_DEPLOYMENT_NAME),

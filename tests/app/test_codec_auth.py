@@ -24,7 +24,7 @@ from temporalio.api.common.v1 import Payload
 import config
 import log_format
 from bootstrap import StartupError
-from codec_auth import Caller, FetchLimits, TokenVerifier, grants_from_claims
+from codec_auth import MAX_TOKEN_BYTES, Caller, FetchLimits, TokenVerifier, Unauthorized, grants_from_claims
 from codec_server import create_app
 from crypto_converter import KEY_ID_METADATA, EncryptionCodec, Plaintext
 
@@ -435,6 +435,32 @@ def test_an_untrusted_certificate_is_refused(provider, tmp_path) -> None:
         return str(raised.value)
 
     assert "cannot read the discovery document" in asyncio.run(run())
+
+
+def test_at_most_max_keys_of_a_jwks_are_used_and_long_tokens_are_not_read(tmp_path) -> None:
+    with OidcProvider(tmp_path, algorithm="ES256") as provider:
+        first = provider.token(permissions=READER)
+        for _ in range(5):
+            provider.rotate("ES256")
+        sixth = provider.token(permissions=READER)
+
+        async def run() -> list[str]:
+            verifier = TokenVerifier(oidc_settings(provider), FetchLimits(max_keys=4))
+            await verifier.start()
+            outcomes = []
+            try:
+                for token in (first, sixth, first + "A" * MAX_TOKEN_BYTES):
+                    try:
+                        outcomes.append((await verifier.verify(token)).subject or "")
+                    except Unauthorized as error:
+                        outcomes.append(str(error))
+            finally:
+                await verifier.close()
+            return outcomes
+
+        outcomes = asyncio.run(run())
+
+    assert outcomes == ["user-1", "unknown key id", f"token longer than {MAX_TOKEN_BYTES} bytes"]
 
 
 def test_a_failed_refresh_keeps_the_keys_held(provider, encrypted) -> None:
