@@ -356,6 +356,52 @@ def fraction(raw: str) -> float:
     return value
 
 
+# The roles a codec server grants on a namespace, weakest first: each includes those before it (decode needs read,
+# encode needs write), as in Temporal's own `<namespace>:<role>` permissions.
+CODEC_ROLES = ("read", "write", "admin")
+# How CODEC_SERVER_OIDC_CLAIM's values grant roles: `temporal` values are `<namespace>:<role>` themselves (Temporal's
+# claim format); `mapped` values (Entra app roles, group ids, emails) are looked up in CODEC_SERVER_OIDC_ROLE_MAP.
+OIDC_CLAIM_FORMATS = ("temporal", "mapped")
+# Every namespace, in a role map's grant (`Codec.Admin=*:read`).
+ALL_NAMESPACES = "*"
+
+
+def oidc_issuer(raw: str) -> str:
+    """An OIDC issuer: an https URL without query or fragment, exactly as the tokens' `iss` claim spells it."""
+    try:
+        https_url(raw)
+    except ValueError as error:
+        raise ValueError(
+            f"{error}; give the issuer as its tokens name it, such as https://login.microsoftonline.com/TENANT_ID/v2.0"
+        ) from None
+    parts = urlsplit(raw)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be the issuer's URL alone: no query, fragment or user name")
+    return raw
+
+
+def role_map(raw: str) -> tuple[tuple[str, str, str], ...]:
+    """`VALUE=NAMESPACE:ROLE` entries, comma-separated: a claim value (an Entra app role, a group id, an email) and
+    the role it grants on a namespace (`*` for all). A value may repeat, one grant each."""
+    entries = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        value, equals, grant = entry.rpartition("=")
+        namespace, colon, role = grant.rpartition(":")
+        if not (equals and colon and value.strip() and namespace.strip()) or has_control_characters(entry):
+            raise ValueError(
+                f"entry {entry[:80]!r} is not VALUE=NAMESPACE:ROLE; for example "
+                "Codec.Read.Default=default:read,Codec.Write.Orders=orders:write"
+            )
+        if role not in CODEC_ROLES:
+            raise ValueError(f"entry {entry[:80]!r} grants role {role[:20]!r}; the roles are {', '.join(CODEC_ROLES)}")
+        entries.append((value.strip(), namespace.strip(), role))
+    if not entries:
+        raise ValueError("holds no entry; give VALUE=NAMESPACE:ROLE entries, comma-separated")
+    return tuple(entries)
+
+
 def one_of(*choices: str, message: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
@@ -522,6 +568,18 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("CODEC_SERVER_ENCODE_TOKEN", secret=True, scope=Scope.CODEC_SERVER),
     Variable("CODEC_SERVER_TLS_CERT_FILE", readable_file, scope=Scope.LOCAL),
     Variable("CODEC_SERVER_TLS_KEY_FILE", readable_file, scope=Scope.LOCAL),
+    # Signed-in users (OIDC): with an issuer, every request needs a bearer JWT from it (codec_auth.py)
+    Variable("CODEC_SERVER_OIDC_ISSUER", oidc_issuer, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_OIDC_AUDIENCE", required_text, scope=Scope.CODEC_SERVER),
+    Variable(
+        "CODEC_SERVER_OIDC_CLAIM_FORMAT",
+        one_of(*OIDC_CLAIM_FORMATS, message="must be temporal or mapped"),
+        "temporal",
+        scope=Scope.CODEC_SERVER,
+    ),
+    Variable("CODEC_SERVER_OIDC_CLAIM", required_text, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_OIDC_ROLE_MAP", role_map, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_OIDC_CA_FILE", readable_file, scope=Scope.TEST),
     # Worker Deployment Versioning: on when both names are set (each versioned Deployment sets them in the cluster)
     Variable("TEMPORAL_DEPLOYMENT_NAME", WORKER_DEPLOYMENT_NAME),
     Variable("TEMPORAL_WORKER_BUILD_ID", BUILD_ID),
@@ -694,6 +752,27 @@ class CodecServerSettings:
     """The bearer token /encode needs instead of `token`, when set."""
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    oidc: OidcSettings | None = None
+    """Signed-in users only (CODEC_SERVER_OIDC_*), or None when no issuer is set."""
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """Who may call the codec server when an OIDC issuer is set: a bearer JWT it signed, and the namespaces and
+    roles the token's claim grants (codec_auth.py verifies and maps; docs/encryption.md explains)."""
+
+    issuer: str
+    """The issuer URL, compared exactly with each token's `iss`; its OIDC discovery document names the keys."""
+    audience: str
+    """Compared exactly with each token's `aud` (or one of them): the codec server's app, e.g. api://temporal-codec."""
+    claim_format: str = "temporal"
+    """temporal: the claim's values are `<namespace>:<role>`; mapped: each value is looked up in `role_map`."""
+    claim: str = "permissions"
+    """The claim that grants access: Temporal's `permissions`, Entra's `roles` or `groups`, or any other."""
+    role_map: tuple[tuple[str, str, str], ...] = ()
+    """For `mapped`: (claim value, namespace or `*`, role) entries."""
+    ca_file: str | None = None
+    """Tests only: the CA bundle the issuer's TLS certificate is checked against."""
 
 
 @dataclass(frozen=True)
@@ -908,6 +987,7 @@ def parse_settings(parser: Parser) -> Settings:
             encode_token=value("CODEC_SERVER_ENCODE_TOKEN"),
             tls_cert_file=value("CODEC_SERVER_TLS_CERT_FILE"),
             tls_key_file=value("CODEC_SERVER_TLS_KEY_FILE"),
+            oidc=oidc_settings(parser),
         ),
         versioning=versioning_settings(parser),
         payload_storage=PayloadStorageSettings(
@@ -922,6 +1002,22 @@ def parse_settings(parser: Parser) -> Settings:
     )
     parser.problems.extend(combination_problems(parser, settings))
     return settings
+
+
+def oidc_settings(parser: Parser) -> OidcSettings | None:
+    """The codec server's sign-in settings when CODEC_SERVER_OIDC_ISSUER is set (its problems: oidc_problems)."""
+    values = {name: parser.value(f"CODEC_SERVER_OIDC_{name.upper()}") for name in OidcSettings.__dataclass_fields__}
+    if not values["issuer"]:
+        return None  # every value was still parsed above, so a wrong one is a problem even without an issuer
+    claim_format = values["claim_format"] or "temporal"
+    return OidcSettings(
+        issuer=values["issuer"],
+        audience=values["audience"] or "",
+        claim_format=claim_format,
+        claim=values["claim"] or ("permissions" if claim_format == "temporal" else "roles"),
+        role_map=values["role_map"] or (),
+        ca_file=values["ca_file"],
+    )
 
 
 def versioning_settings(parser: Parser) -> VersioningSettings | None:
@@ -1064,9 +1160,48 @@ def codec_server_problems(parser: Parser, server: CodecServerSettings) -> list[s
             "CODEC_SERVER_ENCODE_TOKEN equals CODEC_SERVER_TOKEN: /encode forges payloads that workers trust, so "
             "give it its own token (openssl rand -hex 32)"
         )
+    problems += oidc_problems(parser)
     if bool(parser.raw("CODEC_SERVER_TLS_CERT_FILE")) != bool(parser.raw("CODEC_SERVER_TLS_KEY_FILE")):
         problems.append(
             "CODEC_SERVER_TLS_CERT_FILE and CODEC_SERVER_TLS_KEY_FILE go together: set both to serve HTTPS, or neither"
+        )
+    return problems
+
+
+def oidc_problems(parser: Parser) -> list[str]:
+    """CODEC_SERVER_OIDC_* variables that contradict each other or are missing a partner."""
+    issuer, audience = parser.raw("CODEC_SERVER_OIDC_ISSUER"), parser.raw("CODEC_SERVER_OIDC_AUDIENCE")
+    mapped = parser.raw("CODEC_SERVER_OIDC_CLAIM_FORMAT").strip() == "mapped"
+    role_map_given = bool(parser.raw("CODEC_SERVER_OIDC_ROLE_MAP"))
+    if not issuer:
+        others = [
+            name
+            for name in ("CODEC_SERVER_OIDC_AUDIENCE", "CODEC_SERVER_OIDC_CLAIM", "CODEC_SERVER_OIDC_ROLE_MAP")
+            if parser.raw(name)
+        ]
+        return (
+            [
+                f"{', '.join(others)} set without CODEC_SERVER_OIDC_ISSUER: set the issuer to require signed-in "
+                "users, or remove them"
+            ]
+            if others
+            else []
+        )
+    problems = []
+    if not audience:
+        problems.append(
+            "CODEC_SERVER_OIDC_ISSUER is set without CODEC_SERVER_OIDC_AUDIENCE: a token for any application of the "
+            "issuer would do; set the codec server's audience (Entra: its Application ID URI or client id)"
+        )
+    if mapped and not role_map_given:
+        problems.append(
+            "CODEC_SERVER_OIDC_CLAIM_FORMAT=mapped needs CODEC_SERVER_OIDC_ROLE_MAP (VALUE=NAMESPACE:ROLE, ...): "
+            "without it no token grants anything"
+        )
+    if role_map_given and not mapped:
+        problems.append(
+            "CODEC_SERVER_OIDC_ROLE_MAP is set but CODEC_SERVER_OIDC_CLAIM_FORMAT is not mapped: set "
+            "CODEC_SERVER_OIDC_CLAIM_FORMAT=mapped to use it, or remove it"
         )
     return problems
 
