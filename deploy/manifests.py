@@ -749,12 +749,14 @@ def _codec_server_network_policy(
 ) -> Document:
     """Ingress: only the application routing add-on's controller pods (namespace app-routing-system) to the codec
     server's port; the kubelet's probes come from the node, which a NetworkPolicy never blocks. Egress: the
-    cluster's DNS, HTTPS to public addresses (Key Vault, Blob Storage, the OIDC issuer's keys) and the ranges in
+    cluster's DNS, HTTPS (443, and the ports of KEYVAULT_URL and CODEC_SERVER_OIDC_ISSUER) to public addresses (Key
+    Vault, Blob Storage, the OIDC issuer's keys) and the ranges in
     NETWORK_POLICY_EGRESS_CIDRS; never the metadata address unless it uses the node's identity. No Temporal: it
     never calls it."""
     https_ports = {HTTPS_PORT}
-    if settings.app.encryption.keyvault_url:
-        https_ports.add(urlsplit(settings.app.encryption.keyvault_url).port or HTTPS_PORT)
+    for url in (settings.app.encryption.keyvault_url, settings.values["CODEC_SERVER_OIDC_ISSUER"]):
+        if url:
+            https_ports.add(urlsplit(url).port or HTTPS_PORT)
     egress: list[Document] = [
         {
             "to": [_in_kube_system(KUBE_DNS_LABELS)]
