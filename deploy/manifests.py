@@ -23,8 +23,10 @@ ServiceAccount (and workload identity), Secret, ConfigMap, NetworkPolicy (ingres
 add-on's namespace), a Deployment of the same image running `./start.sh codec-server` probed on /healthz, a
 PodDisruptionBudget, a Service and, with CODEC_SERVER_INGRESS_HOST, an HTTPS Ingress whose certificate the add-on
 reads from Key Vault. Its objects carry `app.kubernetes.io/component=codec-server`, so switched_off deletes them
-apart from the worker's. `codec_server_deployment_name(settings)` names its Deployment for the scripts. Secrets are read here, from config.env and the
-environment, and written only into Secret files (mode 0600, gitignored); never onto a command line.
+apart from the worker's. `codec_server_deployment_name(settings)` names its Deployment for the scripts.
+
+Secrets are read here, from config.env and the environment, and written only into Secret files (mode 0600,
+gitignored); never onto a command line.
 Temporal credentials kept in Key Vault (TEMPORAL_API_KEY_KEYVAULT_SECRET, ..._KEYVAULT_CERTIFICATE) are in
 no Secret: the pod reads them with its workload identity, and KEDA's TriggerAuthentication with `azureKeyVault`.
 
