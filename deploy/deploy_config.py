@@ -838,7 +838,7 @@ CODEC_SERVER_SUFFIX = "-codec-server"
 CODEC_SERVER_FETCHING_REQUESTS = 2
 CODEC_SERVER_MIN_FETCHED_BYTES = 64 * 1024 * 1024
 CODEC_SERVER_MEMORY_BASE_BYTES = 192 * 1024 * 1024
-# h26-a's sign-in variables (config.py): with both, every request needs a token the issuer signed.
+# The sign-in variables (config.py): with both, every request needs a token the issuer signed (codec_auth.py).
 OIDC_ISSUER, OIDC_AUDIENCE = "CODEC_SERVER_OIDC_ISSUER", "CODEC_SERVER_OIDC_AUDIENCE"
 
 
@@ -872,7 +872,7 @@ def _check_codec_server(parser: Parser, app: Settings) -> None:
             "server would have nothing to decode: set KEYVAULT_URL and KEYVAULT_SECRET_NAME (or "
             "PAYLOAD_STORAGE_ACCOUNT_URL), or set CODEC_SERVER_DEPLOY=false"
         )
-    signed_in = bool(values.get(OIDC_ISSUER) and values.get(OIDC_AUDIENCE))
+    signed_in = bool(parser.raw(OIDC_ISSUER) and parser.raw(OIDC_AUDIENCE))
     allowed = parser.value("CODEC_SERVER_ALLOW_UNAUTHENTICATED") is True
     if not signed_in and not parser.raw("CODEC_SERVER_TOKEN") and not allowed:
         parser.problems.append(
@@ -935,7 +935,7 @@ def _codec_server_warnings(parser: Parser) -> list[str]:
         unused = [name for name in ("CODEC_SERVER_INGRESS_HOST", "CODEC_SERVER_AZURE_CLIENT_ID") if values[name]]
         return [f"{name} has no effect with CODEC_SERVER_DEPLOY=false" for name in unused]
     warnings = []
-    if _unchecked(parser, "CODEC_SERVER_ALLOW_UNAUTHENTICATED") is True and not values.get(OIDC_ISSUER):
+    if _unchecked(parser, "CODEC_SERVER_ALLOW_UNAUTHENTICATED") is True and not values[OIDC_ISSUER]:
         if not values["CODEC_SERVER_TOKEN"]:
             warnings.append(
                 "CODEC_SERVER_ALLOW_UNAUTHENTICATED=true: the deployed codec server decrypts payloads for anyone who "

@@ -14,7 +14,16 @@ YAML, so no value can change a document's structure, whatever it holds.
 
 Where each variable goes follows from its declaration in the catalog (`deploy_config.VARIABLES`): a POD
 variable goes into the ConfigMap, or into the app Secret when it is secret, and the container gets both with `envFrom`;
-LOCAL, TEST and DEPLOY variables stay out of the cluster. Secrets are read here, from config.env and the
+LOCAL, TEST and DEPLOY variables stay out of the cluster. CODEC_SERVER variables go only into the deployed codec
+server's own ConfigMap and Secret (with CODEC_SERVER_DEPLOY=true), with the POD variables it reads too
+(`Variable.codec_server`).
+
+With CODEC_SERVER_DEPLOY=true it also renders the team's codec server, `codec-server-*.yaml`: its own
+ServiceAccount (and workload identity), Secret, ConfigMap, NetworkPolicy (ingress only from the application routing
+add-on's namespace), a Deployment of the same image running `./start.sh codec-server` probed on /healthz, a
+PodDisruptionBudget, a Service and, with CODEC_SERVER_INGRESS_HOST, an HTTPS Ingress whose certificate the add-on
+reads from Key Vault. Its objects carry `app.kubernetes.io/component=codec-server`, so switched_off deletes them
+apart from the worker's. `codec_server_deployment_name(settings)` names its Deployment for the scripts. Secrets are read here, from config.env and the
 environment, and written only into Secret files (mode 0600, gitignored); never onto a command line.
 Temporal credentials kept in Key Vault (TEMPORAL_API_KEY_KEYVAULT_SECRET, ..._KEYVAULT_CERTIFICATE) are in
 no Secret: the pod reads them with its workload identity, and KEDA's TriggerAuthentication with `azureKeyVault`.
@@ -749,12 +758,14 @@ def _codec_server_network_policy(
 ) -> Document:
     """Ingress: only the application routing add-on's controller pods (namespace app-routing-system) to the codec
     server's port; the kubelet's probes come from the node, which a NetworkPolicy never blocks. Egress: the
-    cluster's DNS, HTTPS to public addresses (Key Vault, Blob Storage, the OIDC issuer's keys) and the ranges in
+    cluster's DNS, HTTPS (443, and the ports of KEYVAULT_URL and CODEC_SERVER_OIDC_ISSUER) to public addresses (Key
+    Vault, Blob Storage, the OIDC issuer's keys) and the ranges in
     NETWORK_POLICY_EGRESS_CIDRS; never the metadata address unless it uses the node's identity. No Temporal: it
     never calls it."""
     https_ports = {HTTPS_PORT}
-    if settings.app.encryption.keyvault_url:
-        https_ports.add(urlsplit(settings.app.encryption.keyvault_url).port or HTTPS_PORT)
+    for url in (settings.app.encryption.keyvault_url, settings.values["CODEC_SERVER_OIDC_ISSUER"]):
+        if url:
+            https_ports.add(urlsplit(url).port or HTTPS_PORT)
     egress: list[Document] = [
         {
             "to": [_in_kube_system(KUBE_DNS_LABELS)]

@@ -63,6 +63,16 @@ STORAGE_ONLY = {
     "CODEC_SERVER_DEPLOY": "true",
     "CODEC_SERVER_TOKEN": CODEC_TOKEN_CANARY,
 }
+# Signed-in users (Entra ID, app roles) instead of a token: what a team deploys.
+SIGNED_IN = {
+    **CODEC,
+    "CODEC_SERVER_TOKEN": "",
+    "CODEC_SERVER_OIDC_ISSUER": "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000001/v2.0",
+    "CODEC_SERVER_OIDC_AUDIENCE": "api://temporal-codec",
+    "CODEC_SERVER_OIDC_CLAIM_FORMAT": "mapped",
+    "CODEC_SERVER_OIDC_CLAIM": "roles",
+    "CODEC_SERVER_OIDC_ROLE_MAP": "Codec.Reader=*:read,Orders.Writer=orders:write",
+}
 # The variables only the codec server reads: none may reach the worker's objects.
 CODEC_SERVER_ONLY = {variable.name for variable in config.VARIABLES if variable.scope is config.Scope.CODEC_SERVER}
 
@@ -118,8 +128,9 @@ def test_off_by_default_nothing_of_it_is_rendered_and_the_worker_never_holds_its
         STORAGE_ONLY,
         {**CODEC, "NETWORK_POLICY": "false", "CODEC_SERVER_REPLICAS": "3", "WORKER_VERSIONING": "true"},
         {**CODEC, "CODEC_SERVER_PORT": "9443", "NETWORK_POLICY_EGRESS_CIDRS": "10.20.0.0/16"},
+        SIGNED_IN,
     ],
-    ids=["ingress", "storage-only", "no-network-policy", "other-port"],
+    ids=["ingress", "storage-only", "no-network-policy", "other-port", "signed-in"],
 )
 def test_every_codec_server_object_is_valid_for_kubernetes(project: Project, values: dict[str, str]) -> None:
     render(project, values)
@@ -234,6 +245,22 @@ def test_its_variables_go_to_its_own_config_map_and_secret_and_secrets_never_to_
     assert (project.root / "codec-server-secret.yaml").stat().st_mode & 0o777 == 0o600
 
 
+def test_signed_in_users_need_no_token_and_their_settings_reach_only_the_codec_server(project: Project) -> None:
+    render(project, SIGNED_IN)
+    data = one(project, "codec-server-config-map.yaml")["data"]
+    oidc = {name: value for name, value in SIGNED_IN.items() if name.startswith("CODEC_SERVER_OIDC_")}
+    assert oidc.items() <= data.items()
+    assert not {name for name in one(project, "config-map.yaml")["data"] if name.startswith("CODEC_SERVER")}
+    assert secret_values(one(project, "codec-server-secret.yaml")) == {}, "no static token: everyone signs in"
+
+
+def test_the_issuers_port_is_open_for_its_keys(project: Project) -> None:
+    issuer = "https://login.example.com:8443/tenant/v2.0"
+    render(project, {**SIGNED_IN, "CODEC_SERVER_OIDC_ISSUER": issuer})
+    spec = one(project, "codec-server-network-policy.yaml")["spec"]
+    assert {port["port"] for rule in spec["egress"] for port in rule.get("ports", [])} == {53, 443, 8443}
+
+
 def test_a_config_change_rolls_the_codec_server_and_not_the_workers(project: Project) -> None:
     def checksums() -> tuple[str, str]:
         return tuple(
@@ -305,6 +332,10 @@ BAD = {
     "no-sign-in": (
         {**CODEC, "CODEC_SERVER_TOKEN": ""},
         ["CODEC_SERVER_OIDC_ISSUER", "CODEC_SERVER_OIDC_AUDIENCE", "CODEC_SERVER_ALLOW_UNAUTHENTICATED=true"],
+    ),
+    "issuer-without-audience": (
+        {**SIGNED_IN, "CODEC_SERVER_OIDC_AUDIENCE": ""},
+        ["CODEC_SERVER_OIDC_ISSUER is set without CODEC_SERVER_OIDC_AUDIENCE"],
     ),
     "host-without-certificate": (
         {**CODEC, "CODEC_SERVER_TLS_KEYVAULT_CERTIFICATE_URI": ""},
