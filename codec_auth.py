@@ -141,14 +141,7 @@ class Caller:
 
 def grants_from_claims(claims: Mapping[str, Any], settings: config.OidcSettings) -> frozenset[tuple[str, str]]:
     """The (namespace, role) pairs a verified token's claim grants under the configured format."""
-    raw = claims.get(settings.claim)
-    values = (
-        [raw]
-        if isinstance(raw, str)
-        else [value for value in raw if isinstance(value, str)]
-        if isinstance(raw, list)
-        else []
-    )
+    values = _claim_values(claims.get(settings.claim))
     grants: set[tuple[str, str]] = set()
     if settings.claim_format == "temporal":
         for value in values:
@@ -163,6 +156,15 @@ def grants_from_claims(claims: Mapping[str, Any], settings: config.OidcSettings)
         return frozenset(grants)
     given = set(values)
     return frozenset((namespace, role) for value, namespace, role in settings.role_map if value in given)
+
+
+def _claim_values(raw: Any) -> list[str]:
+    """A claim's text values: one string, or the strings of a list; anything else holds none."""
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list):
+        return [value for value in raw if isinstance(value, str)]
+    return []
 
 
 def readable_name(claims: Mapping[str, Any]) -> str | None:
