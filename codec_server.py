@@ -6,6 +6,8 @@ from the same Azure Blob Storage container, and answers Temporal's codec server 
 
     POST /decode  and  POST /{namespace}/decode     decrypt {"payloads": [...]}
     POST /encode  and  POST /{namespace}/encode     encrypt {"payloads": [...]}  (off unless CODEC_SERVER_ENCODE=true)
+    GET  /healthz                                   200 once it listens, which it does only with its keys read:
+                                                    the Kubernetes probes' route (no token, no payload)
 
 Bodies are `temporal.api.common.v1.Payloads` in proto3 JSON; answers are compact JSON. Unencrypted
 payloads pass through /decode unchanged, so histories written before encryption stay readable.
@@ -23,12 +25,22 @@ while it works and once while it answers.
 
 Who may call it:
   * Browsers only from CODEC_SERVER_CORS_ORIGINS (default the local dev UI): a request with any other
-    Origin is refused with 403 and no CORS headers.
+    Origin is refused with 403 and no CORS headers. Allowed origins may send credentials and the
+    Authorization-Extras header the Web UI adds (neither is read).
   * When CODEC_SERVER_TOKEN is set, /decode needs `Authorization: Bearer <token>` (the scheme in any
     case; the CLI sends it with `--codec-auth "Bearer <token>"`). A CORS preflight never needs it.
   * /encode encrypts anything with the production key, so it forges payloads that workers trust: it
     answers 403 unless CODEC_SERVER_ENCODE=true, then needs CODEC_SERVER_ENCODE_TOKEN when that is set
     (else CODEC_SERVER_TOKEN), and every encode is logged with its key id and the caller's address.
+  * Signed-in users (codec_auth.py): with CODEC_SERVER_OIDC_ISSUER set, any other bearer must be a JWT
+    of that issuer for CODEC_SERVER_OIDC_AUDIENCE (401 otherwise, 503 while the issuer's keys cannot be
+    read), and its claim must grant read on the request's namespace for /decode, write for /encode (403
+    otherwise); a request naming no namespace needs the role on every namespace. The static tokens above
+    still open their endpoints, for the CLI and scripts. The issuer's keys are read before listening.
+
+Audit: every POST to /decode or /encode, whatever its outcome, is one line of the `codec_server.audit`
+logger (codec_auth.log_audit): endpoint, namespace, how the caller was identified, subject and readable
+name, payload count and bytes, key ids, status and the reason for a refusal; never a payload or a token.
 
 What one request may cost (`Limits`, each over-the-cap answer a 413 naming the cap): its body, its
 number of payloads (bounded before parsing by counting the body's JSON punctuation, so a million tiny
@@ -55,7 +67,8 @@ with %r, so a `%0A` in a path cannot forge a log line.
 TLS: with CODEC_SERVER_TLS_CERT_FILE and CODEC_SERVER_TLS_KEY_FILE it serves HTTPS itself; otherwise
 keep it on loopback or terminate TLS in front of it (docs/encryption.md has an example).
 
-Public API: `create_app(codec, cors_origins, token, encode=..., encode_token=..., limits=...)` builds
+Public API: `create_app(codec, cors_origins, token, encode=..., encode_token=..., limits=..., storage=...,
+verifier=...)` builds
 the aiohttp application (tests use it directly); `Limits`; `main()` is the command line entry point.
 """
 
@@ -88,6 +101,7 @@ from temporalio.converter import PayloadCodec, StorageDriverClaim
 
 import config
 from bootstrap import StartupError, Stop, run_program, started_key_provider, started_payload_storage
+from codec_auth import AuditRecord, KeysUnavailable, TokenVerifier, Unauthorized, log_audit
 from crypto_converter import KEY_ID_METADATA, EncryptionCodec, PayloadDecryptionError, Plaintext
 from payload_storage import (
     AzureBlobStorageDriver,
@@ -100,7 +114,9 @@ from payload_storage import (
 
 MIB = 1024 * 1024
 ALLOWED_METHODS = "POST, OPTIONS"
-ALLOWED_HEADERS = "content-type, x-namespace, authorization"
+# authorization-extras: the Web UI sends the user's ID token in it along with the access token ("pass the user
+# access token"); it is not read here, but a preflight that asks for a header not allowed fails the request.
+ALLOWED_HEADERS = "content-type, x-namespace, authorization, authorization-extras"
 BAD_BODY = 'request body must be JSON {"payloads": [...]}: temporal.api.common.v1.Payloads in proto3 JSON'
 CANNOT_DECRYPT = (
     "a payload cannot be decrypted by this codec server (its key is unknown here, or the payload was altered); "
@@ -114,6 +130,10 @@ INLINE_BYTES = 64 * 1024
 # Payload bytes base64-encoded into one chunk of an answer: 1 MiB of base64 (a multiple of 3, so the chunks
 # join into one valid base64 text). Encoding one takes about a millisecond, on the event loop.
 ANSWER_CHUNK_BYTES = 3 * 256 * 1024
+# The longest namespace an audit line shows (a namespace comes from the request, so from the caller).
+MAX_AUDITED_NAMESPACE = 256
+# The Kubernetes probes' route (deploy/manifests.py renders the probes): answered without a token.
+HEALTH_PATH = "/healthz"
 # How long a stop waits for requests in progress before cancelling them (aiohttp waits twice this at most).
 SHUTDOWN_TIMEOUT_SECONDS = 1.5
 
@@ -174,26 +194,31 @@ def create_app(
     encode_token: str | None = None,
     limits: Limits = Limits(),
     storage: AzureBlobStorageDriver | None = None,
+    verifier: TokenVerifier | None = None,
 ) -> web.Application:
     """The codec server application: /decode (resolving payload storage references when `storage` is
-    given), /encode when switched on, CORS, bearer tokens and limits."""
+    given), /encode when switched on, CORS, bearer tokens (signed-in users' JWTs when `verifier` is given),
+    limits, and one audit line per request."""
     app = web.Application(
-        middlewares=[_cors_middleware(frozenset(cors_origins)), _namespace_middleware],
+        middlewares=[_audit_middleware, _cors_middleware(frozenset(cors_origins)), _namespace_middleware],
         client_max_size=limits.max_request_bytes,
     )
     app.on_response_prepare.append(_add_cors_headers)
     work = _Work(limits)
     app.on_cleanup.append(work.close)
     decode = codec.decode if storage is None else _decode_through_storage(codec, storage, work)
-    decode_handler = _codec_endpoint("decode", decode, _expected_authorization(token), work)
+    decode_handler = _codec_endpoint("decode", decode, _expected_authorization(token), work, verifier)
     if encode:
-        encode_handler = _codec_endpoint("encode", codec.encode, _expected_authorization(encode_token or token), work)
+        encode_handler = _codec_endpoint(
+            "encode", codec.encode, _expected_authorization(encode_token or token), work, verifier
+        )
     else:
         encode_handler = _encode_switched_off
     for prefix in ("", "/{namespace}"):
         for name, handler in (("encode", encode_handler), ("decode", decode_handler)):
             app.router.add_post(f"{prefix}/{name}", handler)
             app.router.add_route("OPTIONS", f"{prefix}/{name}", _preflight)
+    app.router.add_get(HEALTH_PATH, _healthz)
     return app
 
 
@@ -261,6 +286,42 @@ def _decode_through_storage(codec: PayloadCodec, storage: AzureBlobStorageDriver
     return decode
 
 
+AUDIT = web.RequestKey("audit", AuditRecord)
+
+
+@web.middleware
+async def _audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One audit line for every POST to /decode or /encode, whatever its outcome (codec_auth.log_audit); the
+    handlers fill in who called and what the request held."""
+    endpoint = request.path.rsplit("/", 1)[-1]
+    if request.method != "POST" or endpoint not in ("decode", "encode"):
+        return await handler(request)
+    namespace = request.match_info.get("namespace") or request.headers.get("X-Namespace") or None
+    record = AuditRecord(
+        endpoint=endpoint,
+        path=request.path[: MAX_AUDITED_NAMESPACE + 16],
+        remote=request.remote,
+        namespace=namespace[:MAX_AUDITED_NAMESPACE] if namespace else None,
+    )
+    request[AUDIT] = record
+    try:
+        response = await handler(request)
+    except asyncio.CancelledError:
+        record.reason = record.reason or "cancelled (the server is stopping)"
+        raise
+    except web.HTTPException as error:
+        record.status = error.status
+        raise
+    except Exception:
+        record.status = 500
+        raise
+    else:
+        record.status = response.status
+        return response
+    finally:
+        log_audit(record)
+
+
 @web.middleware
 async def _namespace_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The request's namespace, from its path (/{namespace}/decode) or else its X-Namespace header; both
@@ -324,6 +385,9 @@ async def _add_cors_headers(request: web.Request, response: web.StreamResponse) 
                 "Access-Control-Allow-Origin": origin,
                 "Access-Control-Allow-Methods": ALLOWED_METHODS,
                 "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                # The UI's "include cross-origin credentials" needs it; no cookie is ever read here, so a
+                # credentialed request can do no more than any other.
+                "Access-Control-Allow-Credentials": "true",
                 "Vary": "Origin",
             }
         )
@@ -346,26 +410,75 @@ def _authorized(request: web.Request, expected: bytes | None) -> bool:
     return hmac.compare_digest(given, expected) and scheme.lower() == "bearer"
 
 
+async def _healthz(request: web.Request) -> web.Response:
+    """The probes' route: the server is up, so its keys were read (it listens only then); nothing else is asked."""
+    return web.json_response({"status": "ok"})
+
+
 async def _preflight(request: web.Request) -> web.Response:
     """CORS preflight: the CORS middleware adds the headers for allowed origins."""
     return web.Response(status=204)
 
 
 async def _encode_switched_off(request: web.Request) -> web.Response:
+    request[AUDIT].reason = "/encode is switched off"
     logger.warning("Refused an /encode request to %r from %s: /encode is switched off", request.path, request.remote)
     return _error(403, "/encode is switched off on this codec server (CODEC_SERVER_ENCODE)")
 
 
-def _codec_endpoint(name: str, transform: Transform, expected_authorization: bytes | None, work: _Work) -> Handler:
+async def _refused_caller(
+    request: web.Request, name: str, expected: bytes | None, verifier: TokenVerifier | None
+) -> web.Response | None:
+    """Why the caller may not make this request (401, 403, 503), or None when it may; the audit record learns who.
+
+    Without a verifier: the static token when one is set (else anyone). With one: the static token still opens
+    the endpoint (the CLI and scripts), any other bearer must be a valid JWT of the issuer whose claim grants
+    read (decode) or write (encode) on the request's namespace, or on every namespace when it names none."""
+    record = request[AUDIT]
+    if verifier is None or (expected is not None and _authorized(request, expected)):
+        if _authorized(request, expected):
+            record.method = "token" if expected is not None else "none"
+            return None
+        logger.warning("Refused a request to %r from %s without the right bearer token", request.path, request.remote)
+        record.reason = "missing or wrong bearer token"
+        return _error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    record.method = "oidc"
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise Unauthorized("no bearer token")
+        caller = await verifier.verify(credentials.strip())
+    except Unauthorized as error:
+        record.reason = str(error)
+        return _error(
+            401,
+            f"a valid bearer token of the configured issuer is needed: {error}",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    except KeysUnavailable as error:
+        logger.warning("Could not check a token for %r: %s", request.path, error)
+        record.reason = "issuer's keys unavailable"
+        return _error(503, "the codec server cannot read its identity provider's keys now; try again")
+    record.method, record.subject, record.name = "oidc", caller.subject, caller.name
+    role = "read" if name == "decode" else "write"
+    namespace = _request_namespace.get()
+    if not caller.may(role, namespace):
+        where = f"namespace {namespace!r}" if namespace else "every namespace (the request names none)"
+        record.reason = f"no {role} role on {'the namespace' if namespace else 'every namespace'}"
+        return _error(403, f"your token grants no {role} role on {where}")
+    return None
+
+
+def _codec_endpoint(
+    name: str, transform: Transform, expected_authorization: bytes | None, work: _Work, verifier: TokenVerifier | None
+) -> Handler:
     """A POST handler that runs the codec's encode or decode over a Payloads JSON body, within the limits."""
     timeout = work.limits.request_timeout_seconds
 
     async def endpoint(request: web.Request) -> web.StreamResponse:
-        if not _authorized(request, expected_authorization):
-            logger.warning(
-                "Refused a request to %r from %s without the right bearer token", request.path, request.remote
-            )
-            return _error(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        refused = await _refused_caller(request, name, expected_authorization, verifier)
+        if refused is not None:
+            return refused
         held: list[Callable[[], None]] = []
         holding = _held_until_answered.set(held)
         answer: _JsonAnswer | None = None
@@ -379,6 +492,7 @@ def _codec_endpoint(name: str, transform: Transform, expected_authorization: byt
                     return await answer.send(request)
         except TimeoutError:
             if answer is not None and answer.started:
+                request[AUDIT].reason = f"answer dropped: not read within {timeout:g}s"
                 logger.warning(
                     "Dropped the answer to a %s request to %r from %s: not read within %gs",
                     name,
@@ -390,6 +504,7 @@ def _codec_endpoint(name: str, transform: Transform, expected_authorization: byt
             logger.warning(
                 "Gave up on a %s request to %r from %s after %gs", name, request.path, request.remote, timeout
             )
+            request[AUDIT].reason = f"not finished within {timeout:g}s"
             return _error(503, f"the codec server did not finish this request within {timeout:g}s; try again")
         finally:
             _held_until_answered.reset(holding)
@@ -409,6 +524,10 @@ async def _answer(request: web.Request, name: str, transform: Transform, work: _
         except web.HTTPRequestEntityTooLarge:
             raise RequestTooLarge(_body_cap(limits)) from None
         payloads = await work.run(len(body), _parse, body, limits)
+        record = request[AUDIT]
+        record.payloads, record.bytes = len(payloads.payloads), sum(payload.ByteSize() for payload in payloads.payloads)
+        if name == "decode":
+            record.add_key_ids(_key_ids(payloads.payloads))
     except RequestTooLarge as error:
         logger.warning("Refused a %s request to %r from %s: %s", name, request.path, request.remote, error)
         return _error(413, str(error))
@@ -424,11 +543,20 @@ async def _answer(request: web.Request, name: str, transform: Transform, work: _
         logger.warning("Could not %s payloads for %s: %s", name, request.remote, error)
         return _storage_error(error)
     if name == "encode" and result:
+        request[AUDIT].add_key_ids(_key_ids(result))
         key_id = result[0].metadata.get(KEY_ID_METADATA, b"").decode(errors="replace")
         logger.info(
             "Encoded %d payload(s) with key id %s for %s (%r)", len(result), key_id, request.remote, request.path
         )
     return _JsonAnswer(result)
+
+
+def _key_ids(payloads: Sequence[Payload]) -> Iterator[str]:
+    """The key ids the payloads name (encrypted ones), as text."""
+    for payload in payloads:
+        key_id = payload.metadata.get(KEY_ID_METADATA)
+        if key_id:
+            yield key_id.decode(errors="replace")
 
 
 def _storage_error(error: PayloadStorageError) -> web.Response:
@@ -568,9 +696,14 @@ async def _serve(settings: config.Settings, stop: Stop) -> int:
     try:
         # The codec passes unencrypted payloads through, so histories from before encryption still show.
         codec = EncryptionCodec(keys, Plaintext.ACCEPT) if keys is not None else _Unencrypted()
-        async with started_payload_storage(settings.payload_storage, stop) as storage:
+        async with (
+            started_payload_storage(settings.payload_storage, stop) as storage,
+            _started_verifier(server.oidc) as verifier,
+        ):
             driver = storage.driver if storage is not None else None
-            runner = web.AppRunner(_application(server, codec, driver), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+            runner = web.AppRunner(
+                _application(server, codec, driver, verifier), shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS
+            )
             await runner.setup()
             try:
                 await _listen(runner, server.host, server.port, tls)
@@ -584,6 +717,20 @@ async def _serve(settings: config.Settings, stop: Stop) -> int:
     return 0
 
 
+@contextlib.asynccontextmanager
+async def _started_verifier(oidc: config.OidcSettings | None) -> AsyncIterator[TokenVerifier | None]:
+    """The token verifier with the issuer's keys read (StartupError when they cannot be), or None without an issuer."""
+    if oidc is None:
+        yield None
+        return
+    verifier = TokenVerifier(oidc)
+    try:
+        await verifier.start()
+        yield verifier
+    finally:
+        await verifier.close()
+
+
 class _Unencrypted(PayloadCodec):
     """The codec of a codec server without encryption (payload storage only): payloads pass as they are."""
 
@@ -595,7 +742,10 @@ class _Unencrypted(PayloadCodec):
 
 
 def _application(
-    server: config.CodecServerSettings, codec: PayloadCodec, storage: AzureBlobStorageDriver | None
+    server: config.CodecServerSettings,
+    codec: PayloadCodec,
+    storage: AzureBlobStorageDriver | None,
+    verifier: TokenVerifier | None = None,
 ) -> web.Application:
     """The application as configured; it fetches at most one largest stored payload per request, 64 MiB at least."""
     limits = Limits()
@@ -609,6 +759,7 @@ def _application(
         encode_token=server.encode_token,
         limits=limits,
         storage=storage,
+        verifier=verifier,
     )
 
 
@@ -649,6 +800,8 @@ def _warn_if_exposed(server: config.CodecServerSettings) -> None:
     """Anyone who reaches an open codec server can decrypt (or, with /encode, forge) payloads: say so."""
     if server.encode:
         guard = "CODEC_SERVER_ENCODE_TOKEN" if server.encode_token else "CODEC_SERVER_TOKEN" if server.token else None
+        if server.oidc is not None:
+            guard = " and ".join(filter(None, ["signed-in users with the write role", guard]))
         logger.info("Codec server serves /encode (CODEC_SERVER_ENCODE=true), guarded by %s", guard or "no token")
     try:
         loopback = ipaddress.ip_address(server.host).is_loopback
@@ -656,12 +809,13 @@ def _warn_if_exposed(server: config.CodecServerSettings) -> None:
         loopback = server.host == "localhost"
     if loopback:
         return
-    if not server.token:
+    if not server.token and server.oidc is None:
         logger.warning(
-            "Codec server on %s without CODEC_SERVER_TOKEN: anyone who can reach it can decrypt payloads",
+            "Codec server on %s without CODEC_SERVER_TOKEN or CODEC_SERVER_OIDC_ISSUER: anyone who can reach it can "
+            "decrypt payloads",
             server.host,
         )
-    if server.encode and not server.encode_token:
+    if server.encode and not server.encode_token and server.oidc is None:
         logger.warning(
             "Codec server on %s serves /encode without CODEC_SERVER_ENCODE_TOKEN: anyone who can call it can forge "
             "payloads that workers trust",

@@ -8,8 +8,10 @@ Public API:
     Parser                         # turns that text into typed values by a catalog's kinds, collecting problems
 
 Each variable is declared once, in one catalog: its name, its default, how its text is checked and
-converted, whether it is a secret, and where it goes (`Scope`): into the pod (the ConfigMap, or the
-app Secret when it is secret), only on this machine, only in tests, or only to the deploy scripts.
+converted, whether it is a secret, and where it goes (`Scope`): into the worker's pod (the ConfigMap, or the
+app Secret when it is secret), into the deployed codec server's pod only, only on this machine, only in
+tests, or only to the deploy scripts. A worker variable the deployed codec server reads as well (the key's
+vault, the payload storage container) says so (`Variable.codec_server`) and goes into both pods.
 This module, which the image runs, declares the app's variables; deploy/deploy_config.py, which only runs
 on the operator's machine, extends the catalog with the deploy variables (registry, cluster, resources,
 rollouts) and their own kinds. Everything else follows from the declaration: `source_config.sh --show`
@@ -354,6 +356,52 @@ def fraction(raw: str) -> float:
     return value
 
 
+# The roles a codec server grants on a namespace, weakest first: each includes those before it (decode needs read,
+# encode needs write), as in Temporal's own `<namespace>:<role>` permissions.
+CODEC_ROLES = ("read", "write", "admin")
+# How CODEC_SERVER_OIDC_CLAIM's values grant roles: `temporal` values are `<namespace>:<role>` themselves (Temporal's
+# claim format); `mapped` values (Entra app roles, group ids, emails) are looked up in CODEC_SERVER_OIDC_ROLE_MAP.
+OIDC_CLAIM_FORMATS = ("temporal", "mapped")
+# Every namespace, in a role map's grant (`Codec.Admin=*:read`).
+ALL_NAMESPACES = "*"
+
+
+def oidc_issuer(raw: str) -> str:
+    """An OIDC issuer: an https URL without query or fragment, exactly as the tokens' `iss` claim spells it."""
+    try:
+        https_url(raw)
+    except ValueError as error:
+        raise ValueError(
+            f"{error}; give the issuer as its tokens name it, such as https://login.microsoftonline.com/TENANT_ID/v2.0"
+        ) from None
+    parts = urlsplit(raw)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must be the issuer's URL alone: no query, fragment or user name")
+    return raw
+
+
+def role_map(raw: str) -> tuple[tuple[str, str, str], ...]:
+    """`VALUE=NAMESPACE:ROLE` entries, comma-separated: a claim value (an Entra app role, a group id, an email) and
+    the role it grants on a namespace (`*` for all). A value may repeat, one grant each."""
+    entries = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        value, equals, grant = entry.rpartition("=")
+        namespace, colon, role = grant.rpartition(":")
+        if not (equals and colon and value.strip() and namespace.strip()) or has_control_characters(entry):
+            raise ValueError(
+                f"entry {entry[:80]!r} is not VALUE=NAMESPACE:ROLE; for example "
+                "Codec.Read.Default=default:read,Codec.Write.Orders=orders:write"
+            )
+        if role not in CODEC_ROLES:
+            raise ValueError(f"entry {entry[:80]!r} grants role {role[:20]!r}; the roles are {', '.join(CODEC_ROLES)}")
+        entries.append((value.strip(), namespace.strip(), role))
+    if not entries:
+        raise ValueError("holds no entry; give VALUE=NAMESPACE:ROLE entries, comma-separated")
+    return tuple(entries)
+
+
 def one_of(*choices: str, message: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in choices:
@@ -404,9 +452,13 @@ class Scope(enum.Enum):
     """Where a variable is used, and so where it goes."""
 
     POD = "pod"
-    """Read by the worker: deployed in the ConfigMap, or in the app Secret when the variable is secret."""
+    """Read by the worker: deployed in the ConfigMap, or in the app Secret when the variable is secret (and into
+    the codec server's too when `Variable.codec_server` says it reads it as well)."""
+    CODEC_SERVER = "codec-server"
+    """Read only by the codec server: deployed (CODEC_SERVER_DEPLOY=true) in the codec server's own ConfigMap, or
+    its own Secret when secret; never in the worker's. `./start.sh` reads it on this machine like any other."""
     LOCAL = "local"
-    """Read only on this machine (start.sh, the codec server): never deployed."""
+    """Read only on this machine (start.sh, a codec server run there): never deployed."""
     TEST = "test"
     """A test-only override of the app's behaviour: never deployed, and a warning when set for a deployment."""
     DEPLOY = "deploy"
@@ -428,6 +480,9 @@ class Variable:
     """Never printed, never in a ConfigMap, on a command line or in the scripts' shell."""
     scope: Scope = Scope.POD
     """Where the variable is used and deployed."""
+    codec_server: bool = False
+    """A POD variable the deployed codec server reads too (Key Vault, payload storage, logging): it goes into the
+    codec server's ConfigMap or Secret as well as the worker's."""
 
 
 VARIABLES: tuple[Variable, ...] = (
@@ -451,9 +506,9 @@ VARIABLES: tuple[Variable, ...] = (
         "CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS", seconds(1.0, MAX_CLIENT_WORKFLOW_EXECUTION_TIMEOUT_SECONDS), "7200"
     ),
     Variable("WORKER_SHUTDOWN_TIMEOUT_SECONDS", seconds(0.0, MAX_WORKER_SHUTDOWN_TIMEOUT_SECONDS), "30"),
-    Variable("LOG_LEVEL", log_level, "INFO"),
+    Variable("LOG_LEVEL", log_level, "INFO", codec_server=True),
     # Empty: text on this machine; the rendered ConfigMap sets json for the cluster (manifests.py).
-    Variable("LOG_FORMAT", one_of(*LOG_FORMATS, message="must be text or json")),
+    Variable("LOG_FORMAT", one_of(*LOG_FORMATS, message="must be text or json"), codec_server=True),
     Variable("ACTIVITY_SIMULATED_WORK_SECONDS", seconds(0.0), "0"),
     # Local dev server started by ./start.sh (empty = the address's port + 1000, as the temporal CLI does)
     Variable("TEMPORAL_DEV_SERVER_UI_PORT", port(), scope=Scope.LOCAL),
@@ -472,19 +527,19 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("WORKER_TUNER_TARGET_MEMORY", fraction, "0.8"),
     Variable("WORKER_POLLER_AUTOSCALING", boolean, "false"),
     # Payload encryption with a key from Azure Key Vault
-    Variable("KEYVAULT_URL", keyvault_url),
-    Variable("KEYVAULT_SECRET_NAME", KEYVAULT_NAME),
-    Variable("KEYVAULT_REFRESH_SECONDS", seconds(1.0), "300"),
-    Variable("KEYVAULT_STARTUP_TIMEOUT_SECONDS", seconds(1.0), "30"),
-    Variable("KEYVAULT_FAILED_FETCH_RETRY_SECONDS", seconds(1.0), "60"),
+    Variable("KEYVAULT_URL", keyvault_url, codec_server=True),
+    Variable("KEYVAULT_SECRET_NAME", KEYVAULT_NAME, codec_server=True),
+    Variable("KEYVAULT_REFRESH_SECONDS", seconds(1.0), "300", codec_server=True),
+    Variable("KEYVAULT_STARTUP_TIMEOUT_SECONDS", seconds(1.0), "30", codec_server=True),
+    Variable("KEYVAULT_FAILED_FETCH_RETRY_SECONDS", seconds(1.0), "60", codec_server=True),
     Variable("KEYVAULT_CA_FILE", readable_file, scope=Scope.TEST),
     Variable("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", boolean, "true", scope=Scope.TEST),
     Variable("ENCRYPTION_REQUIRED", boolean, "false"),
     Variable("ENCRYPTION_ALLOW_PLAINTEXT", boolean, "false"),
     # Large payloads in Azure Blob Storage (Temporal external payload storage)
-    Variable("PAYLOAD_STORAGE_ACCOUNT_URL", storage_account_url),
-    Variable("PAYLOAD_STORAGE_CONNECTION_STRING", storage_connection_string, secret=True),
-    Variable("PAYLOAD_STORAGE_CONTAINER", container_name, DEFAULT_PAYLOAD_STORAGE_CONTAINER),
+    Variable("PAYLOAD_STORAGE_ACCOUNT_URL", storage_account_url, codec_server=True),
+    Variable("PAYLOAD_STORAGE_CONNECTION_STRING", storage_connection_string, secret=True, codec_server=True),
+    Variable("PAYLOAD_STORAGE_CONTAINER", container_name, DEFAULT_PAYLOAD_STORAGE_CONTAINER, codec_server=True),
     Variable(
         "PAYLOAD_STORAGE_THRESHOLD_BYTES",
         byte_count(0, MAX_PAYLOAD_STORAGE_THRESHOLD_BYTES),
@@ -494,6 +549,7 @@ VARIABLES: tuple[Variable, ...] = (
         "PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES",
         byte_count(1, MAX_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES),
         str(DEFAULT_PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES),
+        codec_server=True,
     ),
     Variable(
         "PAYLOAD_STORAGE_MAX_TASK_BYTES",
@@ -501,15 +557,29 @@ VARIABLES: tuple[Variable, ...] = (
         str(DEFAULT_PAYLOAD_STORAGE_MAX_TASK_BYTES),
     ),
     Variable("PAYLOAD_STORAGE_CA_FILE", readable_file, scope=Scope.TEST),
-    # Codec server (decrypts payloads for the Web UI and CLI)
-    Variable("CODEC_SERVER_HOST", required_text, "127.0.0.1"),
-    Variable("CODEC_SERVER_PORT", port(), "8081"),
-    Variable("CODEC_SERVER_CORS_ORIGINS", origins, "http://localhost:8233"),
-    Variable("CODEC_SERVER_TOKEN", secret=True, scope=Scope.LOCAL),
-    Variable("CODEC_SERVER_ENCODE", boolean, "false", scope=Scope.LOCAL),
-    Variable("CODEC_SERVER_ENCODE_TOKEN", secret=True, scope=Scope.LOCAL),
+    # Codec server (decrypts payloads for the Web UI and CLI): on this machine, or deployed (CODEC_SERVER_DEPLOY)
+    # with these in its own ConfigMap and Secret. In the cluster it listens on every interface (the rendered
+    # ConfigMap sets CODEC_SERVER_HOST=0.0.0.0) and the Ingress terminates TLS.
+    Variable("CODEC_SERVER_HOST", required_text, "127.0.0.1", scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_PORT", port(), "8081", scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_CORS_ORIGINS", origins, "http://localhost:8233", scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_TOKEN", secret=True, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_ENCODE", boolean, "false", scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_ENCODE_TOKEN", secret=True, scope=Scope.CODEC_SERVER),
     Variable("CODEC_SERVER_TLS_CERT_FILE", readable_file, scope=Scope.LOCAL),
     Variable("CODEC_SERVER_TLS_KEY_FILE", readable_file, scope=Scope.LOCAL),
+    # Signed-in users (OIDC): with an issuer, every request needs a bearer JWT from it (codec_auth.py)
+    Variable("CODEC_SERVER_OIDC_ISSUER", oidc_issuer, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_OIDC_AUDIENCE", required_text, scope=Scope.CODEC_SERVER),
+    Variable(
+        "CODEC_SERVER_OIDC_CLAIM_FORMAT",
+        one_of(*OIDC_CLAIM_FORMATS, message="must be temporal or mapped"),
+        "temporal",
+        scope=Scope.CODEC_SERVER,
+    ),
+    Variable("CODEC_SERVER_OIDC_CLAIM", required_text, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_OIDC_ROLE_MAP", role_map, scope=Scope.CODEC_SERVER),
+    Variable("CODEC_SERVER_OIDC_CA_FILE", readable_file, scope=Scope.TEST),
     # Worker Deployment Versioning: on when both names are set (each versioned Deployment sets them in the cluster)
     Variable("TEMPORAL_DEPLOYMENT_NAME", WORKER_DEPLOYMENT_NAME),
     Variable("TEMPORAL_WORKER_BUILD_ID", BUILD_ID),
@@ -682,6 +752,27 @@ class CodecServerSettings:
     """The bearer token /encode needs instead of `token`, when set."""
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    oidc: OidcSettings | None = None
+    """Signed-in users only (CODEC_SERVER_OIDC_*), or None when no issuer is set."""
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """Who may call the codec server when an OIDC issuer is set: a bearer JWT it signed, and the namespaces and
+    roles the token's claim grants (codec_auth.py verifies and maps; docs/encryption.md explains)."""
+
+    issuer: str
+    """The issuer URL, compared exactly with each token's `iss`; its OIDC discovery document names the keys."""
+    audience: str
+    """Compared exactly with each token's `aud` (or one of them): the codec server's app, e.g. api://temporal-codec."""
+    claim_format: str = "temporal"
+    """temporal: the claim's values are `<namespace>:<role>`; mapped: each value is looked up in `role_map`."""
+    claim: str = "permissions"
+    """The claim that grants access: Temporal's `permissions`, Entra's `roles` or `groups`, or any other."""
+    role_map: tuple[tuple[str, str, str], ...] = ()
+    """For `mapped`: (claim value, namespace or `*`, role) entries."""
+    ca_file: str | None = None
+    """Tests only: the CA bundle the issuer's TLS certificate is checked against."""
 
 
 @dataclass(frozen=True)
@@ -896,6 +987,7 @@ def parse_settings(parser: Parser) -> Settings:
             encode_token=value("CODEC_SERVER_ENCODE_TOKEN"),
             tls_cert_file=value("CODEC_SERVER_TLS_CERT_FILE"),
             tls_key_file=value("CODEC_SERVER_TLS_KEY_FILE"),
+            oidc=oidc_settings(parser),
         ),
         versioning=versioning_settings(parser),
         payload_storage=PayloadStorageSettings(
@@ -910,6 +1002,22 @@ def parse_settings(parser: Parser) -> Settings:
     )
     parser.problems.extend(combination_problems(parser, settings))
     return settings
+
+
+def oidc_settings(parser: Parser) -> OidcSettings | None:
+    """The codec server's sign-in settings when CODEC_SERVER_OIDC_ISSUER is set (its problems: oidc_problems)."""
+    values = {name: parser.value(f"CODEC_SERVER_OIDC_{name.upper()}") for name in OidcSettings.__dataclass_fields__}
+    if not values["issuer"]:
+        return None  # every value was still parsed above, so a wrong one is a problem even without an issuer
+    claim_format = values["claim_format"] or "temporal"
+    return OidcSettings(
+        issuer=values["issuer"],
+        audience=values["audience"] or "",
+        claim_format=claim_format,
+        claim=values["claim"] or ("permissions" if claim_format == "temporal" else "roles"),
+        role_map=values["role_map"] or (),
+        ca_file=values["ca_file"],
+    )
 
 
 def versioning_settings(parser: Parser) -> VersioningSettings | None:
@@ -1052,9 +1160,48 @@ def codec_server_problems(parser: Parser, server: CodecServerSettings) -> list[s
             "CODEC_SERVER_ENCODE_TOKEN equals CODEC_SERVER_TOKEN: /encode forges payloads that workers trust, so "
             "give it its own token (openssl rand -hex 32)"
         )
+    problems += oidc_problems(parser)
     if bool(parser.raw("CODEC_SERVER_TLS_CERT_FILE")) != bool(parser.raw("CODEC_SERVER_TLS_KEY_FILE")):
         problems.append(
             "CODEC_SERVER_TLS_CERT_FILE and CODEC_SERVER_TLS_KEY_FILE go together: set both to serve HTTPS, or neither"
+        )
+    return problems
+
+
+def oidc_problems(parser: Parser) -> list[str]:
+    """CODEC_SERVER_OIDC_* variables that contradict each other or are missing a partner."""
+    issuer, audience = parser.raw("CODEC_SERVER_OIDC_ISSUER"), parser.raw("CODEC_SERVER_OIDC_AUDIENCE")
+    mapped = parser.raw("CODEC_SERVER_OIDC_CLAIM_FORMAT").strip() == "mapped"
+    role_map_given = bool(parser.raw("CODEC_SERVER_OIDC_ROLE_MAP"))
+    if not issuer:
+        others = [
+            name
+            for name in ("CODEC_SERVER_OIDC_AUDIENCE", "CODEC_SERVER_OIDC_CLAIM", "CODEC_SERVER_OIDC_ROLE_MAP")
+            if parser.raw(name)
+        ]
+        return (
+            [
+                f"{', '.join(others)} set without CODEC_SERVER_OIDC_ISSUER: set the issuer to require signed-in "
+                "users, or remove them"
+            ]
+            if others
+            else []
+        )
+    problems = []
+    if not audience:
+        problems.append(
+            "CODEC_SERVER_OIDC_ISSUER is set without CODEC_SERVER_OIDC_AUDIENCE: a token for any application of the "
+            "issuer would do; set the codec server's audience (Entra: its Application ID URI or client id)"
+        )
+    if mapped and not role_map_given:
+        problems.append(
+            "CODEC_SERVER_OIDC_CLAIM_FORMAT=mapped needs CODEC_SERVER_OIDC_ROLE_MAP (VALUE=NAMESPACE:ROLE, ...): "
+            "without it no token grants anything"
+        )
+    if role_map_given and not mapped:
+        problems.append(
+            "CODEC_SERVER_OIDC_ROLE_MAP is set but CODEC_SERVER_OIDC_CLAIM_FORMAT is not mapped: set "
+            "CODEC_SERVER_OIDC_CLAIM_FORMAT=mapped to use it, or remove it"
         )
     return problems
 

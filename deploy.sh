@@ -27,11 +27,13 @@ Takes config.env (and the environment) to a running, ready worker on AKS:
                                      then kubectl delete of what features now off left
                                      (by the app's labels; docs/deploy.md, turning a feature off)
   [9/10] Waiting for rollout         kubectl rollout status --timeout $ROLLOUT_TIMEOUT
+                                     (and of the codec server with CODEC_SERVER_DEPLOY=true)
   [10/10] Routing new workflows      WORKER_VERSIONING=true: deploy/rollout.py set-current makes
                                      the new version current (older versions keep their pinned
                                      workflows); with versioning off the rolling update did it
 
-then shows the pods and the kubectl logs command. The image tag is the git commit (with a
+then shows the pods and the kubectl logs command (and, with CODEC_SERVER_DEPLOY=true, where
+the codec server is reached and the read-only roles its identity needs). The image tag is the git commit (with a
 -dirty-<hash> suffix for uncommitted changes) unless IMAGE_TAG or APP_IMAGE is set. Every
 command is printed before it runs; a failing step stops the script with its name and a hint.
 With WORKER_VERSIONING=true each tag gets its own Deployment; ./patch.sh --clean-up deletes
@@ -80,6 +82,7 @@ main() {
   step_route_new_workflows
   show_pods_and_logs_command
   payload_storage_hints
+  codec_server_hints
 }
 
 main "$@"

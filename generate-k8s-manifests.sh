@@ -24,6 +24,9 @@ source_config.sh) into DIR, by default the directory of this script:
   keda-scaledobject.yaml        KEDA ScaledObject (+ TriggerAuthentication) (when KEDA_ENABLED=true)
   pod-monitor.yaml              PodMonitor for Prometheus   (when METRICS_SCRAPE=podmonitor or prometheus-operator)
   prometheus-rules.yaml         PrometheusRule with the alert rules    (when METRICS_SCRAPE=prometheus-operator)
+  codec-server-*.yaml           the team's codec server: ServiceAccount, Secret, ConfigMap, NetworkPolicy,
+                                Deployment, PodDisruptionBudget, Service, Ingress (when CODEC_SERVER_DEPLOY=true;
+                                the Ingress with CODEC_SERVER_INGRESS_HOST)
 
 With TEMPORAL_API_KEY_KEYVAULT_SECRET (or TEMPORAL_TLS_CLIENT_KEYVAULT_CERTIFICATE) the
 credential stays in Key Vault: no Secret holds it, and KEDA reads it from the vault too.

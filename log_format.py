@@ -19,7 +19,8 @@ stores in Log Analytics as queryable fields:
 
 `time` is RFC 3339 in UTC; the Temporal context the SDK attaches to a record (`temporal_workflow` /
 `temporal_activity`) becomes top-level fields with the names below, and is no longer appended to the
-message; an exception is one `exception` field holding the whole traceback. Nothing else of a record
+message; the codec server's audit line (codec_auth.py) carries its own fields, `AUDIT_FIELDS`;
+an exception is one `exception` field holding the whole traceback. Nothing else of a record
 is written: a field only appears here because this module names it, so no value reaches the log that
 was not put into a message on purpose.
 
@@ -59,6 +60,22 @@ TEMPORAL_FIELDS = {
     "update_name": "update_name",
 }
 TEMPORAL_CONTEXTS = ("temporal_workflow", "temporal_activity")
+# The fields of the codec server's audit line (codec_auth.log_audit puts them on the record as `audit`): in JSON
+# they are fields of their own, so Log Analytics can filter by subject, namespace or status.
+AUDIT_FIELDS = (
+    "endpoint",
+    "namespace",
+    "auth",
+    "subject",
+    "user",
+    "payloads",
+    "bytes",
+    "key_ids",
+    "status",
+    "reason",
+    "remote",
+    "path",
+)
 # How much of a value from untrusted input a message shows (`shown`): a key id of 32 digits whole, never a flood.
 SHOWN_CHARACTERS = 64
 
@@ -77,6 +94,9 @@ class JsonFormatter(logging.Formatter):
             details = getattr(record, context, None)
             if isinstance(details, Mapping):
                 entry |= {TEMPORAL_FIELDS[key]: value for key, value in details.items() if key in TEMPORAL_FIELDS}
+        audit = getattr(record, "audit", None)
+        if isinstance(audit, Mapping):
+            entry |= {name: audit[name] for name in AUDIT_FIELDS if name in audit}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:

@@ -13,6 +13,7 @@ Code change (default): rebuild, push and roll out a new image of the deployed wo
   [4/9] Rendering manifests        [5/9] Logging in to ACR
   [6/9] Building and pushing image
   [7/9] Updating image             kubectl set image deployment/$APP_NAME worker=$APP_IMAGE@<digest>
+                                   (and the codec server's with CODEC_SERVER_DEPLOY=true)
                                    (WORKER_VERSIONING=true: "Starting the new version", which applies
                                    the new tag's own Deployment next to the older ones)
   [8/9] Waiting for rollout        kubectl rollout status --timeout $ROLLOUT_TIMEOUT
@@ -34,8 +35,10 @@ Code change (default): rebuild, push and roll out a new image of the deployed wo
                                    is asked to forget it. A version with pinned workflows still
                                    running is never deleted.
 
-Changes to resources, replicas, identity (AZURE_CLIENT_ID), KEDA or the namespace need
-./deploy.sh, which applies every manifest.
+Changes to resources, replicas, identity (AZURE_CLIENT_ID), KEDA, the namespace or the
+codec server's objects (CODEC_SERVER_DEPLOY=true the first time, its Ingress, replicas,
+resources) need ./deploy.sh, which applies every manifest. --config-only restarts the
+deployed codec server with its new ConfigMap and Secret too.
 
 Options:
   --config-only      apply the ConfigMap and Secrets and restart the pods; no build

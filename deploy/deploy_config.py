@@ -210,6 +210,37 @@ PLATFORM = r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?"
 METRICS_SCRAPES = ("none", "annotations", "podmonitor", "prometheus-operator")
 
 
+# CODEC_SERVER_INGRESS_HOST: a DNS name as an Ingress rule's host takes it (RFC 1123 subdomain, no wildcard).
+INGRESS_HOST = matching(
+    r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)+",
+    "must be the fully qualified host name the Web UI calls, in lowercase, such as codec.example.com",
+)
+
+
+def keyvault_certificate_uri(raw: str) -> str:
+    """CODEC_SERVER_TLS_KEYVAULT_CERTIFICATE_URI: a Key Vault certificate's URI, as the application routing add-on
+    takes it (https://VAULT.vault.azure.net/certificates/NAME, optionally /VERSION)."""
+    parts = urlsplit(raw)
+    segments = parts.path.strip("/").split("/")
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or has_control_characters(raw)
+        or " " in raw
+        or len(segments) not in (2, 3)
+        or segments[0] != "certificates"
+        or not re.fullmatch(r"[A-Za-z0-9-]{1,127}", segments[1])
+        or (len(segments) == 3 and not re.fullmatch(r"[0-9a-fA-F]{32}", segments[2]))
+    ):
+        raise ValueError(
+            "must be a Key Vault certificate's URI, such as https://my-vault.vault.azure.net/certificates/codec-tls "
+            "(az keyvault certificate show --query id --output tsv prints it)"
+        )
+    return raw
+
+
 # ---------------------------------------------------------------- the deploy variables
 
 DEPLOY_VARIABLES: tuple[Variable, ...] = (
@@ -281,6 +312,21 @@ DEPLOY_VARIABLES: tuple[Variable, ...] = (
     Variable("DEPLOY_TEMPORAL_ADDRESS", address, scope=Scope.DEPLOY),
     # Large payloads in Azure Blob Storage: the lifecycle rule deploy.sh suggests
     Variable("PAYLOAD_STORAGE_RETENTION_DAYS", whole_number(1), scope=Scope.DEPLOY),
+    # The codec server deployed in the cluster for the team (manifests.py renders it; docs/deploy.md#codec-server)
+    Variable("CODEC_SERVER_DEPLOY", boolean, "false", scope=Scope.DEPLOY),
+    Variable("CODEC_SERVER_REPLICAS", whole_number(1), "2", scope=Scope.DEPLOY),
+    Variable("CODEC_SERVER_CPU_REQUEST", cpu_quantity, "100m", scope=Scope.DEPLOY),
+    Variable("CODEC_SERVER_MEMORY_REQUEST", memory_quantity, "256Mi", scope=Scope.DEPLOY),
+    Variable("CODEC_SERVER_CPU_LIMIT", cpu_quantity, "1", scope=Scope.DEPLOY),
+    Variable("CODEC_SERVER_MEMORY_LIMIT", memory_quantity, "768Mi", scope=Scope.DEPLOY),
+    Variable(
+        "CODEC_SERVER_AZURE_CLIENT_ID",
+        matching(GUID, "must be the codec server's managed identity's client ID, a GUID"),
+        scope=Scope.DEPLOY,
+    ),
+    Variable("CODEC_SERVER_INGRESS_HOST", INGRESS_HOST, scope=Scope.DEPLOY),
+    Variable("CODEC_SERVER_TLS_KEYVAULT_CERTIFICATE_URI", keyvault_certificate_uri, scope=Scope.DEPLOY),
+    Variable("CODEC_SERVER_ALLOW_UNAUTHENTICATED", boolean, "false", scope=Scope.DEPLOY),
 )
 VARIABLES: tuple[Variable, ...] = config.VARIABLES + DEPLOY_VARIABLES
 CATALOG: config.Catalog = {variable.name: variable for variable in VARIABLES}
@@ -330,6 +376,24 @@ class RolloutSettings:
 
 
 @dataclass(frozen=True)
+class CodecServerDeploySettings:
+    """The codec server deployed in the cluster (CODEC_SERVER_DEPLOY=true): manifests.py says what it renders."""
+
+    enabled: bool
+    replicas: int = 2
+    cpu_request: str = "100m"
+    memory_request: str = "256Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "768Mi"
+    azure_client_id: str | None = None
+    """The codec server's own workload identity (read-only roles); None renders its ServiceAccount without one."""
+    ingress_host: str | None = None
+    """The host of the Ingress for the application routing add-on; None renders no Ingress."""
+    tls_certificate_uri: str | None = None
+    """The Key Vault certificate the add-on serves for ingress_host (kubernetes.azure.com/tls-cert-keyvault-uri)."""
+
+
+@dataclass(frozen=True)
 class DeploySettings:
     """Everything the manifests and the deploy scripts need, with the app's settings."""
 
@@ -360,6 +424,8 @@ class DeploySettings:
     rollout: RolloutSettings
     payload_storage_retention_days: int | None = None
     """Days after which the rendered lifecycle-management policy deletes payload blobs; None renders none."""
+    codec_server: CodecServerDeploySettings = CodecServerDeploySettings(enabled=False)
+    """The codec server in the cluster; nothing of it is rendered when it is off."""
     warnings: tuple[str, ...] = ()
     """Settings that are not wrong but will not do what one might expect in the cluster."""
 
@@ -381,6 +447,17 @@ class DeploySettings:
             variable.name: self.values[variable.name]
             for variable in VARIABLES
             if variable.scope is Scope.POD and variable.secret == secret and self.values[variable.name]
+        }
+
+    def codec_server_variables(self, secret: bool) -> dict[str, str]:
+        """The variables the deployed codec server gets, secret or not, with a value: its own (Scope.CODEC_SERVER)
+        and the worker's it reads too (`Variable.codec_server`); what goes into its ConfigMap or Secret."""
+        return {
+            variable.name: self.values[variable.name]
+            for variable in VARIABLES
+            if (variable.scope is Scope.CODEC_SERVER or (variable.scope is Scope.POD and variable.codec_server))
+            and variable.secret == secret
+            and self.values[variable.name]
         }
 
 
@@ -510,6 +587,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         parser.value("PAYLOAD_STORAGE_RETENTION_DAYS")
         _check_identity(parser)
         _check_network_policy(parser)
+        _check_codec_server(parser, app)
     values = parser.variables
     value = partial(_unchecked, parser)
     return DeploySettings(
@@ -541,7 +619,18 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         ),
         kube_context=values["KUBE_CONTEXT"],
         payload_storage_retention_days=value("PAYLOAD_STORAGE_RETENTION_DAYS"),
-        warnings=tuple(_warnings(parser) + _payload_storage_warnings(parser)),
+        codec_server=CodecServerDeploySettings(
+            enabled=value("CODEC_SERVER_DEPLOY") is True,
+            replicas=value("CODEC_SERVER_REPLICAS") or 0,
+            cpu_request=values["CODEC_SERVER_CPU_REQUEST"],
+            memory_request=values["CODEC_SERVER_MEMORY_REQUEST"],
+            cpu_limit=values["CODEC_SERVER_CPU_LIMIT"],
+            memory_limit=values["CODEC_SERVER_MEMORY_LIMIT"],
+            azure_client_id=value("CODEC_SERVER_AZURE_CLIENT_ID"),
+            ingress_host=value("CODEC_SERVER_INGRESS_HOST"),
+            tls_certificate_uri=value("CODEC_SERVER_TLS_KEYVAULT_CERTIFICATE_URI"),
+        ),
+        warnings=tuple(_warnings(parser) + _payload_storage_warnings(parser) + _codec_server_warnings(parser)),
         rollout=RolloutSettings(
             versioning=value("WORKER_VERSIONING") is True,
             worker_deployment_name=worker_deployment_name(values),
@@ -736,6 +825,139 @@ def _check_network_policy(parser: Parser) -> None:
                 f"{cidr} is the instance metadata service or Azure's host endpoint, which hand out the node's "
                 "identity; remove it (USE_NODE_IDENTITY=true lets the pod reach the metadata service if it must)",
             )
+
+
+# The deployed codec server's objects are named `<APP_NAME>-codec-server...`; its Service's name must be a DNS label
+# (RFC 1035: at most 63 characters, starting with a letter).
+CODEC_SERVER_SUFFIX = "-codec-server"
+# What the codec server holds per request that fetches from payload storage (codec_server.Limits: at most
+# max_fetching_requests = 2 fetch at once, each up to max(max_fetched_bytes = 64 MiB,
+# PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES), held about four times over: the blob, the payload, the decrypted payload,
+# the answer) and what it needs besides (Python, aiohttp, 16 requests of at most 6 MiB in flight).
+# tests/deploy checks these against codec_server.Limits.
+CODEC_SERVER_FETCHING_REQUESTS = 2
+CODEC_SERVER_MIN_FETCHED_BYTES = 64 * 1024 * 1024
+CODEC_SERVER_MEMORY_BASE_BYTES = 192 * 1024 * 1024
+# The sign-in variables (config.py): with both, every request needs a token the issuer signed (codec_auth.py).
+OIDC_ISSUER, OIDC_AUDIENCE = "CODEC_SERVER_OIDC_ISSUER", "CODEC_SERVER_OIDC_AUDIENCE"
+
+
+def _check_codec_server(parser: Parser, app: Settings) -> None:
+    """The deployed codec server (CODEC_SERVER_DEPLOY=true) must have something to decode, must not let anyone in
+    who reaches it unless told to, and needs an identity for what it reads in Azure, a Service name and, with an
+    Ingress, its certificate."""
+    for variable_name in (
+        "CODEC_SERVER_REPLICAS",
+        "CODEC_SERVER_AZURE_CLIENT_ID",
+        "CODEC_SERVER_INGRESS_HOST",
+        "CODEC_SERVER_TLS_KEYVAULT_CERTIFICATE_URI",
+        "CODEC_SERVER_ALLOW_UNAUTHENTICATED",
+    ):
+        parser.value(variable_name)
+    if parser.value("CODEC_SERVER_DEPLOY") is not True:
+        return
+    values = parser.variables
+    for request, limit in (
+        ("CODEC_SERVER_CPU_REQUEST", "CODEC_SERVER_CPU_LIMIT"),
+        ("CODEC_SERVER_MEMORY_REQUEST", "CODEC_SERVER_MEMORY_LIMIT"),
+    ):
+        request_value, limit_value = parser.value(request), parser.value(limit)
+        if request_value and limit_value and quantity(request_value) > quantity(limit_value):
+            parser.problems.append(
+                f"{request}={request_value} is more than {limit}={limit_value}; a request must not exceed its limit"
+            )
+    if not (app.encryption.enabled or app.payload_storage.enabled):
+        parser.problems.append(
+            "CODEC_SERVER_DEPLOY=true but neither payload encryption nor payload storage is configured, so the codec "
+            "server would have nothing to decode: set KEYVAULT_URL and KEYVAULT_SECRET_NAME (or "
+            "PAYLOAD_STORAGE_ACCOUNT_URL), or set CODEC_SERVER_DEPLOY=false"
+        )
+    signed_in = bool(parser.raw(OIDC_ISSUER) and parser.raw(OIDC_AUDIENCE))
+    allowed = parser.value("CODEC_SERVER_ALLOW_UNAUTHENTICATED") is True
+    if not signed_in and not parser.raw("CODEC_SERVER_TOKEN") and not allowed:
+        parser.problems.append(
+            "CODEC_SERVER_DEPLOY=true without sign-in: anyone who reaches the codec server could decrypt every "
+            f"payload; set {OIDC_ISSUER} and {OIDC_AUDIENCE} (users of the Web UI sign in, docs/deploy.md#codec-server)"
+            ", or CODEC_SERVER_TOKEN (CLI and scripts only), or CODEC_SERVER_ALLOW_UNAUTHENTICATED=true if the "
+            "network alone decides who reaches it"
+        )
+    identity_needed = [name for name in ("KEYVAULT_URL", "PAYLOAD_STORAGE_ACCOUNT_URL") if parser.raw(name)]
+    node_identity = parser.value("USE_NODE_IDENTITY") is True
+    if identity_needed and not parser.raw("CODEC_SERVER_AZURE_CLIENT_ID") and not node_identity:
+        parser.problems.append(
+            f"CODEC_SERVER_DEPLOY=true with {' and '.join(identity_needed)} but CODEC_SERVER_AZURE_CLIENT_ID is not "
+            "set: the codec server reads them with a workload identity of its own, with read-only roles; create it "
+            "as docs/deploy.md#codec-server says and set CODEC_SERVER_AZURE_CLIENT_ID to its client ID"
+        )
+    host, certificate = parser.raw("CODEC_SERVER_INGRESS_HOST"), parser.raw("CODEC_SERVER_TLS_KEYVAULT_CERTIFICATE_URI")
+    if host and not certificate:
+        parser.problems.append(
+            f"CODEC_SERVER_INGRESS_HOST={host} needs CODEC_SERVER_TLS_KEYVAULT_CERTIFICATE_URI: the Ingress serves "
+            "the codec server only over HTTPS, with a certificate for that host from Key Vault (tokens and decrypted "
+            "payloads cross it); give the certificate's URI, or leave the host empty for no Ingress"
+        )
+    elif certificate and not host:
+        parser.problems.append(
+            "CODEC_SERVER_TLS_KEYVAULT_CERTIFICATE_URI is set but CODEC_SERVER_INGRESS_HOST is not: the certificate "
+            "is for the Ingress; set the host it is for, or remove the URI"
+        )
+    service = values["APP_NAME"] + CODEC_SERVER_SUFFIX
+    if not re.fullmatch(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?", service):
+        parser.problems.append(
+            f"CODEC_SERVER_DEPLOY=true names the codec server's Service {service!r} after APP_NAME: a Service name "
+            f"starts with a letter and has at most 63 characters; use an APP_NAME that starts with a letter and has "
+            f"at most {63 - len(CODEC_SERVER_SUFFIX)} characters"
+        )
+    _check_codec_server_memory(parser, app)
+
+
+def _check_codec_server_memory(parser: Parser, app: Settings) -> None:
+    """With payload storage, CODEC_SERVER_MEMORY_LIMIT leaves room for the requests that fetch at once."""
+    storage, limit = app.payload_storage, parser.value("CODEC_SERVER_MEMORY_LIMIT")
+    if not storage.enabled or not limit or storage.max_payload_bytes is None:
+        return
+    fetched = max(CODEC_SERVER_MIN_FETCHED_BYTES, storage.max_payload_bytes)
+    needed = CODEC_SERVER_FETCHING_REQUESTS * PAYLOAD_MEMORY_COPIES * fetched + CODEC_SERVER_MEMORY_BASE_BYTES
+    if quantity(limit) < needed:
+        parser.problems.append(
+            f"CODEC_SERVER_MEMORY_LIMIT={limit} leaves too little room for payload storage: "
+            f"{CODEC_SERVER_FETCHING_REQUESTS} requests may each fetch {fetched // (1024 * 1024)}Mi at once and hold "
+            f"it {PAYLOAD_MEMORY_COPIES} times over; set CODEC_SERVER_MEMORY_LIMIT to at least "
+            f"{-(-needed // (1024 * 1024))}Mi or lower PAYLOAD_STORAGE_MAX_PAYLOAD_BYTES"
+        )
+
+
+def _codec_server_warnings(parser: Parser) -> list[str]:
+    """Codec server settings that are allowed but will not do what one might expect in the cluster."""
+    values = parser.variables
+    deployed = _unchecked(parser, "CODEC_SERVER_DEPLOY") is True
+    if not deployed:
+        unused = [name for name in ("CODEC_SERVER_INGRESS_HOST", "CODEC_SERVER_AZURE_CLIENT_ID") if values[name]]
+        return [f"{name} has no effect with CODEC_SERVER_DEPLOY=false" for name in unused]
+    warnings = []
+    if _unchecked(parser, "CODEC_SERVER_ALLOW_UNAUTHENTICATED") is True and not values[OIDC_ISSUER]:
+        if not values["CODEC_SERVER_TOKEN"]:
+            warnings.append(
+                "CODEC_SERVER_ALLOW_UNAUTHENTICATED=true: the deployed codec server decrypts payloads for anyone who "
+                "reaches it"
+            )
+    if (
+        values["CODEC_SERVER_INGRESS_HOST"]
+        and values["CODEC_SERVER_CORS_ORIGINS"] == config.DEFAULTS["CODEC_SERVER_CORS_ORIGINS"]
+    ):
+        warnings.append(
+            "CODEC_SERVER_INGRESS_HOST is set but CODEC_SERVER_CORS_ORIGINS is the local dev UI's origin: a browser "
+            "refuses the Web UI's calls until its origin (such as https://cloud.temporal.io) is listed there"
+        )
+    client_id = values["CODEC_SERVER_AZURE_CLIENT_ID"]
+    if client_id and client_id.lower() == values["AZURE_CLIENT_ID"].lower():
+        warnings.append(
+            "CODEC_SERVER_AZURE_CLIENT_ID is the worker's AZURE_CLIENT_ID: the codec server then has the worker's "
+            "roles (writing blobs) too; give it an identity of its own with read-only roles"
+        )
+    if _unchecked(parser, "CODEC_SERVER_ENCODE") is True:
+        warnings.append("CODEC_SERVER_ENCODE=true is deployed: whoever may write can make payloads that workers trust")
+    return warnings
 
 
 def _warnings(parser: Parser) -> list[str]:

@@ -14,8 +14,19 @@ YAML, so no value can change a document's structure, whatever it holds.
 
 Where each variable goes follows from its declaration in the catalog (`deploy_config.VARIABLES`): a POD
 variable goes into the ConfigMap, or into the app Secret when it is secret, and the container gets both with `envFrom`;
-LOCAL, TEST and DEPLOY variables stay out of the cluster. Secrets are read here, from config.env and the
-environment, and written only into Secret files (mode 0600, gitignored); never onto a command line.
+LOCAL, TEST and DEPLOY variables stay out of the cluster. CODEC_SERVER variables go only into the deployed codec
+server's own ConfigMap and Secret (with CODEC_SERVER_DEPLOY=true), with the POD variables it reads too
+(`Variable.codec_server`).
+
+With CODEC_SERVER_DEPLOY=true it also renders the team's codec server, `codec-server-*.yaml`: its own
+ServiceAccount (and workload identity), Secret, ConfigMap, NetworkPolicy (ingress only from the application routing
+add-on's namespace), a Deployment of the same image running `./start.sh codec-server` probed on /healthz, a
+PodDisruptionBudget, a Service and, with CODEC_SERVER_INGRESS_HOST, an HTTPS Ingress whose certificate the add-on
+reads from Key Vault. Its objects carry `app.kubernetes.io/component=codec-server`, so switched_off deletes them
+apart from the worker's. `codec_server_deployment_name(settings)` names its Deployment for the scripts.
+
+Secrets are read here, from config.env and the environment, and written only into Secret files (mode 0600,
+gitignored); never onto a command line.
 Temporal credentials kept in Key Vault (TEMPORAL_API_KEY_KEYVAULT_SECRET, ..._KEYVAULT_CERTIFICATE) are in
 no Secret: the pod reads them with its workload identity, and KEDA's TriggerAuthentication with `azureKeyVault`.
 
@@ -72,9 +83,27 @@ FILES = (
     "keda-scaledobject.yaml",
     "pod-monitor.yaml",
     "prometheus-rules.yaml",
+    # The codec server (CODEC_SERVER_DEPLOY=true), after the worker: its identity and configuration first.
+    "codec-server-service-account.yaml",
+    "codec-server-secret.yaml",
+    "codec-server-config-map.yaml",
+    "codec-server-network-policy.yaml",
+    "codec-server-deployment.yaml",
+    "codec-server-pod-disruption-budget.yaml",
+    "codec-server-service.yaml",
+    "codec-server-ingress.yaml",
 )
-SECRET_FILES = frozenset({"acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml"})
-CONFIGURATION_FILES = ("acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml", "config-map.yaml")
+SECRET_FILES = frozenset({"acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml", "codec-server-secret.yaml"})
+CONFIGURATION_FILES = (
+    "acr-secret.yaml",
+    "app-secret.yaml",
+    "temporal-tls-secret.yaml",
+    "config-map.yaml",
+    "codec-server-secret.yaml",
+    "codec-server-config-map.yaml",
+)
+# The worker's own configuration: what its pods' checksum covers (a codec server change never rolls the workers).
+WORKER_CONFIGURATION_FILES = ("acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml", "config-map.yaml")
 LIFECYCLE_POLICY_FILE = "payload-storage-lifecycle.json"
 HEADER = "# Rendered by generate-k8s-manifests.sh from config.env and the environment: change those, not this file.\n"
 
@@ -123,6 +152,8 @@ SCRAPE_INTERVAL = "30s"
 
 # The label every object of the app carries: APP_NAME.
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+# Which part of the app an object belongs to: worker or codec-server.
+COMPONENT_LABEL = "app.kubernetes.io/component"
 # Worker Versioning: the temporal-worker-controller's label for a version's Deployment and pods.
 BUILD_ID_LABEL = "temporal.io/build-id"
 
@@ -163,7 +194,7 @@ def render(settings: DeploySettings) -> dict[str, list[Document]]:
     rendered["config-map.yaml"] = [_config_map(settings, names, labels)]
     if settings.network_policy.enabled:
         rendered["network-policy.yaml"] = [_network_policy(settings, names, labels)]
-    checksum = _checksum({name: rendered[name] for name in CONFIGURATION_FILES if name in rendered})
+    checksum = _checksum({name: rendered[name] for name in WORKER_CONFIGURATION_FILES if name in rendered})
     rendered["deployment.yaml"] = [_deployment(settings, names, labels, checksum)]
     rendered["pod-disruption-budget.yaml"] = [_pod_disruption_budget(settings, names, labels)]
     if settings.keda.enabled:
@@ -172,6 +203,8 @@ def render(settings: DeploySettings) -> dict[str, list[Document]]:
         rendered["pod-monitor.yaml"] = [_pod_monitor(settings, names, labels)]
     if settings.metrics_scrape == "prometheus-operator":
         rendered["prometheus-rules.yaml"] = [_prometheus_rule(settings, names, labels)]
+    if settings.codec_server.enabled:
+        rendered |= _codec_server(settings)
     return {name: rendered[name] for name in FILES if name in rendered}
 
 
@@ -180,7 +213,7 @@ def _labels(settings: DeploySettings) -> dict[str, str]:
         "app.kubernetes.io/name": settings.app_name,
         INSTANCE_LABEL: settings.app_name,
         "app.kubernetes.io/version": settings.image_tag,
-        "app.kubernetes.io/component": "worker",
+        COMPONENT_LABEL: "worker",
         "app.kubernetes.io/part-of": "temporal-aks",
         MANAGED_BY_LABEL: MANAGED_BY,
     }
@@ -608,6 +641,335 @@ def _prometheus_rule(settings: DeploySettings, names: _Names, labels: dict[str, 
     }
 
 
+# ---------------------------------------------------------------- the codec server (CODEC_SERVER_DEPLOY=true)
+
+CODEC_SERVER_COMPONENT = "codec-server"
+CODEC_SERVER_FILE_PREFIX = "codec-server-"
+CODEC_SERVER_CONTAINER = "codec-server"
+# The image's codec server, as start.sh runs it in a container (exec, so Python is PID 1 and gets SIGTERM).
+CODEC_SERVER_COMMAND = ["./start.sh", "codec-server"]
+# Where the codec server listens in the pod: every interface, so that the Service reaches it.
+CODEC_SERVER_POD_HOST = "0.0.0.0"
+# Its health route (codec_server.py): answered once the keys are read and the server listens; never guarded.
+CODEC_SERVER_HEALTH_PATH = "/healthz"
+CODEC_SERVER_SERVICE_PORT = 80
+# It stops within about 2 x 1.5 s (codec_server.SHUTDOWN_TIMEOUT_SECONDS); the rest is margin.
+CODEC_SERVER_GRACE_SECONDS = 10
+# The AKS application routing add-on: its IngressClass, and the namespace its nginx controller pods run in.
+APP_ROUTING_INGRESS_CLASS = "webapprouting.kubernetes.azure.com"
+APP_ROUTING_NAMESPACE = "app-routing-system"
+# The add-on reads the certificate from Key Vault (its Key Vault integration) into the Secret `keyvault-<Ingress>`.
+KEYVAULT_CERTIFICATE_ANNOTATION = "kubernetes.azure.com/tls-cert-keyvault-uri"
+# The largest body the codec server reads (codec_server.Limits.max_request_bytes, 6 MiB; tests/deploy checks they
+# agree): nginx's default of 1 MiB would refuse larger ones before the codec server could say which cap it is.
+CODEC_SERVER_MAX_REQUEST_BYTES = 6 * 1024 * 1024
+PROXY_BODY_SIZE_ANNOTATION = "nginx.ingress.kubernetes.io/proxy-body-size"
+
+
+class _CodecServerNames:
+    """The codec server's objects' names, all `<APP_NAME>-codec-server...`."""
+
+    def __init__(self, app_name: str) -> None:
+        self.app = f"{app_name}-codec-server"
+        self.config_map = f"{self.app}-config"
+        self.secret = f"{self.app}-secrets"
+        self.pull_secret = _Names(app_name).pull_secret
+
+
+def codec_server_deployment_name(settings: DeploySettings) -> str:
+    """The codec server's Deployment ("" when it is not deployed): what the scripts wait for and update."""
+    return _CodecServerNames(settings.app_name).app if settings.codec_server.enabled else ""
+
+
+def _codec_server_selector(settings: DeploySettings) -> dict[str, str]:
+    return {"app.kubernetes.io/name": _CodecServerNames(settings.app_name).app, INSTANCE_LABEL: settings.app_name}
+
+
+def _codec_server_labels(settings: DeploySettings) -> dict[str, str]:
+    """The worker's labels with its own name and component: the worker's selectors never match its pods."""
+    return _labels(settings) | _codec_server_selector(settings) | {COMPONENT_LABEL: CODEC_SERVER_COMPONENT}
+
+
+def _codec_server(settings: DeploySettings) -> dict[str, list[Document]]:
+    """Every object of the deployed codec server, by file name: its ServiceAccount, Secret, ConfigMap,
+    NetworkPolicy (with NETWORK_POLICY), Deployment, PodDisruptionBudget, Service and Ingress (with a host)."""
+    names, labels = _CodecServerNames(settings.app_name), _codec_server_labels(settings)
+    rendered = {
+        "codec-server-service-account.yaml": [_codec_server_service_account(settings, names, labels)],
+        "codec-server-secret.yaml": [_codec_server_secret(settings, names, labels)],
+        "codec-server-config-map.yaml": [_codec_server_config_map(settings, names, labels)],
+    }
+    if settings.network_policy.enabled:
+        rendered["codec-server-network-policy.yaml"] = [_codec_server_network_policy(settings, names, labels)]
+    checksum = _checksum(
+        {
+            name: documents
+            for name, documents in ({"acr-secret.yaml": _pull_secret_or_none(settings)} | rendered).items()
+            if name in CONFIGURATION_FILES and documents
+        }
+    )
+    rendered["codec-server-deployment.yaml"] = [_codec_server_deployment(settings, names, labels, checksum)]
+    rendered["codec-server-pod-disruption-budget.yaml"] = [_codec_server_pod_disruption_budget(settings, names, labels)]
+    rendered["codec-server-service.yaml"] = [_codec_server_service(settings, names, labels)]
+    if settings.codec_server.ingress_host:
+        rendered["codec-server-ingress.yaml"] = [_codec_server_ingress(settings, names, labels)]
+    return rendered
+
+
+def _pull_secret_or_none(settings: DeploySettings) -> list[Document]:
+    """The pull Secret the codec server's pods use too (part of their checksum), when there is one."""
+    if not settings.acr_username:
+        return []
+    return [_pull_secret(settings, _Names(settings.app_name), _labels(settings))]
+
+
+def _codec_server_service_account(
+    settings: DeploySettings, names: _CodecServerNames, labels: dict[str, str]
+) -> Document:
+    """Its own ServiceAccount, never the namespace's default; with CODEC_SERVER_AZURE_CLIENT_ID its own workload
+    identity, which needs only read roles (docs/deploy.md#codec-server)."""
+    metadata = _metadata(settings, names.app, labels)
+    if settings.codec_server.azure_client_id:
+        metadata["annotations"] = {"azure.workload.identity/client-id": settings.codec_server.azure_client_id}
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata, "automountServiceAccountToken": False}
+
+
+def _codec_server_secret(settings: DeploySettings, names: _CodecServerNames, labels: dict[str, str]) -> Document:
+    """Every secret variable the codec server reads, with a value (its tokens, a storage connection string)."""
+    data = {name: value.encode() for name, value in settings.codec_server_variables(secret=True).items()}
+    return _secret(settings, names.secret, labels, data)
+
+
+def _codec_server_config_map(settings: DeploySettings, names: _CodecServerNames, labels: dict[str, str]) -> Document:
+    """Every non-secret variable the codec server reads, with a value; set for the pod: it listens on every
+    interface, logs JSON unless LOG_FORMAT says otherwise, and uses its one Azure credential."""
+    data = settings.codec_server_variables(secret=False)
+    data.setdefault("LOG_FORMAT", CLUSTER_LOG_FORMAT)
+    data["CODEC_SERVER_HOST"] = CODEC_SERVER_POD_HOST
+    data["CODEC_SERVER_PORT"] = str(settings.app.codec_server.port)
+    if settings.codec_server.azure_client_id:
+        data["AZURE_TOKEN_CREDENTIALS"] = WORKLOAD_IDENTITY_CREDENTIAL
+    elif settings.use_node_identity:
+        data["AZURE_TOKEN_CREDENTIALS"] = NODE_IDENTITY_CREDENTIAL
+    metadata = _metadata(settings, names.config_map, labels)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
+
+
+def _codec_server_network_policy(
+    settings: DeploySettings, names: _CodecServerNames, labels: dict[str, str]
+) -> Document:
+    """Ingress: only the application routing add-on's controller pods (namespace app-routing-system) to the codec
+    server's port; the kubelet's probes come from the node, which a NetworkPolicy never blocks. Egress: the
+    cluster's DNS, HTTPS (443, and the ports of KEYVAULT_URL and CODEC_SERVER_OIDC_ISSUER) to public addresses (Key
+    Vault, Blob Storage, the OIDC issuer's keys) and the ranges in
+    NETWORK_POLICY_EGRESS_CIDRS; never the metadata address unless it uses the node's identity. No Temporal: it
+    never calls it."""
+    https_ports = {HTTPS_PORT}
+    for url in (settings.app.encryption.keyvault_url, settings.values["CODEC_SERVER_OIDC_ISSUER"]):
+        if url:
+            https_ports.add(urlsplit(url).port or HTTPS_PORT)
+    egress: list[Document] = [
+        {
+            "to": [_in_kube_system(KUBE_DNS_LABELS)]
+            + [_ip_block(f"{address}/32", ()) for address in CLUSTER_DNS_ADDRESSES],
+            "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
+        },
+        {
+            "to": [_ip_block(ANYWHERE, PRIVATE_RANGES + NEVER_REACHED)],
+            "ports": [{"protocol": "TCP", "port": port} for port in sorted(https_ports)],
+        },
+    ]
+    extra = settings.network_policy.egress_cidrs
+    if extra:
+        egress.append({"to": [_ip_block(cidr, _within(cidr, NEVER_ALLOWED)) for cidr in extra]})
+    if settings.use_node_identity and not settings.codec_server.azure_client_id:
+        egress.append({"to": [_ip_block(METADATA_ADDRESS, ())], "ports": [{"protocol": "TCP", "port": 80}]})
+    ingress = [
+        {
+            "from": [_in_namespace(APP_ROUTING_NAMESPACE)],
+            "ports": [{"protocol": "TCP", "port": settings.app.codec_server.port}],
+        }
+    ]
+    spec = {
+        "podSelector": {"matchLabels": _codec_server_selector(settings)},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": ingress,
+        "egress": egress,
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(settings, names.app, labels),
+        "spec": spec,
+    }
+
+
+def _codec_server_probe(period_seconds: int, failures: int) -> Document:
+    return {
+        "httpGet": {"path": CODEC_SERVER_HEALTH_PATH, "port": "http"},
+        "periodSeconds": period_seconds,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def _codec_server_deployment(
+    settings: DeploySettings, names: _CodecServerNames, labels: dict[str, str], checksum: str
+) -> Document:
+    """The image's codec server (`./start.sh codec-server`), CODEC_SERVER_REPLICAS pods spread over zones and
+    nodes, as hardened as the worker's (Pod Security restricted, read-only root, its numeric user)."""
+    deployed, app = settings.codec_server, settings.app
+    selector = _codec_server_selector(settings)
+    pod_labels = dict(labels)
+    if deployed.azure_client_id:
+        pod_labels["azure.workload.identity/use"] = "true"
+    # It listens only once the key is read from Key Vault (KEYVAULT_STARTUP_TIMEOUT_SECONDS at most), so the
+    # startup probe waits that long and a minute more.
+    startup_seconds = (app.encryption.startup_timeout_seconds or 0) + 60
+    container: Document = {
+        "name": CODEC_SERVER_CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": "IfNotPresent" if settings.image_digest else "Always",
+        "workingDir": "/app",
+        "command": list(CODEC_SERVER_COMMAND),
+        "envFrom": [{"configMapRef": {"name": names.config_map}}, {"secretRef": {"name": names.secret}}],
+        "ports": [{"name": "http", "containerPort": app.codec_server.port, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": deployed.cpu_request, "memory": deployed.memory_request},
+            "limits": {"cpu": deployed.cpu_limit, "memory": deployed.memory_limit},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        # Started: listening, which it does only with its keys; ready and live: it still answers.
+        "startupProbe": _codec_server_probe(2, math.ceil(startup_seconds / 2)),
+        "readinessProbe": _codec_server_probe(5, 2),
+        "livenessProbe": _codec_server_probe(15, 4),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod: Document = {
+        "serviceAccountName": names.app,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": CODEC_SERVER_GRACE_SECONDS,
+    }
+    if settings.acr_username:
+        pod["imagePullSecrets"] = [{"name": names.pull_secret}]
+    pod |= {
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": topology_key,
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": selector},
+            }
+            for topology_key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")
+        ],
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+    }
+    spec = {
+        "replicas": deployed.replicas,
+        "revisionHistoryLimit": 5,
+        "selector": {"matchLabels": selector},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        "template": {"metadata": {"labels": pod_labels, "annotations": {CHECKSUM_ANNOTATION: checksum}}, "spec": pod},
+    }
+    metadata = _metadata(settings, names.app, labels)
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
+
+
+def _codec_server_pod_disruption_budget(
+    settings: DeploySettings, names: _CodecServerNames, labels: dict[str, str]
+) -> Document:
+    """One codec server at a time may be evicted: with two, the Web UI keeps one through a node drain."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(settings, names.app, labels),
+        "spec": {
+            "maxUnavailable": 1,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": _codec_server_selector(settings)},
+        },
+    }
+
+
+def _codec_server_service(settings: DeploySettings, names: _CodecServerNames, labels: dict[str, str]) -> Document:
+    """A ClusterIP Service on port 80 (plain HTTP inside the cluster; TLS ends at the Ingress)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(settings, names.app, labels),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": _codec_server_selector(settings),
+            "ports": [{"name": "http", "port": CODEC_SERVER_SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def _codec_server_ingress(settings: DeploySettings, names: _CodecServerNames, labels: dict[str, str]) -> Document:
+    """HTTPS on CODEC_SERVER_INGRESS_HOST through the AKS application routing add-on, with the certificate its Key
+    Vault integration reads from CODEC_SERVER_TLS_KEYVAULT_CERTIFICATE_URI into the Secret `keyvault-<name>`."""
+    host = settings.codec_server.ingress_host
+    metadata = _metadata(settings, names.app, labels)
+    metadata["annotations"] = {
+        KEYVAULT_CERTIFICATE_ANNOTATION: settings.codec_server.tls_certificate_uri,
+        PROXY_BODY_SIZE_ANNOTATION: f"{CODEC_SERVER_MAX_REQUEST_BYTES // (1024 * 1024)}m",
+    }
+    backend = {"service": {"name": names.app, "port": {"name": "http"}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": metadata,
+        "spec": {
+            "ingressClassName": APP_ROUTING_INGRESS_CLASS,
+            "tls": [{"hosts": [host], "secretName": f"keyvault-{names.app}"}],
+            "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}],
+        },
+    }
+
+
+# The codec server's kinds, in the order kubectl deletes them when it is switched off: the pods first.
+CODEC_SERVER_RESOURCES = (
+    ("Deployment", "apps", "deployments.apps"),
+    ("Ingress", "networking.k8s.io", "ingresses.networking.k8s.io"),
+    ("Service", "", "services"),
+    ("PodDisruptionBudget", "policy", "poddisruptionbudgets.policy"),
+    ("NetworkPolicy", "networking.k8s.io", "networkpolicies.networking.k8s.io"),
+    ("ConfigMap", "", "configmaps"),
+    ("Secret", "", "secrets"),
+    ("ServiceAccount", "", "serviceaccounts"),
+)
+
+
+def _codec_server_switched_off(
+    settings: DeploySettings, manifests: Mapping[str, list[Document]], ours: str
+) -> list[Prune]:
+    """The codec server's objects this configuration does not render: every kind when CODEC_SERVER_DEPLOY is off,
+    else the Ingress without CODEC_SERVER_INGRESS_HOST and the NetworkPolicy with NETWORK_POLICY=false."""
+    rendered = {
+        (document["kind"], document["apiVersion"].rpartition("/")[0])
+        for name, documents in manifests.items()
+        if name.startswith(CODEC_SERVER_FILE_PREFIX)
+        for document in documents
+    }
+    gone = tuple(resource for kind, group, resource in CODEC_SERVER_RESOURCES if (kind, group) not in rendered)
+    if not gone:
+        return []
+    return [Prune(gone, f"{ours},{COMPONENT_LABEL}={CODEC_SERVER_COMPONENT}")]
+
+
 # ---------------------------------------------------------------- switched-off features
 
 
@@ -653,6 +1015,8 @@ def switched_off(settings: DeploySettings, manifests: Mapping[str, list[Document
     every object of a kind in PRUNABLE that this configuration renders none of (KEDA off: its ScaledObject and
     TriggerAuthentication; no AZURE_CLIENT_ID: the ServiceAccount; ...), and every Secret of the app but the
     ones rendered (the pull secret without ACR_USERNAME, the `<APP_NAME>-temporal-api-key` of older releases).
+    The codec server's objects (labelled COMPONENT_LABEL=codec-server) are left out of those and go by
+    `_codec_server_switched_off`: all of them when CODEC_SERVER_DEPLOY is off, its Ingress without a host.
 
     Only objects that carry the app's labels (INSTANCE_LABEL=APP_NAME, MANAGED_BY_LABEL=MANAGED_BY) are
     selected. With WORKER_VERSIONING, what older versions still use stays (ServiceAccount, Secrets,
@@ -661,9 +1025,12 @@ def switched_off(settings: DeploySettings, manifests: Mapping[str, list[Document
     ScaledObject of a version (labelled with BUILD_ID_LABEL) is left to --clean-up as well.
     """
     versioning = settings.rollout.versioning
-    selector = f"{INSTANCE_LABEL}={settings.app_name},{MANAGED_BY_LABEL}={MANAGED_BY}"
+    ours = f"{INSTANCE_LABEL}={settings.app_name},{MANAGED_BY_LABEL}={MANAGED_BY}"
+    selector = f"{ours},{COMPONENT_LABEL}!={CODEC_SERVER_COMPONENT}"
     rendered: dict[tuple[str, str], list[str]] = {}
-    for documents in manifests.values():
+    for name, documents in manifests.items():
+        if name.startswith(CODEC_SERVER_FILE_PREFIX):
+            continue
         for document in documents:
             group = document["apiVersion"].rpartition("/")[0]
             rendered.setdefault((document["kind"], group), []).append(document["metadata"]["name"])
@@ -683,7 +1050,8 @@ def switched_off(settings: DeploySettings, manifests: Mapping[str, list[Document
         else:
             whole_kinds.append(prunable.resource)
     # A ScaledObject goes before the TriggerAuthentication it names.
-    return scaled_objects + ([Prune(tuple(whole_kinds), selector)] if whole_kinds else []) + secrets
+    worker = scaled_objects + ([Prune(tuple(whole_kinds), selector)] if whole_kinds else []) + secrets
+    return worker + _codec_server_switched_off(settings, manifests, ours)
 
 
 # ---------------------------------------------------------------- files

@@ -30,6 +30,8 @@ The plan (values with a TASK):
                                  that is off stays (manifests.switched_off), one `RESOURCES<TAB>SELECTOR<TAB>FIELDS`
                                  a line
     PLAN_CUSTOM_RESOURCES        the resources CRDs define (the cluster may not have them), one per line
+    PLAN_CODEC_SERVER_DEPLOYMENT the codec server's Deployment (CODEC_SERVER_DEPLOY=true), else empty
+    PLAN_KEYVAULT_NAME           the vault of KEYVAULT_URL (the codec server's role assignment), or empty
 
 Booleans are given to the shell as `true` or `false`, whichever word config.env used, so that the scripts
 never need to know which words mean true. Secrets are never printed: the shell gets none, and the manifests
@@ -42,6 +44,7 @@ import argparse
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 if __name__ == "__main__" and not __package__:
     # Run as a file (python deploy/plan.py): import from the repository's root, as python -m would.
@@ -68,6 +71,7 @@ from deploy.manifests import (
     FILES,
     LIFECYCLE_POLICY_FILE,
     SECRET_FILES,
+    codec_server_deployment_name,
     pod_selector,
     render,
     render_into,
@@ -92,6 +96,8 @@ PLAN_VARIABLES = (
     "PLAN_RENDERED",
     "PLAN_PRUNE",
     "PLAN_CUSTOM_RESOURCES",
+    "PLAN_CODEC_SERVER_DEPLOYMENT",
+    "PLAN_KEYVAULT_NAME",
 )
 """The plan's names, in the order `values` prints them (the module's docstring says what each holds)."""
 
@@ -118,7 +124,14 @@ def plan_values(settings: DeploySettings, ramp: int | None, rendered: Path | Non
         "PLAN_RENDERED": "\n".join(visible(line) for line in report),
         "PLAN_PRUNE": "\n".join(prune.line() for prune in switched_off(settings, render(settings))) if rendered else "",
         "PLAN_CUSTOM_RESOURCES": "\n".join(CUSTOM_RESOURCES),
+        "PLAN_CODEC_SERVER_DEPLOYMENT": codec_server_deployment_name(settings),
+        "PLAN_KEYVAULT_NAME": keyvault_name(settings.values["KEYVAULT_URL"]),
     }
+
+
+def keyvault_name(url: str) -> str:
+    """The vault's name: the first label of KEYVAULT_URL's host ("" without one)."""
+    return (urlsplit(url).hostname or "").split(".", 1)[0] if url else ""
 
 
 def values_for_shell(task: str | None, ramp: str | None = None, render_dir: Path | None = None) -> dict[str, str]:

@@ -407,18 +407,21 @@ delete_switched_off() {
 # With versioning every version's Deployment reads the shared ConfigMap and Secrets: restart them all.
 restart_rollout() {
   if [ "$WORKER_VERSIONING" = true ]; then
-    kube rollout restart deployment --selector "$PLAN_POD_SELECTOR"
+    kube rollout restart deployment --selector "$PLAN_POD_SELECTOR" # the codec server's too
   else
     kube rollout restart "deployment/$APP_NAME"
+    ! codec_server_deployed || kube rollout restart "deployment/$PLAN_CODEC_SERVER_DEPLOYMENT"
   fi
 }
 
 set_image() {
   kube set image "deployment/$APP_NAME" "worker=$DEPLOY_IMAGE"
+  set_codec_server_image
 }
 
 wait_for_rollout() {
   kube rollout status "deployment/$PLAN_KUBERNETES_DEPLOYMENT" --timeout "$ROLLOUT_TIMEOUT"
+  ! codec_server_deployed || kube rollout status "deployment/$PLAN_CODEC_SERVER_DEPLOYMENT" --timeout "$ROLLOUT_TIMEOUT"
 }
 
 # After a configuration change with versioning: every version's Deployment, as the cluster lists them.
@@ -439,6 +442,7 @@ wait_for_every_version() {
 # The Deployment of this version starts next to the older ones (patch.sh with WORKER_VERSIONING=true).
 start_version() {
   apply_files deployment.yaml keda-scaledobject.yaml
+  set_codec_server_image
 }
 
 rollout_hint() {
@@ -462,6 +466,9 @@ A worker that reached Temporal prints:
   Initializing worker...
   Starting worker... Awaiting tasks.
 TEXT
+  codec_server_deployed || return 0
+  printf 'The codec server'"'"'s log: %s\n' \
+    "$(command_line kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" logs "deployment/$PLAN_CODEC_SERVER_DEPLOYMENT" --follow)"
 }
 
 # ---------------------------------------------------------------- payload storage (deploy.sh's hints)
@@ -508,5 +515,52 @@ payload_storage_hints() {
       --subscription "$AZURE_SUBSCRIPTION_ID" --policy "@$PLAN_PAYLOAD_RETENTION"
   else
     echo "$PLAN_PAYLOAD_RETENTION (CONFIGURATION.md, retention)."
+  fi
+}
+
+# ---------------------------------------------------------------- the codec server (CODEC_SERVER_DEPLOY=true)
+
+# The plan names its Deployment only when it is deployed.
+codec_server_deployed() {
+  [ -n "$PLAN_CODEC_SERVER_DEPLOYMENT" ]
+}
+
+# patch.sh: the codec server runs the same image as the workers.
+set_codec_server_image() {
+  ! codec_server_deployed || kube set image "deployment/$PLAN_CODEC_SERVER_DEPLOYMENT" "codec-server=$DEPLOY_IMAGE"
+}
+
+# deploy.sh's last words with CODEC_SERVER_DEPLOY=true: where the Web UI reaches it, and the federated credential
+# and read-only roles its identity needs. Printed, not run: they need Owner or User Access Administrator rights,
+# rarely the deployer's (docs/deploy.md#codec-server walks through them).
+codec_server_hints() {
+  codec_server_deployed || return 0
+  local assignee=${CODEC_SERVER_AZURE_CLIENT_ID:-"<client id of the codec server's managed identity>"}
+  local account=$PLAN_PAYLOAD_STORAGE_ACCOUNT storage_scope
+  printf '\nCodec server: deployment/%s, %s replicas.\n' "$PLAN_CODEC_SERVER_DEPLOYMENT" "$CODEC_SERVER_REPLICAS"
+  if [ -n "$CODEC_SERVER_INGRESS_HOST" ]; then
+    echo "The Web UI's codec endpoint: https://$CODEC_SERVER_INGRESS_HOST (point its DNS name at the application routing add-on)."
+  else
+    echo "No Ingress (CODEC_SERVER_INGRESS_HOST is empty); from this machine:"
+    print_command kubectl --context "$KUBE_CONTEXT" --namespace "$KUBERNETES_NAMESPACE" port-forward "service/$PLAN_CODEC_SERVER_DEPLOYMENT" "$CODEC_SERVER_PORT:80"
+  fi
+  [ -n "$CODEC_SERVER_AZURE_CLIENT_ID" ] || [ -n "$PLAN_KEYVAULT_NAME$account" ] || return 0
+  echo "Its own identity reads with read-only roles; once, as an Owner or User Access Administrator of each resource"
+  echo "(deploy.sh grants nothing; the issuer is what $(aks_command show --query oidcIssuerProfile.issuerUrl --output tsv) prints):"
+  print_command az identity federated-credential create --name "$PLAN_CODEC_SERVER_DEPLOYMENT" \
+    --identity-name "<name of the codec server identity>" --resource-group "<resource group of that identity>" \
+    --issuer "<OIDC issuer URL of the cluster>" \
+    --subject "system:serviceaccount:$KUBERNETES_NAMESPACE:$PLAN_CODEC_SERVER_DEPLOYMENT" --audiences api://AzureADTokenExchange
+  if [ -n "$PLAN_KEYVAULT_NAME" ]; then
+    print_command az role assignment create --role "Key Vault Secrets User" --assignee "$assignee" \
+      --scope "<id of key vault $PLAN_KEYVAULT_NAME>"
+  fi
+  if [ -n "$account" ]; then
+    if [ -n "$STORAGE_ACCOUNT_ID" ]; then
+      storage_scope="$STORAGE_ACCOUNT_ID/blobServices/default/containers/$PAYLOAD_STORAGE_CONTAINER"
+    else
+      storage_scope="<id of storage account $account>/blobServices/default/containers/$PAYLOAD_STORAGE_CONTAINER"
+    fi
+    print_command az role assignment create --role "Storage Blob Data Reader" --assignee "$assignee" --scope "$storage_scope"
   fi
 }

@@ -22,7 +22,10 @@ It measures, on this machine, with real parts (run it through the test environme
   7. the worker's memory: its RSS once polling, and what each workflow in the sticky cache adds;
   8. the round trip of 1, 8 and 32 MiB payloads through payload storage in Azurite (the data converter's
      encode, which uploads, then its decode, which downloads), plain and encrypted; skipped, saying so,
-     when Azurite is not installed (.ci/run installs it).
+     when Azurite is not installed (.ci/run installs it);
+  9. `--only codec-auth` (alone, about half a minute): what verifying a sign-in token (OIDC JWT) costs the
+     codec server per request with the issuer's keys held, next to decoding a 1 KiB payload, and a whole
+     /decode request with the static token and with a token.
 The targets it is written against: encrypted/plain >= 0.95; codec >= 0.9 of raw at 1 MiB and 16 MiB and
 at most 10 us added per tiny payload; one Key Vault GET per version plus the refreshes.
 """
@@ -33,6 +36,7 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import logging
 import os
 import platform
 import statistics
@@ -619,10 +623,101 @@ async def measure_with_servers(scale: Scale) -> tuple[dict[str, list[float]], li
         return rates, key_vault_rows(vault), start_times, worker_rows
 
 
+# --- The codec server's signed-in access (`--only codec-auth`): what verifying a token adds to a request ------------
+
+
+def measure_codec_auth(quick: bool) -> list[str]:
+    """Token verification per request with the keys held (RS256, ES256), next to decoding one 1 KiB payload, and
+    whole /decode requests over loopback HTTP with the static token and with an OIDC token; against the tests'
+    OIDC provider (tests/helpers/oidc_provider.py). Self-contained: its imports are here."""
+    from aiohttp.test_utils import TestClient, TestServer  # noqa: PLC0415
+    from google.protobuf import json_format  # noqa: PLC0415
+    from temporalio.api.common.v1 import Payloads  # noqa: PLC0415
+
+    import config  # noqa: PLC0415
+    from codec_auth import TokenVerifier  # noqa: PLC0415
+    from codec_server import create_app  # noqa: PLC0415
+
+    from helpers.oidc_provider import AUDIENCE, OidcProvider  # noqa: PLC0415
+    from helpers.static_keys import StaticKeyProvider  # noqa: PLC0415
+
+    verifications, requests = (200, 50) if quick else (5000, 1000)
+    static = "static-bench-token"
+    codec = EncryptionCodec(StaticKeyProvider.random(), Plaintext.ACCEPT)
+
+    async def per_call_us(call: Callable, count: int) -> float:
+        for _ in range(min(count, 100)):  # warm up
+            await call()
+        started = time.perf_counter()
+        for _ in range(count):
+            await call()
+        return (time.perf_counter() - started) / count * 1e6
+
+    async def measure(provider: OidcProvider, es_provider: OidcProvider) -> list[str]:
+        rows = []
+        [encrypted] = await codec.encode([Payload(metadata={"encoding": b"json/plain"}, data=os.urandom(1024))])
+        body = json_format.MessageToJson(Payloads(payloads=[encrypted]))
+        decode_us = await per_call_us(lambda: codec.decode([encrypted]), verifications)
+        for name, source in (("RS256 (2048-bit RSA)", provider), ("ES256 (P-256)", es_provider)):
+            settings = config.OidcSettings(issuer=source.issuer, audience=AUDIENCE, ca_file=source.ca_file)
+            verifier = TokenVerifier(settings)
+            await verifier.start()
+            token = source.token(permissions=["default:read"])
+            verify_us = await per_call_us(lambda verifier=verifier, token=token: verifier.verify(token), verifications)
+            rows.append(
+                f"| codec server: token verification, {name} | {verify_us:.0f} us | per request, keys held; "
+                f"decoding one 1 KiB payload takes {decode_us:.0f} us; mean of {verifications} |"
+            )
+            await verifier.close()
+        settings = config.OidcSettings(issuer=provider.issuer, audience=AUDIENCE, ca_file=provider.ca_file)
+        verifier = TokenVerifier(settings)
+        await verifier.start()
+        app = create_app(codec, [], static, verifier=verifier)
+        token = provider.token(permissions=["default:read"])
+        logging_level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.WARNING)  # the audit lines are not what is measured
+        try:
+            async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+                medians = {}
+                for label, bearer in (("static token", static), ("OIDC token", token)):
+                    times = []
+                    for _ in range(requests):
+                        started = time.perf_counter()
+                        response = await client.post(
+                            "/default/decode", data=body, headers={"Authorization": f"Bearer {bearer}"}
+                        )
+                        await response.read()
+                        assert response.status == 200, response.status
+                        times.append(time.perf_counter() - started)
+                    medians[label] = statistics.median(times) * 1e3
+        finally:
+            logging.getLogger().setLevel(logging_level)
+            await verifier.close()
+        rows.append(
+            f"| codec server: /decode request, one 1 KiB payload | {medians['static token']:.2f} ms static token, "
+            f"{medians['OIDC token']:.2f} ms OIDC token (RS256) | loopback HTTP through the app, median of {requests} "
+            "each |"
+        )
+        return rows
+
+    with tempfile.TemporaryDirectory() as directory:
+        with OidcProvider(Path(directory)) as provider, OidcProvider(Path(directory), algorithm="ES256") as es:
+            return asyncio.run(measure(provider, es))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke run, not a measurement")
-    scale = QUICK if parser.parse_args().quick else FULL
+    parser.add_argument(
+        "--only", choices=["codec-auth"], help="measure only this: codec-auth (the codec server's tokens)"
+    )
+    arguments = parser.parse_args()
+    scale = QUICK if arguments.quick else FULL
+    if arguments.only == "codec-auth":
+        print(f"Machine: {machine_description()}")
+        print("| measure | result | note |\n| --- | --- | --- |")
+        print("\n".join(measure_codec_auth(arguments.quick)))
+        return
     rates, key_vault, start_times, worker_rows = asyncio.run(measure_with_servers(scale))
     codec = measure_codec(scale)
     with tempfile.TemporaryDirectory() as directory:

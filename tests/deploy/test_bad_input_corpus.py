@@ -64,6 +64,8 @@ class Outcome:
     config.py accepts it for local use) or "deploy" (only `--check deploy`; manifests still render).
     kind "carried": accepted everywhere and found byte-exact in the ConfigMap or the Secret it belongs in.
     kind "default": an empty value counts as unset, so the variable keeps its default.
+    kind "replaced": accepted everywhere, but the cluster gets the rendered manifests' own value (the deployed
+    codec server listens on 0.0.0.0 whatever CODEC_SERVER_HOST says).
     """
 
     kind: str
@@ -99,7 +101,7 @@ CORPUS = [
     ("KEYVAULT_SECRET_NAME", "key'$(touch CANARY)'", rejected("Key Vault secret or certificate name")),
     ("KEYVAULT_SECRET_NAME", "k" * 128, rejected("1 to 127 letters, digits and '-'")),
     ("KEYVAULT_SECRET_NAME", "temporal-encryption-key-2", CARRIED),
-    ("CODEC_SERVER_HOST", "127.0.0.1; touch CANARY", CARRIED),
+    ("CODEC_SERVER_HOST", "127.0.0.1; touch CANARY", Outcome("replaced")),
     # --- ports: whole numbers, no leading zeros (YAML and bash arithmetic read 0010 as octal 8)
     ("METRICS_PORT", "9000; touch CANARY", rejected("port must be a whole number")),
     ("METRICS_PORT", "0010", rejected("without leading zeros")),
@@ -280,7 +282,13 @@ COMPANIONS = {
     "TEMPORAL_DEPLOYMENT_NAME": {"TEMPORAL_WORKER_BUILD_ID": "0123abcd"},
 }
 # The shell side starts from a deployment with every feature on, so that every manifest is rendered.
-SHELL_BASE = {**FULL_CONFIG, "KEYVAULT_URL": "https://my-vault.vault.azure.net/", "KEYVAULT_SECRET_NAME": "key"}
+SHELL_BASE = {
+    **FULL_CONFIG,
+    "KEYVAULT_URL": "https://my-vault.vault.azure.net/",
+    "KEYVAULT_SECRET_NAME": "key",
+    "CODEC_SERVER_DEPLOY": "true",
+    "CODEC_SERVER_AZURE_CLIENT_ID": "12345678-8888-7777-6666-555555555555",
+}
 PULL_SECRET_FIELDS = {"ACR_USERNAME": "username", "ACR_PASSWORD": "password", "ACR_EMAIL": "email"}
 SECRETS = config.SECRET_VARIABLES | {"ACR_PASSWORD"}
 APP_CORPUS = [case for case in CORPUS if case[0] in config.DEFAULTS]
@@ -410,7 +418,8 @@ def assert_manifests_sound(directory: Path) -> None:
         parsed = parse_with_kubectl(path)
         assert parsed == parse_with_pyyaml(path), f"kubectl and PyYAML read {path.name} differently"
         for document in parsed:
-            documents[document["kind"]] = document
+            if not path.name.startswith("codec-server-"):  # the worker's objects, checked together below
+                documents[document["kind"]] = document
             if document["apiVersion"].startswith("keda.sh/"):
                 jsonschema.validate(document, keda_schema(document["kind"]))
             elif ".coreos.com/" in document["apiVersion"]:
@@ -439,6 +448,9 @@ def carried_value(project: Project, variable: str) -> str:
         [secret] = project.manifest("acr-secret.yaml")
         [entry] = json.loads(secret_values(secret)[".dockerconfigjson"])["auths"].values()
         return entry[PULL_SECRET_FIELDS[variable]]
+    if variable in config.CATALOG and config.CATALOG[variable].scope is config.Scope.CODEC_SERVER:
+        [config_map] = project.manifest("codec-server-config-map.yaml")  # the deployed codec server's
+        return config_map["data"][variable]
     [config_map] = project.manifest("config-map.yaml")
     return config_map["data"][variable]
 
@@ -483,6 +495,9 @@ def test_source_config_and_generate_manifests(tmp_path: Path, variable: str, val
     if outcome.kind == "carried":
         assert carried_value(project, variable) == value, "the value arrives byte-exact"
         assert value not in stub_argv(project), "values travel in files, never on a command line"
+    elif outcome.kind == "replaced":
+        assert carried_value(project, variable) != value, "the cluster's own value"
+        assert value not in stub_argv(project)
     elif outcome.kind == "default":
         without = {name: text for name, text in values.items() if name != variable}
         project.write_config(without)

@@ -30,6 +30,12 @@ APPLY = ["apply", "--server-side", "--field-manager=temporal-aks", "--force-conf
 SECRET_FILES = ("acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml")
 # What deletes the objects of switched-off features: only objects with both of the app's labels.
 OURS = "app.kubernetes.io/instance=temporal-worker,app.kubernetes.io/managed-by=generate-k8s-manifests.sh"
+WORKER = f"{OURS},app.kubernetes.io/component!=codec-server"  # the worker's; the codec server's go by their own
+CODEC_SERVER = f"{OURS},app.kubernetes.io/component=codec-server"
+CODEC_SERVER_KINDS = (
+    "deployments.apps,ingresses.networking.k8s.io,services,poddisruptionbudgets.policy,"
+    "networkpolicies.networking.k8s.io,configmaps,secrets,serviceaccounts"
+)
 PODMONITORS = "podmonitors.azmonitoring.coreos.com,podmonitors.monitoring.coreos.com"
 PROMETHEUSRULES = "prometheusrules.monitoring.coreos.com"
 KEEP_SECRETS = ",".join(f"metadata.name!=temporal-worker-{name}" for name in ("acr-pull", "secrets", "temporal-tls"))
@@ -130,8 +136,10 @@ def test_deploy_runs_exactly_these_commands_in_order(project: Project) -> None:
         drop_last_applied(root, *SECRET_FILES),
         # METRICS_SCRAPE=annotations: no PodMonitor or PrometheusRule of an earlier setting stays.
         ["kubectl", "--context", CONTEXT, "api-resources", "--output", "name"],
-        [*KUBE, "delete", f"{PODMONITORS},{PROMETHEUSRULES}", "--selector", OURS, "--ignore-not-found"],
-        [*KUBE, "delete", "secrets", "--selector", OURS, "--field-selector", KEEP_SECRETS, "--ignore-not-found"],
+        [*KUBE, "delete", f"{PODMONITORS},{PROMETHEUSRULES}", "--selector", WORKER, "--ignore-not-found"],
+        [*KUBE, "delete", "secrets", "--selector", WORKER, "--field-selector", KEEP_SECRETS, "--ignore-not-found"],
+        # CODEC_SERVER_DEPLOY=false: no codec server object of an earlier setting stays.
+        [*KUBE, "delete", CODEC_SERVER_KINDS, "--selector", CODEC_SERVER, "--ignore-not-found"],
         *rollout(),
     ]
     for number, name in enumerate(
@@ -438,8 +446,10 @@ def test_patch_config_only_applies_configuration_and_restarts(project: Project) 
         apply(root, "config-map.yaml"),
         drop_last_applied(root, *SECRET_FILES),
         ["kubectl", "--context", CONTEXT, "api-resources", "--output", "name"],
-        [*KUBE, "delete", f"{PODMONITORS},{PROMETHEUSRULES}", "--selector", OURS, "--ignore-not-found"],
-        [*KUBE, "delete", "secrets", "--selector", OURS, "--field-selector", KEEP_SECRETS, "--ignore-not-found"],
+        [*KUBE, "delete", f"{PODMONITORS},{PROMETHEUSRULES}", "--selector", WORKER, "--ignore-not-found"],
+        [*KUBE, "delete", "secrets", "--selector", WORKER, "--field-selector", KEEP_SECRETS, "--ignore-not-found"],
+        # CODEC_SERVER_DEPLOY=false: no codec server object of an earlier setting stays.
+        [*KUBE, "delete", CODEC_SERVER_KINDS, "--selector", CODEC_SERVER, "--ignore-not-found"],
         [*KUBE, "rollout", "restart", "deployment/temporal-worker"],
         *rollout(),
     ]

@@ -31,7 +31,7 @@ from helpers.deploy_harness import (
 )
 from helpers.manifest_checks import KEDA, KUBERNETES_VERSION, check_temporal_trigger, crd_schema, keda_schema
 
-SECRET_FILES = {"acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml"}
+SECRET_FILES = {"acr-secret.yaml", "app-secret.yaml", "temporal-tls-secret.yaml", "codec-server-secret.yaml"}
 ALWAYS = {
     "namespace.yaml",
     "app-secret.yaml",
@@ -41,9 +41,20 @@ ALWAYS = {
     "deployment.yaml",
     "pod-disruption-budget.yaml",
 }
-ALL_FILES = ALWAYS | SECRET_FILES | {"service-account.yaml", "keda-scaledobject.yaml"}
+ALL_FILES = ALWAYS | {"acr-secret.yaml", "service-account.yaml", "keda-scaledobject.yaml"}
 CRD_FILES = {"keda-scaledobject.yaml", "pod-monitor.yaml", "prometheus-rules.yaml"}
-RENDERABLE_FILES = ALL_FILES | CRD_FILES
+# CODEC_SERVER_DEPLOY=true (tests/deploy/test_codec_server_deploy.py)
+CODEC_SERVER_FILES = {
+    "codec-server-service-account.yaml",
+    "codec-server-secret.yaml",
+    "codec-server-config-map.yaml",
+    "codec-server-network-policy.yaml",
+    "codec-server-deployment.yaml",
+    "codec-server-pod-disruption-budget.yaml",
+    "codec-server-service.yaml",
+    "codec-server-ingress.yaml",
+}
+RENDERABLE_FILES = ALL_FILES | CRD_FILES | CODEC_SERVER_FILES
 SCRAPE_ANNOTATIONS = {"prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path"}
 
 

@@ -14,6 +14,9 @@ from helpers.deploy_harness import CONTEXT, FULL_CONFIG, IMAGE_TAG, MINIMAL_CONF
 NS = "temporal-workers"
 KUBE = ["kubectl", "--context", CONTEXT, "--namespace", NS]
 OURS = "app.kubernetes.io/instance=temporal-worker,app.kubernetes.io/managed-by=generate-k8s-manifests.sh"
+# The worker's objects: the codec server's (CODEC_SERVER_DEPLOY) go by their own selector.
+WORKER = f"{OURS},app.kubernetes.io/component!=codec-server"
+CODEC_SERVER = f"{OURS},app.kubernetes.io/component=codec-server"
 API_RESOURCES = ["kubectl", "--context", CONTEXT, "api-resources", "--output", "name"]
 
 
@@ -39,10 +42,10 @@ def test_turning_keda_off_deletes_its_scaled_object_and_trigger_authentication(p
     result = project.run("deploy.sh")
     assert result.returncode == 0, result.output
     commands = project.commands()
-    scaled_object = [*KUBE, "delete", "scaledobjects.keda.sh", "--selector", f"{OURS},!temporal.io/build-id"]
+    scaled_object = [*KUBE, "delete", "scaledobjects.keda.sh", "--selector", f"{WORKER},!temporal.io/build-id"]
     assert scaled_object + ["--ignore-not-found"] in commands, "KEDA no longer scales the Deployment"
     [authentication] = [command for command in deletes(project) if "triggerauthentications.keda.sh" in command[6]]
-    assert authentication[-3:] == ["--selector", OURS, "--ignore-not-found"]
+    assert authentication[-3:] == ["--selector", WORKER, "--ignore-not-found"]
     assert commands.index(scaled_object + ["--ignore-not-found"]) < commands.index(authentication)
     applied_deployment = max(i for i, command in enumerate(commands) if command[-1].endswith("/deployment.yaml"))
     assert applied_deployment < commands.index(authentication), "the Deployment (with replicas) is applied first"
@@ -69,6 +72,7 @@ def test_turning_other_features_off_deletes_theirs_and_only_objects_with_the_app
         assert selector.startswith(OURS), "only objects this deploy made"
         assert "--ignore-not-found" in command
     [secrets] = [command for command in deletes(project) if command[len(KUBE) + 1] == "secrets"]
+    assert secrets[secrets.index("--selector") + 1] == WORKER
     kept = secrets[secrets.index("--field-selector") + 1]
     assert kept == "metadata.name!=temporal-worker-secrets,metadata.name!=temporal-worker-temporal-tls", (
         "the pull secret (ACR_USERNAME unset) and older Secrets such as <APP>-temporal-api-key go; the rendered stay"
@@ -98,7 +102,7 @@ def test_a_dry_run_shows_the_deletes_and_runs_nothing(project: Project, script: 
     assert result.returncode == 0, result.output
     assert project.commands() == [], "nothing reached the cluster, not even the read-only api-resources"
     assert f"$ kubectl --context {CONTEXT} api-resources --output name" in result.stdout
-    shown = f"delete scaledobjects.keda.sh --selector '{OURS},!temporal.io/build-id' --ignore-not-found"
+    shown = f"delete scaledobjects.keda.sh --selector '{WORKER},!temporal.io/build-id' --ignore-not-found"
     assert f"$ kubectl --context {CONTEXT} --namespace {NS} {shown}" in result.stdout
     assert "delete triggerauthentications.keda.sh" in result.stdout
 
@@ -109,8 +113,8 @@ def test_with_versioning_only_this_versions_scaled_object_goes(project: Project)
     project.write_config({**FULL_CONFIG, "WORKER_VERSIONING": "true", "KEDA_ENABLED": "false"})
     result = project.run("deploy.sh", "--dry-run")
     assert result.returncode == 0, result.output
-    deleting = [line for line in result.stdout.splitlines() if " delete " in line]
-    this_version = f"scaledobjects.keda.sh --selector {OURS},temporal.io/build-id={IMAGE_TAG} --ignore-not-found"
+    deleting = [line for line in result.stdout.splitlines() if " delete " in line and CODEC_SERVER not in line]
+    this_version = f"scaledobjects.keda.sh --selector '{WORKER},temporal.io/build-id={IMAGE_TAG}' --ignore-not-found"
     assert any(line.endswith(this_version) for line in deleting)
     for shared in ("serviceaccounts", "secrets", "triggerauthentications"):
         assert not [line for line in deleting if f" {shared}" in line or f",{shared}" in line], shared

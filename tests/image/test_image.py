@@ -28,6 +28,7 @@ import pytest
 
 import config
 
+from helpers.azurite import AZURITE_BLOB, AZURITE_MISSING, Azurite
 from helpers.deploy_harness import CLIENT_ID, MINIMAL_CONFIG, REPO, Project, secret_values
 from helpers.image import BuiltImage, Container, Unavailable, build_image, machine_problem, stand_in_base
 from helpers.processes import base_environment, free_port
@@ -133,12 +134,31 @@ def rendered_pod(image: BuiltImage, directory: Path, **config: str) -> Pod:
     return Pod(container, spec, env)
 
 
+def rendered_codec_server_pod(image: BuiltImage, directory: Path, **config: str) -> Pod:
+    """The codec server's container as codec-server-deployment.yaml renders it (CODEC_SERVER_DEPLOY=true), with
+    the environment its ConfigMap and Secret give it over the image's."""
+    project = Project(directory / "project")
+    project.write_config(MINIMAL_CONFIG | free_ports() | {"CODEC_SERVER_DEPLOY": "true"} | config)
+    rendered = project.run("generate-k8s-manifests.sh")
+    assert rendered.returncode == 0, rendered.output
+    spec = project.manifest("codec-server-deployment.yaml")[0]["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
+    assert "emptyDir" in {v["name"]: v for v in spec["volumes"]}[mounts["/tmp"]], "/tmp is an emptyDir"
+    env = dict(image.environment)
+    env |= project.manifest("codec-server-config-map.yaml")[0].get("data", {})
+    env |= secret_values(project.manifest("codec-server-secret.yaml")[0])
+    uid, _ = image.numeric_user()
+    env.setdefault("HOME", image.home_of(uid))
+    return Pod(container, spec, env)
+
+
 def free_ports() -> dict[str, str]:
     """A free port for every port the pod's configuration names: the container shares this host's network."""
     return {
         variable.name: str(free_port())
         for variable in config.VARIABLES
-        if variable.scope is config.Scope.POD and variable.name.endswith("_PORT")
+        if variable.scope in (config.Scope.POD, config.Scope.CODEC_SERVER) and variable.name.endswith("_PORT")
     }
 
 
@@ -333,3 +353,91 @@ def test_required_encryption_with_an_unreachable_key_vault_stops_with_one_clear_
     assert "Key Vault" in errors[0] and unreachable.rstrip("/") in errors[0], worker.output
     assert "Traceback" not in worker.output
     assert "Starting worker" not in worker.output
+
+
+# ---------------------------------------------------------------- the codec server as its Deployment runs it
+
+CODEC_TOKEN = "image-codec-token-Hq2m"
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    if AZURITE_BLOB is None:
+        pytest.skip(f"codec server image tests skipped: {AZURITE_MISSING}")
+    with Azurite(tmp_path_factory.mktemp("azurite")) as running:
+        yield running
+
+
+def codec_server_pod(image: BuiltImage, tmp_path: Path, azurite: Azurite) -> Pod:
+    """A codec server for payload storage (Azurite on this host's loopback, which the container shares)."""
+    return rendered_codec_server_pod(
+        image,
+        tmp_path,
+        PAYLOAD_STORAGE_CONNECTION_STRING=azurite.connection_string,
+        PAYLOAD_STORAGE_CONTAINER=azurite.container,
+        CODEC_SERVER_TOKEN=CODEC_TOKEN,
+    )
+
+
+def decode(port: int, token: str) -> int:
+    """POST /default/decode of one plain payload with the token; the status."""
+    body = b'{"payloads": [{"metadata": {"encoding": "YmluYXJ5L3BsYWlu"}, "data": "aGk="}]}'
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+        connection.request("POST", "/default/decode", body=body, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_the_codec_server_runs_from_the_image_as_its_deployment_says_and_passes_its_probes(
+    image: BuiltImage, azurite: Azurite, tmp_path, run_container
+) -> None:
+    pod = codec_server_pod(image, tmp_path, azurite)
+    uid, gid = image.numeric_user()
+    security = pod.spec["securityContext"]
+    assert (security["runAsUser"], security["runAsGroup"]) == (uid, gid), "its Deployment runs the image's user"
+    assert pod.container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod.env["CODEC_SERVER_HOST"] == "0.0.0.0"
+    probes = {name: pod.container[name] for name in PROBES}
+
+    server = run_container(image, pod, command=pod.container["command"])
+    server.wait_for_line(r'"message": "Codec server listening on http://0\.0\.0\.0:\d+"')
+    for name, probe in probes.items():
+        assert probe_problem(server, probe, pod) is None, f"{name}: {probe_problem(server, probe, pod)}"
+    port = named_port("http", pod.container)
+    assert decode(port, CODEC_TOKEN) == 200, server.output
+    assert decode(port, "wrong-token") == 401
+    assert server.process.poll() is None, server.output
+    assert "Traceback" not in server.output and CODEC_TOKEN not in server.output
+
+
+def test_the_codec_servers_probes_fail_while_it_does_not_listen(
+    image: BuiltImage, azurite: Azurite, tmp_path, run_container
+) -> None:
+    """The probe check above can fail: the same probes against the image's Python doing nothing."""
+    pod = codec_server_pod(image, tmp_path, azurite)
+    container = run_container(
+        image, pod, command=["python", "-c", "import time; print('idle', flush=True); time.sleep(300)"]
+    )
+    container.wait_for_line("^idle$")
+    for name in PROBES:
+        assert probe_problem(container, pod.container[name], pod) is not None, name
+
+
+def test_sigterm_stops_the_codec_server_with_exit_0_within_its_grace_period(
+    image: BuiltImage, azurite: Azurite, tmp_path, run_container
+) -> None:
+    pod = codec_server_pod(image, tmp_path, azurite)
+    grace_seconds = pod.spec["terminationGracePeriodSeconds"]
+    server = run_container(image, pod, command=pod.container["command"])
+    server.wait_for_line("Codec server listening")
+    server.signal(signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        status = server.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"still running {grace_seconds}s after SIGTERM; output:\n{server.output}")
+    assert status == 0, server.output
+    assert time.monotonic() - started < grace_seconds
