@@ -2,7 +2,8 @@
 
     python tests/bench.py            the full run (about 14 minutes on 2 cores)
     python tests/bench.py --quick    tiny sizes and counts: proves the benchmark still runs, measures nothing
-    python tests/bench.py --only worker-peer    only the rows of 9 (about 3 minutes; with --quick, seconds)
+    python tests/bench.py --only worker-peer    only the rows of 9 (about 5 minutes; with --quick, seconds)
+    python tests/bench.py --only worker         the rows of 4, 7 and 9: the worker's own (about 7 minutes)
 
 It measures, on this machine, with real parts (run it through the test environment, which has the
 `temporal` dev server and the test Key Vault):
@@ -701,15 +702,25 @@ def peer_rows(measures: dict[str, PeerMeasures], scale: Scale) -> list[str]:
     ]
 
 
-async def measure_worker_peer_alone(scale: Scale) -> list[str]:
-    """`--only worker-peer`: the peer rows, with their own dev server and test Key Vault."""
+async def measure_worker_alone(scale: Scale, with_own_rows: bool) -> list[str]:
+    """`--only worker-peer`: the peer rows (9), with their own dev server and test Key Vault; `--only worker`: also
+    the worker's start to polling (4) and memory (7) rows, measured as in the full run."""
     with tempfile.TemporaryDirectory() as directory, FakeKeyVault(Path(directory)) as vault:
         vault.add_version(SECRET, new_key_value())
-        os.environ.update(azure_cli_environment())  # azure-identity reads its settings from this process's environment
+        environment = azure_cli_environment() | keyvault_environment(vault, SECRET)
+        os.environ.update(environment)  # azure-identity reads its settings from this process's environment
+        home = Path(directory)
         dev_server = DevServer().start(("--headless",))
         try:
-            return await measure_worker_peer(
-                scale, dev_server.address, Path(directory), keyvault_environment(vault, SECRET)
+            rows = []
+            if with_own_rows:
+                start_times = measure_worker_start(
+                    scale, dev_server.address, environment | {"METRICS_PORT": "0", "HEALTH_PORT": "0"}
+                )
+                rows.append(worker_start_row(start_times))
+                rows += await measure_memory(scale, dev_server.address, home)
+            return rows + await measure_worker_peer(
+                scale, dev_server.address, home, keyvault_environment(vault, SECRET)
             )
         finally:
             dev_server.stop()
@@ -786,13 +797,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke run, not a measurement")
     parser.add_argument(
         "--only",
-        choices=("worker-peer",),
-        help="only these rows: worker-peer = our worker against a bare SDK worker (about 3 minutes)",
+        choices=("worker-peer", "worker"),
+        help="only these rows: worker-peer = our worker against a bare SDK worker (about 5 minutes); worker = "
+        "those, the worker's start to polling and its memory (about 7 minutes)",
     )
     arguments = parser.parse_args()
     scale = QUICK if arguments.quick else FULL
-    if arguments.only == "worker-peer":
-        rows = asyncio.run(measure_worker_peer_alone(scale))
+    if arguments.only:
+        rows = asyncio.run(measure_worker_alone(scale, with_own_rows=arguments.only == "worker"))
         print_table(scale, rows, f" --only {arguments.only}")
         return
     rates, key_vault, start_times, worker_rows = asyncio.run(measure_with_servers(scale))
@@ -805,11 +817,15 @@ def main() -> None:
             interleave_note(rates),
             *codec,
             *key_vault,
-            f"| worker start to polling | {statistics.median(start_times):.2f} s | median of {len(start_times)} |",
+            worker_start_row(start_times),
             *worker_rows,
             *storage,
         ],
     )
+
+
+def worker_start_row(start_times: list[float]) -> str:
+    return f"| worker start to polling | {statistics.median(start_times):.2f} s | median of {len(start_times)} |"
 
 
 def print_table(scale: Scale, rows: list[str], options: str = "") -> None:
