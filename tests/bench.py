@@ -3,7 +3,7 @@
     python tests/bench.py            the full run (about 14 minutes on 2 cores)
     python tests/bench.py --quick    tiny sizes and counts: proves the benchmark still runs, measures nothing
     python tests/bench.py --only codec       only the codec rows (2 below; no servers, about 3 minutes)
-    python tests/bench.py --only crossover   only the sweep behind the codec's LARGE_PAYLOAD_BYTES (about 5 minutes)
+    python tests/bench.py --only crossover   only the sweep behind the codec's small/large crossover (10 min)
 
 It measures, on this machine, with real parts (run it through the test environment, which has the
 `temporal` dev server and the test Key Vault):
@@ -90,6 +90,7 @@ class Scale:
     codec_processes: int
     codec_bound_sizes: tuple[int, ...]
     crossover_sizes: tuple[int, ...]
+    crossover_kept_sizes: tuple[int, ...]
     worker_starts: int
     tuner_workflows_per_round: int
     tuner_rounds: int
@@ -106,7 +107,8 @@ FULL = Scale(
     codec_seconds_per_size=2.0,
     codec_processes=3,
     codec_bound_sizes=(MIB, 16 * MIB),
-    crossover_sizes=tuple(4096 * 2**n for n in range(11)),  # 4 KiB to 4 MiB
+    crossover_sizes=tuple(size * 1024 for size in (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)),
+    crossover_kept_sizes=(256 * 1024, MIB, 4 * MIB),
     worker_starts=3,
     tuner_workflows_per_round=300,
     tuner_rounds=3,
@@ -123,6 +125,7 @@ QUICK = Scale(
     codec_processes=1,
     codec_bound_sizes=(128 * 1024,),
     crossover_sizes=(4096, 128 * 1024),
+    crossover_kept_sizes=(128 * 1024,),
     worker_starts=1,
     tuner_workflows_per_round=3,
     tuner_rounds=1,
@@ -227,7 +230,8 @@ def cpu_time_per_call(run_batch: Callable[[int], None], seconds: float) -> float
 
 # The codec's two paths, each forced in a process of its own for the crossover sweep (`--only crossover`):
 # "<direction> <path>", e.g. "encode large" runs only our codec's encode with every payload on the large path.
-PATH_CONTENDERS = ("encode small", "encode large", "decode small", "decode large")
+DIRECTIONS = ("encode", "decode")
+PATH_CONTENDERS = tuple(f"{direction} {path}" for direction in DIRECTIONS for path in ("small", "large"))
 
 
 def codec_contender_seconds(contender: str, size: int, seconds: float) -> float:
@@ -268,7 +272,8 @@ def codec_contender_seconds(contender: str, size: int, seconds: float) -> float:
         codec = EncryptionCodec(_InMemoryKeys(key))
     elif contender in PATH_CONTENDERS:
         direction, path = contender.split()
-        crypto_converter.LARGE_PAYLOAD_BYTES = 0 if path == "large" else sys.maxsize
+        threshold = 0 if path == "large" else sys.maxsize
+        crypto_converter.LARGE_ENCODE_BYTES = crypto_converter.LARGE_DECODE_BYTES = threshold
         return codec_direction_seconds(EncryptionCodec(_InMemoryKeys(key)), direction, payload, seconds)
     else:
         raise ValueError(f"unknown codec contender {contender!r}")
@@ -352,22 +357,28 @@ def measure_codec(scale: Scale) -> list[str]:
 def measure_crossover(scale: Scale) -> list[str]:
     """Our codec's small and large paths, each forced, per size of the sweep: encode alone and decode alone.
 
-    The measurement behind crypto_converter.LARGE_PAYLOAD_BYTES (`python tests/bench.py --only crossover`):
-    the large path starts where it costs less than the small one. Processes and turns as `measure_codec`,
-    glibc's defaults (what the image runs).
+    The measurement behind crypto_converter.LARGE_ENCODE_BYTES and LARGE_DECODE_BYTES (`python tests/bench.py
+    --only crossover`): each direction's large path starts where it costs less than its small one. Processes
+    and turns as `measure_codec`; glibc's defaults (what the image runs) up to `crossover_sizes`, then freed
+    memory kept for `crossover_kept_sizes`: above glibc's mmap threshold (128 KiB at first) the defaults
+    measure which allocation pattern meets fresh pages, not the path (decode alone measured the large path
+    3 times slower at 1 MiB that way, and the round trip the other way round).
     """
     rows = []
-    for size in scale.crossover_sizes:
-        seconds = median_seconds(PATH_CONTENDERS, size, scale)
-        small = seconds["encode small"] + seconds["decode small"]
-        large = seconds["encode large"] + seconds["decode large"]
+    sweeps = [(size, None, "") for size in scale.crossover_sizes]
+    sweeps += [(size, KEEP_FREED_MEMORY, ", freed memory kept") for size in scale.crossover_kept_sizes]
+    for size, environment, mode in sweeps:
+        seconds = median_seconds(PATH_CONTENDERS, size, scale, environment)
+        encode, decode = (seconds[f"{direction} large"] / seconds[f"{direction} small"] for direction in DIRECTIONS)
+        round_trip = sum(seconds[f"{direction} large"] for direction in DIRECTIONS) / sum(
+            seconds[f"{direction} small"] for direction in DIRECTIONS
+        )
         rows.append(
-            f"| codec paths, {human_size(size)} | encode: small {seconds['encode small'] * 1e6:.1f} us, large "
-            f"{seconds['encode large'] * 1e6:.1f} us; decode: small {seconds['decode small'] * 1e6:.1f} us, large "
-            f"{seconds['decode large'] * 1e6:.1f} us | large / small {large / small:.2f} round trip "
-            f"(encode {seconds['encode large'] / seconds['encode small']:.2f}, decode "
-            f"{seconds['decode large'] / seconds['decode small']:.2f}); median of {scale.codec_processes} "
-            "processes each, interleaved |"
+            f"| codec paths, {human_size(size)}{mode} | encode: small {seconds['encode small'] * 1e6:.1f} us, "
+            f"large {seconds['encode large'] * 1e6:.1f} us; decode: small {seconds['decode small'] * 1e6:.1f} us, "
+            f"large {seconds['decode large'] * 1e6:.1f} us | large / small: encode {encode:.2f}, decode "
+            f"{decode:.2f}, round trip {round_trip:.2f}; median of {scale.codec_processes} processes each, "
+            "interleaved |"
         )
     return rows
 
@@ -696,7 +707,8 @@ def main() -> None:
         "--only",
         choices=ONLY,
         help="codec: only the codec rows (ours, the samples-python-shaped peer, raw AES-GCM; no servers); "
-        "crossover: only the sweep of the codec's small and large paths behind LARGE_PAYLOAD_BYTES",
+        "crossover: only the sweep of the codec's small and large paths behind its LARGE_ENCODE_BYTES and "
+        "LARGE_DECODE_BYTES",
     )
     arguments = parser.parse_args()
     scale = QUICK if arguments.quick else FULL
