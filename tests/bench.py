@@ -2,8 +2,9 @@
 
     python tests/bench.py            the full run (about 14 minutes on 2 cores)
     python tests/bench.py --quick    tiny sizes and counts: proves the benchmark still runs, measures nothing
-    python tests/bench.py --only codec       only the codec rows (2 below; no servers, about 3 minutes)
-    python tests/bench.py --only crossover   only the sweep behind the codec's small/large crossover (10 min)
+    python tests/bench.py --only codec          only the codec rows (2 below; no servers, about 3 minutes)
+    python tests/bench.py --only crossover      only the sweep behind the codec's small/large crossover (10 min)
+    python tests/bench.py --only worker-peer    only the rows of 9 (about 3 minutes; with --quick, seconds)
 
 It measures, on this machine, with real parts (run it through the test environment, which has the
 `temporal` dev server and the test Key Vault):
@@ -24,10 +25,17 @@ It measures, on this machine, with real parts (run it through the test environme
   7. the worker's memory: its RSS once polling, and what each workflow in the sticky cache adds;
   8. the round trip of 1, 8 and 32 MiB payloads through payload storage in Azurite (the data converter's
      encode, which uploads, then its decode, which downloads), plain and encrypted; skipped, saying so,
-     when Azurite is not installed (.ci/run installs it).
+     when Azurite is not installed (.ci/run installs it);
+  9. our worker against a bare SDK worker (tests/helpers/bare_worker.py: a `Worker` with YourWorkflow and the
+     activities, nothing else) on the same dev server, in interleaved rounds: CPU per workflow, RSS while
+     polling, start to polling and the CPU time spent by then, each with its ratio to the bare worker; ours
+     with every optional feature off, with encryption on (the test Key Vault), and with JSON logs and
+     encryption.
 The targets it is written against: encrypted/plain >= 0.95; the codec at most 1.0 x the peer at every size
 (glibc's defaults below 1 MiB and at 16 MiB, freed memory kept at 1 and 16 MiB); one Key Vault GET per
-version plus the refreshes.
+version plus the refreshes; against the bare SDK worker, RSS while polling at most 1.1 x (features off) and
+1.2 x (encryption on), start to polling at most 1.25 x (features off), CPU per workflow at most 1.0 x (JSON
+logs and encryption on).
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import json
 import os
 import platform
 import statistics
@@ -49,6 +58,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
@@ -61,9 +71,9 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 # the repository's root, which pytest.ini puts on the tests' path the same way.
 sys.path.insert(1, str(REPO_DIR))
 
+import crypto_converter  # noqa: E402
 from activities import YourActivities  # noqa: E402
 from config import PayloadStorageSettings, load_settings  # noqa: E402
-import crypto_converter  # noqa: E402
 from crypto_converter import EncryptionCodec, Plaintext, encrypted_data_converter  # noqa: E402
 from keyvault import KeyVaultKeyProvider  # noqa: E402
 from payload_storage import PayloadStorage  # noqa: E402
@@ -75,6 +85,7 @@ from helpers.peer_codec import SampleShapedCodec  # noqa: E402
 from helpers.processes import DevServer, base_environment, free_port  # noqa: E402  (test helpers)
 
 SECRET = "bench-encryption-key"
+POLLING_LINE = "Starting worker... Awaiting tasks."
 NONCE_BYTES = 12
 
 
@@ -98,6 +109,8 @@ class Scale:
     cached_workflows: int
     storage_sizes: tuple[int, ...]
     storage_round_trips: int
+    peer_rounds: int
+    peer_workflows: int
 
 
 FULL = Scale(
@@ -116,6 +129,8 @@ FULL = Scale(
     cached_workflows=200,
     storage_sizes=(MIB, 8 * MIB, 32 * MIB),
     storage_round_trips=5,
+    peer_rounds=3,
+    peer_workflows=200,
 )
 QUICK = Scale(
     workflows_per_round=3,
@@ -133,6 +148,8 @@ QUICK = Scale(
     cached_workflows=3,
     storage_sizes=(300 * 1024,),
     storage_round_trips=1,
+    peer_rounds=1,
+    peer_workflows=3,
 )
 
 # The activity-heavy workload: every YourWorkflow runs three activities of this many seconds each.
@@ -488,24 +505,33 @@ def measure_worker_start(scale: Scale, address: str, environment: dict[str, str]
 
 
 class WorkerProcess:
-    """`python worker.py` as the pod runs it, started and stopped around a measurement."""
+    """`python worker.py` as the pod runs it (or another `script` that prints the same line once it polls, such as
+    the bare SDK worker), started and stopped around a measurement.
 
-    def __init__(self, address: str, home: Path, **variables: str) -> None:
+    `start_seconds` is the wall time from starting the process to its "Starting worker... Awaiting tasks." line,
+    `cpu_at_ready` the process's CPU time at that moment."""
+
+    def __init__(self, address: str, home: Path, script: Path = REPO_DIR / "worker.py", **variables: str) -> None:
         self.task_queue = f"bench-worker-{uuid.uuid4().hex[:8]}"
         environment = base_environment(home, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=self.task_queue)
+        started = time.perf_counter()
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO_DIR / "worker.py")],
+            [sys.executable, str(script)],
             env=environment | variables,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
         assert self.process.stdout is not None
+        output = []
         for line in self.process.stdout:
-            if line.strip() == "Starting worker... Awaiting tasks.":
+            if is_polling_line(line):
+                self.start_seconds = time.perf_counter() - started
+                self.cpu_at_ready = self.cpu_seconds()
                 break
+            output.append(line)
         else:
-            raise RuntimeError(f"worker.py exited with {self.process.wait()} before it polled")
+            raise RuntimeError(f"{script.name} exited with {self.process.wait()} before it polled:\n{''.join(output)}")
         # Keep reading what it logs: a full pipe would block the worker's event loop on its next log line.
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
 
@@ -523,6 +549,14 @@ class WorkerProcess:
     def stop(self) -> None:
         self.process.terminate()
         self.process.communicate(timeout=60)
+
+
+def is_polling_line(line: str) -> bool:
+    """Whether a line of the worker's output is "Starting worker... Awaiting tasks." (text, or with
+    LOG_FORMAT=json the message of a JSON line)."""
+    if line.startswith("{"):
+        return json.loads(line).get("message") == POLLING_LINE
+    return line.strip() == POLLING_LINE
 
 
 async def run_workflows(client: Client, task_queue: str, count: int) -> float:
@@ -634,6 +668,131 @@ def cached_workflows(metrics_port: int) -> float:
     return 0.0
 
 
+# --- 9: our worker against a bare SDK worker, side by side ---------------------------------------
+
+BARE_WORKER = REPO_DIR / "tests" / "helpers" / "bare_worker.py"
+BARE = "bare SDK worker"
+# Ours as the pod runs it (health and metrics ports on), each optional feature named; LOG_FORMAT is text unless said.
+OURS_OFF = "ours, features off"
+OURS_ENCRYPTED = "ours, encryption on"
+OURS_JSON_ENCRYPTED = "ours, JSON logs + encryption"
+# Settling time between "polling" and reading the RSS: the SDK's pollers and the first round trips are under way.
+PEER_SETTLE_SECONDS = 2.0
+
+
+@dataclass
+class PeerMeasures:
+    """One contender's measures, a value per round."""
+
+    start_seconds: list[float] = dataclasses.field(default_factory=list)
+    cpu_at_ready: list[float] = dataclasses.field(default_factory=list)
+    rss_bytes: list[int] = dataclasses.field(default_factory=list)
+    cpu_per_workflow: list[float] = dataclasses.field(default_factory=list)
+
+
+async def measure_worker_peer(scale: Scale, address: str, home: Path, vault_environment: dict[str, str]) -> list[str]:
+    """Our worker.py against tests/helpers/bare_worker.py on one dev server, in interleaved rounds (bare, ours
+    features off, ours encrypted, ours JSON + encrypted, bare, ...): start to polling and the CPU time at that
+    moment, RSS once polling, and the worker process's CPU time per workflow (from /proc) over
+    `scale.peer_workflows` YourWorkflows started at once. Ours runs with its health and metrics ports on, as the
+    Deployment runs it; `vault_environment` points the encrypted ones at the test Key Vault."""
+    encrypted = azure_cli_environment(base_environment(home)) | vault_environment
+    contenders: dict[str, tuple[Path, dict[str, str]]] = {
+        BARE: (BARE_WORKER, {}),
+        OURS_OFF: (REPO_DIR / "worker.py", {}),
+        OURS_ENCRYPTED: (REPO_DIR / "worker.py", encrypted),
+        OURS_JSON_ENCRYPTED: (REPO_DIR / "worker.py", encrypted | {"LOG_FORMAT": "json"}),
+    }
+    keys = KeyVaultKeyProvider(load_settings(vault_environment, env_file=home / "none.env").encryption)
+    await keys.start()
+    try:
+        plain = await Client.connect(address)
+        encrypting = await Client.connect(address, data_converter=encrypted_data_converter(keys, Plaintext.REFUSE))
+        measures = {name: PeerMeasures() for name in contenders}
+        for _ in range(scale.peer_rounds):
+            for name, (script, variables) in contenders.items():
+                ports = (
+                    {"HEALTH_PORT": str(free_port()), "METRICS_PORT": str(free_port())} if script != BARE_WORKER else {}
+                )
+                worker = WorkerProcess(address, home, script, **(variables | ports))
+                try:
+                    measured = measures[name]
+                    measured.start_seconds.append(worker.start_seconds)
+                    measured.cpu_at_ready.append(worker.cpu_at_ready)
+                    await asyncio.sleep(PEER_SETTLE_SECONDS)
+                    measured.rss_bytes.append(worker.rss_bytes())
+                    client = encrypting if "encryption" in name else plain
+                    await run_workflows(client, worker.task_queue, 5)  # warm-up, not counted
+                    cpu_before = worker.cpu_seconds()
+                    await run_workflows(client, worker.task_queue, scale.peer_workflows)
+                    measured.cpu_per_workflow.append((worker.cpu_seconds() - cpu_before) / scale.peer_workflows)
+                finally:
+                    worker.stop()
+    finally:
+        await keys.close()
+    return peer_rows(measures, scale)
+
+
+def peer_rows(measures: dict[str, PeerMeasures], scale: Scale) -> list[str]:
+    """One row per measure: the bare worker's median, then each of ours with its ratio to it."""
+
+    def row(
+        measure: str, values: Callable[[PeerMeasures], list[float]], shown: Callable[[float], str], note: str
+    ) -> str:
+        bare = statistics.median(values(measures[BARE]))
+        ours = [
+            f"{name.removeprefix('ours, ')} {shown(statistics.median(values(measured)))} "
+            f"({statistics.median(values(measured)) / bare:.2f} x)"
+            for name, measured in measures.items()
+            if name != BARE
+        ]
+        return f"| worker vs bare SDK worker: {measure} | bare {shown(bare)}; {'; '.join(ours)} | {note} |"
+
+    rounds = f"median of {scale.peer_rounds} interleaved rounds"
+    return [
+        row(
+            "CPU per workflow",
+            lambda m: m.cpu_per_workflow,
+            lambda seconds: f"{seconds * 1e3:.1f} ms",
+            f"target: JSON logs + encryption <= 1.0 x; worker process CPU (/proc) over {scale.peer_workflows} "
+            f"YourWorkflows started at once; {rounds}",
+        ),
+        row(
+            "RSS while polling",
+            lambda m: m.rss_bytes,
+            lambda size: f"{size / MIB:.0f} MiB",
+            f"targets: features off <= 1.1 x, encryption on <= 1.2 x; VmRSS {PEER_SETTLE_SECONDS:g} s after polling "
+            f"began; {rounds}",
+        ),
+        row(
+            "start to polling",
+            lambda m: m.start_seconds,
+            lambda seconds: f"{seconds:.2f} s",
+            f"target: features off <= 1.25 x; process start to its 'Awaiting tasks.' line; {rounds}",
+        ),
+        row(
+            "CPU at ready",
+            lambda m: m.cpu_at_ready,
+            lambda seconds: f"{seconds:.2f} s",
+            f"the process's CPU time when it printed that line; {rounds}",
+        ),
+    ]
+
+
+async def measure_worker_peer_alone(scale: Scale) -> list[str]:
+    """`--only worker-peer`: the peer rows, with their own dev server and test Key Vault."""
+    with tempfile.TemporaryDirectory() as directory, FakeKeyVault(Path(directory)) as vault:
+        vault.add_version(SECRET, new_key_value())
+        os.environ.update(azure_cli_environment())  # azure-identity reads its settings from this process's environment
+        dev_server = DevServer().start(("--headless",))
+        try:
+            return await measure_worker_peer(
+                scale, dev_server.address, Path(directory), keyvault_environment(vault, SECRET)
+            )
+        finally:
+            dev_server.stop()
+
+
 # --- putting it together --------------------------------------------------------------------------
 
 
@@ -691,13 +850,21 @@ async def measure_with_servers(scale: Scale) -> tuple[dict[str, list[float]], li
             worker_rows = await measure_tuners(scale, dev_server.address, home)
             worker_rows += measure_probes(scale, dev_server.address, home)
             worker_rows += await measure_memory(scale, dev_server.address, home)
+            key_vault = key_vault_rows(vault)  # before the peer workers' key reads, which are not the codec's
+            worker_rows += await measure_worker_peer(
+                scale, dev_server.address, home, keyvault_environment(vault, SECRET)
+            )
         finally:
             dev_server.stop()
-        return rates, key_vault_rows(vault), start_times, worker_rows
+        return rates, key_vault, start_times, worker_rows
 
 
-# The parts `--only` runs on their own, without the servers the rest needs.
-ONLY: dict[str, Callable[[Scale], list[str]]] = {"codec": measure_codec, "crossover": measure_crossover}
+# The parts `--only` runs on their own: the codec's without any server, worker-peer with its own.
+ONLY: dict[str, Callable[[Scale], list[str]]] = {
+    "codec": measure_codec,
+    "crossover": measure_crossover,
+    "worker-peer": lambda scale: asyncio.run(measure_worker_peer_alone(scale)),
+}
 
 
 def main() -> None:
@@ -706,36 +873,41 @@ def main() -> None:
     parser.add_argument(
         "--only",
         choices=ONLY,
-        help="codec: only the codec rows (ours, the samples-python-shaped peer, raw AES-GCM; no servers); "
-        "crossover: only the sweep of the codec's small and large paths behind its LARGE_ENCODE_BYTES and "
-        "LARGE_DECODE_BYTES",
+        help="only these rows: codec = the codec against the samples-python-shaped peer and raw AES-GCM (no "
+        "servers, about 3 minutes); crossover = the sweep of the codec's small and large paths behind its "
+        "LARGE_ENCODE_BYTES and LARGE_DECODE_BYTES (about 10 minutes); worker-peer = our worker against a bare "
+        "SDK worker (about 3 minutes)",
     )
     arguments = parser.parse_args()
     scale = QUICK if arguments.quick else FULL
     if arguments.only:
-        rows = ONLY[arguments.only](scale)
-        print_table(scale, rows, f" --only {arguments.only}")
-        return
+        print_table(scale, ONLY[arguments.only](scale), f" --only {arguments.only}")
     rates, key_vault, start_times, worker_rows = asyncio.run(measure_with_servers(scale))
     codec = measure_codec(scale)
     with tempfile.TemporaryDirectory() as directory:
         storage = asyncio.run(measure_storage(scale, Path(directory)))
     print_table(
         scale,
-        [interleave_note(rates), *codec, *key_vault]
-        + [f"| worker start to polling | {statistics.median(start_times):.2f} s | median of {len(start_times)} |"]
-        + worker_rows
-        + storage,
+        [
+            interleave_note(rates),
+            *codec,
+            *key_vault,
+            f"| worker start to polling | {statistics.median(start_times):.2f} s | median of {len(start_times)} |",
+            *worker_rows,
+            *storage,
+        ],
     )
-    sys.stdout.flush()
-    os._exit(0)  # the SDK's threads can abort interpreter teardown (sdk-python issue 300)
 
 
-def print_table(scale: Scale, rows: list[str], only: str = "") -> None:
+def print_table(scale: Scale, rows: list[str], options: str = "") -> NoReturn:
+    """The machine, the command, the rows; then leave (the SDK's threads can abort interpreter teardown,
+    sdk-python issue 300)."""
     print(f"Machine: {machine_description()}")
-    print(f"Command: python tests/bench.py{' --quick' if scale is QUICK else ''}{only}\n")
+    print(f"Command: python tests/bench.py{' --quick' if scale is QUICK else ''}{options}\n")
     print("| measure | result | note |\n| --- | --- | --- |")
     print("\n".join(rows))
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,23 @@ from helpers.azurite import AZURITE_BLOB
 from helpers.processes import PYTHON, REPO_DIR, base_environment
 
 
+# Our worker against the bare SDK worker: the bare figure, then ours with each feature setting and its ratio.
+def _peer_row(measure: str, unit: str) -> str:
+    ours = "; ".join(
+        rf"{setting} [\d.]+ {unit} \([\d.]+ x\)"
+        for setting in ("features off", "encryption on", r"JSON logs \+ encryption")
+    )
+    return rf"\| worker vs bare SDK worker: {measure} \| bare [\d.]+ {unit}; {ours} \|"
+
+
+WORKER_PEER_ROWS = (
+    _peer_row("CPU per workflow", "ms"),
+    _peer_row("RSS while polling", "MiB"),
+    _peer_row("start to polling", "s"),
+    _peer_row("CPU at ready", "s"),
+)
+
+
 # The codec against the samples-python-shaped peer and raw AES-GCM, at each of --quick's sizes.
 CODEC_ROWS = (
     *(
@@ -53,6 +70,7 @@ def test_bench_quick_prints_every_measure(tmp_path: Path) -> None:
         r"\| probe CPU per pod and hour \| [\d.]+ s HTTP \| \d+ HTTP probes \(readiness 5 s, liveness 15 s\) \|",
         r"\| worker memory, polling \| \d+ MiB RSS \|",
         r"\| worker memory per cached workflow \| -?\d+ KiB \|",
+        *WORKER_PEER_ROWS,
         r"\| payload storage round trip, 300 KiB \| \d+ ms plain, \d+ ms encrypted \|"
         if AZURITE_BLOB
         else r"\| payload storage round trips \| skipped \|",
@@ -65,7 +83,7 @@ def test_bench_only_codec_prints_the_codec_rows_alone(tmp_path: Path) -> None:
 
     for row in CODEC_ROWS:
         assert re.search(row, table), f"missing {row!r} in:\n{table}"
-    assert "end to end" not in table and "worker" not in table  # no servers were started for it
+    assert len(table_rows(table)) == 1 + len(CODEC_ROWS), table  # the header and these rows, nothing else
 
 
 def test_bench_only_crossover_prints_both_paths_per_size(tmp_path: Path) -> None:
@@ -77,3 +95,23 @@ def test_bench_only_crossover_prints_both_paths_per_size(tmp_path: Path) -> None
             r"large [\d.]+ us \| large / small: encode [\d.]+, decode [\d.]+, round trip [\d.]+;"
         )
         assert re.search(row, table), f"missing {row!r} in:\n{table}"
+    assert len(table_rows(table)) == 1 + 3, table
+
+
+def table_rows(table: str) -> list[str]:
+    return [line for line in table.splitlines() if line.startswith("| ") and "| --- |" not in line]
+
+
+def test_bench_runs_the_worker_peer_rows_on_their_own(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [PYTHON, str(REPO_DIR / "tests" / "bench.py"), "--quick", "--only", "worker-peer"],
+        env=base_environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and "| --- |" not in line]
+    assert len(rows) == 1 + len(WORKER_PEER_ROWS), result.stdout  # the header and these rows, nothing else
+    for row in WORKER_PEER_ROWS:
+        assert re.search(row, result.stdout), f"missing {row!r} in:\n{result.stdout}"
