@@ -146,7 +146,9 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         encrypting = _encrypting(key_id, key)
         encrypted = []
         for payload in payloads:
-            data = payload.data  # the one copy of the data out of the message (ByteSize would serialize it)
+            # Its size picks the path, and the large path uses it as its one copy of the data out of the message
+            # (no cheaper way to learn the size: ByteSize serializes the payload).
+            data = payload.data
             if len(data) < LARGE_ENCODE_BYTES:
                 encrypted.append(_encrypt(encrypting, payload))
             else:
