@@ -34,6 +34,11 @@ One log line per rotation names the secret and version.
 A start-up problem becomes one `StartupError` line that names what failed and what to check, never
 a traceback, and the process exits 1 (the guide's client logged a failed connection and exited 0,
 which hides an outage from Kubernetes and from CI). A configuration mistake exits 2 (config.py).
+
+A feature that is off costs nothing: crypto_converter (and cryptography), keyvault (and the Azure Key Vault and
+identity packages) and payload_storage (and the Azure Blob packages) are imported only when encryption, a
+credential from Key Vault or payload storage is configured (tests/e2e/test_worker_imports.py checks the modules
+of a running worker).
 """
 
 from __future__ import annotations
@@ -47,23 +52,20 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 
 from config import EncryptionSettings, PayloadStorageSettings, Settings, configure_logging, load_settings_or_exit
-from crypto_converter import Plaintext, encrypted_data_converter
-from keyvault import (
-    ClientCertificate,
-    KeyVaultError,
-    KeyVaultKeyProvider,
-    RefreshingSecret,
-    temporal_api_key,
-    temporal_client_certificate,
-)
-from payload_storage import PayloadStorage, PayloadStorageError
+
+# crypto_converter, keyvault and payload_storage (and with them cryptography and the Azure SDK: 30 MiB and 0.25 s
+# of CPU at start-up) are imported where their feature is switched on, so that a feature that is off costs nothing.
+if TYPE_CHECKING:
+    from crypto_converter import Plaintext
+    from keyvault import ClientCertificate, KeyVaultKeyProvider, RefreshingSecret
+    from payload_storage import PayloadStorage
 
 CONNECT_TIMEOUT = timedelta(seconds=30)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -240,10 +242,12 @@ async def encryption_codec_converter(encryption: EncryptionSettings, stop: Stop)
         logger.info("Payload encryption: off (set KEYVAULT_URL and KEYVAULT_SECRET_NAME to switch it on)")
         yield DataConverter.default
         return
+    from crypto_converter import encrypted_data_converter  # encryption is on: the codec and cryptography
+
     plaintext = plaintext_policy(encryption)
     logger.info(
         "Payload encryption: on (AES-GCM, key from Key Vault); unencrypted payloads: %s",
-        PLAINTEXT_POLICY_NAMES[plaintext],
+        PLAINTEXT_POLICY_NAMES[plaintext.value],
     )
     keys = await started_key_provider(encryption, stop)
     try:
@@ -283,6 +287,9 @@ class TemporalConnection:
         """Read the Temporal credentials that live in Key Vault: a StartupError saying what to check, or
         StopRequested."""
         temporal, vault = self._settings.temporal, self._settings.keyvault
+        if temporal.api_key_keyvault_secret or temporal.tls_client_keyvault_certificate:
+            # credentials in Key Vault: the Key Vault client and the Azure SDK
+            from keyvault import temporal_api_key, temporal_client_certificate
         if temporal.api_key_keyvault_secret:
             logger.info(
                 "Reading the Temporal API key: Key Vault secret %s at %s", temporal.api_key_keyvault_secret, vault.url
@@ -351,6 +358,8 @@ class TemporalConnection:
         A failed connection raises, so the refresh keeps the current client and tries again later.
         """
         assert self._certificate is not None
+        from keyvault import KeyVaultError  # loaded already: only a certificate from Key Vault rotates
+
         try:
             client = await self._connect(certificate, announce=False)
         except StartupError as error:
@@ -371,6 +380,8 @@ class TemporalConnection:
 
 
 async def _started(secret: RefreshingSecret, stop: Stop, doing: str) -> None:
+    from keyvault import KeyVaultError  # loaded already: `secret` comes from it
+
     try:
         await stop.race(secret.start(), doing)
     except KeyVaultError as error:
@@ -395,6 +406,8 @@ async def started_payload_storage(
         )
         yield None
         return
+    from payload_storage import PayloadStorage, PayloadStorageError  # payload storage is on: the Azure Blob SDK
+
     try:
         storage = PayloadStorage(settings, namespace)
     except PayloadStorageError as error:
@@ -418,15 +431,18 @@ async def started_payload_storage(
         await storage.close()
 
 
+# By crypto_converter.Plaintext's values (that module is only imported with encryption on).
 PLAINTEXT_POLICY_NAMES = {
-    Plaintext.REFUSE: "refused (ENCRYPTION_REQUIRED=true)",
-    Plaintext.WARN: "accepted with a warning during a migration (ENCRYPTION_ALLOW_PLAINTEXT=true)",
-    Plaintext.ACCEPT: "accepted (ENCRYPTION_REQUIRED=false)",
+    "refuse": "refused (ENCRYPTION_REQUIRED=true)",
+    "warn": "accepted with a warning during a migration (ENCRYPTION_ALLOW_PLAINTEXT=true)",
+    "accept": "accepted (ENCRYPTION_REQUIRED=false)",
 }
 
 
 def plaintext_policy(encryption: EncryptionSettings) -> Plaintext:
     """What decode does with an unencrypted payload: refused only when encryption is required."""
+    from crypto_converter import Plaintext  # for an encrypting converter: its module is loaded, or about to be
+
     if not encryption.required:
         return Plaintext.ACCEPT
     return Plaintext.WARN if encryption.allow_plaintext else Plaintext.REFUSE
@@ -435,6 +451,8 @@ def plaintext_policy(encryption: EncryptionSettings) -> Plaintext:
 async def started_key_provider(settings: EncryptionSettings, stop: Stop) -> KeyVaultKeyProvider:
     """A key provider holding the current key; a StartupError saying what to check; or StopRequested."""
     logger.info("Reading the encryption key: Key Vault secret %s at %s", settings.secret_name, settings.keyvault_url)
+    from keyvault import KeyVaultError, KeyVaultKeyProvider  # encryption is on: the Key Vault client and the Azure SDK
+
     try:
         keys = KeyVaultKeyProvider(settings)
         await stop.race(keys.start(), "reading the encryption key from Key Vault")

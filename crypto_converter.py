@@ -21,15 +21,17 @@ random 96-bit nonce. The result is a new payload:
 The key id is AES-GCM associated data, so a payload relabelled with another key id fails
 authentication instead of decrypting under the wrong key.
 
-Large payloads (from LARGE_PAYLOAD_BYTES) take a copy-lean path, because a copy of a large buffer costs
-about what encrypting it does, and a fresh large buffer costs its page faults on top: encode reads the
-data out of the payload once, encrypts the serialized payload piece by piece straight into a buffer laid
-out as the encrypted payload's wire form (an AES-GCM stream, the same bytes as the one-shot cipher), and
-parses that buffer once; decode decrypts from a view of the data straight into a buffer it parses
-(`decrypt_into`). Parsing copies the bytes into the new Payload, so that buffer is a scratch buffer kept
-per thread and reused (up to SCRATCH_KEPT_BYTES; a larger payload gets one of its own): what is left is
-the two copies the protobuf API makes in each direction (reading `payload.data`, parsing the result).
-Small payloads keep the one-shot path, which is faster below that size.
+Large payloads take a copy-lean path, because a copy of a large buffer costs about what encrypting it
+does, and a fresh large buffer costs its page faults on top: encode reads the data out of the payload
+once, encrypts the serialized payload piece by piece straight into a buffer laid out as the encrypted
+payload's wire form (an AES-GCM stream, the same bytes as the one-shot cipher), and parses that buffer
+once; decode decrypts from a view of the data straight into a buffer it parses (`decrypt_into`).
+Parsing copies the bytes into the new Payload, so that buffer is a scratch buffer kept per thread and
+reused (up to SCRATCH_KEPT_BYTES; a larger payload gets one of its own): what is left is the two copies
+the protobuf API makes in each direction (reading `payload.data`, parsing the result). Small payloads
+take the one-shot path, the samples-python encryption codec's shape with less work around it. Each
+direction has its own crossover (LARGE_ENCODE_BYTES, LARGE_DECODE_BYTES), measured: the large encode
+pays a fixed few microseconds for its streaming cipher, the large decode almost nothing.
 
 A payload that is not `binary/encrypted` was written without the key: before encryption was switched
 on, or by anyone who can start or signal a workflow (or by the server itself). What decode does with
@@ -80,8 +82,16 @@ NONCE_BYTES = 12  # 96 bits, the nonce size AES-GCM is designed for
 TAG_BYTES = 16
 # WARN remembers this many workflows it has warned about, so a long migration cannot grow memory.
 WARNED_WORKFLOWS = 1024
-# From this size payloads take the copy-lean path (see above); below it the one-shot cipher is faster.
-LARGE_PAYLOAD_BYTES = 64 * 1024
+# The crossovers, measured by `python tests/bench.py --only crossover` (each path forced, each in a process of its
+# own, thread CPU time, median of 3 interleaved; 2-core VM, Python 3.11, cryptography 50, protobuf upb; the
+# crossover run of 2026-12-04, large/small per call): encode 1.24 at 64 KiB, 1.06 at 96 KiB, 0.94 at 128 KiB,
+# 0.83 at 192 KiB (the streaming cipher's fixed cost, about 7 us, is paid back from there); decode 1.07 at 16 KiB,
+# 1.01 at 24 and 32 KiB, 0.90 at 48 KiB, 0.88 at 64 KiB (an earlier sweep: 0.89 at 32 KiB), so the paths tie at
+# 24-32 KiB. Above that both large paths keep winning (freed memory kept: 0.64 round trip at 1 MiB, 0.57 at 4 MiB).
+# From this size of its data a payload is encrypted on the large path (see above); below it, the one-shot cipher.
+LARGE_ENCODE_BYTES = 128 * 1024
+# From this size of its plaintext (the serialized payload) a payload is decrypted on the large path.
+LARGE_DECODE_BYTES = 32 * 1024
 # The largest scratch buffer a thread keeps between payloads: the memory the copy-lean path holds on to.
 SCRATCH_KEPT_BYTES = 64 * 1024 * 1024
 _DATA_TAG = b"\x12"  # Payload.data: field 2, length-delimited
@@ -138,22 +148,27 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Encrypt every payload with the provider's current key."""
         key_id, key = await self._key_provider.current_key()
-        cipher = _cipher(key)
-        associated_data = key_id.encode()
+        encrypting = _encrypting(key_id, key)
         encrypted = []
         for payload in payloads:
-            data = payload.data  # the one copy of the data out of the message (ByteSize would serialize it)
-            if len(data) >= LARGE_PAYLOAD_BYTES:
-                encrypted.append(_encrypt_large(key, key_id, associated_data, payload, data))
+            # Its size picks the path, and the large path uses it as its one copy of the data out of the message
+            # (no cheaper way to learn the size: ByteSize serializes the payload).
+            data = payload.data
+            if len(data) < LARGE_ENCODE_BYTES:
+                encrypted.append(_encrypt(encrypting, payload))
             else:
-                encrypted.append(_encrypt(cipher, key_id, associated_data, payload))
+                encrypted.append(_encrypt_large(encrypting, key, payload, data))
         return encrypted
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
         """Decrypt encrypted payloads with the key each one names; others as the `Plaintext` policy says."""
-        return [
-            await self._decrypt(payload) if _is_encrypted(payload) else self._plain(payload) for payload in payloads
-        ]
+        decoded = []
+        for payload in payloads:
+            if payload.metadata.get("encoding") == ENCODING:
+                decoded.append(await self._decrypt(payload))
+            else:
+                decoded.append(self._plain(payload))
+        return decoded
 
     def _plain(self, payload: Payload) -> Payload:
         if self._plaintext is Plaintext.ACCEPT:
@@ -186,37 +201,28 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 
     async def _decrypt(self, payload: Payload) -> Payload:
         associated_data = payload.metadata.get(KEY_ID_METADATA, b"")
-        key_id = associated_data.decode("utf-8", errors="replace")
-        if not key_id:
+        if not associated_data:
             raise PayloadDecryptionError(
                 f"Encrypted payload has no {KEY_ID_METADATA} metadata, so no key can decrypt it"
             )
-        data = memoryview(payload.data)  # one copy out of the message; slices of the view copy nothing
+        data = payload.data  # the one copy of the data out of the message
         if len(data) < NONCE_BYTES + TAG_BYTES:
             raise PayloadDecryptionError(f"Encrypted payload with key id {shown(associated_data)} is truncated")
-        key = await self._key(key_id, associated_data)
-        nonce, ciphertext = data[:NONCE_BYTES], data[NONCE_BYTES:]
         try:
-            if len(ciphertext) >= LARGE_PAYLOAD_BYTES:
-                # no await from here to the parse below: the scratch buffer is this thread's until then
-                plaintext: bytes | memoryview = _scratch(len(ciphertext) - TAG_BYTES)
-                _cipher(key).decrypt_into(nonce, ciphertext, associated_data, plaintext)
-            else:
-                plaintext = _cipher(key).decrypt(nonce, ciphertext, associated_data)
+            key = await self._key_provider.key_for(associated_data.decode("utf-8", errors="replace"))
+        except Exception as error:  # any provider failure means the same thing here: no key, no plaintext
+            raise PayloadDecryptionError(
+                f"No key for encrypted payload with key id {shown(associated_data)}: {error}"
+            ) from error
+        try:
+            if len(data) - (NONCE_BYTES + TAG_BYTES) < LARGE_DECODE_BYTES:
+                return _decrypt(_cipher(key), associated_data, data)
+            return _decrypt_large(_cipher(key), associated_data, data)
         except InvalidTag:
             raise PayloadDecryptionError(
                 f"Encrypted payload with key id {shown(associated_data)} failed authentication: the key with that "
                 "id is not the one it was encrypted with, or the payload or its key id was altered"
             ) from None
-        return Payload.FromString(plaintext)
-
-    async def _key(self, key_id: str, associated_data: bytes) -> bytes:
-        try:
-            return await self._key_provider.key_for(key_id)
-        except Exception as error:  # any provider failure means the same thing here: no key, no plaintext
-            raise PayloadDecryptionError(
-                f"No key for encrypted payload with key id {shown(associated_data)}: {error}"
-            ) from error
 
 
 def encrypted_data_converter(key_provider: KeyProvider, plaintext: Plaintext) -> DataConverter:
@@ -238,6 +244,26 @@ def _cipher(key: bytes) -> AESGCM:
     return AESGCM(key)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Encrypting:
+    """What encoding under one (key id, key) needs, built once: per payload only the nonce and cipher run."""
+
+    cipher: AESGCM
+    """The key's one-shot AES-GCM (`_cipher`)."""
+    associated_data: bytes
+    """The key id as bytes: AES-GCM's associated data."""
+    metadata: Payload
+    """A payload holding only the encrypted payloads' metadata: copying it is faster than building it."""
+    head: bytes
+    """That metadata's wire form followed by the data field's tag: the large path's buffer starts with it."""
+
+
+@functools.lru_cache(maxsize=64)
+def _encrypting(key_id: str, key: bytes) -> _Encrypting:
+    metadata = Payload(metadata={"encoding": ENCODING, KEY_ID_METADATA: key_id.encode()})
+    return _Encrypting(_cipher(key), key_id.encode(), metadata, metadata.SerializeToString() + _DATA_TAG)
+
+
 def _describe(context: SerializationContext | None) -> str:
     """Which workflow (or activity, or Nexus operation) a payload belongs to, for a message."""
     if isinstance(context, WorkflowSerializationContext):
@@ -251,43 +277,54 @@ def _describe(context: SerializationContext | None) -> str:
     return "a payload outside any workflow (no serialization context)"
 
 
-def _is_encrypted(payload: Payload) -> bool:
-    return payload.metadata.get("encoding") == ENCODING
-
-
-def _encrypt(cipher: AESGCM, key_id: str, associated_data: bytes, payload: Payload) -> Payload:
+def _encrypt(encrypting: _Encrypting, payload: Payload) -> Payload:
     nonce = os.urandom(NONCE_BYTES)
-    ciphertext = cipher.encrypt(nonce, payload.SerializeToString(), associated_data)
     encrypted = Payload()
-    encrypted.CopyFrom(_encrypted_metadata(key_id))
-    encrypted.data = nonce + ciphertext
+    encrypted.CopyFrom(encrypting.metadata)
+    encrypted.data = nonce + encrypting.cipher.encrypt(nonce, payload.SerializeToString(), encrypting.associated_data)
     return encrypted
 
 
-def _encrypt_large(key: bytes, key_id: str, associated_data: bytes, payload: Payload, data: bytes) -> Payload:
+def _encrypt_large(encrypting: _Encrypting, key: bytes, payload: Payload, data: bytes) -> Payload:
     """The same encrypted payload as `_encrypt`, with one copy of the data in and one out.
 
     The plaintext is the payload's wire form, written as its other fields, then its data field (protobuf
     fields may come in any order); it is encrypted piece by piece into a scratch buffer that already holds
     the encrypted payload's metadata and data header, and that buffer is parsed into the result.
     """
-    others = Payload(metadata=payload.metadata, external_payloads=payload.external_payloads).SerializeToString()
-    pieces = (others + _DATA_TAG + _varint(len(data)), data)
-    ciphertext_size = sum(map(len, pieces)) + TAG_BYTES
-    head = _encrypted_metadata(key_id).SerializeToString() + _DATA_TAG + _varint(NONCE_BYTES + ciphertext_size)
+    if payload.external_payloads:
+        others = Payload(metadata=payload.metadata, external_payloads=payload.external_payloads)
+    else:
+        others = Payload(metadata=payload.metadata)
+    pieces = (others.SerializeToString() + _DATA_TAG + _varint(len(data)), data)
+    ciphertext_size = len(pieces[0]) + len(data) + TAG_BYTES
+    head = encrypting.head + _varint(NONCE_BYTES + ciphertext_size)
     nonce = os.urandom(NONCE_BYTES)
     view = _scratch(len(head) + NONCE_BYTES + ciphertext_size)
     view[: len(head)] = head
     position = len(head) + NONCE_BYTES
     view[len(head) : position] = nonce
     encryptor = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
-    encryptor.authenticate_additional_data(associated_data)
+    encryptor.authenticate_additional_data(encrypting.associated_data)
     for piece in pieces:
         # update_into wants room for one more block than it writes; a GCM stream writes what it reads
         position += encryptor.update_into(piece, view[position : position + len(piece) + 15])
     encryptor.finalize()
     view[position:] = encryptor.tag
     return Payload.FromString(view)
+
+
+def _decrypt(cipher: AESGCM, associated_data: bytes, data: bytes) -> Payload:
+    # slices of small bytes cost less than views of them, and copy only a small payload
+    return Payload.FromString(cipher.decrypt(data[:NONCE_BYTES], data[NONCE_BYTES:], associated_data))
+
+
+def _decrypt_large(cipher: AESGCM, associated_data: bytes, data: bytes) -> Payload:
+    """The same payload as `_decrypt`, decrypted from a view of the data into the scratch buffer it is parsed from."""
+    view = memoryview(data)  # slices of the view copy nothing
+    plaintext = _scratch(len(view) - NONCE_BYTES - TAG_BYTES)  # this thread's until the parse: no await in between
+    cipher.decrypt_into(view[:NONCE_BYTES], view[NONCE_BYTES:], associated_data, plaintext)
+    return Payload.FromString(plaintext)
 
 
 class _ScratchBuffer(threading.local):
@@ -321,9 +358,3 @@ def _varint(value: int) -> bytes:
         value >>= 7
     out.append(value)
     return bytes(out)
-
-
-@functools.lru_cache(maxsize=64)
-def _encrypted_metadata(key_id: str) -> Payload:
-    """A payload holding only the metadata of one key id's payloads: copying it is faster than building it."""
-    return Payload(metadata={"encoding": ENCODING, KEY_ID_METADATA: key_id.encode()})

@@ -4,8 +4,9 @@ Public API:
     import early_signals   # first import of worker.py, client.py, codec_server.py: installs the handlers
     take() -> list[int]    # the stop signals received so far (each once), and forget them
 
-Why: importing the Temporal SDK, aiohttp and Azure takes ~0.3 s, and `bootstrap.Stop` can install its
-handlers only once the event loop exists. Without this module a SIGTERM in that window killed the process
+Why: importing the Temporal SDK takes ~0.3 s (more with encryption or payload storage on, which import the
+Azure SDK where they are switched on), and `bootstrap.Stop` can install its handlers only once the event loop
+exists. Without this module a SIGTERM in that window killed the process
 (exit -15) and a SIGINT printed a KeyboardInterrupt traceback, where every program documents exit 0 for a
 requested stop. Importing this module (standard library only, a few microseconds) installs handlers that
 only remember the signal; `bootstrap.Stop` takes what was remembered when it installs its own, so an early

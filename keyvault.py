@@ -59,17 +59,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Generic, Self, TypeVar
 
 from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
 from azure.keyvault.secrets.aio import SecretClient
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 from azure_identity import IDENTITY_ADVICE, default_credential
 from config import EncryptionSettings, KeyVaultSettings
 from log_format import one_line, shown
+
+if TYPE_CHECKING:  # cryptography's certificate parts are imported only to read a client certificate (below)
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
 AES_KEY_SIZES = (16, 24, 32)
 # The shape of a Key Vault secret version, which is what our key ids are.
@@ -487,6 +488,10 @@ def decode_api_key(secret: SecretVersion) -> str:
 
 def decode_client_certificate(secret: SecretVersion) -> ClientCertificate:
     """The certificate chain and private key of a PEM secret value, checked to belong together."""
+    # Here, not at the top: only a client certificate from Key Vault needs them (1 MiB, 30 ms to import).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     if secret.content_type == PKCS12_CONTENT_TYPE:
         raise KeyVaultError(
             f"{secret.where} is a PKCS#12 certificate, but the worker and KEDA's temporal scaler read PEM; "
@@ -522,6 +527,8 @@ def decode_client_certificate(secret: SecretVersion) -> ClientCertificate:
 
 
 def _same_public_key(certificate: x509.Certificate, key: CertificateIssuerPrivateKeyTypes) -> bool:
+    from cryptography.hazmat.primitives import serialization  # loaded already by decode_client_certificate
+
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return certificate.public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
 

@@ -2,17 +2,21 @@
 
     python tests/bench.py            the full run (about 14 minutes on 2 cores)
     python tests/bench.py --quick    tiny sizes and counts: proves the benchmark still runs, measures nothing
+    python tests/bench.py --only codec          only the codec rows (2 below; no servers, about 3 minutes)
+    python tests/bench.py --only crossover      only the sweep behind the codec's small/large crossover (10 min)
+    python tests/bench.py --only worker-peer    only the rows of 9 (about 5 minutes; with --quick, seconds)
+    python tests/bench.py --only worker         the rows of 4, 7 and 9: the worker's own (about 7 minutes)
 
 It measures, on this machine, with real parts (run it through the test environment, which has the
 `temporal` dev server and the test Key Vault):
   1. end-to-end workflows per second, plain vs encrypted, against one Temporal dev server, in
      interleaved rounds (plain, encrypted, plain, ...), with the median of each and their ratio;
-  2. the codec's encode+decode time per payload against raw `cryptography` AES-GCM at several sizes, in
-     CPU time of the measuring thread, each in a process of its own (their large buffers would otherwise
-     share one heap), raw and codec processes taking turns (so other processes on the machine change
-     both alike); and at the target sizes, with glibc keeping freed memory (no page faults for either),
-     the same two next to the copies alone that the protobuf API makes any `PayloadCodec` do (what they
-     cost, no codec can save);
+  2. the codec's encode+decode time per payload at several sizes against the samples-python encryption
+     codec's shape (tests/helpers/peer_codec.py, same key) and raw `cryptography` AES-GCM, in CPU time of
+     the measuring thread, each in a process of its own (their large buffers would otherwise share one
+     heap), the contenders' processes taking turns (so other processes on the machine change all alike);
+     and at the target sizes, with glibc keeping freed memory (no page faults for any), the same next to
+     the copies alone that the protobuf API makes any `PayloadCodec` do (what they cost, no codec can save);
   3. Key Vault requests per key version during an encrypted run with one rotation;
   4. seconds from starting `python worker.py` to `Starting worker... Awaiting tasks.`;
   5. the worker's own throughput on an activity-heavy workload (many short activities at once), with
@@ -23,11 +27,19 @@ It measures, on this machine, with real parts (run it through the test environme
   8. the round trip of 1, 8 and 32 MiB payloads through payload storage in Azurite (the data converter's
      encode, which uploads, then its decode, which downloads), plain and encrypted; skipped, saying so,
      when Azurite is not installed (.ci/run installs it);
-  9. `--only codec-auth` (alone, about half a minute): what verifying a sign-in token (OIDC JWT) costs the
+  9. our worker against a bare SDK worker (tests/helpers/bare_worker.py: a `Worker` with YourWorkflow and the
+     activities, nothing else) on the same dev server, in interleaved rounds: CPU per workflow, RSS while
+     polling, start to polling and the CPU time spent by then, each with its ratio to the bare worker; ours
+     with every optional feature off, with encryption on (the test Key Vault), and with JSON logs and
+     encryption.
+  10. `--only codec-auth` (alone, about half a minute): what verifying a sign-in token (OIDC JWT) costs the
      codec server per request with the issuer's keys held, next to decoding a 1 KiB payload, and a whole
      /decode request with the static token and with a token.
-The targets it is written against: encrypted/plain >= 0.95; codec >= 0.9 of raw at 1 MiB and 16 MiB and
-at most 10 us added per tiny payload; one Key Vault GET per version plus the refreshes.
+The targets it is written against: encrypted/plain >= 0.95; the codec at most 1.0 x the peer at every size
+(glibc's defaults below 1 MiB and at 16 MiB, freed memory kept at 1 and 16 MiB); one Key Vault GET per
+version plus the refreshes; against the bare SDK worker, RSS while polling at most 1.1 x (features off) and
+1.2 x (encryption on), start to polling at most 1.25 x (features off), CPU per workflow at most 1.0 x (JSON
+logs and encryption on).
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import json
 import logging
 import os
 import platform
@@ -50,11 +63,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.worker import Worker
 
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -62,6 +76,7 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 # the repository's root, which pytest.ini puts on the tests' path the same way.
 sys.path.insert(1, str(REPO_DIR))
 
+import crypto_converter  # noqa: E402
 from activities import YourActivities  # noqa: E402
 from config import PayloadStorageSettings, load_settings  # noqa: E402
 from crypto_converter import EncryptionCodec, Plaintext, encrypted_data_converter  # noqa: E402
@@ -71,9 +86,11 @@ from workflows import YourWorkflow  # noqa: E402
 
 from helpers.azurite import AZURITE_BLOB, AZURITE_MISSING, Azurite  # noqa: E402
 from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment  # noqa: E402
+from helpers.peer_codec import SampleShapedCodec  # noqa: E402
 from helpers.processes import DevServer, base_environment, free_port  # noqa: E402  (test helpers)
 
 SECRET = "bench-encryption-key"
+POLLING_LINE = "Starting worker... Awaiting tasks."
 NONCE_BYTES = 12
 
 
@@ -88,6 +105,8 @@ class Scale:
     codec_seconds_per_size: float
     codec_processes: int
     codec_bound_sizes: tuple[int, ...]
+    crossover_sizes: tuple[int, ...]
+    crossover_kept_sizes: tuple[int, ...]
     worker_starts: int
     tuner_workflows_per_round: int
     tuner_rounds: int
@@ -95,6 +114,8 @@ class Scale:
     cached_workflows: int
     storage_sizes: tuple[int, ...]
     storage_round_trips: int
+    peer_rounds: int
+    peer_workflows: int
 
 
 FULL = Scale(
@@ -104,6 +125,8 @@ FULL = Scale(
     codec_seconds_per_size=2.0,
     codec_processes=3,
     codec_bound_sizes=(MIB, 16 * MIB),
+    crossover_sizes=tuple(size * 1024 for size in (4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256)),
+    crossover_kept_sizes=(256 * 1024, MIB, 4 * MIB),
     worker_starts=3,
     tuner_workflows_per_round=300,
     tuner_rounds=3,
@@ -111,6 +134,8 @@ FULL = Scale(
     cached_workflows=200,
     storage_sizes=(MIB, 8 * MIB, 32 * MIB),
     storage_round_trips=5,
+    peer_rounds=3,
+    peer_workflows=200,
 )
 QUICK = Scale(
     workflows_per_round=3,
@@ -119,6 +144,8 @@ QUICK = Scale(
     codec_seconds_per_size=0.05,
     codec_processes=1,
     codec_bound_sizes=(128 * 1024,),
+    crossover_sizes=(4096, 128 * 1024),
+    crossover_kept_sizes=(128 * 1024,),
     worker_starts=1,
     tuner_workflows_per_round=3,
     tuner_rounds=1,
@@ -126,6 +153,8 @@ QUICK = Scale(
     cached_workflows=3,
     storage_sizes=(300 * 1024,),
     storage_round_trips=1,
+    peer_rounds=1,
+    peer_workflows=3,
 )
 
 # The activity-heavy workload: every YourWorkflow runs three activities of this many seconds each.
@@ -188,7 +217,7 @@ def interleave_note(rates: dict[str, list[float]]) -> str:
     )
 
 
-# --- 2: the codec against raw AES-GCM -------------------------------------------------------------
+# --- 2: the codec against the samples-python-shaped peer and raw AES-GCM ------------------------
 
 
 class _InMemoryKeys:
@@ -221,12 +250,20 @@ def cpu_time_per_call(run_batch: Callable[[int], None], seconds: float) -> float
     return statistics.median(samples)
 
 
-def codec_contender_seconds(contender: str, size: int, seconds: float) -> float:
-    """CPU seconds per round trip of one `size`-byte payload, for one of three contenders.
+# The codec's two paths, each forced in a process of its own for the crossover sweep (`--only crossover`):
+# "<direction> <path>", e.g. "encode large" runs only our codec's encode with every payload on the large path.
+DIRECTIONS = ("encode", "decode")
+PATH_CONTENDERS = tuple(f"{direction} {path}" for direction in DIRECTIONS for path in ("small", "large"))
 
-    "raw": AES-GCM encrypt+decrypt of the bytes; "codec": our codec's encode+decode of a payload holding
-    them; "copies": no cipher, only the copies the protobuf API makes any `PayloadCodec` do in each
-    direction (the bytes read out of the payload it is handed, the payload it returns parsed from a buffer).
+
+def codec_contender_seconds(contender: str, size: int, seconds: float) -> float:
+    """CPU seconds per round trip of one `size`-byte payload, for one contender.
+
+    "raw": AES-GCM encrypt+decrypt of the bytes; "ours": our codec's encode+decode of a payload holding them;
+    "peer": the same through the samples-python-shaped codec (tests/helpers/peer_codec.py), same key;
+    "copies": no cipher, only the copies the protobuf API makes any `PayloadCodec` do in each direction (the
+    bytes read out of the payload it is handed, the payload it returns parsed from a buffer); one of
+    PATH_CONTENDERS: only our encode or only our decode, every payload on the path named (seconds per call).
     Runs in the process `measure_in_own_process` starts for it, alone: nothing else allocates there.
     """
     key = os.urandom(32)
@@ -250,7 +287,18 @@ def codec_contender_seconds(contender: str, size: int, seconds: float) -> float:
                 _parsed = Payload.FromString(wire)
 
         return cpu_time_per_call(copies_round_trips, seconds)
-    codec = EncryptionCodec(_InMemoryKeys(key))
+    codec: PayloadCodec
+    if contender == "peer":
+        codec = SampleShapedCodec("bench", key)
+    elif contender == "ours":
+        codec = EncryptionCodec(_InMemoryKeys(key))
+    elif contender in PATH_CONTENDERS:
+        direction, path = contender.split()
+        threshold = 0 if path == "large" else sys.maxsize
+        crypto_converter.LARGE_ENCODE_BYTES = crypto_converter.LARGE_DECODE_BYTES = threshold
+        return codec_direction_seconds(EncryptionCodec(_InMemoryKeys(key)), direction, payload, seconds)
+    else:
+        raise ValueError(f"unknown codec contender {contender!r}")
 
     async def codec_round_trips(count: int) -> None:
         for _ in range(count):
@@ -259,6 +307,24 @@ def codec_contender_seconds(contender: str, size: int, seconds: float) -> float:
     loop = asyncio.new_event_loop()
     try:
         return cpu_time_per_call(lambda count: loop.run_until_complete(codec_round_trips(count)), seconds)
+    finally:
+        loop.close()
+
+
+def codec_direction_seconds(codec: PayloadCodec, direction: str, payload: Payload, seconds: float) -> float:
+    """CPU seconds per `codec.encode([payload])`, or per decode of its result ("encode" or "decode")."""
+    loop = asyncio.new_event_loop()
+    try:
+        encrypted = loop.run_until_complete(codec.encode([payload]))
+
+        async def calls(count: int) -> None:
+            for _ in range(count):
+                if direction == "encode":
+                    await codec.encode([payload])
+                else:
+                    await codec.decode(encrypted)
+
+        return cpu_time_per_call(lambda count: loop.run_until_complete(calls(count)), seconds)
     finally:
         loop.close()
 
@@ -272,40 +338,69 @@ KEEP_FREED_MEMORY = {
 
 
 def measure_codec(scale: Scale) -> list[str]:
-    """Encode+decode of one payload through the codec vs encrypt+decrypt of its bytes with raw AES-GCM.
+    """Encode+decode of one payload through our codec, through the samples-python-shaped peer, and
+    encrypt+decrypt of its bytes with raw AES-GCM.
 
-    Each measurement is a process of its own, the contenders taking turns (raw, codec, raw, ...), and each
-    result is the median of its processes. Not one process for all: at 1 MiB and more they are bound by
+    Each measurement is a process of its own, the contenders taking turns (raw, ours, peer, raw, ...), and
+    each result is the median of its processes. Not one process for all: at 1 MiB and more they are bound by
     memory allocation, and in one process the buffers one frees decide whether the other's next buffer is
     reused memory or fresh pages (page faults): raw AES-GCM measured 0.8 ms or 2.6 ms per 1 MiB round
     trip depending on which codec code ran between its batches.
 
-    Fresh pages are most of raw AES-GCM's time at those sizes on a VM, so at the target sizes the
-    contenders are measured again with glibc keeping freed memory, where what is left is the cipher and the
-    copies, next to a third: the copies alone that the protobuf API makes any `PayloadCodec` do (it is
-    handed and must return `Payload` messages). Whatever they cost beyond 11% of raw keeps every codec
-    below 0.9 of raw speed.
+    Fresh pages are most of the time at those sizes on a VM, so at the target sizes the contenders are
+    measured again with glibc keeping freed memory, where what is left is the cipher and the copies, next
+    to a fourth: the copies alone that the protobuf API makes any `PayloadCodec` do (it is handed and must
+    return `Payload` messages). Whatever they cost beyond 11% of raw keeps every codec below 0.9 of raw speed.
     """
     rows = []
+    processes = f"median of {scale.codec_processes} processes each, interleaved"
     for size in scale.payload_sizes:
-        seconds = median_seconds(("raw", "codec"), size, scale)
-        raw_seconds, codec_seconds = seconds["raw"], seconds["codec"]
+        seconds = median_seconds(("raw", "ours", "peer"), size, scale)
+        raw_seconds, ours, peer = seconds["raw"], seconds["ours"], seconds["peer"]
         rows.append(
-            f"| codec encode+decode, {human_size(size)} | {codec_seconds * 1e6:.1f} us "
-            f"(raw AES-GCM {raw_seconds * 1e6:.1f} us) | "
-            f"{raw_seconds / codec_seconds:.2f} of raw speed, +{(codec_seconds - raw_seconds) * 1e6:.1f} us; "
-            f"median of {scale.codec_processes} processes each |"
+            f"| codec encode+decode, {human_size(size)} | ours {ours * 1e6:.1f} us, peer {peer * 1e6:.1f} us "
+            f"(raw AES-GCM {raw_seconds * 1e6:.1f} us) | ours / peer {ours / peer:.2f} (target <= 1.0); "
+            f"{raw_seconds / ours:.2f} of raw speed, +{(ours - raw_seconds) * 1e6:.1f} us; {processes} |"
         )
     settings = " ".join(f"{name}={value}" for name, value in KEEP_FREED_MEMORY.items())
     for size in scale.codec_bound_sizes:
-        seconds = median_seconds(("raw", "codec", "copies"), size, scale, KEEP_FREED_MEMORY)
-        raw_seconds, codec_seconds, copies_seconds = seconds["raw"], seconds["codec"], seconds["copies"]
+        seconds = median_seconds(("raw", "ours", "peer", "copies"), size, scale, KEEP_FREED_MEMORY)
+        raw_seconds, ours, peer, copies = seconds["raw"], seconds["ours"], seconds["peer"], seconds["copies"]
         rows.append(
-            f"| codec encode+decode, {human_size(size)}, freed memory kept | {codec_seconds * 1e6:.1f} us "
-            f"(raw AES-GCM {raw_seconds * 1e6:.1f} us, the protobuf copies alone {copies_seconds * 1e6:.1f} us) | "
-            f"{raw_seconds / codec_seconds:.2f} of raw speed; the copies alone are "
-            f"{copies_seconds / raw_seconds:.0%} of raw (0.9 of raw speed leaves a codec 11%); `{settings}`, "
-            f"median of {scale.codec_processes} processes each |"
+            f"| codec encode+decode, {human_size(size)}, freed memory kept | ours {ours * 1e6:.1f} us, "
+            f"peer {peer * 1e6:.1f} us (raw AES-GCM {raw_seconds * 1e6:.1f} us, the protobuf copies alone "
+            f"{copies * 1e6:.1f} us) | ours / peer {ours / peer:.2f} (target <= 1.0); {raw_seconds / ours:.2f} of "
+            f"raw speed; the copies alone are {copies / raw_seconds:.0%} of raw (0.9 of raw speed leaves a codec "
+            f"11%); `{settings}`, {processes} |"
+        )
+    return rows
+
+
+def measure_crossover(scale: Scale) -> list[str]:
+    """Our codec's small and large paths, each forced, per size of the sweep: encode alone and decode alone.
+
+    The measurement behind crypto_converter.LARGE_ENCODE_BYTES and LARGE_DECODE_BYTES (`python tests/bench.py
+    --only crossover`): each direction's large path starts where it costs less than its small one. Processes
+    and turns as `measure_codec`; glibc's defaults (what the image runs) up to `crossover_sizes`, then freed
+    memory kept for `crossover_kept_sizes`: above glibc's mmap threshold (128 KiB at first) the defaults
+    measure which allocation pattern meets fresh pages, not the path (decode alone measured the large path
+    3 times slower at 1 MiB that way, and the round trip the other way round).
+    """
+    rows = []
+    sweeps = [(size, None, "") for size in scale.crossover_sizes]
+    sweeps += [(size, KEEP_FREED_MEMORY, ", freed memory kept") for size in scale.crossover_kept_sizes]
+    for size, environment, mode in sweeps:
+        seconds = median_seconds(PATH_CONTENDERS, size, scale, environment)
+        encode, decode = (seconds[f"{direction} large"] / seconds[f"{direction} small"] for direction in DIRECTIONS)
+        round_trip = sum(seconds[f"{direction} large"] for direction in DIRECTIONS) / sum(
+            seconds[f"{direction} small"] for direction in DIRECTIONS
+        )
+        rows.append(
+            f"| codec paths, {human_size(size)}{mode} | encode: small {seconds['encode small'] * 1e6:.1f} us, "
+            f"large {seconds['encode large'] * 1e6:.1f} us; decode: small {seconds['decode small'] * 1e6:.1f} us, "
+            f"large {seconds['decode large'] * 1e6:.1f} us | large / small: encode {encode:.2f}, decode "
+            f"{decode:.2f}, round trip {round_trip:.2f}; median of {scale.codec_processes} processes each, "
+            "interleaved |"
         )
     return rows
 
@@ -313,7 +408,7 @@ def measure_codec(scale: Scale) -> list[str]:
 def median_seconds(
     contenders: tuple[str, ...], size: int, scale: Scale, environment: dict[str, str] | None = None
 ) -> dict[str, float]:
-    """Each contender's median seconds per round trip over `scale.codec_processes` processes, taking turns."""
+    """Each contender's median seconds per call over `scale.codec_processes` processes, taking turns."""
     seconds: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(scale.codec_processes):
         for contender, measured in seconds.items():
@@ -415,24 +510,33 @@ def measure_worker_start(scale: Scale, address: str, environment: dict[str, str]
 
 
 class WorkerProcess:
-    """`python worker.py` as the pod runs it, started and stopped around a measurement."""
+    """`python worker.py` as the pod runs it (or another `script` that prints the same line once it polls, such as
+    the bare SDK worker), started and stopped around a measurement.
 
-    def __init__(self, address: str, home: Path, **variables: str) -> None:
+    `start_seconds` is the wall time from starting the process to its "Starting worker... Awaiting tasks." line,
+    `cpu_at_ready` the process's CPU time at that moment."""
+
+    def __init__(self, address: str, home: Path, script: Path = REPO_DIR / "worker.py", **variables: str) -> None:
         self.task_queue = f"bench-worker-{uuid.uuid4().hex[:8]}"
         environment = base_environment(home, TEMPORAL_ADDRESS=address, TEMPORAL_TASK_QUEUE=self.task_queue)
+        started = time.perf_counter()
         self.process = subprocess.Popen(
-            [sys.executable, str(REPO_DIR / "worker.py")],
+            [sys.executable, str(script)],
             env=environment | variables,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
         assert self.process.stdout is not None
+        output = []
         for line in self.process.stdout:
-            if line.strip() == "Starting worker... Awaiting tasks.":
+            if is_polling_line(line):
+                self.start_seconds = time.perf_counter() - started
+                self.cpu_at_ready = self.cpu_seconds()
                 break
+            output.append(line)
         else:
-            raise RuntimeError(f"worker.py exited with {self.process.wait()} before it polled")
+            raise RuntimeError(f"{script.name} exited with {self.process.wait()} before it polled:\n{''.join(output)}")
         # Keep reading what it logs: a full pipe would block the worker's event loop on its next log line.
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
 
@@ -450,6 +554,14 @@ class WorkerProcess:
     def stop(self) -> None:
         self.process.terminate()
         self.process.communicate(timeout=60)
+
+
+def is_polling_line(line: str) -> bool:
+    """Whether a line of the worker's output is "Starting worker... Awaiting tasks." (text, or with
+    LOG_FORMAT=json the message of a JSON line)."""
+    if line.startswith("{"):
+        return json.loads(line).get("message") == POLLING_LINE
+    return line.strip() == POLLING_LINE
 
 
 async def run_workflows(client: Client, task_queue: str, count: int) -> float:
@@ -561,6 +673,141 @@ def cached_workflows(metrics_port: int) -> float:
     return 0.0
 
 
+# --- 9: our worker against a bare SDK worker, side by side ---------------------------------------
+
+BARE_WORKER = REPO_DIR / "tests" / "helpers" / "bare_worker.py"
+BARE = "bare SDK worker"
+# Ours as the pod runs it (health and metrics ports on), each optional feature named; LOG_FORMAT is text unless said.
+OURS_OFF = "ours, features off"
+OURS_ENCRYPTED = "ours, encryption on"
+OURS_JSON_ENCRYPTED = "ours, JSON logs + encryption"
+# Settling time between "polling" and reading the RSS: the SDK's pollers and the first round trips are under way.
+PEER_SETTLE_SECONDS = 2.0
+
+
+@dataclass
+class PeerMeasures:
+    """One contender's measures, a value per round."""
+
+    start_seconds: list[float] = dataclasses.field(default_factory=list)
+    cpu_at_ready: list[float] = dataclasses.field(default_factory=list)
+    rss_bytes: list[int] = dataclasses.field(default_factory=list)
+    cpu_per_workflow: list[float] = dataclasses.field(default_factory=list)
+
+
+async def measure_worker_peer(scale: Scale, address: str, home: Path, vault_environment: dict[str, str]) -> list[str]:
+    """Our worker.py against tests/helpers/bare_worker.py on one dev server, in interleaved rounds (bare, ours
+    features off, ours encrypted, ours JSON + encrypted, bare, ...): start to polling and the CPU time at that
+    moment, RSS once polling, and the worker process's CPU time per workflow (from /proc) over
+    `scale.peer_workflows` YourWorkflows started at once. Ours runs with its health and metrics ports on, as the
+    Deployment runs it; `vault_environment` points the encrypted ones at the test Key Vault."""
+    encrypted = azure_cli_environment(base_environment(home)) | vault_environment
+    contenders: dict[str, tuple[Path, dict[str, str]]] = {
+        BARE: (BARE_WORKER, {}),
+        OURS_OFF: (REPO_DIR / "worker.py", {}),
+        OURS_ENCRYPTED: (REPO_DIR / "worker.py", encrypted),
+        OURS_JSON_ENCRYPTED: (REPO_DIR / "worker.py", encrypted | {"LOG_FORMAT": "json"}),
+    }
+    keys = KeyVaultKeyProvider(load_settings(vault_environment, env_file=home / "none.env").encryption)
+    await keys.start()
+    try:
+        plain = await Client.connect(address)
+        encrypting = await Client.connect(address, data_converter=encrypted_data_converter(keys, Plaintext.REFUSE))
+        measures = {name: PeerMeasures() for name in contenders}
+        for _ in range(scale.peer_rounds):
+            for name, (script, variables) in contenders.items():
+                ports = (
+                    {"HEALTH_PORT": str(free_port()), "METRICS_PORT": str(free_port())} if script != BARE_WORKER else {}
+                )
+                worker = WorkerProcess(address, home, script, **(variables | ports))
+                try:
+                    measured = measures[name]
+                    measured.start_seconds.append(worker.start_seconds)
+                    measured.cpu_at_ready.append(worker.cpu_at_ready)
+                    await asyncio.sleep(PEER_SETTLE_SECONDS)
+                    measured.rss_bytes.append(worker.rss_bytes())
+                    client = encrypting if "encryption" in name else plain
+                    await run_workflows(client, worker.task_queue, 5)  # warm-up, not counted
+                    cpu_before = worker.cpu_seconds()
+                    await run_workflows(client, worker.task_queue, scale.peer_workflows)
+                    measured.cpu_per_workflow.append((worker.cpu_seconds() - cpu_before) / scale.peer_workflows)
+                finally:
+                    worker.stop()
+    finally:
+        await keys.close()
+    return peer_rows(measures, scale)
+
+
+def peer_rows(measures: dict[str, PeerMeasures], scale: Scale) -> list[str]:
+    """One row per measure: the bare worker's median, then each of ours with its ratio to it."""
+
+    def row(
+        measure: str, values: Callable[[PeerMeasures], list[float]], shown: Callable[[float], str], note: str
+    ) -> str:
+        bare = statistics.median(values(measures[BARE]))
+        ours = [
+            f"{name.removeprefix('ours, ')} {shown(statistics.median(values(measured)))} "
+            f"({statistics.median(values(measured)) / bare:.2f} x)"
+            for name, measured in measures.items()
+            if name != BARE
+        ]
+        return f"| worker vs bare SDK worker: {measure} | bare {shown(bare)}; {'; '.join(ours)} | {note} |"
+
+    rounds = f"median of {scale.peer_rounds} interleaved rounds"
+    return [
+        row(
+            "CPU per workflow",
+            lambda m: m.cpu_per_workflow,
+            lambda seconds: f"{seconds * 1e3:.1f} ms",
+            f"target: JSON logs + encryption <= 1.0 x; worker process CPU (/proc) over {scale.peer_workflows} "
+            f"YourWorkflows started at once; {rounds}",
+        ),
+        row(
+            "RSS while polling",
+            lambda m: m.rss_bytes,
+            lambda size: f"{size / MIB:.0f} MiB",
+            f"targets: features off <= 1.1 x, encryption on <= 1.2 x; VmRSS {PEER_SETTLE_SECONDS:g} s after polling "
+            f"began; {rounds}",
+        ),
+        row(
+            "start to polling",
+            lambda m: m.start_seconds,
+            lambda seconds: f"{seconds:.2f} s",
+            f"target: features off <= 1.25 x; process start to its 'Awaiting tasks.' line; {rounds}",
+        ),
+        row(
+            "CPU at ready",
+            lambda m: m.cpu_at_ready,
+            lambda seconds: f"{seconds:.2f} s",
+            f"the process's CPU time when it printed that line; {rounds}",
+        ),
+    ]
+
+
+async def measure_worker_alone(scale: Scale, with_own_rows: bool) -> list[str]:
+    """`--only worker-peer`: the peer rows (9), with their own dev server and test Key Vault; `--only worker`: also
+    the worker's start to polling (4) and memory (7) rows, measured as in the full run."""
+    with tempfile.TemporaryDirectory() as directory, FakeKeyVault(Path(directory)) as vault:
+        vault.add_version(SECRET, new_key_value())
+        environment = azure_cli_environment() | keyvault_environment(vault, SECRET)
+        os.environ.update(environment)  # azure-identity reads its settings from this process's environment
+        home = Path(directory)
+        dev_server = DevServer().start(("--headless",))
+        try:
+            rows = []
+            if with_own_rows:
+                start_times = measure_worker_start(
+                    scale, dev_server.address, environment | {"METRICS_PORT": "0", "HEALTH_PORT": "0"}
+                )
+                rows.append(worker_start_row(start_times))
+                rows += await measure_memory(scale, dev_server.address, home)
+            return rows + await measure_worker_peer(
+                scale, dev_server.address, home, keyvault_environment(vault, SECRET)
+            )
+        finally:
+            dev_server.stop()
+
+
 # --- putting it together --------------------------------------------------------------------------
 
 
@@ -618,9 +865,23 @@ async def measure_with_servers(scale: Scale) -> tuple[dict[str, list[float]], li
             worker_rows = await measure_tuners(scale, dev_server.address, home)
             worker_rows += measure_probes(scale, dev_server.address, home)
             worker_rows += await measure_memory(scale, dev_server.address, home)
+            key_vault = key_vault_rows(vault)  # before the peer workers' key reads, which are not the codec's
+            worker_rows += await measure_worker_peer(
+                scale, dev_server.address, home, keyvault_environment(vault, SECRET)
+            )
         finally:
             dev_server.stop()
-        return rates, key_vault_rows(vault), start_times, worker_rows
+        return rates, key_vault, start_times, worker_rows
+
+
+# The parts `--only` runs on their own: the codec's without any server, worker-peer and worker with their own.
+ONLY: dict[str, Callable[[Scale], list[str]]] = {
+    "codec": measure_codec,
+    "crossover": measure_crossover,
+    "worker-peer": lambda scale: asyncio.run(measure_worker_alone(scale, with_own_rows=False)),
+    "worker": lambda scale: asyncio.run(measure_worker_alone(scale, with_own_rows=True)),
+    "codec-auth": lambda scale: measure_codec_auth(quick=scale is QUICK),
+}
 
 
 # --- The codec server's signed-in access (`--only codec-auth`): what verifying a token adds to a request ------------
@@ -709,29 +970,48 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke run, not a measurement")
     parser.add_argument(
-        "--only", choices=["codec-auth"], help="measure only this: codec-auth (the codec server's tokens)"
+        "--only",
+        choices=ONLY,
+        help="only these rows: codec = the codec against the samples-python-shaped peer and raw AES-GCM (no "
+        "servers, about 3 minutes); crossover = the sweep of the codec's small and large paths behind its "
+        "LARGE_ENCODE_BYTES and LARGE_DECODE_BYTES (about 10 minutes); worker-peer = our worker against a bare "
+        "SDK worker (about 5 minutes); worker = those rows, the worker's start to polling and its memory (about "
+        "7 minutes); codec-auth = the codec server's sign-in tokens (about half a minute)",
     )
     arguments = parser.parse_args()
     scale = QUICK if arguments.quick else FULL
-    if arguments.only == "codec-auth":
-        print(f"Machine: {machine_description()}")
-        print("| measure | result | note |\n| --- | --- | --- |")
-        print("\n".join(measure_codec_auth(arguments.quick)))
-        return
+    if arguments.only:
+        print_table(scale, ONLY[arguments.only](scale), f" --only {arguments.only}")
     rates, key_vault, start_times, worker_rows = asyncio.run(measure_with_servers(scale))
     codec = measure_codec(scale)
     with tempfile.TemporaryDirectory() as directory:
         storage = asyncio.run(measure_storage(scale, Path(directory)))
+    print_table(
+        scale,
+        [
+            interleave_note(rates),
+            *codec,
+            *key_vault,
+            worker_start_row(start_times),
+            *worker_rows,
+            *storage,
+        ],
+    )
+
+
+def worker_start_row(start_times: list[float]) -> str:
+    return f"| worker start to polling | {statistics.median(start_times):.2f} s | median of {len(start_times)} |"
+
+
+def print_table(scale: Scale, rows: list[str], options: str = "") -> NoReturn:
+    """The machine, the command, the rows; then leave (the SDK's threads can abort interpreter teardown,
+    sdk-python issue 300)."""
     print(f"Machine: {machine_description()}")
-    print(f"Command: python tests/bench.py{' --quick' if scale is QUICK else ''}\n")
+    print(f"Command: python tests/bench.py{' --quick' if scale is QUICK else ''}{options}\n")
     print("| measure | result | note |\n| --- | --- | --- |")
-    print(interleave_note(rates))
-    print("\n".join(codec + key_vault))
-    print(f"| worker start to polling | {statistics.median(start_times):.2f} s | median of {len(start_times)} |")
-    print("\n".join(worker_rows))
-    print("\n".join(storage))
+    print("\n".join(rows))
     sys.stdout.flush()
-    os._exit(0)  # the SDK's threads can abort interpreter teardown (sdk-python issue 300)
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ from temporalio.exceptions import ApplicationError
 
 import crypto_converter
 from crypto_converter import (
-    LARGE_PAYLOAD_BYTES,
+    LARGE_DECODE_BYTES,
+    LARGE_ENCODE_BYTES,
     EncryptionCodec,
     PayloadDecryptionError,
     Plaintext,
@@ -328,8 +329,8 @@ def decrypted_by_hand(key: bytes, key_id: str, encrypted: Payload) -> Payload:
 
 @pytest.mark.parametrize(
     "size",
-    [LARGE_PAYLOAD_BYTES - 1, LARGE_PAYLOAD_BYTES, LARGE_PAYLOAD_BYTES + 1, 3 * MIB],
-    ids=["just-small", "threshold", "just-large", "3MiB"],
+    [LARGE_DECODE_BYTES - 1, LARGE_ENCODE_BYTES - 1, LARGE_ENCODE_BYTES, LARGE_ENCODE_BYTES + 1, 3 * MIB],
+    ids=["small-both-ways", "just-small", "threshold", "just-large", "3MiB"],
 )
 def test_payloads_of_every_size_round_trip_in_the_documented_format(size: int) -> None:
     provider = StaticKeyProvider.random("v1")
@@ -341,6 +342,88 @@ def test_payloads_of_every_size_round_trip_in_the_documented_format(size: int) -
     assert len(encrypted.data) == 12 + original.ByteSize() + 16
     assert decrypted_by_hand(provider.keys["v1"], "v1", encrypted) == original
     assert decode(provider, [encrypted]) == [original]
+
+
+# --- the crossover: each direction's small and large paths, and which one a size takes --------------
+
+SMALL, LARGE = "small", "large"
+# Per direction: the constant that decides, and the functions of its two paths.
+PATHS = {
+    "encode": ("LARGE_ENCODE_BYTES", {SMALL: "_encrypt", LARGE: "_encrypt_large"}),
+    "decode": ("LARGE_DECODE_BYTES", {SMALL: "_decrypt", LARGE: "_decrypt_large"}),
+}
+
+
+def payload_measuring(direction: str, size: int) -> Payload:
+    """A large_payload whose size as `direction` measures it is `size`: its data for encode, its serialized
+    form (the plaintext) for decode."""
+    if direction == "encode":
+        return large_payload(size)
+    for data_size in range(size, 0, -1):  # the fields around the data take a few bytes
+        payload = large_payload(data_size)
+        if payload.ByteSize() == size:
+            return payload
+    raise AssertionError(f"no payload serializes to {size} bytes")
+
+
+def force_path(monkeypatch: pytest.MonkeyPatch, direction: str, path: str) -> None:
+    constant, _ = PATHS[direction]
+    monkeypatch.setattr(crypto_converter, constant, 0 if path == LARGE else sys.maxsize)
+
+
+def paths_taken(monkeypatch: pytest.MonkeyPatch, direction: str) -> list[str]:
+    """Records which of `direction`'s paths each payload takes from now on (the functions still run)."""
+    taken: list[str] = []
+    for path, name in PATHS[direction][1].items():
+        function = getattr(crypto_converter, name)
+
+        def recording(*arguments: object, path: str = path, function: Callable[..., Payload] = function) -> Payload:
+            taken.append(path)
+            return function(*arguments)
+
+        monkeypatch.setattr(crypto_converter, name, recording)
+    return taken
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1], ids=["threshold-1", "threshold", "threshold+1"])
+@pytest.mark.parametrize("direction", ["encode", "decode"])
+def test_each_direction_takes_its_large_path_from_its_constant(
+    monkeypatch: pytest.MonkeyPatch, direction: str, offset: int
+) -> None:
+    provider = StaticKeyProvider.random("v1")
+    original = payload_measuring(direction, getattr(crypto_converter, PATHS[direction][0]) + offset)
+    taken = {each: paths_taken(monkeypatch, each) for each in PATHS}
+
+    [encrypted] = encode(provider, [original])
+    decoded = decode(provider, [encrypted])
+
+    assert taken[direction] == [LARGE if offset >= 0 else SMALL]
+    assert decrypted_by_hand(provider.keys["v1"], "v1", encrypted) == original
+    assert decoded == [original]
+
+
+@pytest.mark.parametrize("decode_path", [SMALL, LARGE])
+@pytest.mark.parametrize("encode_path", [SMALL, LARGE])
+@pytest.mark.parametrize(
+    "size",
+    sorted({size + offset for size in (LARGE_ENCODE_BYTES, LARGE_DECODE_BYTES) for offset in (-1, 0, 1)}),
+)
+def test_either_path_decodes_what_the_other_encoded(
+    monkeypatch: pytest.MonkeyPatch, size: int, encode_path: str, decode_path: str
+) -> None:
+    provider = StaticKeyProvider.random("v1")
+    original = large_payload(size)
+    force_path(monkeypatch, "encode", encode_path)
+    force_path(monkeypatch, "decode", decode_path)
+    encoded, decoded = paths_taken(monkeypatch, "encode"), paths_taken(monkeypatch, "decode")
+
+    [encrypted] = encode(provider, [original])
+
+    assert dict(encrypted.metadata) == {"encoding": b"binary/encrypted", "encryption-key-id": b"v1"}
+    assert len(encrypted.data) == 12 + original.ByteSize() + 16
+    assert decrypted_by_hand(provider.keys["v1"], "v1", encrypted) == original
+    assert decode(provider, [encrypted]) == [original]
+    assert (encoded, decoded) == ([encode_path], [decode_path])
 
 
 def test_large_payloads_encoded_and_decoded_together_keep_their_own_bytes() -> None:
