@@ -55,7 +55,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,7 +67,7 @@ from temporalio.api.workflowservice.v1 import (
     SetWorkerDeploymentRampingVersionRequest,
 )
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 if __name__ == "__main__" and not __package__:
     # Run as a file (python deploy/progressive.py): import from the repository's root, as python -m would.
@@ -100,6 +100,9 @@ T = TypeVar("T")
 
 # How many of the failed version's failed workflows and pinned open workflows are listed after a rollback.
 LISTED_WORKFLOWS = 20
+# Temporal answers RESOURCE_EXHAUSTED when a Worker Deployment gets more requests than it takes at once (they are
+# serialized by the deployment's own workflow): such a call is tried again every second, for this long.
+BUSY_RETRY_SECONDS = 30.0
 # A progress line is printed at every evaluation whose figures changed, and at least this often otherwise.
 QUIET_PROGRESS_SECONDS = 30.0
 
@@ -224,6 +227,10 @@ class Rollout:
         """A Temporal call that a stop cancels at once."""
         return await self.stop.race(step, doing)
 
+    async def routing_call(self, make: Callable[[], Awaitable[T]], doing: str) -> T:
+        """A Worker Deployment call, tried again while Temporal says the deployment is busy; a stop cancels it."""
+        return await self.call(until_not_busy(make), doing)
+
     # ------------------------------------------------------------ routing
 
     async def set_ramp(self, percentage: float) -> None:
@@ -236,10 +243,14 @@ class Rollout:
         )
         service = self.client.workflow_service
         await self.call(
-            _until_pollers_arrive(lambda: service.set_worker_deployment_ramping_version(request), self.build_id),
+            _until_pollers_arrive(
+                lambda: until_not_busy(lambda: service.set_worker_deployment_ramping_version(request)), self.build_id
+            ),
             f"ramping build id {self.build_id} to {percentage:g}%",
         )
-        await self.call(_until_routing_spread(self.client, self.settings), "waiting for the routing to spread")
+        await self.routing_call(
+            lambda: _until_routing_spread(self.client, self.settings), "waiting for the routing to spread"
+        )
 
     async def remove_ramp(self) -> None:
         """No ramping version any more: the current version gets every new workflow."""
@@ -247,8 +258,8 @@ class Rollout:
             namespace=self.client.namespace, deployment_name=self.name, build_id="", percentage=0, identity=IDENTITY
         )
         # Not cancelled by a stop: a rollback that was decided is finished (it is one call, bounded by its timeout).
-        await self.client.workflow_service.set_worker_deployment_ramping_version(request)
-        await _until_routing_spread(self.client, self.settings)
+        await until_not_busy(lambda: self.client.workflow_service.set_worker_deployment_ramping_version(request))
+        await until_not_busy(lambda: _until_routing_spread(self.client, self.settings))
 
     async def make_current(self) -> None:
         request = SetWorkerDeploymentCurrentVersionRequest(
@@ -256,13 +267,18 @@ class Rollout:
         )
         service = self.client.workflow_service
         await self.call(
-            _until_pollers_arrive(lambda: service.set_worker_deployment_current_version(request), self.build_id),
+            _until_pollers_arrive(
+                lambda: until_not_busy(lambda: service.set_worker_deployment_current_version(request)), self.build_id
+            ),
             f"making build id {self.build_id} current",
         )
-        await self.call(_until_routing_spread(self.client, self.settings), "waiting for the routing to spread")
+        await self.routing_call(
+            lambda: _until_routing_spread(self.client, self.settings), "waiting for the routing to spread"
+        )
 
     async def routing(self):
-        return (await self.call(describe(self.client, self.settings), "reading the routing")).worker_deployment_info
+        described = await self.routing_call(lambda: describe(self.client, self.settings), "reading the routing")
+        return described.worker_deployment_info
 
     # ------------------------------------------------------------ the run
 
@@ -558,6 +574,18 @@ class Rollout:
             "reads that from Temporal and resumes at the ramping step; ./patch.sh --rollback removes the ramp.",
             file=sys.stderr,
         )
+
+
+async def until_not_busy(make: Callable[[], Awaitable[T]]) -> T:
+    """make(), again every second while Temporal answers RESOURCE_EXHAUSTED, for up to BUSY_RETRY_SECONDS."""
+    deadline = time.monotonic() + BUSY_RETRY_SECONDS
+    while True:
+        try:
+            return await make()
+        except RPCError as error:
+            if error.status != RPCStatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+                raise
+        await asyncio.sleep(RETRY_INTERVAL_SECONDS)
 
 
 async def failed_workflows(
