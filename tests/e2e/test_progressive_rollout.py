@@ -87,6 +87,8 @@ async def app_with_a(tmp_path: Path, server: DevServer, a_behavior: str = "pinne
         task_queue=f"progressive-{uuid.uuid4().hex[:12]}",
         workers=[],
     )
+    if "ROLLOUT_GATE_WORKFLOW" in extra:
+        register_gate_workflow(setup.project.root)
     try:
         setup.start_version("a1", "A", a_behavior)
         first = await setup.deploy("a1", **extra)
@@ -170,12 +172,11 @@ def test_a_version_whose_gate_workflow_fails_is_rolled_back(tmp_path: Path, dev_
     async def scenario() -> None:
         gate = {"ROLLOUT_GATE_WORKFLOW": GATE_WORKFLOW_TYPE, "ROLLOUT_GATE_INPUT": '"smoke"'}
         async with app_with_a(tmp_path, dev_server, **gate) as setup:
-            register_gate_workflow(setup.project.root)
             setup.start_version("d1", "D")
             async with WorkflowLoad(setup.client, setup.task_queue) as load:
                 result = await setup.deploy("d1", ROLLOUT_STEPS="50:60s,90:60s", **gate)
             assert result.returncode == 1, result.output
-            assert f"the gate FAILED on gate workflow" in result.stdout, result.stdout
+            assert "the gate FAILED on gate workflow" in result.stdout, result.stdout
             after = await routing(setup.client, setup.deployment_name)
             assert (after.current, after.ramping) == ("a1", "")
             assert "failed" not in await outcomes(load), "D's own Jobs were fine"
@@ -209,3 +210,47 @@ def test_ctrl_c_during_a_step_stops_at_once_and_the_next_deploy_resumes(tmp_path
             assert (await routing(setup.client, setup.deployment_name)).current == "b1"
 
     asyncio.run(scenario())
+
+
+def test_a_version_that_breaks_open_auto_upgrade_workflows_is_caught_by_the_stuck_task_check(
+    tmp_path: Path, dev_server: DevServer
+) -> None:
+    async def scenario() -> None:
+        async with app_with_a(tmp_path, dev_server, a_behavior="auto-upgrade") as setup:
+            waiting = [
+                await setup.client.start_workflow(
+                    "Waiting", f"open-{n}", id=f"open-{uuid.uuid4().hex[:10]}", task_queue=setup.task_queue
+                )
+                for n in range(10)
+            ]
+            for handle in waiting:  # each has run its first task on A, and waits for its signal
+                await eventually(lambda handle=handle: has_completed_a_task(handle), "A's first workflow tasks")
+            setup.start_version("e1", "E")
+            deploy = asyncio.create_task(setup.deploy("e1", ROLLOUT_STEPS="90:60s,95:60s"))
+            await eventually(lambda: ramping(setup, "e1"), "E to ramp")
+            for handle in waiting:  # their next task goes to E for 90% of them: E cannot replay A's histories
+                await handle.signal("release")
+            result = await deploy
+            assert result.returncode == 1, result.output
+            assert "the gate FAILED on" in result.stdout and "stuck" in result.stdout, result.stdout
+            after = await routing(setup.client, setup.deployment_name)
+            assert (after.current, after.ramping) == ("a1", "")
+
+    asyncio.run(scenario())
+
+
+async def has_completed_a_task(handle) -> bool:
+    history = await handle.fetch_history()
+    return any(event.HasField("workflow_task_completed_event_attributes") for event in history.events)
+
+
+async def ramping(setup: Setup, build_id: str) -> bool:
+    found = await routing(setup.client, setup.deployment_name)
+    return found is not None and found.ramping == build_id
+
+
+async def eventually(check, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.25)
