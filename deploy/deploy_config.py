@@ -183,7 +183,9 @@ def duration_seconds(raw: str) -> int:
     """A duration with units, such as 90s, 5m, 1h or 1m30s, as whole seconds (more than 0)."""
     match = _DURATION.fullmatch(raw)
     if not raw or not match or not any(match.groups()):
-        raise ValueError(f"{raw!r} is not a duration: give a number with a unit s, m or h, such as 30s, 5m, 1h or 1m30s")
+        raise ValueError(
+            f"{raw!r} is not a duration: give a number with a unit s, m or h, such as 30s, 5m, 1h or 1m30s"
+        )
     hours, minutes, seconds_ = (int(part or 0) for part in match.groups())
     total = hours * 3600 + minutes * 60 + seconds_
     if not 0 < total <= MAX_ROLLOUT_STEP_SECONDS:
@@ -233,7 +235,9 @@ def gate_input(raw: str) -> str:
     try:
         json.loads(raw)
     except ValueError as error:
-        raise ValueError(f"must be JSON, the gate workflow's one argument, such as '\"smoke\"' or '{{}}': {error}") from None
+        raise ValueError(
+            f"must be JSON, the gate workflow's one argument, such as '\"smoke\"' or '{{}}': {error}"
+        ) from None
     return raw
 
 
@@ -832,7 +836,12 @@ def _check_progressive(parser: Parser) -> None:
     """ROLLOUT_STEPS and its gate: the steps ramp a version, so they need versioning; the gate workflow must be a
     type the worker registers (worker_workflow_types), since it is started on the new version's workers."""
     steps = parser.value("ROLLOUT_STEPS")
-    for variable_name in ("ROLLOUT_FAILURE_MARGIN", "ROLLOUT_MIN_WORKFLOWS", "ROLLOUT_POLL_SECONDS", "ROLLOUT_GATE_INPUT"):
+    for variable_name in (
+        "ROLLOUT_FAILURE_MARGIN",
+        "ROLLOUT_MIN_WORKFLOWS",
+        "ROLLOUT_POLL_SECONDS",
+        "ROLLOUT_GATE_INPUT",
+    ):
         parser.value(variable_name)
     if steps and parser.value("WORKER_VERSIONING") is not True:
         parser.problems.append(
@@ -841,7 +850,9 @@ def _check_progressive(parser: Parser) -> None:
         )
     gate = parser.value("ROLLOUT_GATE_WORKFLOW")
     if parser.raw("ROLLOUT_GATE_INPUT") and not parser.raw("ROLLOUT_GATE_WORKFLOW"):
-        parser.problems.append("ROLLOUT_GATE_INPUT is the gate workflow's input: set ROLLOUT_GATE_WORKFLOW too, or remove it")
+        parser.problems.append(
+            "ROLLOUT_GATE_INPUT is the gate workflow's input: set ROLLOUT_GATE_WORKFLOW too, or remove it"
+        )
     if not gate:
         return
     if not parser.raw("ROLLOUT_STEPS"):
@@ -887,10 +898,14 @@ def worker_workflow_types(repo: Path = REPO_DIR) -> tuple[str, ...]:
     }
     listed: list[str] = []
     for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
         if any(isinstance(target, ast.Name) and target.id == "WORKFLOWS" for target in targets):
             value = node.value
-            if not isinstance(value, (ast.List, ast.Tuple)) or not all(isinstance(item, ast.Name) for item in value.elts):
+            if not isinstance(value, (ast.List, ast.Tuple)) or not all(
+                isinstance(item, ast.Name) for item in value.elts
+            ):
                 raise ValueError("worker.py's WORKFLOWS is not a plain list of imported classes")
             listed = [item.id for item in value.elts]
     names = []

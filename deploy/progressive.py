@@ -4,8 +4,8 @@
                                                  gate fails, remove the ramp and exit 1 naming the check and figures
     python deploy/progressive.py plan BUILD_ID   the steps and gates, printed; Temporal is not asked (a dry run)
 
-deploy.sh and patch.sh run `run` in their step "Routing new workflows" when ROLLOUT_STEPS is set (WORKER_VERSIONING=true),
-once the new version's pods are ready. For each step `PERCENT:DURATION`:
+deploy.sh and patch.sh run `run` in their step "Routing new workflows" when ROLLOUT_STEPS is set
+(WORKER_VERSIONING=true), once the new version's pods are ready. For each step `PERCENT:DURATION`:
 
 1. The new version becomes the ramping version with PERCENT% of new workflows (SetWorkerDeploymentRampingVersion; the
    current version keeps the rest), and the step's window starts when Temporal applied that percentage (the routing
@@ -161,13 +161,16 @@ def plan_lines(settings: DeploySettings, build_id: str) -> list[str]:
     steps = rollout.steps
     lines = [f"  Progressive rollout of build id {build_id} ({len(steps)} steps), then current:"]
     for number, step in enumerate(steps, 1):
-        lines.append(f"    step {number}/{len(steps)}: {step.percentage:g}% of new workflows for {duration_text(step.seconds)}")
+        lines.append(
+            f"    step {number}/{len(steps)}: {step.percentage:g}% of new workflows for {duration_text(step.seconds)}"
+        )
     lines.append("    then: current (100% of new workflows)")
     lines.append(f"  The gate at every step, evaluated every {rollout.poll_seconds:g}s:")
     if rollout.gate_workflow:
         given = f" with input {rollout.gate_input}" if rollout.gate_input is not None else ""
         lines.append(
-            f"    - gate workflow {rollout.gate_workflow}{given}, started pinned to {build_id}, completes within the step"
+            f"    - gate workflow {rollout.gate_workflow}{given}, started pinned to {build_id}, "
+            "completes within the step"
         )
     lines.append(
         f"    - the failure rate of workflows on {build_id} (failed, timed out, terminated, stuck on a failing "
@@ -291,7 +294,9 @@ class Rollout:
         routing = info.routing_config
         self.current = routing.current_deployment_version.build_id
         if self.current == self.build_id:
-            self.output.say("already_current", f"  Build id {self.build_id} is already the current version: nothing to ramp.")
+            self.output.say(
+                "already_current", f"  Build id {self.build_id} is already the current version: nothing to ramp."
+            )
             return True
         if not self.current:
             self.output.say(
@@ -320,7 +325,8 @@ class Rollout:
         self.output.say(
             "current",
             f"  All {len(steps)} steps passed: build id {self.build_id} is the current version of {self.name}; "
-            f"{self.current} keeps its pinned workflows until they end (./patch.sh --clean-up deletes drained versions).",
+            f"{self.current} keeps its pinned workflows until they end "
+            "(./patch.sh --clean-up deletes drained versions).",
             build_id=self.build_id,
             previous=self.current,
         )
@@ -510,7 +516,8 @@ class Rollout:
         await self.remove_ramp()
         self.output.say(
             "rolled_back",
-            f"  Rolled back: the ramp is removed; build id {self.current} is current and gets every new workflow again.",
+            f"  Rolled back: the ramp is removed; build id {self.current} is current and gets every new workflow "
+            "again.",
             current=self.current,
             failed_build_id=self.build_id,
         )
@@ -551,8 +558,13 @@ class Rollout:
             print(f"    step {number}/{len(self.records)} {record.step.describe()}: {record.verdict}{detail}")
         if self.output.json_lines:
             steps = [
-                {"percentage": record.step.percentage, "seconds": record.step.seconds, "verdict": record.verdict,
-                 "detail": record.detail, "api_calls": record.calls}
+                {
+                    "percentage": record.step.percentage,
+                    "seconds": record.step.seconds,
+                    "verdict": record.verdict,
+                    "detail": record.detail,
+                    "api_calls": record.calls,
+                }
                 for record in self.records
             ]
             self.output.say("summary", "steps and verdicts", steps=steps)
@@ -641,7 +653,9 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
         prog="deploy/progressive.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="ramp a version through ROLLOUT_STEPS, then make it current").add_argument("build_id")
+    commands.add_parser("run", help="ramp a version through ROLLOUT_STEPS, then make it current").add_argument(
+        "build_id"
+    )
     commands.add_parser("plan", help="print the steps and gates (no Temporal call)").add_argument("build_id")
     return parser.parse_args(arguments)
 

@@ -114,7 +114,12 @@ def test_a_bad_progressive_configuration_stops_before_anything_is_built(
 
 def test_a_dry_run_prints_the_step_plan_and_the_command_that_runs_the_steps(project: Project) -> None:
     project.write_config(
-        {**VERSIONED, "ROLLOUT_STEPS": "10:5m,50:1h", "ROLLOUT_GATE_WORKFLOW": "YourWorkflow", "ROLLOUT_GATE_INPUT": '"smoke"'}
+        {
+            **VERSIONED,
+            "ROLLOUT_STEPS": "10:5m,50:1h",
+            "ROLLOUT_GATE_WORKFLOW": "YourWorkflow",
+            "ROLLOUT_GATE_INPUT": '"smoke"',
+        }
     )
     result = project.run("deploy.sh", "--dry-run")
     assert result.returncode == 0, result.output

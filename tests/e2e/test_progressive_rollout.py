@@ -18,6 +18,7 @@ The steps last 6 seconds each (ROLLOUT_STEPS=20:6s,60:6s), the gate is evaluated
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -28,7 +29,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from helpers.deploy_harness import Project, Result
@@ -65,9 +65,7 @@ class Setup:
 
     def start_version(self, build_id: str, build: str, behavior: str = "pinned") -> None:
         self.workers.append(
-            version_worker(
-                self.tmp_path, self.server, self.task_queue, self.deployment_name, build_id, build, behavior
-            )
+            version_worker(self.tmp_path, self.server, self.task_queue, self.deployment_name, build_id, build, behavior)
         )
 
     async def deploy(self, tag: str, *arguments: str, **extra: str) -> Result:
@@ -76,7 +74,9 @@ class Setup:
 
 
 @asynccontextmanager
-async def app_with_a(tmp_path: Path, server: DevServer, a_behavior: str = "pinned", **extra: str) -> AsyncIterator[Setup]:
+async def app_with_a(
+    tmp_path: Path, server: DevServer, a_behavior: str = "pinned", **extra: str
+) -> AsyncIterator[Setup]:
     """A fresh app whose version A (build id a1) is current, deployed by deploy.sh with ROLLOUT_STEPS set."""
     setup = Setup(
         tmp_path=tmp_path,
@@ -174,9 +174,18 @@ def test_a_version_whose_gate_workflow_fails_is_rolled_back(tmp_path: Path, dev_
         async with app_with_a(tmp_path, dev_server, **gate) as setup:
             setup.start_version("d1", "D")
             async with WorkflowLoad(setup.client, setup.task_queue) as load:
-                result = await setup.deploy("d1", ROLLOUT_STEPS="50:60s,90:60s", **gate)
+                result = await setup.deploy("d1", ROLLOUT_STEPS="50:60s,90:60s", LOG_FORMAT="json", **gate)
             assert result.returncode == 1, result.output
-            assert "the gate FAILED on gate workflow" in result.stdout, result.stdout
+            decisions = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+            events = [decision["event"] for decision in decisions]
+            assert events[:2] == ["restart", "step_started"] and "progress" in events, events
+            [failed] = [decision for decision in decisions if decision["event"] == "gate_failed"]
+            assert "gate workflow" in failed["check"], failed
+            assert "the gate FAILED on gate workflow" in failed["message"]
+            [rolled_back] = [decision for decision in decisions if decision["event"] == "rolled_back"]
+            assert (rolled_back["current"], rolled_back["failed_build_id"]) == ("a1", "d1")
+            [summary] = [decision for decision in decisions if decision["event"] == "summary"]
+            assert [step["verdict"] for step in summary["steps"]] == ["failed", "not run"]
             after = await routing(setup.client, setup.deployment_name)
             assert (after.current, after.ramping) == ("a1", "")
             assert "failed" not in await outcomes(load), "D's own Jobs were fine"
@@ -190,7 +199,9 @@ def test_ctrl_c_during_a_step_stops_at_once_and_the_next_deploy_resumes(tmp_path
             setup.start_version("b1", "B")
             steps = {"ROLLOUT_STEPS": "20:5m,60:6s"}
             setup.project.write_config(rollout_config(setup.server, setup.app_name, setup.task_queue, "b1", **steps))
-            deploy = AppProcess([str(setup.project.root / "deploy.sh")], setup.project.environment(), setup.project.root)
+            deploy = AppProcess(
+                [str(setup.project.root / "deploy.sh")], setup.project.environment(), setup.project.root
+            )
             try:
                 await asyncio.to_thread(deploy.wait_for_line, r"step 1/2 \(20%\): \d+m?\d*s? left")
                 interrupted = time.monotonic()
