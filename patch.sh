@@ -5,7 +5,7 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: ./patch.sh [--config-only | --clean-up] [--dry-run] [--output-dir DIR] [--ramp PERCENT]
+Usage: ./patch.sh [--config-only | --clean-up | --rollback] [--dry-run] [--output-dir DIR] [--ramp PERCENT]
 
 Code change (default): rebuild, push and roll out a new image of the deployed worker.
   [1/9] Checking configuration     [2/9] Checking tools and access
@@ -35,12 +35,22 @@ Code change (default): rebuild, push and roll out a new image of the deployed wo
                                    is asked to forget it. A version with pinned workflows still
                                    running is never deleted.
 
+--rollback: with WORKER_VERSIONING=true, send new workflows back to the version that was current
+before, at once; nothing is built, applied or deleted.
+  [1/2] Checking configuration
+  [2/2] Rolling back               deploy/rollout.py rollback: the version Temporal last had as
+                                   current before the current one becomes current again (while a
+                                   version ramps, the ramp is removed instead). Workflows pinned to
+                                   the version left behind stay on it, and are listed. A dry run
+                                   asks Temporal and says what it would do.
+
 Changes to resources, replicas, identity (AZURE_CLIENT_ID), KEDA or the namespace need
 ./deploy.sh, which applies every manifest.
 
 Options:
   --config-only      apply the ConfigMap and Secrets and restart the pods; no build
   --clean-up         delete drained versions (WORKER_VERSIONING=true)
+  --rollback         make the previous current version current again (WORKER_VERSIONING=true)
   --dry-run          check, replay and render, print every other command without running it
   --output-dir DIR   write the manifests to DIR (default: the script's directory)
   --ramp PERCENT     with WORKER_VERSIONING=true: send only PERCENT (1-100) of new workflows to
@@ -99,19 +109,40 @@ patch_clean_up() {
     delete_drained_versions
 }
 
+patch_rollback() {
+  STEP_TOTAL=2
+  step_check_configuration config no
+  step "Rolling back" \
+    "Temporal's answer above says what could not be done; the routing is as it was. If Temporal could not be reached from here, set DEPLOY_TEMPORAL_ADDRESS." \
+    roll_back
+}
+
+# deploy/rollout.py decides from Temporal's versions which version goes back to current; a dry run runs its own
+# read-only --dry-run (what it would do) and prints the command a real run runs.
+roll_back() {
+  [ "$WORKER_VERSIONING" = true ] ||
+    die "--rollback needs WORKER_VERSIONING=true: without versioning there is no earlier version to route to; deploy the previous commit again (git checkout, then ./patch.sh)." 2
+  ! $DRY_RUN || run_local "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" rollback --dry-run
+  run "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" rollback
+}
+
 apply_configuration_and_restart() {
   apply_configuration
   restart_rollout
 }
 
 main() {
-  parse_arguments "--config-only --clean-up --dry-run --output-dir --ramp" "$@"
+  parse_arguments "--config-only --clean-up --rollback --dry-run --output-dir --ramp" "$@"
   ! { $CONFIG_ONLY && $CLEAN_UP; } || die "--config-only and --clean-up are two different runs; give one" 2
-  { [ -z "$RAMP" ] || ! { $CONFIG_ONLY || $CLEAN_UP; }; } || die "--ramp goes with a code change, not --config-only or --clean-up" 2
+  ! { $ROLLBACK && { $CONFIG_ONLY || $CLEAN_UP; }; } || die "--rollback is a run of its own; give it without --config-only or --clean-up" 2
+  { [ -z "$RAMP" ] || ! { $CONFIG_ONLY || $CLEAN_UP || $ROLLBACK; }; } || die "--ramp goes with a code change, not --config-only, --clean-up or --rollback" 2
   trap 'finish $?' EXIT
   choose_manifest_dir
   announce_dry_run
-  if $CLEAN_UP; then
+  if $ROLLBACK; then
+    patch_rollback
+    return 0
+  elif $CLEAN_UP; then
     patch_clean_up
     return 0
   elif $CONFIG_ONLY; then

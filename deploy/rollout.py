@@ -10,6 +10,9 @@
                                                        drained and neither current nor ramping
     python deploy/rollout.py forget BUILD_ID                  remove a drained version from Temporal's list, once
                                                        its workers are gone
+    python deploy/rollout.py rollback [--dry-run]             new workflows go back to the version that was current
+                                                       before the current one (or, while a version ramps, the
+                                                       ramp is removed); --dry-run only says what it would do
 
 The connection is the pods' (TEMPORAL_NAMESPACE, TLS, API key, encryption keys) with DEPLOY_TEMPORAL_ADDRESS,
 when set, as the address. The Worker Deployment is <KUBERNETES_NAMESPACE>/<APP_NAME> (WORKER_VERSIONING=true).
@@ -21,6 +24,15 @@ workflow that does not replay is a warning. When the look-up itself cannot run, 
 what could not be used from this machine, and exits with its own status (GATE_EXIT_STATUSES: 3 Temporal,
 4 Key Vault, 5 payload storage), so that deploy.sh and patch.sh lead their hint with that cause rather than
 with workflows that would fail.
+
+Rollback (./patch.sh --rollback) asks Temporal which version was current before: each version's summary in
+DescribeWorkerDeployment carries last_current_time ("when this version last became current"), so the previous
+version is the one, other than the current, that became current most recently. While a version ramps (a rollout
+was stopped half-way), the ramp is what is undone: the ramp is removed and the current version stays. Nothing is
+rebuilt or redeployed; workflows pinned to the version left behind stay on it (never moved: their histories may
+not replay on the older code), and auto-upgrade workflows move back at their next workflow task. When no other
+version was ever current (the first versioned deploy, or the previous one was forgotten by --clean-up), there is
+nothing to go back to and it says so (exit 1).
 
 Deletion is decided by Temporal, never by age: a version is deletable only when Temporal reports it drained
 (no open workflow is pinned to it) and it is neither the current nor the ramping version.
@@ -42,6 +54,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.api.deployment.v1 import WorkerDeploymentVersion
@@ -78,12 +91,14 @@ from deploy.deploy_config import (
     ramp_percentage,
     version_kubernetes_deployment_name,
 )
+from deploy.gates import pinned_workflows
 from deploy.replay import replay, task_queue_query
 
 # How long set-current waits for a new version's workers to reach Temporal, and for the new routing to spread.
 POLLERS_TIMEOUT_SECONDS = 120.0
 ROUTING_TIMEOUT_SECONDS = 60.0
 RETRY_INTERVAL_SECONDS = 1.0
+ROLLBACK_LISTED_WORKFLOWS = 20  # the pinned workflows rollback names (one list page)
 IDENTITY = f"temporal-aks rollout.py ({os.environ.get('USER') or 'unknown'}@{socket.gethostname()})"
 
 STATUS_NAMES = {
@@ -144,6 +159,8 @@ class Version:
     current: bool
     ramping: bool
     ramp_percentage: float = 0.0
+    last_current: datetime | None = None
+    """When Temporal last made it current (summary.last_current_time); None if it never was."""
 
     @property
     def deletable(self) -> bool:
@@ -294,6 +311,9 @@ def versions_of(response) -> list[Version]:
                 current=bool(current) and build_id == current,
                 ramping=bool(ramping) and build_id == ramping,
                 ramp_percentage=routing.ramping_version_percentage if build_id == ramping else 0.0,
+                last_current=(
+                    summary.last_current_time.ToDatetime(tzinfo=UTC) if summary.HasField("last_current_time") else None
+                ),
             )
         )
     return versions
@@ -436,6 +456,125 @@ async def forget(settings: DeploySettings, build_id: str, stop: Stop) -> bool:
     return True
 
 
+# ---------------------------------------------------------------- rollback
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What rollback does, decided from the versions Temporal reports."""
+
+    action: str
+    """"remove-ramp" (a version ramps: the ramp goes, the current version stays) or "set-current"."""
+    target: str
+    """The build id that gets every new workflow afterwards ("" for unversioned workers)."""
+    leaving: str
+    """The build id that stops getting new workflows."""
+    percentage: float = 0.0
+    """With remove-ramp: the share the ramping version had."""
+
+
+class NotVersioned(RolloutError):
+    """A versions command with WORKER_VERSIONING off: a configuration mistake (exit 2)."""
+
+    exit_status = 2
+
+
+class NothingToRollBack(RolloutError):
+    """No version other than the current one was ever current: there is nothing to go back to."""
+
+
+def previous_current(versions: list[Version]) -> Version | None:
+    """The version, other than the current one, that Temporal made current most recently (None if none was)."""
+    earlier = [version for version in versions if not version.current and version.last_current is not None]
+    return max(earlier, key=lambda version: version.last_current, default=None)
+
+
+def rollback_plan(versions: list[Version], deployment_name: str) -> RollbackPlan:
+    """Remove a ramp if there is one; else make the previous current version current again."""
+    current = next((version for version in versions if version.current), None)
+    ramping = next((version for version in versions if version.ramping), None)
+    if ramping is not None:
+        return RollbackPlan(
+            "remove-ramp", current.build_id if current else "", ramping.build_id, ramping.ramp_percentage
+        )
+    if current is None:
+        raise NothingToRollBack(
+            f"No version of {deployment_name} is current (new workflows go to unversioned workers): "
+            "nothing to roll back"
+        )
+    previous = previous_current(versions)
+    if previous is None:
+        raise NothingToRollBack(
+            f"Build id {current.build_id} is the only version of {deployment_name} Temporal has had as current (or the "
+            "earlier ones were removed by --clean-up): there is no previous version to go back to. Deploy the "
+            "commit you want (git checkout, then ./patch.sh) instead."
+        )
+    return RollbackPlan("set-current", previous.build_id, current.build_id)
+
+
+def describe_plan(plan: RollbackPlan, versions: list[Version]) -> str:
+    target = plan.target or "(unversioned workers)"
+    if plan.action == "remove-ramp":
+        return (
+            f"Build id {plan.leaving} ramps ({plan.percentage:g}% of new workflows): the ramp is removed and the "
+            f"current version {target} gets every new workflow."
+        )
+    since = next((version.last_current for version in versions if version.build_id == plan.target), None)
+    when = (
+        f" (current until {plan.leaving} took over; it became current at {since:%Y-%m-%d %H:%M:%S} UTC)"
+        if since
+        else ""
+    )
+    return f"Build id {plan.target} becomes the current version again{when}; {plan.leaving} gets no new workflows."
+
+
+async def rollback(settings: DeploySettings, dry_run: bool, stop: Stop) -> bool:
+    """Make the previous current version current again at once (or remove a ramp); nothing is rebuilt."""
+    rollout = settings.rollout
+    if not rollout.versioning:
+        raise NotVersioned(
+            "WORKER_VERSIONING is not true: there are no versions to roll back to. Without versioning, deploy the "
+            "previous commit again (git checkout, then ./patch.sh)."
+        )
+    async with plain_client(settings, stop) as client:
+        versions = versions_of(await describe(client, settings))
+        plan = rollback_plan(versions, rollout.worker_deployment_name)
+        print(f"  {describe_plan(plan, versions)}")
+        if dry_run:
+            print("  Dry run: nothing was changed.")
+            return True
+        service, namespace, name = client.workflow_service, client.namespace, rollout.worker_deployment_name
+        if plan.action == "remove-ramp":
+            request = SetWorkerDeploymentRampingVersionRequest(
+                namespace=namespace, deployment_name=name, build_id="", percentage=0, identity=IDENTITY
+            )
+            await service.set_worker_deployment_ramping_version(request)
+        else:
+            request = SetWorkerDeploymentCurrentVersionRequest(
+                namespace=namespace, deployment_name=name, build_id=plan.target, identity=IDENTITY
+            )
+            await _until_pollers_arrive(lambda: service.set_worker_deployment_current_version(request), plan.target)
+        await _until_routing_spread(client, settings)
+        routing = (await describe(client, settings)).worker_deployment_info.routing_config
+        pinned = await pinned_workflows(client, name, plan.leaving, ROLLBACK_LISTED_WORKFLOWS)
+    now_current = routing.current_deployment_version.build_id or "(unversioned workers)"
+    print(f"  Done: new workflows of {name} start on {now_current}; no version ramps.")
+    if pinned:
+        more = " (the first of them)" if len(pinned) == ROLLBACK_LISTED_WORKFLOWS else ""
+        print(
+            f"  {len(pinned)} open workflows{more} are pinned to build id {plan.leaving} and stay on it (they are not "
+            "moved: their histories may not replay on the other code); its Deployment serves them until they "
+            "end, then ./patch.sh --clean-up deletes it:"
+        )
+        for workflow_id, run_id in pinned:
+            print(f"    {workflow_id} (run {run_id})")
+    print(
+        f"  Auto-upgrade workflows that ran on {plan.leaving} move to {now_current} at their next workflow task "
+        "(./deploy.sh's replay check tells whether their histories replay there)."
+    )
+    return True
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -452,6 +591,8 @@ def parse_arguments(arguments: list[str]) -> argparse.Namespace:
     commands.add_parser("drained", help="the versions that may be deleted")
     forget_parser = commands.add_parser("forget", help="remove a drained version from Temporal's list")
     forget_parser.add_argument("build_id")
+    rollback_parser = commands.add_parser("rollback", help="make the previous current version current again")
+    rollback_parser.add_argument("--dry-run", action="store_true", help="say what it would do; change nothing")
     options = parser.parse_args(arguments)
     if options.command == "set-current" and options.unversioned and options.ramp is not None:
         parser.error("--ramp needs a build id")
@@ -473,6 +614,8 @@ async def run(options: argparse.Namespace, settings: DeploySettings) -> bool:
     if options.command == "set-current":
         build_id = "" if options.unversioned else options.build_id
         return await stop.race(set_current(settings, build_id, options.ramp, stop), "routing new workflows")
+    if options.command == "rollback":
+        return await stop.race(rollback(settings, options.dry_run, stop), "rolling back")
     if options.command in ("versions", "drained"):
         return await stop.race(list_versions(settings, options.command == "drained", stop), "listing the versions")
     return await stop.race(forget(settings, options.build_id, stop), f"removing build id {options.build_id}")

@@ -11,6 +11,7 @@
   OUTPUT_DIR=""     # --output-dir DIR
   RAMP=""           # --ramp PERCENT
   CLEAN_UP=false    # --clean-up
+  ROLLBACK=false    # --rollback
 }
 
 script_name() {
@@ -34,7 +35,7 @@ shown_argument() {
 }
 
 # parse_arguments "OPTIONS" "$@": the options a script accepts (from --dry-run, --config-only, --output-dir,
-# --ramp and --clean-up), -h/--help (the script's usage function), and nothing else.
+# --ramp, --clean-up and --rollback), -h/--help (the script's usage function), and nothing else.
 # shellcheck disable=SC2034  # the options' variables are read by the scripts
 parse_arguments() {
   local accepted=" $1 "
@@ -66,6 +67,7 @@ parse_arguments() {
         shift
         ;;
       --clean-up) CLEAN_UP=true ;;
+      --rollback) ROLLBACK=true ;;
     esac
     shift
   done

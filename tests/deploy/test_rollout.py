@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,17 @@ from temporalio.client import WorkflowExecutionDescription
 from temporalio.converter import DataConverter
 
 from deploy.deploy_config import DeploySettings, load_deploy_settings
-from deploy.rollout import Version, is_pinned, parse_arguments, print_versions, versions_of
+from deploy.rollout import (
+    NothingToRollBack,
+    RollbackPlan,
+    Version,
+    describe_plan,
+    is_pinned,
+    parse_arguments,
+    print_versions,
+    rollback_plan,
+    versions_of,
+)
 
 DEPLOYMENT = "workers/worker"
 Status = WorkerDeploymentVersionStatus
@@ -245,7 +256,7 @@ def test_a_workflow_is_pinned_by_its_behavior_or_by_an_override(
 # ---------------------------------------------------------------- the command line (--ramp aside)
 
 
-@pytest.mark.parametrize("command", ["gate", "versions", "drained"])
+@pytest.mark.parametrize("command", ["gate", "versions", "drained", "rollback"])
 def test_the_commands_without_arguments(command: str) -> None:
     assert parse_arguments([command]).command == command
 
@@ -284,3 +295,91 @@ def test_usage_mistakes_exit_2_saying_what_is_wrong(
 
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_rollback_takes_dry_run() -> None:
+    assert parse_arguments(["rollback"]).dry_run is False
+    assert parse_arguments(["rollback", "--dry-run"]).dry_run is True
+
+
+# ---------------------------------------------------------------- rollback
+
+
+def test_each_versions_last_current_time_is_read_and_a_version_never_current_has_none() -> None:
+    listed = response(
+        Summary(
+            deployment_version=version("aaaa1111"),
+            status=Status.WORKER_DEPLOYMENT_VERSION_STATUS_DRAINING,
+            create_time=Timestamp(seconds=1_000),
+            last_current_time=Timestamp(seconds=1_500),
+        ),
+        summary("bbbb2222", Status.WORKER_DEPLOYMENT_VERSION_STATUS_INACTIVE, created=2_000),
+    )
+
+    found = versions_of(listed)
+
+    assert [each.last_current for each in found] == [datetime.fromtimestamp(1_500, UTC), None]
+
+
+def at(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def test_rollback_goes_to_the_version_that_became_current_most_recently_before_the_current_one() -> None:
+    versions = [
+        Version("a", "drained", current=False, ramping=False, last_current=at(1_000)),
+        Version("b", "draining", current=False, ramping=False, last_current=at(3_000)),
+        Version("c", "inactive", current=False, ramping=False),  # never current: not a candidate
+        Version("d", "current", current=True, ramping=False, last_current=at(4_000)),
+    ]
+
+    plan = rollback_plan(versions, DEPLOYMENT)
+
+    assert plan == RollbackPlan("set-current", target="b", leaving="d")
+    assert describe_plan(plan, versions).startswith("Build id b becomes the current version again")
+
+
+def test_a_version_that_became_current_again_after_a_rollback_is_not_the_previous_one() -> None:
+    # a was current, then b, then a rollback made a current again: going back means b
+    versions = [
+        Version("a", "current", current=True, ramping=False, last_current=at(5_000)),
+        Version("b", "draining", current=False, ramping=False, last_current=at(3_000)),
+    ]
+
+    assert rollback_plan(versions, DEPLOYMENT).target == "b"
+
+
+def test_while_a_version_ramps_rollback_removes_the_ramp_and_keeps_the_current_version() -> None:
+    versions = [
+        Version("a", "draining", current=False, ramping=False, last_current=at(1_000)),
+        Version("b", "current", current=True, ramping=False, last_current=at(2_000)),
+        Version("c", "ramping", current=False, ramping=True, ramp_percentage=25),
+    ]
+
+    plan = rollback_plan(versions, DEPLOYMENT)
+
+    assert plan == RollbackPlan("remove-ramp", target="b", leaving="c", percentage=25)
+    assert describe_plan(plan, versions) == (
+        "Build id c ramps (25% of new workflows): the ramp is removed and the current version b gets every "
+        "new workflow."
+    )
+
+
+@pytest.mark.parametrize(
+    ("versions", "message"),
+    [
+        ([Version("a", "current", current=True, ramping=False, last_current=at(1_000))], "is the only version"),
+        (
+            [
+                Version("a", "current", current=True, ramping=False, last_current=at(1_000)),
+                Version("b", "inactive", current=False, ramping=False),
+            ],
+            "is the only version",
+        ),
+        ([Version("a", "drained", current=False, ramping=False, last_current=at(1_000))], "No version of"),
+    ],
+    ids=["one-version", "others-never-current", "no-current"],
+)
+def test_with_nothing_to_go_back_to_rollback_says_so(versions: list[Version], message: str) -> None:
+    with pytest.raises(NothingToRollBack, match=message):
+        rollback_plan(versions, DEPLOYMENT)

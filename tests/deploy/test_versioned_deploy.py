@@ -95,9 +95,13 @@ def test_a_configuration_change_restarts_and_waits_for_every_versions_deployment
         ("deploy.sh", ("--ramp", "half"), VERSIONED, "--ramp needs a whole percentage from 1 to 100"),
         ("patch.sh", ("--config-only", "--clean-up"), VERSIONED, "--config-only and --clean-up are two different runs"),
         ("patch.sh", ("--clean-up", "--ramp", "5"), VERSIONED, "--ramp goes with a code change"),
+        ("patch.sh", ("--rollback", "--ramp", "5"), VERSIONED, "--ramp goes with a code change"),
+        ("patch.sh", ("--rollback", "--clean-up"), VERSIONED, "--rollback is a run of its own"),
+        ("patch.sh", ("--rollback",), MINIMAL_CONFIG, "--rollback needs WORKER_VERSIONING=true"),
         ("deploy.sh", ("--clean-up",), VERSIONED, "unknown argument '--clean-up'"),
     ],
-    ids=["ramp-without-versioning", "ramp-0", "ramp-101", "ramp-word", "two-modes", "ramp-clean-up", "deploy-clean-up"],
+    ids=["ramp-without-versioning", "ramp-0", "ramp-101", "ramp-word", "two-modes", "ramp-clean-up", "ramp-rollback",
+         "rollback-clean-up", "rollback-without-versioning", "deploy-clean-up"],
 )  # fmt: skip
 def test_options_that_make_no_sense_stop_before_anything_runs(
     project: Project, script: str, arguments: tuple, config_values: dict[str, str], message: str
