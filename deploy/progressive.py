@@ -422,7 +422,10 @@ class Rollout:
                 if handle is not None and (gate_verdict is None or gate_verdict.passed is None):
                     gate_verdict = await self.call(gates.gate_workflow_verdict(handle), "checking the gate workflow")
                 new = await self.call(
-                    gates.version_figures(self.client, self.name, self.build_id, since), "counting workflows"
+                    gates.version_figures(
+                        self.client, self.name, self.build_id, since, task_queue=self.settings.app.task_queue
+                    ),
+                    "counting workflows",
                 )
                 current = await self.call(
                     gates.version_figures(self.client, self.name, self.current, since), "counting workflows"

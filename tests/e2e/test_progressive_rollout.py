@@ -234,10 +234,10 @@ def test_a_version_that_breaks_open_auto_upgrade_workflows_is_caught_by_the_stuc
                 )
                 for n in range(10)
             ]
-            for handle in waiting:  # each has run its first task on A, and waits for its signal
-                await eventually(lambda handle=handle: has_completed_a_task(handle), "A's first workflow tasks")
+            for handle in waiting:  # each has run its first activity on A, and waits for its signal
+                await eventually(lambda handle=handle: waits_for_its_signal(handle), "A's workflows to wait")
             setup.start_version("e1", "E")
-            deploy = asyncio.create_task(setup.deploy("e1", ROLLOUT_STEPS="90:60s,95:60s"))
+            deploy = asyncio.create_task(setup.deploy("e1", ROLLOUT_STEPS="90:2m,95:1m"))
             await eventually(lambda: ramping(setup, "e1"), "E to ramp")
             for handle in waiting:  # their next task goes to E for 90% of them: E cannot replay A's histories
                 await handle.signal("release")
@@ -250,9 +250,12 @@ def test_a_version_that_breaks_open_auto_upgrade_workflows_is_caught_by_the_stuc
     asyncio.run(scenario())
 
 
-async def has_completed_a_task(handle) -> bool:
-    history = await handle.fetch_history()
-    return any(event.HasField("workflow_task_completed_event_attributes") for event in history.events)
+async def waits_for_its_signal(handle) -> bool:
+    """Its first activity has completed on A, and so has the workflow task after it: it waits for `release`."""
+    events = (await handle.fetch_history()).events
+    return any(event.HasField("activity_task_completed_event_attributes") for event in events) and events[-1].HasField(
+        "workflow_task_completed_event_attributes"
+    )
 
 
 async def ramping(setup: Setup, build_id: str) -> bool:

@@ -3,8 +3,9 @@
 Three workflow types, each in several builds:
     Job(name)       what the app's users start: one activity, then it returns "<build> finished <name>";
                     build C's fails at once (ApplicationError, not retried), so that C's failure rate is 1
-    Waiting(name)   waits for its `release` signal, then runs one activity; build E runs an activity before it
-                    waits, so it cannot replay a history build A wrote (a non-determinism error on its next task)
+    Waiting(name)   runs an activity, waits for its `release` signal, then runs another; build E starts a timer
+                    instead of the first activity, so it cannot replay a history build A wrote (a non-determinism
+                    error on the workflow's next task)
     RolloutGate(x)  the gate workflow: one activity, then "gate passed on <build>"; build D's fails
 
 BUILDS maps a build name (A to E) to its workflow classes. They live in their own module because the workflow
@@ -81,6 +82,7 @@ class _Waiting:
 class WaitingA(_Waiting):
     @workflow.run
     async def run(self, name: str) -> str:
+        await _step(f"A checks {name}")
         await workflow.wait_condition(lambda: self.released)
         return await _step(f"A finished {name}")
 
@@ -89,7 +91,7 @@ class WaitingA(_Waiting):
 class WaitingIncompatible(_Waiting):
     @workflow.run
     async def run(self, name: str) -> str:
-        await _step(f"E checks {name}")  # a command A's histories do not have where this one does
+        await workflow.sleep(0.1)  # a timer where A's histories have the activity "A checks": no replay
         await workflow.wait_condition(lambda: self.released)
         return await _step(f"E finished {name}")
 
