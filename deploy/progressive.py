@@ -221,6 +221,8 @@ class Rollout:
     records: list[StepRecord] = field(default_factory=list)
     step_index: int | None = None
     """The step under way (its ramp set or being set), for what a stop leaves."""
+    promoting: bool = False
+    """Every step passed and the version is being made current, for what a stop leaves."""
 
     @property
     def name(self) -> str:
@@ -320,7 +322,7 @@ class Rollout:
                 await self.roll_back(index, failed.verdict, since)
                 return False
             since = None
-        self.step_index = None
+        self.step_index, self.promoting = None, True
         await self.make_current()
         self.output.say(
             "current",
@@ -574,6 +576,15 @@ class Rollout:
 
     def explain_stop(self) -> None:
         """What a stop left, and what the next run does."""
+        if self.promoting:
+            last = self.settings.rollout.steps[-1]
+            print(
+                f"  Stopped after every step passed, while build id {self.build_id} was being made current: it is "
+                f"current now, or still ramps at {last.percentage:g}%. Running ./deploy.sh again (nothing is rebuilt) "
+                "says it is current, or resumes at the last step and then makes it current.",
+                file=sys.stderr,
+            )
+            return
         if self.step_index is None:
             print(
                 f"  Nothing was changed by this run in Temporal beyond what it printed; ./deploy.sh again (nothing is "
