@@ -40,7 +40,11 @@ state left is printed (which version ramps at which percentage, and what the nex
 
 Temporal API calls are counted (CallCounter, on the client's service client): each progress line's evaluation and
 each step's summary say how many calls were made and how long one gate evaluation took, so that the load on the
-frontend is known (README, Performance). With LOG_FORMAT=json every progress line and decision is a JSON object
+frontend is known (README, Performance). One evaluation makes 4 calls (a grouped count and a list for each of the
+two versions, deploy/gates.py), 1 more while the gate workflow runs, and at most gates.STUCK_LIMIT describes when
+workflows are stuck: whatever the number of versions, a step makes about 4-5 calls per ROLLOUT_POLL_SECONDS (on
+the dev server, a 1-minute step polled every second made 228). Setting the ramp and the current version make a few
+Worker Deployment calls per step, tried again while Temporal says the deployment is busy (RESOURCE_EXHAUSTED). With LOG_FORMAT=json every progress line and decision is a JSON object
 on stdout instead of text, with the figures as fields.
 
 Exit status: 0 the version is current, 1 a gate failed and the rollout was rolled back (or Temporal refused),
@@ -104,7 +108,7 @@ LISTED_WORKFLOWS = 20
 # serialized by the deployment's own workflow): such a call is tried again every second, for this long.
 BUSY_RETRY_SECONDS = 30.0
 # A progress line is printed at every evaluation whose figures changed, and at least this often otherwise.
-QUIET_PROGRESS_SECONDS = 30.0
+QUIET_PROGRESS_SECONDS = 10.0
 
 
 # ---------------------------------------------------------------- counting Temporal API calls
