@@ -30,15 +30,16 @@ What is counted, and from which Temporal API (docs/deploy.md, "Progressive rollo
   attribute: the figures then say "stuck: not measured"), and 0 turns it off. A workflow stuck on its very first
   task has no deployment attributes yet, and one that auto-upgrades onto the new version and fails there still
   shows the old version in TemporalWorkerDeploymentVersion (the version changes only when a task completes), so
-  stuck workflows are found by task queue: ONE ListWorkflowExecutions call (at most STUCK_LIMIT workflows),
-  then, only for each one found that is not pinned to another version, one DescribeWorkflowExecution call,
-  whose versioning info says which version it is on or moving to (versioning_info.version_transition).
+  stuck workflows are found by task queue: ONE ListWorkflowExecutions call (at most STUCK_LIMIT workflows);
+  a pinned one counts for the version in its attributes, and for each other one, one DescribeWorkflowExecution
+  call says which version it is on or moving to (versioning_info.version_transition, a pinned override, or
+  the version it is on).
 
 Temporal API calls per version_figures call: 2 (a count and a list) while no workflow on the task queue is
-stuck, plus at most STUCK_LIMIT describes when some are; without `task_queue`, 2 as well but stuck workflows
-that never completed a task on the version are not seen. A gate evaluation that measures the new and the
+stuck, plus at most STUCK_LIMIT describes when some that are not pinned are; without `task_queue`, 2 as well,
+but stuck workflows that never completed a task are not seen. A gate evaluation that measures the new and the
 current version makes 4, plus 1 DescribeWorkflowExecution for the gate workflow while it runs (1 more, a
-GetWorkflowExecutionHistory, once it has failed).
+GetWorkflowExecutionHistory, once it has failed). tests/bench_rollout_gate.py measures it.
 
 Visibility is eventually consistent (Elasticsearch in production lags about a second): the counts are
 "approximately now", which a gate held for minutes tolerates.
@@ -216,9 +217,11 @@ async def version_figures(
         attributes = execution.search_attributes
         on = (attributes.get("TemporalWorkerDeploymentVersion") or [""])[0]
         behavior = (attributes.get("TemporalWorkflowVersioningBehavior") or [""])[0]
-        if on and on != target and behavior == "Pinned":
-            continue  # pinned elsewhere: it cannot be on this version nor move to it
-        if await _on_or_moving_to(client, execution.id, execution.run_id, deployment_name, build_id):
+        if on and behavior == "Pinned":
+            stuck_here = on == target  # pinned: it neither moves nor came from elsewhere, no describe needed
+        else:
+            stuck_here = await _on_or_moving_to(client, execution.id, execution.run_id, deployment_name, build_id)
+        if stuck_here:
             figures.stuck += 1
             figures.stuck_workflows.append(execution.id)
     return figures
@@ -238,6 +241,9 @@ async def _on_or_moving_to(
     moving = info.version_transition.deployment_version
     if moving.build_id or moving.deployment_name:
         return (moving.deployment_name, moving.build_id) == (deployment_name, build_id)
+    pinned = info.versioning_override.pinned.version  # pinned by an override: its tasks go there, even the first
+    if pinned.build_id or pinned.deployment_name:
+        return (pinned.deployment_name, pinned.build_id) == (deployment_name, build_id)
     on = info.deployment_version
     return (on.deployment_name, on.build_id) == (deployment_name, build_id)
 
