@@ -44,8 +44,9 @@ frontend is known (README, Performance). One evaluation makes 4 calls (a grouped
 two versions, deploy/gates.py), 1 more while the gate workflow runs, and at most gates.STUCK_LIMIT describes when
 workflows are stuck: whatever the number of versions, a step makes about 4-5 calls per ROLLOUT_POLL_SECONDS (on
 the dev server, a 1-minute step polled every second made 228). Setting the ramp and the current version make a few
-Worker Deployment calls per step, tried again while Temporal says the deployment is busy (RESOURCE_EXHAUSTED). With LOG_FORMAT=json every progress line and decision is a JSON object
-on stdout instead of text, with the figures as fields.
+Worker Deployment calls per step, tried again while Temporal says the deployment is busy (RESOURCE_EXHAUSTED).
+docs/deploy.md ("The cost of a gate") has the measured figures. With LOG_FORMAT=json every progress line and
+decision is a JSON object on stdout instead of text, with the figures as fields.
 
 Exit status: 0 the version is current, 1 a gate failed and the rollout was rolled back (or Temporal refused),
 2 a configuration or usage mistake, 130/143 stopped by SIGINT/SIGTERM.
