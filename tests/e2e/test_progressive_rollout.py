@@ -142,11 +142,12 @@ def test_a_version_whose_workflows_fail_is_rolled_back_at_the_first_step(tmp_pat
     async def scenario() -> None:
         async with app_with_a(tmp_path, dev_server) as setup:
             setup.start_version("c1", "C")
-            async with RoutingRecorder(setup.client, setup.deployment_name) as recorder:
-                async with WorkflowLoad(setup.client, setup.task_queue) as load:
-                    result = await setup.deploy("c1", ROLLOUT_STEPS="50:60s,90:60s")
+            async with WorkflowLoad(setup.client, setup.task_queue) as load:
+                result = await setup.deploy("c1", ROLLOUT_STEPS="50:60s,90:60s")
             assert result.returncode == 1, result.output
-            assert recorder.ramps("c1") == [50], "never past the first step"
+            # (The ramp may last less than a second here: C's workflows fail as they start.)
+            assert "step 1/2 (50%): build id c1 gets 50% of new workflows, a1 the rest" in result.stdout
+            assert "step 2/2 (90%)" not in result.stdout, "never past the first step"
             after = await routing(setup.client, setup.deployment_name)
             assert (after.current, after.ramping) == ("a1", "")
             assert "step 1/2 (50%): the gate FAILED on failure rate" in result.stdout
