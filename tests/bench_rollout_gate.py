@@ -8,9 +8,9 @@ workers in this process (the current one and a new one, each with closed workflo
 a few open), it measures one gate evaluation as deploy/progressive.py makes it at every poll: the gate
 workflow's verdict (deploy/gates.py gate_workflow_verdict) and both versions' figures (version_figures), with
 the Temporal API calls they make counted by name at the client's one RPC entry point. Then the same with
-workflows stuck on failing workflow tasks on the task queue, not pinned (each adds one
-DescribeWorkflowExecution to each version's figures, at most gates.STUCK_LIMIT; a pinned one adds none). The calls do not depend on how many versions the Worker
-Deployment has: the queries name the new and the current version only.
+workflows stuck on failing workflow tasks on the task queue, not pinned (each adds one DescribeWorkflowExecution
+to each version's figures, at most gates.STUCK_LIMIT; a pinned one adds none). The calls do not depend on how many
+versions the Worker Deployment has: the queries name the new and the current version only.
 
 Kept apart from tests/bench.py (whose measures are the worker's and the codec's) so that either can change
 alone; `measure_rollout_gate(quick)` returns the table rows for whoever wants them in one table.

@@ -113,6 +113,14 @@ def test_options_that_make_no_sense_stop_before_anything_runs(
     assert [command for command in project.commands() if command[0] != "kubectl" or "get-contexts" not in command] == []
 
 
+def test_patch_help_describes_rollback(project: Project) -> None:
+    result = project.run("patch.sh", "--help")
+    assert result.returncode == 0, result.output
+    assert "--rollback         make the previous current version current again" in result.stdout
+    assert "[2/2] Rolling back               deploy/rollout.py rollback" in result.stdout
+    assert project.commands() == []
+
+
 def test_clean_up_without_versioning_has_nothing_to_do_and_asks_temporal_nothing(project: Project) -> None:
     project.write_config({**MINIMAL_CONFIG, "DEPLOY_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}"})
     result = project.run("patch.sh", "--clean-up")

@@ -24,8 +24,8 @@ def test_bench_rollout_gate_quick_prints_every_row(tmp_path: Path) -> None:
         r"\| rollout gate: one evaluation \| [\d.]+ ms median \(slowest [\d.]+ ms\) \|",
         r"\| rollout gate: Temporal API calls per evaluation \| 5 \| count_workflow_executions 2, "
         r"describe_workflow_execution 1, list_workflow_executions 2;",
-        r"\| rollout gate: with 2 stuck workflows \| [\d.]+ ms median \(slowest [\d.]+ ms\), 9 calls \| count_workflow_executions 2, "
-        r"describe_workflow_execution 5, list_workflow_executions 2:",
+        r"\| rollout gate: with 2 stuck workflows \| [\d.]+ ms median \(slowest [\d.]+ ms\), 9 calls \| "
+        r"count_workflow_executions 2, describe_workflow_execution 5, list_workflow_executions 2:",
         r"\| rollout step of 5 min at a 1 s poll \| 1500 calls \(5\.0/s\) \|",
         r"\| rollout step of 5 min at a 5 s poll \| 300 calls \(1\.0/s\) \|",
     ):
