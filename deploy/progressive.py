@@ -14,10 +14,11 @@ deploy.sh and patch.sh run `run` in their step "Routing new workflows" when ROLL
    left, the figures). The gate passes only if all of these hold during the step (deploy/gates.py measures them):
    - the gate workflow (ROLLOUT_GATE_WORKFLOW, optional), started pinned to the new version at the step's start,
      completes successfully before the step ends;
-   - the new version's failure rate over the window (workflows that ran on it and closed failed, timed out or were
-     terminated, and open ones stuck on failing workflow tasks) is not worse than the current version's over the same
-     window by more than ROLLOUT_FAILURE_MARGIN, once ROLLOUT_MIN_WORKFLOWS of its workflows have closed (fewer is no
-     verdict, and no verdict at the end of the step lets the step pass: the summary says so).
+   - the new version's failure rate over the window (its workflows that closed failed, timed out or terminated,
+     among those closed) is not worse than the current version's over the same window by more than
+     ROLLOUT_FAILURE_MARGIN, once ROLLOUT_MIN_WORKFLOWS of its workflows have closed (fewer is no verdict, and no
+     verdict at the end of the step lets the step pass: the summary says so);
+   - no open workflow is stuck on failing workflow tasks on the new version (a non-determinism error, say).
 3. A failed check ends the rollout at once: the ramp is removed (the current version, which never stopped being
    current, gets every new workflow again), the command exits 1 naming the check and its figures, and lists the
    new version's failed workflows and the open workflows pinned to it, with what to do about them: they are never
@@ -178,10 +179,10 @@ def plan_lines(settings: DeploySettings, build_id: str) -> list[str]:
             "completes within the step"
         )
     lines.append(
-        f"    - the failure rate of workflows on {build_id} (failed, timed out, terminated, stuck on a failing "
-        f"workflow task) at most the current version's + {rollout.failure_margin:g}, once {rollout.min_workflows} "
-        "have closed"
+        f"    - the failure rate of workflows on {build_id} (failed, timed out, terminated among those closed) at most "
+        f"the current version's + {rollout.failure_margin:g}, once {rollout.min_workflows} have closed"
     )
+    lines.append(f"    - no workflow stuck on failing workflow tasks on {build_id}")
     lines.append("  A failed gate removes the ramp at once: the current version gets every new workflow again.")
     return lines
 

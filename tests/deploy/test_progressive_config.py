@@ -128,6 +128,7 @@ def test_a_dry_run_prints_the_step_plan_and_the_command_that_runs_the_steps(proj
     assert "    step 1/2: 10% of new workflows for 5m\n    step 2/2: 50% of new workflows for 1h\n" in result.stdout
     assert f'gate workflow YourWorkflow with input "smoke", started pinned to {IMAGE_TAG}' in result.stdout
     assert "at most the current version's + 0.05, once 20 have closed" in result.stdout
+    assert f"no workflow stuck on failing workflow tasks on {IMAGE_TAG}" in result.stdout
     printed = [line[4:] for line in result.stdout.splitlines() if line.startswith("  $ ")]
     python, progressive = f"{project.root}/.venv/bin/python", f"{project.root}/deploy/progressive.py"
     assert printed[-3:-1] == [f"{python} {progressive} plan {IMAGE_TAG}", f"{python} {progressive} run {IMAGE_TAG}"]
