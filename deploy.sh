@@ -30,7 +30,11 @@ Takes config.env (and the environment) to a running, ready worker on AKS:
                                      (and of the codec server with CODEC_SERVER_DEPLOY=true)
   [10/10] Routing new workflows      WORKER_VERSIONING=true: deploy/rollout.py set-current makes
                                      the new version current (older versions keep their pinned
-                                     workflows); with versioning off the rolling update did it
+                                     workflows); with versioning off the rolling update did it.
+                                     With ROLLOUT_STEPS (such as 10:5m,50:10m): deploy/progressive.py
+                                     ramps it through the steps, a gate at every step (gate
+                                     workflow, failure rate against the current version), then
+                                     makes it current; a failed gate removes the ramp and fails
 
 then shows the pods and the kubectl logs command (and, with CODEC_SERVER_DEPLOY=true, where
 the codec server is reached and the read-only roles its identity needs). The image tag is the git commit (with a
@@ -46,6 +50,7 @@ Options:
   --output-dir DIR   write the manifests to DIR (default: the script's directory)
   --ramp PERCENT     with WORKER_VERSIONING=true: send only PERCENT (1-100) of new workflows to
                      the new version; ./deploy.sh again without it makes the version current
+                     (not with ROLLOUT_STEPS, which ramps by itself: ROLLOUT_STEPS= --ramp P)
   -h, --help         this text
 
 See docs/deploy.md and CONFIGURATION.md.

@@ -17,7 +17,8 @@ Code change (default): rebuild, push and roll out a new image of the deployed wo
                                    (WORKER_VERSIONING=true: "Starting the new version", which applies
                                    the new tag's own Deployment next to the older ones)
   [8/9] Waiting for rollout        kubectl rollout status --timeout $ROLLOUT_TIMEOUT
-  [9/9] Routing new workflows      WORKER_VERSIONING=true: make the new version current
+  [9/9] Routing new workflows      WORKER_VERSIONING=true: make the new version current (with
+                                   ROLLOUT_STEPS: through the steps and their gates, as ./deploy.sh)
 
 --config-only: apply changed settings without building an image.
   [1/5] Checking configuration     [2/5] Checking cluster access

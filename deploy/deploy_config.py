@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
+import math
 import re
 import subprocess
 import unicodedata
@@ -154,6 +156,103 @@ def memory_quantity(raw: str) -> str:
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?", raw):
         raise ValueError("must be a memory quantity such as 256Mi or 1Gi")
     return raw
+
+
+# ROLLOUT_STEPS (deploy/progressive.py): `PERCENT:DURATION` pairs. Bounded so that a typo cannot hold a deploy for days.
+MAX_ROLLOUT_STEPS = 10
+MAX_ROLLOUT_STEP_SECONDS = 24 * 3600
+MAX_ROLLOUT_GATE_INPUT_BYTES = 64 * 1024
+_DURATION = re.compile(r"(?:([0-9]{1,6})h)?(?:([0-9]{1,6})m)?(?:([0-9]{1,6})s)?")
+_STEP_PERCENT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,2})?")
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """One step of a progressive rollout: the new version gets `percentage` of new workflows for `seconds`."""
+
+    percentage: float
+    """Share of new workflows routed to the new version, more than 0 and less than 100."""
+    seconds: int
+    """How long the step holds, its gate evaluated all along."""
+
+    def describe(self) -> str:
+        return f"{self.percentage:g}% for {duration_text(self.seconds)}"
+
+
+def duration_seconds(raw: str) -> int:
+    """A duration with units, such as 90s, 5m, 1h or 1m30s, as whole seconds (more than 0)."""
+    match = _DURATION.fullmatch(raw)
+    if not raw or not match or not any(match.groups()):
+        raise ValueError(
+            f"{raw!r} is not a duration: give a number with a unit s, m or h, such as 30s, 5m, 1h or 1m30s"
+        )
+    hours, minutes, seconds_ = (int(part or 0) for part in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds_
+    if not 0 < total <= MAX_ROLLOUT_STEP_SECONDS:
+        raise ValueError(f"{raw!r}: a step holds for more than 0s and at most 24h")
+    return total
+
+
+def duration_text(seconds: float) -> str:
+    """Whole seconds as the steps write them: 1h, 5m, 1m30s, 45s."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, rest = divmod(rest, 60)
+    text = (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "") + (f"{rest}s" if rest else "")
+    return text or "0s"
+
+
+def rollout_steps(raw: str) -> tuple[RolloutStep, ...]:
+    """ROLLOUT_STEPS: comma-separated PERCENT:DURATION, percentages increasing, each more than 0 and less than 100."""
+    example = "such as 10:5m,50:10m (10% of new workflows for 5 minutes, then 50% for 10)"
+    steps: list[RolloutStep] = []
+    parts = [part.strip() for part in raw.split(",")]
+    if len(parts) > MAX_ROLLOUT_STEPS:
+        raise ValueError(f"at most {MAX_ROLLOUT_STEPS} steps; give comma-separated PERCENT:DURATION pairs, {example}")
+    for part in parts:
+        percent, colon, duration = part.partition(":")
+        if not colon or not _STEP_PERCENT.fullmatch(percent.strip()):
+            raise ValueError(
+                f"step {part!r} is not PERCENT:DURATION (a percentage more than 0 and less than 100, with at most "
+                f"two decimals, then a duration); give comma-separated steps {example}"
+            )
+        percentage = float(percent)
+        if not 0 < percentage < 100:
+            raise ValueError(
+                f"step {part!r}: the percentage must be more than 0 and less than 100 (the last step is followed by "
+                f"making the version current, 100%); {example}"
+            )
+        if steps and percentage <= steps[-1].percentage:
+            raise ValueError(f"step {part!r}: percentages must increase from step to step; {example}")
+        steps.append(RolloutStep(percentage, duration_seconds(duration.strip())))
+    return tuple(steps)
+
+
+def gate_input(raw: str) -> str:
+    """ROLLOUT_GATE_INPUT: the gate workflow's argument, as JSON text (at most 64 KiB)."""
+    if len(raw.encode("utf-8", "surrogateescape")) > MAX_ROLLOUT_GATE_INPUT_BYTES:
+        raise ValueError(f"must be at most {MAX_ROLLOUT_GATE_INPUT_BYTES // 1024} KiB of JSON")
+    try:
+        json.loads(raw)
+    except ValueError as error:
+        raise ValueError(
+            f"must be JSON, the gate workflow's one argument, such as '\"smoke\"' or '{{}}': {error}"
+        ) from None
+    return raw
+
+
+def failure_margin(raw: str) -> float:
+    """ROLLOUT_FAILURE_MARGIN: how much higher the new version's failure rate may be, as an absolute rate, 0 to 1."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 <= value < 1:
+        raise ValueError(
+            "must be a rate from 0 to less than 1, such as 0.05: the new version fails the gate when its failure rate "
+            "exceeds the current version's by more than this"
+        )
+    return value
 
 
 # Azure's naming rules (learn.microsoft.com/azure/azure-resource-manager/management/resource-name-rules), so that a
@@ -310,6 +409,13 @@ DEPLOY_VARIABLES: tuple[Variable, ...] = (
     Variable("WORKER_VERSIONING", boolean, "false", scope=Scope.DEPLOY),
     Variable("DEPLOY_REPLAY_HISTORIES", whole_number(0), "20", scope=Scope.DEPLOY),
     Variable("DEPLOY_TEMPORAL_ADDRESS", address, scope=Scope.DEPLOY),
+    # Progressive rollouts: ramp steps, a gate at every step, automatic rollback (deploy/progressive.py)
+    Variable("ROLLOUT_STEPS", rollout_steps, scope=Scope.DEPLOY),
+    Variable("ROLLOUT_GATE_WORKFLOW", config.name, scope=Scope.DEPLOY),
+    Variable("ROLLOUT_GATE_INPUT", gate_input, scope=Scope.DEPLOY),
+    Variable("ROLLOUT_FAILURE_MARGIN", failure_margin, "0.05", scope=Scope.DEPLOY),
+    Variable("ROLLOUT_MIN_WORKFLOWS", whole_number(1), "20", scope=Scope.DEPLOY),
+    Variable("ROLLOUT_POLL_SECONDS", config.seconds(1, 60), "5", scope=Scope.DEPLOY),
     # Large payloads in Azure Blob Storage: the lifecycle rule deploy.sh suggests
     Variable("PAYLOAD_STORAGE_RETENTION_DAYS", whole_number(1), scope=Scope.DEPLOY),
     # The codec server deployed in the cluster for the team (manifests.py renders it; docs/deploy.md#codec-server)
@@ -373,6 +479,18 @@ class RolloutSettings:
     """DEPLOY_REPLAY_HISTORIES: open workflows replayed before a build; 0 turns the check off."""
     temporal_address: str
     """Where this machine reaches Temporal: DEPLOY_TEMPORAL_ADDRESS, else TEMPORAL_ADDRESS."""
+    steps: tuple[RolloutStep, ...] = ()
+    """ROLLOUT_STEPS: the ramp steps deploy/progressive.py goes through; empty: made current at once (or --ramp)."""
+    gate_workflow: str = ""
+    """ROLLOUT_GATE_WORKFLOW: a workflow type started pinned to the new version at every step; "" for none."""
+    gate_input: str | None = None
+    """ROLLOUT_GATE_INPUT: the gate workflow's one argument as JSON text; None starts it without one."""
+    failure_margin: float = 0.05
+    """ROLLOUT_FAILURE_MARGIN: how much the new version's failure rate may exceed the current's (absolute)."""
+    min_workflows: int = 20
+    """ROLLOUT_MIN_WORKFLOWS: closed workflows the new version needs in a step before its failure rate is a verdict."""
+    poll_seconds: float = 5.0
+    """ROLLOUT_POLL_SECONDS: how often a step evaluates its gate and prints a progress line."""
 
 
 @dataclass(frozen=True)
@@ -584,6 +702,7 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
         _check_keyvault_credentials(parser)
         _check_versioning(parser)
         _check_temporal_from_here(parser)
+        _check_progressive(parser)
         parser.value("PAYLOAD_STORAGE_RETENTION_DAYS")
         _check_identity(parser)
         _check_network_policy(parser)
@@ -637,6 +756,12 @@ def _deploy_settings(parser: Parser, app: Settings, check: bool) -> DeploySettin
             build_id=values["IMAGE_TAG"],
             replay_histories=value("DEPLOY_REPLAY_HISTORIES"),
             temporal_address=values["DEPLOY_TEMPORAL_ADDRESS"] or values["TEMPORAL_ADDRESS"],
+            steps=value("ROLLOUT_STEPS") or (),
+            gate_workflow=values["ROLLOUT_GATE_WORKFLOW"] if value("ROLLOUT_GATE_WORKFLOW") else "",
+            gate_input=value("ROLLOUT_GATE_INPUT"),
+            failure_margin=value("ROLLOUT_FAILURE_MARGIN"),
+            min_workflows=value("ROLLOUT_MIN_WORKFLOWS"),
+            poll_seconds=value("ROLLOUT_POLL_SECONDS"),
         ),
     )
 
@@ -794,6 +919,94 @@ def _check_temporal_from_here(parser: Parser) -> None:
     """What the scripts need to reach Temporal from this machine (the replay check, versions, clean-up)."""
     parser.value("DEPLOY_REPLAY_HISTORIES")
     parser.value("DEPLOY_TEMPORAL_ADDRESS")
+
+
+def _check_progressive(parser: Parser) -> None:
+    """ROLLOUT_STEPS and its gate: the steps ramp a version, so they need versioning; the gate workflow must be a
+    type the worker registers (worker_workflow_types), since it is started on the new version's workers."""
+    steps = parser.value("ROLLOUT_STEPS")
+    for variable_name in (
+        "ROLLOUT_FAILURE_MARGIN",
+        "ROLLOUT_MIN_WORKFLOWS",
+        "ROLLOUT_POLL_SECONDS",
+        "ROLLOUT_GATE_INPUT",
+    ):
+        parser.value(variable_name)
+    if steps and parser.value("WORKER_VERSIONING") is not True:
+        parser.problems.append(
+            "ROLLOUT_STEPS ramps a new version through steps: it needs WORKER_VERSIONING=true (versioned rollouts); "
+            "set WORKER_VERSIONING=true, or empty ROLLOUT_STEPS"
+        )
+    gate = parser.value("ROLLOUT_GATE_WORKFLOW")
+    if parser.raw("ROLLOUT_GATE_INPUT") and not parser.raw("ROLLOUT_GATE_WORKFLOW"):
+        parser.problems.append(
+            "ROLLOUT_GATE_INPUT is the gate workflow's input: set ROLLOUT_GATE_WORKFLOW too, or remove it"
+        )
+    if not gate:
+        return
+    if not parser.raw("ROLLOUT_STEPS"):
+        parser.problems.append(
+            f"ROLLOUT_GATE_WORKFLOW={gate} runs at every step of ROLLOUT_STEPS: set ROLLOUT_STEPS too, or remove it"
+        )
+    try:
+        registered = worker_workflow_types()
+    except (OSError, SyntaxError, ImportError, ValueError) as error:
+        parser.problems.append(
+            f"ROLLOUT_GATE_WORKFLOW={gate}: could not read the workflow types worker.py registers ({error})"
+        )
+        return
+    if gate not in registered:
+        parser.problem(
+            "ROLLOUT_GATE_WORKFLOW",
+            f"the worker does not register this workflow type (worker.py's WORKFLOWS registers: "
+            f"{', '.join(registered) or 'none'}); give one of those, or add the workflow to worker.WORKFLOWS",
+        )
+
+
+def worker_workflow_types(repo: Path = REPO_DIR) -> tuple[str, ...]:
+    """The workflow types worker.py registers, without running or importing worker.py.
+
+    worker.py registers `WORKFLOWS = [ClassName, ...]` (its Worker gets exactly that list), each class imported
+    with `from MODULE import ClassName`. This reads that assignment and those imports from worker.py's source,
+    imports each MODULE (the user's workflows.py: it runs no worker and installs no signal handler, which
+    importing worker.py would) and takes each class's registered name, `@workflow.defn(name=...)` or the class
+    name. This checkout is what deploy.sh builds, so it is what the new version's pods register; an APP_IMAGE
+    pinned by digest (nothing built) may have been built from other code.
+    """
+    import ast
+    import importlib
+
+    from temporalio import workflow
+
+    tree = ast.parse((repo / "worker.py").read_text(encoding="utf-8"))
+    imported = {
+        alias.asname or alias.name: (node.module, alias.name)
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+    listed: list[str] = []
+    for node in tree.body:
+        targets = (
+            node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        )
+        if any(isinstance(target, ast.Name) and target.id == "WORKFLOWS" for target in targets):
+            value = node.value
+            if not isinstance(value, (ast.List, ast.Tuple)) or not all(
+                isinstance(item, ast.Name) for item in value.elts
+            ):
+                raise ValueError("worker.py's WORKFLOWS is not a plain list of imported classes")
+            listed = [item.id for item in value.elts]
+    names = []
+    for class_name in listed:
+        if class_name not in imported:
+            raise ValueError(f"worker.py's WORKFLOWS names {class_name}, which worker.py does not import by name")
+        module_name, attribute = imported[class_name]
+        definition = workflow._Definition.from_class(getattr(importlib.import_module(module_name), attribute))
+        if definition is None or definition.name is None:
+            raise ValueError(f"{module_name}.{attribute} is not a @workflow.defn class with a name")
+        names.append(definition.name)
+    return tuple(names)
 
 
 def _check_identity(parser: Parser) -> None:

@@ -19,6 +19,8 @@ The plan (values with a TASK):
     PLAN_ACR_IMAGE               APP_IMAGE as az acr names it: REPOSITORY:TAG, or REPOSITORY@sha256:...
     PLAN_IMAGE_PINNED            true when APP_IMAGE names a digest (nothing is built)
     PLAN_RAMP                    --ramp's percentage, checked (it needs WORKER_VERSIONING=true)
+    PLAN_ROLLOUT_STEPS           ROLLOUT_STEPS in words ("10% for 5m, then 50% for 10m"), or empty: the routing
+                                 step ramps through them with a gate at every step (deploy/progressive.py)
     PLAN_TEMPORAL_ADDRESS_LOCAL  true when TEMPORAL_ADDRESS is this machine (./start.sh runs the dev server)
     PLAN_PAYLOAD_STORAGE_ACCOUNT the storage account of PAYLOAD_STORAGE_ACCOUNT_URL, or empty
     PLAN_PAYLOAD_RETENTION       what happens to payload blobs: the lifecycle policy to apply, or the warning
@@ -87,6 +89,7 @@ PLAN_VARIABLES = (
     "PLAN_ACR_IMAGE",
     "PLAN_IMAGE_PINNED",
     "PLAN_RAMP",
+    "PLAN_ROLLOUT_STEPS",
     "PLAN_TEMPORAL_ADDRESS_LOCAL",
     "PLAN_PAYLOAD_STORAGE_ACCOUNT",
     "PLAN_PAYLOAD_RETENTION",
@@ -115,6 +118,7 @@ def plan_values(settings: DeploySettings, ramp: int | None, rendered: Path | Non
         "PLAN_ACR_IMAGE": acr_image_name(settings.image) if settings.image else "",
         "PLAN_IMAGE_PINNED": _word(settings.image_digest is not None),
         "PLAN_RAMP": "" if ramp is None else str(ramp),
+        "PLAN_ROLLOUT_STEPS": ", then ".join(step.describe() for step in settings.rollout.steps),
         "PLAN_TEMPORAL_ADDRESS_LOCAL": _word(config.is_local_address(settings.values["TEMPORAL_ADDRESS"])),
         "PLAN_PAYLOAD_STORAGE_ACCOUNT": storage_account_name(storage_url) if storage_url else "",
         "PLAN_PAYLOAD_RETENTION": str(policy) if policy and policy.is_file() else retention_warning(settings.values),
@@ -162,6 +166,11 @@ def _checked(task: str, ramp: str | None) -> tuple[DeploySettings, int | None]:
             problems.append(f"{error} (got {ramp!r})")
         if settings is not None and not settings.rollout.versioning:
             problems.append("--ramp routes a share of new workflows to a new version: it needs WORKER_VERSIONING=true")
+        if settings is not None and settings.rollout.steps:
+            problems.append(
+                "--ramp sets one ramp by hand, and ROLLOUT_STEPS ramps through steps with a gate at each: give one "
+                "(ROLLOUT_STEPS= ./deploy.sh --ramp P for a manual ramp this once)"
+            )
     if problems or settings is None:
         raise ConfigError(problems)
     return settings, percentage

@@ -111,6 +111,7 @@ check_configuration() {
   printf '  Versioning:    deployment/%s runs build id %s of Worker Deployment %s\n' \
     "$PLAN_KUBERNETES_DEPLOYMENT" "$IMAGE_TAG" "$PLAN_WORKER_DEPLOYMENT"
   [ -z "$PLAN_RAMP" ] || printf '  Ramp:          %s%% of new workflows go to it; the current version keeps the rest\n' "$PLAN_RAMP"
+  [ -z "$PLAN_ROLLOUT_STEPS" ] || printf '  Steps:         %s, then current; a gate at every step, rolled back if it fails\n' "$PLAN_ROLLOUT_STEPS"
 }
 
 # ---------------------------------------------------------------- 2. preflight
@@ -312,17 +313,36 @@ replay_hint() {
   esac
 }
 
-# With WORKER_VERSIONING=true: make the new version current (or ramp it), through the SDK in deploy/rollout.py.
+# With WORKER_VERSIONING=true: make the new version current (or ramp it), through the SDK in deploy/rollout.py;
+# with ROLLOUT_STEPS, ramp it through the steps with a gate at each (deploy/progressive.py; the plan is printed
+# first, in a dry run too). A failed gate has rolled the ramp back when progressive.py exits 1: the hint says so.
 route_new_workflows() {
+  local status=0
   if [ "$WORKER_VERSIONING" != true ]; then
     echo "  Versioning is off (WORKER_VERSIONING=false): the rolling update moved every worker to $APP_IMAGE."
     return 0
+  fi
+  if [ -n "$PLAN_ROLLOUT_STEPS" ]; then
+    ! $DRY_RUN || run_local "$SC_PYTHON" "$REPO_DIR/deploy/progressive.py" plan "$IMAGE_TAG"
+    run "$SC_PYTHON" "$REPO_DIR/deploy/progressive.py" run "$IMAGE_TAG" || status=$?
+    [ "$status" -ne 0 ] || return 0
+    STEP_HINT=$(progressive_hint "$status")
+    return "$status"
   fi
   if [ -n "$PLAN_RAMP" ]; then
     run "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" set-current "$IMAGE_TAG" --ramp "$PLAN_RAMP"
   else
     run "$SC_PYTHON" "$REPO_DIR/deploy/rollout.py" set-current "$IMAGE_TAG"
   fi
+}
+
+# progressive_hint STATUS: the routing step's hint for deploy/progressive.py's exit status.
+progressive_hint() {
+  case $1 in
+    1) printf '%s' "the gate failed (or Temporal refused, as the message above says): the ramp is removed and the version that was current gets every new workflow again; the failed version's Deployment stays for its pinned workflows (listed above) until ./patch.sh --clean-up deletes it once drained. Fix the code, then deploy again." ;;
+    130 | 143) printf '%s' "stopped during the steps: the message above says which version ramps at which percentage; ./deploy.sh again (nothing is rebuilt) resumes at that step, ./patch.sh --rollback removes the ramp." ;;
+    *) printf '%s' "the steps stopped (exit status $1; the message above says why); ./deploy.sh again (nothing is rebuilt) resumes or restarts them and says which." ;;
+  esac
 }
 
 # The versions Temporal reports drained and neither current nor ramping lose their Deployment (and ScaledObject),
