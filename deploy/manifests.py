@@ -336,45 +336,58 @@ def _network_policy(settings: DeploySettings, names: _Names, labels: dict[str, s
     needs no rule. A cluster without a network policy engine ignores the object.
     """
     temporal_port = int(settings.app.temporal.address.rpartition(":")[2])
-    https_ports = {HTTPS_PORT}
-    if settings.app.encryption.keyvault_url:
-        https_ports.add(urlsplit(settings.app.encryption.keyvault_url).port or HTTPS_PORT)
+    temporal = {
+        "to": [{"namespaceSelector": {}}, _ip_block(ANYWHERE, NEVER_REACHED)],
+        "ports": [{"protocol": "TCP", "port": temporal_port}],
+    }
+    ingress: list[Document] = []
+    scrapers = [_metrics_source(source) for source in settings.network_policy.metrics_from]
+    if settings.app.metrics_port and scrapers:
+        ingress.append({"from": scrapers, "ports": [{"protocol": "TCP", "port": settings.app.metrics_port}]})
+    return _policy(
+        _metadata(settings, names.app, labels),
+        _selector(settings),
+        ingress,
+        _egress(settings, [settings.app.encryption.keyvault_url], [temporal], settings.use_node_identity),
+    )
+
+
+def _egress(
+    settings: DeploySettings, https_urls: Iterable[str | None], more: list[Document], node_identity: bool
+) -> list[Document]:
+    """What every pod of ours may reach: the cluster's DNS, then `more`, then HTTPS (443 and the ports of
+    `https_urls`) to public addresses, the ranges in NETWORK_POLICY_EGRESS_CIDRS (any port; a range that holds
+    the metadata or WireServer address still leaves it out), and the metadata address when `node_identity`."""
+    https_ports = {HTTPS_PORT} | {urlsplit(url).port or HTTPS_PORT for url in https_urls if url}
     egress: list[Document] = [
         {
             "to": [_in_kube_system(KUBE_DNS_LABELS)]
             + [_ip_block(f"{address}/32", ()) for address in CLUSTER_DNS_ADDRESSES],
             "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
         },
-        {
-            "to": [{"namespaceSelector": {}}, _ip_block(ANYWHERE, NEVER_REACHED)],
-            "ports": [{"protocol": "TCP", "port": temporal_port}],
-        },
+        *more,
         {
             "to": [_ip_block(ANYWHERE, PRIVATE_RANGES + NEVER_REACHED)],
             "ports": [{"protocol": "TCP", "port": port} for port in sorted(https_ports)],
         },
     ]
     extra = settings.network_policy.egress_cidrs
-    if extra:  # any port; a range that holds the metadata or WireServer address still leaves it out
+    if extra:
         egress.append({"to": [_ip_block(cidr, _within(cidr, NEVER_ALLOWED)) for cidr in extra]})
-    if settings.use_node_identity:  # the node's managed identity is reached through the metadata service
+    if node_identity:  # the node's managed identity is reached through the metadata service
         egress.append({"to": [_ip_block(METADATA_ADDRESS, ())], "ports": [{"protocol": "TCP", "port": 80}]})
-    ingress: list[Document] = []
-    scrapers = [_metrics_source(source) for source in settings.network_policy.metrics_from]
-    if settings.app.metrics_port and scrapers:
-        ingress.append({"from": scrapers, "ports": [{"protocol": "TCP", "port": settings.app.metrics_port}]})
+    return egress
+
+
+def _policy(metadata: Document, selector: dict[str, str], ingress: list[Document], egress: list[Document]) -> Document:
+    """A NetworkPolicy that governs both directions of the selected pods' traffic."""
     spec = {
-        "podSelector": {"matchLabels": _selector(settings)},
+        "podSelector": {"matchLabels": selector},
         "policyTypes": ["Ingress", "Egress"],
         "ingress": ingress,
         "egress": egress,
     }
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _metadata(settings, names.app, labels),
-        "spec": spec,
-    }
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata, "spec": spec}
 
 
 def _in_namespace(namespace: str) -> Document:
@@ -764,44 +777,20 @@ def _codec_server_network_policy(
     Vault, Blob Storage, the OIDC issuer's keys) and the ranges in
     NETWORK_POLICY_EGRESS_CIDRS; never the metadata address unless it uses the node's identity. No Temporal: it
     never calls it."""
-    https_ports = {HTTPS_PORT}
-    for url in (settings.app.encryption.keyvault_url, settings.values["CODEC_SERVER_OIDC_ISSUER"]):
-        if url:
-            https_ports.add(urlsplit(url).port or HTTPS_PORT)
-    egress: list[Document] = [
-        {
-            "to": [_in_kube_system(KUBE_DNS_LABELS)]
-            + [_ip_block(f"{address}/32", ()) for address in CLUSTER_DNS_ADDRESSES],
-            "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}],
-        },
-        {
-            "to": [_ip_block(ANYWHERE, PRIVATE_RANGES + NEVER_REACHED)],
-            "ports": [{"protocol": "TCP", "port": port} for port in sorted(https_ports)],
-        },
-    ]
-    extra = settings.network_policy.egress_cidrs
-    if extra:
-        egress.append({"to": [_ip_block(cidr, _within(cidr, NEVER_ALLOWED)) for cidr in extra]})
-    if settings.use_node_identity and not settings.codec_server.azure_client_id:
-        egress.append({"to": [_ip_block(METADATA_ADDRESS, ())], "ports": [{"protocol": "TCP", "port": 80}]})
     ingress = [
         {
             "from": [_in_namespace(APP_ROUTING_NAMESPACE)],
             "ports": [{"protocol": "TCP", "port": settings.app.codec_server.port}],
         }
     ]
-    spec = {
-        "podSelector": {"matchLabels": _codec_server_selector(settings)},
-        "policyTypes": ["Ingress", "Egress"],
-        "ingress": ingress,
-        "egress": egress,
-    }
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _metadata(settings, names.app, labels),
-        "spec": spec,
-    }
+    https_urls = [settings.app.encryption.keyvault_url, settings.values["CODEC_SERVER_OIDC_ISSUER"]]
+    node_identity = settings.use_node_identity and not settings.codec_server.azure_client_id
+    return _policy(
+        _metadata(settings, names.app, labels),
+        _codec_server_selector(settings),
+        ingress,
+        _egress(settings, https_urls, [], node_identity),
+    )
 
 
 def _codec_server_probe(period_seconds: int, failures: int) -> Document:
