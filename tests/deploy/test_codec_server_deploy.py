@@ -16,6 +16,7 @@ import config
 from deploy import deploy_config, manifests
 
 from helpers.deploy_harness import (
+    CODEC_SERVER_FILES,
     CODEC_TOKEN_CANARY,
     CONTEXT,
     FULL_CONFIG,
@@ -35,16 +36,6 @@ CERTIFICATE = "https://my-vault.vault.azure.net/certificates/codec-tls"
 HOST = "codec.example.com"
 OURS = "app.kubernetes.io/instance=temporal-worker,app.kubernetes.io/managed-by=generate-k8s-manifests.sh"
 CODEC_SERVER_SELECTOR = f"{OURS},app.kubernetes.io/component=codec-server"
-FILES = {
-    "codec-server-service-account.yaml",
-    "codec-server-secret.yaml",
-    "codec-server-config-map.yaml",
-    "codec-server-network-policy.yaml",
-    "codec-server-deployment.yaml",
-    "codec-server-pod-disruption-budget.yaml",
-    "codec-server-service.yaml",
-    "codec-server-ingress.yaml",
-}
 # The worker of FULL_CONFIG with encryption, and the codec server deployed behind an Ingress.
 ENCRYPTED = {**FULL_CONFIG, "KEYVAULT_URL": "https://my-vault.vault.azure.net/", "KEYVAULT_SECRET_NAME": "key"}
 CODEC = {
@@ -134,7 +125,7 @@ def test_off_by_default_nothing_of_it_is_rendered_and_the_worker_never_holds_its
 )
 def test_every_codec_server_object_is_valid_for_kubernetes(project: Project, values: dict[str, str]) -> None:
     render(project, values)
-    expected = set(FILES)
+    expected = set(CODEC_SERVER_FILES)
     if not values.get("CODEC_SERVER_INGRESS_HOST"):
         expected.remove("codec-server-ingress.yaml")
     if values.get("NETWORK_POLICY") == "false":
@@ -401,7 +392,7 @@ def test_deploy_applies_it_waits_for_it_and_prints_its_roles(project: Project) -
     assert result.returncode == 0, result.output
     commands = project.commands()
     applied = [command[-1].rpartition("/")[2] for command in commands if "apply" in command and "--filename" in command]
-    assert FILES <= set(applied)
+    assert CODEC_SERVER_FILES <= set(applied)
     assert applied.index("codec-server-config-map.yaml") < applied.index("codec-server-deployment.yaml")
     assert [*KUBE, "rollout", "status", f"deployment/{NAME}", "--timeout", "5m"] in commands
     assert not [command for command in deletes(project) if CODEC_SERVER_SELECTOR in command], "on: nothing deleted"
@@ -470,7 +461,7 @@ def test_a_dry_run_shows_every_codec_server_command_and_runs_none(project: Proje
     result = project.run("deploy.sh", "--dry-run")
     assert result.returncode == 0, result.output
     assert project.commands() == []
-    for name in sorted(FILES):
+    for name in sorted(CODEC_SERVER_FILES):
         assert f"/{name}" in result.stdout, name
     assert f"rollout status deployment/{NAME} --timeout 5m" in result.stdout
     project.write_config(ENCRYPTED)

@@ -20,6 +20,7 @@ from deploy import manifests
 from helpers.deploy_harness import (
     API_KEY_CANARY,
     CLIENT_ID,
+    CODEC_SERVER_FILES,
     FULL_CONFIG,
     MINIMAL_CONFIG,
     REPO,
@@ -43,17 +44,6 @@ ALWAYS = {
 }
 ALL_FILES = ALWAYS | {"acr-secret.yaml", "service-account.yaml", "keda-scaledobject.yaml"}
 CRD_FILES = {"keda-scaledobject.yaml", "pod-monitor.yaml", "prometheus-rules.yaml"}
-# CODEC_SERVER_DEPLOY=true (tests/deploy/test_codec_server_deploy.py)
-CODEC_SERVER_FILES = {
-    "codec-server-service-account.yaml",
-    "codec-server-secret.yaml",
-    "codec-server-config-map.yaml",
-    "codec-server-network-policy.yaml",
-    "codec-server-deployment.yaml",
-    "codec-server-pod-disruption-budget.yaml",
-    "codec-server-service.yaml",
-    "codec-server-ingress.yaml",
-}
 RENDERABLE_FILES = ALL_FILES | CRD_FILES | CODEC_SERVER_FILES
 SCRAPE_ANNOTATIONS = {"prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path"}
 

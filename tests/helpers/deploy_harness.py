@@ -51,6 +51,20 @@ SYSTEM_TOOLS = (
     "grep", "sed", "cut", "sha256sum", "env",
 )  # fmt: skip
 STUB_TOOLS = ("az", "docker", "kubectl")
+# What CODEC_SERVER_DEPLOY=true renders (its Ingress only with CODEC_SERVER_INGRESS_HOST), written out here so
+# that a file the renderer drops or adds is a failing test, not a silently changed expectation.
+CODEC_SERVER_FILES = frozenset(
+    {
+        "codec-server-service-account.yaml",
+        "codec-server-secret.yaml",
+        "codec-server-config-map.yaml",
+        "codec-server-network-policy.yaml",
+        "codec-server-deployment.yaml",
+        "codec-server-pod-disruption-budget.yaml",
+        "codec-server-service.yaml",
+        "codec-server-ingress.yaml",
+    }
+)
 
 SUBSCRIPTION = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "99999999-8888-7777-6666-555555555555"
