@@ -19,8 +19,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import RoutingConfigUpdateState
 from temporalio.api.enums.v1 import VersioningBehavior as VersioningBehaviorProto
-from temporalio.api.workflowservice.v1 import SetWorkerDeploymentCurrentVersionRequest
+from temporalio.api.workflowservice.v1 import DescribeWorkerDeploymentRequest, SetWorkerDeploymentCurrentVersionRequest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import PinnedVersioningOverride, VersioningBehavior, WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
@@ -85,11 +86,20 @@ class Versions:
         while True:
             try:
                 await self.client.workflow_service.set_worker_deployment_current_version(request)
-                return
+                break
             except RPCError as error:  # NOT_FOUND until the version's worker has polled
                 if error.status != RPCStatusCode.NOT_FOUND or time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)
+        # Temporal tells the task queues of the new routing on its own; until it has, a task may still go to the
+        # version that was current before (a signal sent at once reached a1, not e2, on a quiet machine).
+        describe = DescribeWorkerDeploymentRequest(namespace=self.client.namespace, deployment_name=self.name)
+        in_progress = RoutingConfigUpdateState.ROUTING_CONFIG_UPDATE_STATE_IN_PROGRESS
+        while (
+            await self.client.workflow_service.describe_worker_deployment(describe)
+        ).worker_deployment_info.routing_config_update_state == in_progress:
+            assert time.monotonic() < deadline, f"the routing to {build_id} never reached the task queues"
+            await asyncio.sleep(0.2)
 
     def pinned(self, build_id: str) -> PinnedVersioningOverride:
         return PinnedVersioningOverride(WorkerDeploymentVersion(deployment_name=self.name, build_id=build_id))
