@@ -29,9 +29,9 @@ It measures, on this machine, with real parts (run it through the test environme
      when Azurite is not installed (.ci/run installs it);
   9. our worker against a bare SDK worker (tests/helpers/bare_worker.py: a `Worker` with YourWorkflow and the
      activities, nothing else) on the same dev server, in interleaved rounds: CPU per workflow, RSS while
-     polling, start to polling and the CPU time spent by then, each with its ratio to the bare worker; ours
-     with every optional feature off, with encryption on (the test Key Vault), and with JSON logs and
-     encryption.
+     polling, start to polling and the CPU time spent by then, each with its ratio to the bare worker; the
+     bare worker with the samples-python-shaped codec (what any codec costs inside the SDK), and ours with
+     every optional feature off, with encryption on (the test Key Vault), and with JSON logs and encryption.
   10. `--only codec-auth` (alone, about half a minute): what verifying a sign-in token (OIDC JWT) costs the
      codec server per request with the issuer's keys held, next to decoding a 1 KiB payload, and a whole
      /decode request with the static token and with a token.
@@ -86,7 +86,7 @@ from workflows import YourWorkflow  # noqa: E402
 
 from helpers.azurite import AZURITE_BLOB, AZURITE_MISSING, Azurite  # noqa: E402
 from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment  # noqa: E402
-from helpers.peer_codec import SampleShapedCodec  # noqa: E402
+from helpers.peer_codec import BENCH_KEY_ID, SampleShapedCodec  # noqa: E402
 from helpers.processes import DevServer, base_environment, free_port  # noqa: E402  (test helpers)
 
 SECRET = "bench-encryption-key"
@@ -677,6 +677,7 @@ def cached_workflows(metrics_port: int) -> float:
 
 BARE_WORKER = REPO_DIR / "tests" / "helpers" / "bare_worker.py"
 BARE = "bare SDK worker"
+BARE_WITH_CODEC = "bare + sample-shaped codec"
 # Ours as the pod runs it (health and metrics ports on), each optional feature named; LOG_FORMAT is text unless said.
 OURS_OFF = "ours, features off"
 OURS_ENCRYPTED = "ours, encryption on"
@@ -702,8 +703,10 @@ async def measure_worker_peer(scale: Scale, address: str, home: Path, vault_envi
     `scale.peer_workflows` YourWorkflows started at once. Ours runs with its health and metrics ports on, as the
     Deployment runs it; `vault_environment` points the encrypted ones at the test Key Vault."""
     encrypted = azure_cli_environment(base_environment(home)) | vault_environment
+    peer_key = os.urandom(32)
     contenders: dict[str, tuple[Path, dict[str, str]]] = {
         BARE: (BARE_WORKER, {}),
+        BARE_WITH_CODEC: (BARE_WORKER, {"BARE_WORKER_CODEC_KEY": peer_key.hex()}),
         OURS_OFF: (REPO_DIR / "worker.py", {}),
         OURS_ENCRYPTED: (REPO_DIR / "worker.py", encrypted),
         OURS_JSON_ENCRYPTED: (REPO_DIR / "worker.py", encrypted | {"LOG_FORMAT": "json"}),
@@ -713,6 +716,9 @@ async def measure_worker_peer(scale: Scale, address: str, home: Path, vault_envi
     try:
         plain = await Client.connect(address)
         encrypting = await Client.connect(address, data_converter=encrypted_data_converter(keys, Plaintext.REFUSE))
+        peer_codec = DataConverter(payload_codec=SampleShapedCodec(BENCH_KEY_ID, peer_key))
+        peer_encrypting = await Client.connect(address, data_converter=peer_codec)
+        clients = {BARE_WITH_CODEC: peer_encrypting, OURS_ENCRYPTED: encrypting, OURS_JSON_ENCRYPTED: encrypting}
         measures = {name: PeerMeasures() for name in contenders}
         for _ in range(scale.peer_rounds):
             for name, (script, variables) in contenders.items():
@@ -726,7 +732,7 @@ async def measure_worker_peer(scale: Scale, address: str, home: Path, vault_envi
                     measured.cpu_at_ready.append(worker.cpu_at_ready)
                     await asyncio.sleep(PEER_SETTLE_SECONDS)
                     measured.rss_bytes.append(worker.rss_bytes())
-                    client = encrypting if "encryption" in name else plain
+                    client = clients.get(name, plain)
                     await run_workflows(client, worker.task_queue, 5)  # warm-up, not counted
                     cpu_before = worker.cpu_seconds()
                     await run_workflows(client, worker.task_queue, scale.peer_workflows)

@@ -12,11 +12,17 @@ from helpers.azurite import AZURITE_BLOB
 from helpers.processes import PYTHON, REPO_DIR, base_environment
 
 
-# Our worker against the bare SDK worker: the bare figure, then ours with each feature setting and its ratio.
+# Our worker against the bare SDK worker: the bare figure, then the bare worker with the sample-shaped codec and ours
+# with each feature setting, each with its ratio.
 def _peer_row(measure: str, unit: str) -> str:
     ours = "; ".join(
         rf"{setting} [\d.]+ {unit} \([\d.]+ x\)"
-        for setting in ("features off", "encryption on", r"JSON logs \+ encryption")
+        for setting in (
+            r"bare \+ sample-shaped codec",
+            "features off",
+            "encryption on",
+            r"JSON logs \+ encryption",
+        )
     )
     return rf"\| worker vs bare SDK worker: {measure} \| bare [\d.]+ {unit}; {ours} \|"
 

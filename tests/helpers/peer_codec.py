@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+BENCH_KEY_ID = "bench"
+"""The key id the benchmark's bare worker and its client use with this codec."""
+
 
 class SampleShapedCodec(PayloadCodec):
     """AES-GCM of whole payloads under one key, as the samples-python encryption sample does it."""
