@@ -433,6 +433,17 @@ def _checksum(manifests: Mapping[str, list[Document]]) -> str:
     return digest.hexdigest()
 
 
+def _restricted_container() -> Document:
+    """The container securityContext Pod Security's `restricted` level asks for, with a read-only root: the
+    worker's and the codec server's (a new dict each time, so that no manifest shares it with another)."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def _probe(path: str, period_seconds: int, failures: int) -> Document:
     """An HTTP probe of the worker's own health server (health.py says what /livez and /readyz mean)."""
     return {
@@ -477,12 +488,7 @@ def _deployment(settings: DeploySettings, names: _Names, labels: dict[str, str],
             "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
             "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _restricted_container(),
         # Live: the process answers (up to 2 minutes to start it); ready: polling with a recent round trip
         # to Temporal; restarted only when it stops answering for a minute, never for a Temporal outage.
         "startupProbe": _probe("/livez", 2, 60),
@@ -827,12 +833,7 @@ def _codec_server_deployment(
             "requests": {"cpu": deployed.cpu_request, "memory": deployed.memory_request},
             "limits": {"cpu": deployed.cpu_limit, "memory": deployed.memory_limit},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": _restricted_container(),
         # Started: listening, which it does only with its keys; ready and live: it still answers.
         "startupProbe": _codec_server_probe(2, math.ceil(startup_seconds / 2)),
         "readinessProbe": _codec_server_probe(5, 2),
