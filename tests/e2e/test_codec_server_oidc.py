@@ -9,7 +9,6 @@ application in process, with every kind of invalid token, is tests/app/test_code
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -21,9 +20,6 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
-from temporalio.client import Client
-
-from crypto_converter import Plaintext, encrypted_data_converter
 
 from helpers.fake_keyvault import (
     FakeKeyVault,
@@ -32,8 +28,8 @@ from helpers.fake_keyvault import (
     keyvault_environment,
 )
 from helpers.oidc_provider import AUDIENCE, OidcProvider, flipped_signature
+from helpers.payloads import start_encrypted_workflow
 from helpers.processes import TEMPORAL_CLI, base_environment, free_port
-from helpers.static_keys import StaticKeyProvider
 
 SECRET = "temporal-encryption-key"
 LISTENING = r"Codec server listening on http://127\.0\.0\.1:\d+"
@@ -88,14 +84,7 @@ def test_temporal_cli_shows_plaintext_only_with_a_valid_token(vault, provider, t
     marker = f"plaintext-marker-{uuid.uuid4().hex}"
     workflow_id = f"codec-oidc-{uuid.uuid4().hex}"
 
-    async def start_encrypted_workflow() -> None:
-        client = await Client.connect(
-            dev_server.address,
-            data_converter=encrypted_data_converter(StaticKeyProvider({version: key}), Plaintext.REFUSE),
-        )
-        await client.start_workflow("NoWorkerNeeded", marker, id=workflow_id, task_queue=f"no-worker-{workflow_id}")
-
-    asyncio.run(start_encrypted_workflow())
+    start_encrypted_workflow(dev_server.address, version, key, marker, workflow_id)
     environment = oidc_codec_server_environment(tmp_path, vault, provider)
     server = run_app("codec_server.py", env=environment)
     server.wait_for_line(LISTENING)

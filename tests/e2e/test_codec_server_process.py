@@ -8,7 +8,6 @@ application in process is tests/app/test_codec_server.py.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import concurrent.futures
 import http.client
@@ -31,9 +30,6 @@ import pytest
 import trustme
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
-from temporalio.client import Client
-
-from crypto_converter import Plaintext, encrypted_data_converter
 
 from helpers.codec_requests import Answer, encrypt, many_payloads_body, payloads_from, payloads_json, plain_payload
 from helpers.fake_keyvault import (
@@ -42,6 +38,7 @@ from helpers.fake_keyvault import (
     forbid_non_loopback_connections,
     keyvault_environment,
 )
+from helpers.payloads import start_encrypted_workflow
 from helpers.processes import AppProcess, base_environment, free_port
 from helpers.static_keys import StaticKeyProvider
 
@@ -319,14 +316,7 @@ def test_temporal_cli_shows_plaintext_through_the_codec_server(vault, tmp_path, 
     marker = f"plaintext-marker-{uuid.uuid4().hex}"
     workflow_id = f"codec-cli-{uuid.uuid4().hex}"
 
-    async def start_encrypted_workflow() -> None:
-        client = await Client.connect(
-            dev_server.address,
-            data_converter=encrypted_data_converter(StaticKeyProvider({version: key}), Plaintext.REFUSE),
-        )
-        await client.start_workflow("NoWorkerNeeded", marker, id=workflow_id, task_queue=f"no-worker-{workflow_id}")
-
-    asyncio.run(start_encrypted_workflow())
+    start_encrypted_workflow(dev_server.address, version, key, marker, workflow_id)
     environment = codec_server_environment(tmp_path, CODEC_SERVER_TOKEN=TOKEN, **keyvault_environment(vault, SECRET))
     run_app("codec_server.py", env=environment).wait_for_line(LISTENING)
     endpoint = f"http://127.0.0.1:{environment['CODEC_SERVER_PORT']}/{{namespace}}"
