@@ -1,4 +1,5 @@
-"""A small HTTP server for ports that every pod in the cluster can reach: the worker's health and metrics.
+"""Bounded HTTP: a small server for ports every pod in the cluster can reach (the worker's health and metrics),
+and one bounded HTTPS request for the Azure endpoints the worker reads without the Azure SDK.
 
 Public API:
     Limits, DEFAULT_LIMITS                   # the bounds below, one frozen dataclass; its defaults
@@ -6,6 +7,7 @@ Public API:
     Handler                                  # async (method, path) -> Response
     BoundedHttpServer(address, port, handler, name, limits)   # await start() (OSError: port taken), await stop()
     HttpRelay(port, path, limits)            # a Handler that passes GET `path` on to 127.0.0.1:port, bounded
+    fetch(url, max_bytes=, timeout_seconds=, ...) -> Reply(status, headers, body)   # blocking; FetchError
 
 Why not aiohttp or the SDK's exporter: neither bounds what a client may hold. 300 connections that sent half a
 request header stayed open for 100 s (0 closed) on the health port, and with a soft limit of 256 file
@@ -28,6 +30,12 @@ resource` tracebacks in 8 s. Here every connection is bounded before any work is
 When the process runs out of file descriptors (EMFILE, ENFILE, ENOBUFS, ENOMEM), accepting pauses for
 ACCEPT_PAUSE_SECONDS and one WARNING line says so, at most once every EXHAUSTION_LOG_INTERVAL_SECONDS, never a
 traceback. Only GET and HEAD are answered (405 otherwise); a request body is never read.
+
+The client side (`fetch`, used by azure_identity.py and keyvault.py to read Key Vault under workload identity)
+is bounded the same way before it uses an answer: https only, no redirects followed, the body capped by the
+caller's `max_bytes`, time by `timeout_seconds`, one connection per call. It is the standard library's urllib
+in a thread: ~1 MiB, where the Azure SDK's async stack (azure-core, azure-identity with msal and requests,
+aiohttp) is ~23 MiB, a third of a bare worker.
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import urllib.request
 
 MIB = 1024 * 1024
 ACCEPT_PAUSE_SECONDS = 0.5
@@ -281,3 +293,94 @@ def _unchunked(body: bytes) -> bytes:
             return bytes(decoded)
         decoded += body[:size]
         body = body[size + 2 :]
+
+
+# ---------------------------------------------------------------- client side: one bounded HTTPS request
+
+
+class FetchError(Exception):
+    """No usable answer: the address could not be reached, TLS failed, the answer redirected, was too big or too
+    slow. One line that says which; never the request's headers or body."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer of any status (redirects included: they are answers, never followed)."""
+
+    status: int
+    headers: dict[str, str]
+    """Header names lower-cased."""
+    body: bytes
+
+
+def fetch(
+    url: str,
+    *,
+    max_bytes: int,
+    timeout_seconds: float,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    ca_file: str | None = None,
+) -> Reply:
+    """One HTTPS request with the standard library, blocking (run it with `asyncio.to_thread`).
+
+    Bounded before any work is done with the answer: `https://` only (the request may carry a bearer token or
+    an identity's assertion); redirects are never followed (their answer is returned, so a token never goes to
+    another address); the body is read up to `max_bytes` (more, or a larger Content-Length, is a FetchError);
+    connecting and each read wait at most `timeout_seconds`, and reading stops once `timeout_seconds` have passed
+    since the start, so the call returns within about twice that. One connection per call, closed before it
+    returns. Proxies come from the environment (HTTPS_PROXY, NO_PROXY) as the Azure SDK takes them; `ca_file`
+    replaces the system's trusted CAs (tests)."""
+    import urllib.error  # the standard library's client costs ~1 MiB: only what reads Azure needs it
+    import urllib.request
+
+    if not url.startswith("https://"):
+        raise FetchError(f"{url} is not an https:// address")
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    deadline = time.monotonic() + timeout_seconds
+    try:
+        answer = _opener(ca_file).open(request, timeout=timeout_seconds)
+    except urllib.error.HTTPError as error:  # any status but 2xx, redirects included: an answer all the same
+        answer = error
+    except (OSError, ValueError) as error:  # URLError, ssl errors, timeouts, a malformed answer
+        reason = getattr(error, "reason", error)
+        shown = " ".join(str(reason).split()) or type(reason).__name__
+        raise FetchError(f"cannot reach {_origin(url)}: {shown}") from None
+    with answer:
+        reply_headers = {name.lower(): value for name, value in answer.headers.items()}
+        declared = reply_headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(f"{_origin(url)} answered {declared} bytes, over the limit of {max_bytes}")
+        data = bytearray()
+        try:
+            while chunk := answer.read1(min(65536, max_bytes + 1 - len(data))):  # what has arrived
+                data += chunk
+                if len(data) > max_bytes:
+                    raise FetchError(f"{_origin(url)} answered over the limit of {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise FetchError(f"{_origin(url)} did not finish answering within {timeout_seconds:g}s")
+        except OSError as error:
+            raise FetchError(f"{_origin(url)} broke off its answer: {error}") from None
+        return Reply(answer.status, reply_headers, bytes(data))
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port of a URL: what messages name (never a path with a secret's name or a query)."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def _opener(ca_file: str | None) -> urllib.request.OpenerDirector:
+    """An opener that trusts `ca_file` (else the system's CAs), takes proxies from the environment and never
+    follows a redirect. Made for each request and dropped after it: the system's CAs take ~1 MiB in OpenSSL and
+    a few milliseconds to load, and a worker reads Key Vault once every KEYVAULT_REFRESH_SECONDS."""
+    import ssl
+    import urllib.request
+
+    class RefuseRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None  # urllib then raises the 3xx as an HTTPError, which fetch returns as an answer
+
+    context = ssl.create_default_context(cafile=ca_file)
+    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), RefuseRedirects())

@@ -1,0 +1,155 @@
+"""bounded_http.fetch, the one HTTPS request the worker makes to Azure without the SDK: each bound is met against a
+small HTTPS server on a loopback port (trustme CA) that answers the way a test asks."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import trustme
+
+from bounded_http import FetchError, fetch
+
+HANG_BOUND = 10.0  # catches a hang only
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """GET /ok, /redirect (to /secret-target), /big (declares its size), /chunked-big (does not), /drip (slow)."""
+
+    def do_GET(self) -> None:
+        self.server.paths.append(self.path)  # type: ignore[attr-defined]
+        if self.path == "/ok":
+            self._send(200, b'{"ok": true}')
+        elif self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/secret-target")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif self.path == "/big":
+            self._send(200, b"x" * 5000)
+        elif self.path == "/chunked-big":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for _ in range(10):
+                self.wfile.write(b"3e8\r\n" + b"y" * 1000 + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/drip":
+            self.send_response(200)
+            self.send_header("Content-Length", "300")  # 30 s in all, one byte every 0.1 s
+            self.end_headers()
+            for _ in range(300):
+                try:
+                    self.wfile.write(b"z")
+                    self.wfile.flush()
+                except OSError:  # the client gave up, as it should
+                    return
+                time.sleep(0.1)
+        else:
+            self._send(404, b"{}")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.server.bodies.append(self.rfile.read(length))  # type: ignore[attr-defined]
+        self._send(200, b"posted")
+
+    def _send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, str, ThreadingHTTPServer]]:
+    """(base URL, CA file, server) of an HTTPS server on a free loopback port."""
+    ca = trustme.CA()
+    ca_file = str(tmp_path / "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.paths, httpd.bodies = [], []  # type: ignore[attr-defined]
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}", ca_file, httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_an_answer_is_its_status_headers_and_body(server) -> None:
+    base, ca_file, _ = server
+    reply = fetch(f"{base}/ok", max_bytes=100, timeout_seconds=HANG_BOUND, ca_file=ca_file)
+    assert (reply.status, reply.body, reply.headers["content-length"]) == (200, b'{"ok": true}', "12")
+
+
+def test_a_post_sends_its_body(server) -> None:
+    base, ca_file, httpd = server
+    reply = fetch(
+        f"{base}/token", method="POST", body=b"a=1", max_bytes=100, timeout_seconds=HANG_BOUND, ca_file=ca_file
+    )
+    assert reply.body == b"posted" and httpd.bodies == [b"a=1"]
+
+
+def test_only_https_is_spoken(server) -> None:
+    base, ca_file, httpd = server
+    with pytest.raises(FetchError, match="not an https:// address"):
+        fetch(base.replace("https://", "http://") + "/ok", max_bytes=100, timeout_seconds=HANG_BOUND)
+    assert httpd.paths == []
+
+
+def test_a_redirect_is_an_answer_never_followed(server) -> None:
+    base, ca_file, httpd = server
+    reply = fetch(
+        f"{base}/redirect",
+        headers={"Authorization": "Bearer t"},
+        max_bytes=100,
+        timeout_seconds=HANG_BOUND,
+        ca_file=ca_file,
+    )
+    assert reply.status == 302 and reply.headers["location"] == "/secret-target"
+    assert httpd.paths == ["/redirect"]  # the token never went to the redirect's target
+
+
+@pytest.mark.parametrize("path", ["/big", "/chunked-big"], ids=["declared", "chunked"])
+def test_an_answer_over_max_bytes_is_refused(server, path: str) -> None:
+    base, ca_file, _ = server
+    with pytest.raises(FetchError, match="over the limit of 1000"):
+        fetch(f"{base}{path}", max_bytes=1000, timeout_seconds=HANG_BOUND, ca_file=ca_file)
+
+
+def test_an_answer_that_drips_stops_at_the_timeout(server) -> None:
+    base, ca_file, _ = server
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="within 0.5s"):
+        fetch(f"{base}/drip", max_bytes=1000, timeout_seconds=0.5, ca_file=ca_file)
+    assert time.monotonic() - started < HANG_BOUND  # not the 30 s the whole answer takes
+
+
+def test_an_untrusted_certificate_is_refused(server, tmp_path: Path) -> None:
+    base, _, httpd = server
+    other_ca = str(tmp_path / "other.pem")
+    trustme.CA().cert_pem.write_to_path(other_ca)
+    with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch(f"{base}/ok", max_bytes=100, timeout_seconds=HANG_BOUND, ca_file=other_ca)
+
+
+def test_a_closed_port_names_the_address_but_not_the_path(server) -> None:
+    base, ca_file, httpd = server
+    httpd.shutdown()
+    httpd.server_close()
+    with pytest.raises(FetchError) as raised:
+        fetch(f"{base}/secrets/name-of-a-secret/", max_bytes=100, timeout_seconds=HANG_BOUND, ca_file=ca_file)
+    assert base in str(raised.value) and "name-of-a-secret" not in str(raised.value)
