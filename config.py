@@ -89,6 +89,15 @@ _TRUE_WORDS = frozenset({"true", "1"})
 _FALSE_WORDS = frozenset({"false", "0"})
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+# How Key Vault is read: `auto` reads it with the standard library under AKS workload identity (keyvault.py's
+# lean reader, no Azure SDK in the process) and with the Azure SDK otherwise; `azure-sdk` always with the SDK.
+KEYVAULT_CLIENTS = ("auto", "azure-sdk")
+# What AKS's workload identity webhook sets in a pod whose service account is annotated with a client id; the
+# same variables azure-identity's WorkloadIdentityCredential reads. Not in the catalog: the cluster sets them.
+WORKLOAD_IDENTITY_VARIABLES = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE")
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+# What makes azure-identity's EnvironmentCredential, ahead of workload identity in DefaultAzureCredential's chain.
+ENVIRONMENT_CREDENTIAL_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME")
 WORKER_TUNERS = ("fixed", "resource-based")
 
 
@@ -532,6 +541,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("KEYVAULT_REFRESH_SECONDS", seconds(1.0), "300", codec_server=True),
     Variable("KEYVAULT_STARTUP_TIMEOUT_SECONDS", seconds(1.0), "30", codec_server=True),
     Variable("KEYVAULT_FAILED_FETCH_RETRY_SECONDS", seconds(1.0), "60", codec_server=True),
+    Variable(
+        "KEYVAULT_CLIENT",
+        one_of(*KEYVAULT_CLIENTS, message="must be auto or azure-sdk"),
+        "auto",
+        codec_server=True,
+    ),
     Variable("KEYVAULT_CA_FILE", readable_file, scope=Scope.TEST),
     Variable("KEYVAULT_VERIFY_CHALLENGE_RESOURCE", boolean, "true", scope=Scope.TEST),
     Variable("ENCRYPTION_REQUIRED", boolean, "false"),
@@ -671,6 +686,20 @@ class TemporalSettings:
 
 
 @dataclass(frozen=True)
+class WorkloadIdentity:
+    """The pod's AKS workload identity, as the webhook describes it in the environment."""
+
+    client_id: str
+    """AZURE_CLIENT_ID: the managed identity (or app registration) the service account is federated with."""
+    tenant_id: str
+    """AZURE_TENANT_ID: its Entra tenant."""
+    token_file: str
+    """AZURE_FEDERATED_TOKEN_FILE: the service account token Kubernetes projects and renews (re-read each time)."""
+    authority_host: str = DEFAULT_AUTHORITY_HOST
+    """AZURE_AUTHORITY_HOST: where tokens are asked for, without a trailing slash."""
+
+
+@dataclass(frozen=True)
 class KeyVaultSettings:
     """The vault and how it is read: shared by the encryption key and the Temporal credentials."""
 
@@ -681,6 +710,9 @@ class KeyVaultSettings:
     """Limit on each read (and the Azure identity behind it)."""
     ca_file: str | None = None
     verify_challenge_resource: bool = True
+    workload_identity: WorkloadIdentity | None = None
+    """Set when the vault is read with the lean reader (KEYVAULT_CLIENT=auto in a pod with workload identity);
+    None reads it through the Azure SDK's DefaultAzureCredential."""
 
 
 @dataclass(frozen=True)
@@ -698,6 +730,8 @@ class EncryptionSettings:
     """With `required`: accept unencrypted payloads (with a warning) during a migration window."""
     failed_fetch_retry_seconds: float = 60.0
     """How long a key id that could not be fetched is refused without asking Key Vault again."""
+    workload_identity: WorkloadIdentity | None = None
+    """See KeyVaultSettings.workload_identity."""
 
     @property
     def enabled(self) -> bool:
@@ -712,6 +746,7 @@ class EncryptionSettings:
             self.startup_timeout_seconds,
             self.ca_file,
             self.verify_challenge_resource,
+            self.workload_identity,
         )
 
 
@@ -926,7 +961,29 @@ def load_settings(environ: Mapping[str, str] | None = None, env_file: str | os.P
     settings = parse_settings(parser)
     if parser.problems:
         raise ConfigError(parser.problems)
+    if parser.value("KEYVAULT_CLIENT") == "auto" and (identity := workload_identity(environ)):
+        settings = replace(settings, encryption=replace(settings.encryption, workload_identity=identity))
     return settings
+
+
+def workload_identity(environ: Mapping[str, str] | None = None) -> WorkloadIdentity | None:
+    """The pod's workload identity when DefaultAzureCredential would sign in with it, else None.
+
+    That is when the webhook set all of WORKLOAD_IDENTITY_VARIABLES, no variable gives azure-identity's
+    EnvironmentCredential (which comes first in its chain) a secret, certificate or password, and
+    AZURE_TOKEN_CREDENTIALS, azure-identity's own choice of credential, is unset, `prod` or
+    `WorkloadIdentityCredential`. Read from the process environment only (never config.env): the cluster sets
+    these, not the user."""
+    environ = os.environ if environ is None else environ
+    client_id, tenant_id, token_file = (environ.get(name, "").strip() for name in WORKLOAD_IDENTITY_VARIABLES)
+    if not (client_id and tenant_id and token_file):
+        return None
+    if any(environ.get(name) for name in ENVIRONMENT_CREDENTIAL_VARIABLES):
+        return None
+    if environ.get("AZURE_TOKEN_CREDENTIALS", "").strip().lower() not in ("", "prod", "workloadidentitycredential"):
+        return None
+    authority_host = environ.get("AZURE_AUTHORITY_HOST", "").strip().rstrip("/") or DEFAULT_AUTHORITY_HOST
+    return WorkloadIdentity(client_id, tenant_id, token_file, authority_host)
 
 
 def parse_settings(parser: Parser) -> Settings:

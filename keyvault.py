@@ -52,6 +52,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
+import json
 import logging
 import re
 import time
@@ -60,11 +62,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Self, TypeVar
+from urllib.parse import urlsplit
 
-from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
-from azure.keyvault.secrets.aio import SecretClient
-
-from azure_identity import IDENTITY_ADVICE, default_credential
+from azure_identity import IDENTITY_ADVICE, IdentityError, WorkloadIdentityTokens, default_credential
+from bounded_http import FetchError, Reply, fetch
 from config import EncryptionSettings, KeyVaultSettings
 from log_format import one_line, shown
 
@@ -87,6 +88,13 @@ CERTIFICATE_ADVICE = (
 )
 ACCESS_ADVICE = 'Give this identity the role "Key Vault Secrets User" on the vault (az role assignment create)'
 PKCS12_CONTENT_TYPE = "application/x-pkcs12"
+# The lean reader (workload identity): Key Vault's REST API version, the most an answer may hold (a secret's
+# value is at most 25 KiB; a certificate's PEM with its chain a few KiB), and the pauses before trying a read
+# again after a broken connection or a 429/5xx answer (the SDK retries such answers too).
+KEYVAULT_API_VERSION = "7.5"
+MAX_SECRET_ANSWER_BYTES = 256 * 1024
+TRANSIENT_RETRY_DELAYS = (0.5, 1.0)
+_CHALLENGE_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 _PRIVATE_KEY_BLOCKS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
 
@@ -125,7 +133,8 @@ class SecretReader:
     """Reads versions of one Key Vault secret, each read bounded in time; failures are one-line KeyVaultErrors.
 
     `variable` names the setting that names the secret and `store_advice` says how to store a good
-    value: both go into the messages.
+    value: both go into the messages. Under workload identity (`vault.workload_identity`) the reads go through
+    the lean reader below, otherwise through the Azure SDK; the two fail with the same messages.
     """
 
     def __init__(self, vault: KeyVaultSettings, secret_name: str, variable: str, store_advice: str) -> None:
@@ -137,74 +146,251 @@ class SecretReader:
         self._timeout_seconds = vault.startup_timeout_seconds
         self._store_advice = store_advice
         self._closed = False
-        self._credential = default_credential(KeyVaultError, "Key Vault")
-        self._client = SecretClient(
-            vault.url,
-            self._credential,
-            verify_challenge_resource=vault.verify_challenge_resource,
-            connection_verify=vault.ca_file or True,
-            http_logging_level=logging.DEBUG,  # the SDK logs every request at INFO otherwise
+        self._source: _LeanSource | _AzureSdkSource = (
+            _LeanSource(vault, secret_name) if vault.workload_identity else _AzureSdkSource(vault, secret_name)
         )
+
+    @property
+    def lean(self) -> bool:
+        """Whether this reader reads without the Azure SDK (under workload identity)."""
+        return isinstance(self._source, _LeanSource)
 
     async def read(self, version: str | None = None) -> SecretVersion:
         """One version of the secret (None = the current one), or a KeyVaultError saying what to check."""
         try:
-            secret = await asyncio.wait_for(
-                self._client.get_secret(self.secret_name, version), timeout=self._timeout_seconds
-            )
+            return await asyncio.wait_for(self._source.read(version), timeout=self._timeout_seconds)
         except TimeoutError:
             raise KeyVaultError(
                 self._cannot_read(version)
                 + f"no answer within {self._timeout_seconds:g}s (KEYVAULT_STARTUP_TIMEOUT_SECONDS). "
                 f"Check KEYVAULT_URL and network access to the vault. {IDENTITY_ADVICE}. {ACCESS_ADVICE}"
             ) from None
-        except (AzureError, ValueError) as error:
-            raise KeyVaultError(self._cannot_read(version) + self._explain(error, version)) from error
-        return SecretVersion(
-            self.secret_name, secret.properties.version or "", secret.value or "", secret.properties.content_type
-        )
+        except _ReadFailure as failure:
+            raise KeyVaultError(self._cannot_read(version) + self._explain(failure, version)) from failure.__cause__
 
     async def close(self) -> None:
         """Close the Key Vault client and the identity (again: nothing)."""
         if self._closed:
             return
         self._closed = True
-        await self._client.close()
-        await self._credential.close()
+        await self._source.close()
 
     def _cannot_read(self, version: str | None) -> str:
         which = f"version {version} of " if version else ""
         return f"Cannot read {which}Key Vault secret {self.secret_name!r} from {self._vault_url}: "
 
-    def _explain(self, error: AzureError | ValueError, version: str | None) -> str:
+    def _explain(self, failure: _ReadFailure, version: str | None) -> str:
         """What went wrong and what to check, by kind of failure."""
-        if isinstance(error, ResourceNotFoundError):
+        kind, detail = failure.kind, failure.detail
+        if kind is _Kind.NOT_FOUND:
             if version:
                 return (
                     "that version does not exist (it was deleted, or belongs to another vault or secret). "
                     f"Check that every process uses the same KEYVAULT_URL and {self.variable}"
                 )
             return f"the secret does not exist. Check {self.variable} and KEYVAULT_URL, or {self._store_advice}"
-        if isinstance(error, ClientAuthenticationError) and error.response is None:
-            return f"no Azure identity could get a token ({one_line(error)}). {IDENTITY_ADVICE}"
-        if isinstance(error, HttpResponseError) and error.status_code == 401:
-            return f"Key Vault refused the token ({_service_message(error)}). {IDENTITY_ADVICE}"
-        if isinstance(error, HttpResponseError) and error.status_code == 403:
+        if kind is _Kind.NO_TOKEN:
+            return f"no Azure identity could get a token ({detail}). {IDENTITY_ADVICE}"
+        if kind is _Kind.TOKEN_REFUSED:
+            return f"Key Vault refused the token ({detail}). {IDENTITY_ADVICE}"
+        if kind is _Kind.ACCESS_REFUSED:
             return (
-                f"Key Vault refused access ({_service_message(error)}). {ACCESS_ADVICE}; "
+                f"Key Vault refused access ({detail}). {ACCESS_ADVICE}; "
                 "if Key Vault says the secret is disabled, enable that version again"
             )
-        if isinstance(error, HttpResponseError):
-            return f"Key Vault answered {_service_message(error)}. Check KEYVAULT_URL"
-        if isinstance(error, ValueError):  # the SDK's check of the vault's authentication challenge
+        if kind is _Kind.HTTP_ERROR:
+            return f"Key Vault answered {detail}. Check KEYVAULT_URL"
+        if kind is _Kind.CHALLENGE:
             return (
-                f"{one_line(error)} KEYVAULT_URL must be the vault's own URL, https://NAME.vault.azure.net/ "
+                f"{detail} KEYVAULT_URL must be the vault's own URL, https://NAME.vault.azure.net/ "
                 "(only a test vault needs KEYVAULT_VERIFY_CHALLENGE_RESOURCE=false)"
             )
         return (
-            f"cannot reach the vault ({one_line(error)}). "
+            f"cannot reach the vault ({detail}). "
             "Check KEYVAULT_URL, DNS and network access to the vault, and KEYVAULT_CA_FILE if it is set"
         )
+
+
+class _Kind(enum.Enum):
+    """The kinds of failed read, each with its own advice (SecretReader._explain)."""
+
+    NOT_FOUND = "not found"
+    NO_TOKEN = "no token"
+    TOKEN_REFUSED = "token refused"
+    ACCESS_REFUSED = "access refused"
+    HTTP_ERROR = "other HTTP status"
+    CHALLENGE = "challenge for another domain"
+    UNREACHABLE = "unreachable"
+
+
+class _ReadFailure(Exception):
+    """A read that failed, by kind, with a one-line detail (a service message, never a secret)."""
+
+    def __init__(self, kind: _Kind, detail: str = "") -> None:
+        super().__init__(f"{kind.value}: {detail}")
+        self.kind = kind
+        self.detail = detail
+
+
+class _AzureSdkSource:
+    """One secret read with azure-keyvault-secrets and DefaultAzureCredential (azure_identity.py): on a laptop
+    (`az login`) and for every identity but workload identity, or with KEYVAULT_CLIENT=azure-sdk."""
+
+    def __init__(self, vault: KeyVaultSettings, secret_name: str) -> None:
+        from azure.keyvault.secrets.aio import SecretClient
+
+        self._secret_name = secret_name
+        self._credential = default_credential(KeyVaultError, "Key Vault")
+        self._client = SecretClient(
+            vault.url or "",
+            self._credential,
+            verify_challenge_resource=vault.verify_challenge_resource,
+            connection_verify=vault.ca_file or True,
+            http_logging_level=logging.DEBUG,  # the SDK logs every request at INFO otherwise
+        )
+
+    async def read(self, version: str | None) -> SecretVersion:
+        from azure.core.exceptions import AzureError
+
+        try:
+            secret = await self._client.get_secret(self._secret_name, version)
+        except (AzureError, ValueError) as error:
+            raise _sdk_failure(error) from error
+        return SecretVersion(
+            self._secret_name, secret.properties.version or "", secret.value or "", secret.properties.content_type
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+        await self._credential.close()
+
+
+def _sdk_failure(error: Exception) -> _ReadFailure:
+    """The kind of an Azure SDK error."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+
+    if isinstance(error, ResourceNotFoundError):
+        return _ReadFailure(_Kind.NOT_FOUND)
+    if isinstance(error, ClientAuthenticationError) and error.response is None:
+        return _ReadFailure(_Kind.NO_TOKEN, one_line(error))
+    if isinstance(error, HttpResponseError):
+        detail = error.error.message if error.error and error.error.message else error.reason
+        message = _service_message(error.status_code, detail)
+        kinds = {401: _Kind.TOKEN_REFUSED, 403: _Kind.ACCESS_REFUSED}
+        return _ReadFailure(kinds.get(error.status_code or 0, _Kind.HTTP_ERROR), message)
+    if isinstance(error, ValueError):  # the SDK's check of the vault's authentication challenge
+        return _ReadFailure(_Kind.CHALLENGE, one_line(error))
+    return _ReadFailure(_Kind.UNREACHABLE, one_line(error))
+
+
+class _LeanSource:
+    """One secret read with Key Vault's REST API and the standard library, under AKS workload identity.
+
+    What the SDK does, in the few steps a GET of a secret needs: the first request goes without a token and
+    Key Vault's 401 challenge names the resource to ask a token for (KEYVAULT_VERIFY_CHALLENGE_RESOURCE: it must
+    be the vault's own domain, so a token for Key Vault never goes to another service); the token comes from
+    azure_identity.WorkloadIdentityTokens (our AZURE_TENANT_ID, whatever tenant the challenge names); then
+    `GET /secrets/NAME/VERSION?api-version=KEYVAULT_API_VERSION`. Bounds: each request through
+    bounded_http.fetch (https, no redirects, MAX_SECRET_ANSWER_BYTES, the startup timeout), a connection or an
+    answer of 429/5xx tried again after each of TRANSIENT_RETRY_DELAYS, the whole read within SecretReader's
+    timeout. Secret names and versions are checked before they reach a path (config.py, KEY_ID_PATTERN)."""
+
+    def __init__(self, vault: KeyVaultSettings, secret_name: str) -> None:
+        assert vault.url and vault.workload_identity
+        self._secret_name = secret_name
+        self._vault_url = vault.url.rstrip("/")
+        self._vault_host = (urlsplit(vault.url).hostname or "").lower()
+        self._timeout_seconds = vault.startup_timeout_seconds
+        self._ca_file = vault.ca_file
+        self._verify_challenge_resource = vault.verify_challenge_resource
+        self._tokens = WorkloadIdentityTokens(vault.workload_identity, vault.startup_timeout_seconds, vault.ca_file)
+        self._scope: str | None = None
+
+    async def read(self, version: str | None) -> SecretVersion:
+        url = f"{self._vault_url}/secrets/{self._secret_name}/{version or ''}?api-version={KEYVAULT_API_VERSION}"
+        if self._scope is None:
+            self._scope = self._challenge_scope(await self._get(url, token=None))
+        try:
+            token = await self._tokens.token(self._scope)
+        except IdentityError as error:
+            raise _ReadFailure(_Kind.NO_TOKEN, str(error)) from None
+        reply = await self._get(url, token)
+        if reply.status == 200:
+            return self._secret_version(reply)
+        if reply.status == 401:
+            self._tokens.forget(self._scope)  # the next read asks Entra ID for a new one
+        raise self._failure(reply)
+
+    async def close(self) -> None:
+        """Nothing is held open between reads."""
+
+    async def _get(self, url: str, token: str | None) -> Reply:
+        """One GET, tried again on a broken connection or a 429/5xx answer."""
+        headers = {"Accept": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+        for delay in (*TRANSIENT_RETRY_DELAYS, None):
+            try:
+                reply = await asyncio.to_thread(
+                    fetch,
+                    url,
+                    headers=headers,
+                    max_bytes=MAX_SECRET_ANSWER_BYTES,
+                    timeout_seconds=self._timeout_seconds,
+                    ca_file=self._ca_file,
+                )
+            except FetchError as error:
+                if delay is None:
+                    raise _ReadFailure(_Kind.UNREACHABLE, str(error)) from None
+            else:
+                if delay is None or not (reply.status == 429 or reply.status >= 500):
+                    return reply
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # the loop returns or raises on its last pass
+
+    def _challenge_scope(self, reply: Reply) -> str:
+        """The token scope Key Vault's 401 challenge asks for, checked against the vault's domain."""
+        if reply.status != 401:
+            raise self._failure(reply)
+        challenge = dict(_CHALLENGE_PARAMETER.findall(reply.headers.get("www-authenticate", "")))
+        resource = challenge.get("resource", "").rstrip("/")
+        scope = challenge.get("scope") or (f"{resource}/.default" if resource else "")
+        if not scope.startswith("https://"):
+            raise _ReadFailure(_Kind.HTTP_ERROR, "HTTP 401 without a Bearer challenge naming a resource")
+        domain = (urlsplit(scope).hostname or "").lower()
+        if self._verify_challenge_resource and not (
+            self._vault_host == domain or self._vault_host.endswith("." + domain)
+        ):
+            raise _ReadFailure(
+                _Kind.CHALLENGE, f"The vault's challenge names the resource {domain}, not {self._vault_host}'s domain."
+            )
+        return scope
+
+    def _secret_version(self, reply: Reply) -> SecretVersion:
+        answer = _json_object(reply.body)
+        value, secret_id = answer.get("value"), answer.get("id")
+        if not (isinstance(value, str) and isinstance(secret_id, str)):
+            raise _ReadFailure(_Kind.HTTP_ERROR, "HTTP 200 without a secret's value and id")
+        content_type = answer.get("contentType")
+        version = secret_id.rstrip("/").rsplit("/", 1)[-1]
+        return SecretVersion(self._secret_name, version, value, content_type if isinstance(content_type, str) else None)
+
+    @staticmethod
+    def _failure(reply: Reply) -> _ReadFailure:
+        error = _json_object(reply.body).get("error")
+        detail = error.get("message") if isinstance(error, dict) else None
+        message = _service_message(reply.status, detail or f"{len(reply.body)} bytes")
+        if reply.status == 404:
+            return _ReadFailure(_Kind.NOT_FOUND, message)
+        kinds = {401: _Kind.TOKEN_REFUSED, 403: _Kind.ACCESS_REFUSED}
+        return _ReadFailure(kinds.get(reply.status, _Kind.HTTP_ERROR), message)
+
+
+def _json_object(body: bytes) -> dict:
+    """The answer's JSON object, or {} when it is not one."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 # ---------------------------------------------------------------- a secret kept current
@@ -536,7 +722,6 @@ def _same_public_key(certificate: x509.Certificate, key: CertificateIssuerPrivat
 # ---------------------------------------------------------------- helpers
 
 
-def _service_message(error: HttpResponseError) -> str:
-    """`HTTP 403: <Key Vault's own message>`, without the repetitions in the SDK's message."""
-    detail = error.error.message if error.error and error.error.message else error.reason
-    return f"HTTP {error.status_code}: {' '.join(str(detail).split()).rstrip('.')}"
+def _service_message(status: int | None, detail: object) -> str:
+    """`HTTP 403: <Key Vault's own message>`, on one line and without the repetitions in the SDK's message."""
+    return f"HTTP {status}: {' '.join(str(detail).split()).rstrip('.')[:400]}"

@@ -1,5 +1,6 @@
 """azure_identity.py: the one DefaultAzureCredential of Key Vault and payload storage, its failure in one line
-in the caller's error class, and an import that costs nothing of Azure."""
+in the caller's error class, and an import that costs nothing of Azure; the lean workload identity tokens
+(WorkloadIdentityTokens) and where config chooses them."""
 
 from __future__ import annotations
 
@@ -7,15 +8,26 @@ import asyncio
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from azure.identity.aio import DefaultAzureCredential
 
+import config
 import keyvault
 import payload_storage
-from azure_identity import CREDENTIAL_CHAIN_LOGGER, IDENTITY_ADVICE, default_credential
+from azure_identity import (
+    CREDENTIAL_CHAIN_LOGGER,
+    IDENTITY_ADVICE,
+    MAX_TOKEN_FILE_BYTES,
+    IdentityError,
+    WorkloadIdentityTokens,
+    default_credential,
+)
 
-from helpers.processes import REPO_DIR
+from helpers.fake_keyvault import ACCESS_TOKEN, WORKLOAD_CLIENT_ID, FakeKeyVault, workload_identity_environment
+from helpers.processes import REPO_DIR, free_port
 
 
 class CallerError(Exception):
@@ -63,3 +75,122 @@ def test_importing_the_module_imports_nothing_of_azure_the_deploy_side_or_the_te
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_DIR, capture_output=True, text=True, check=True)
 
     assert result.stdout.strip() == "[]"
+
+
+# --- The lean way to the workload identity: WorkloadIdentityTokens, against the fake vault as Entra ID -------------
+
+VAULT_SCOPE = "https://vault.azure.net/.default"
+
+
+@pytest.fixture
+def entra(tmp_path: Path) -> Iterator[FakeKeyVault]:
+    with FakeKeyVault(tmp_path) as running:
+        yield running
+
+
+def tokens_for(entra: FakeKeyVault, tmp_path: Path, **changes: str) -> WorkloadIdentityTokens:
+    """Tokens of the identity a pod's environment describes (workload_identity_environment), as config reads it."""
+    environment = workload_identity_environment(entra, tmp_path, base={}) | changes
+    identity = config.workload_identity(environment)
+    assert identity is not None
+    return WorkloadIdentityTokens(identity, timeout_seconds=10, ca_file=entra.ca_file)
+
+
+def test_a_token_is_exchanged_once_and_reused_for_its_scope(entra, tmp_path) -> None:
+    tokens = tokens_for(entra, tmp_path)
+
+    async def scenario() -> list[str]:
+        return await asyncio.gather(*(tokens.token(VAULT_SCOPE) for _ in range(5)))
+
+    assert asyncio.run(scenario()) == [ACCESS_TOKEN] * 5
+    assert len(entra.token_requests) == 1  # concurrent callers shared one exchange
+    request = entra.token_requests[0]
+    assert request["client_assertion"] == entra.federated_token and request["scope"] == VAULT_SCOPE
+
+
+def test_a_forgotten_token_is_asked_for_again_with_the_token_file_read_afresh(entra, tmp_path) -> None:
+    tokens = tokens_for(entra, tmp_path)
+    asyncio.run(tokens.token(VAULT_SCOPE))
+    entra.federated_token = "eyJrenewed.by.kubelet"  # Kubernetes renewed the projected token
+    (tmp_path / "azure-identity-token").write_text(entra.federated_token + "\n")
+
+    tokens.forget(VAULT_SCOPE)
+    asyncio.run(tokens.token(VAULT_SCOPE))
+
+    assert [request["client_assertion"] for request in entra.token_requests][-1] == "eyJrenewed.by.kubelet"
+    assert len(entra.token_requests) == 2
+
+
+def test_a_refused_exchange_says_entras_reason_never_the_assertion(entra, tmp_path) -> None:
+    entra.identity_refused = True
+    tokens = tokens_for(entra, tmp_path)
+
+    with pytest.raises(IdentityError) as raised:
+        asyncio.run(tokens.token(VAULT_SCOPE))
+
+    message = str(raised.value)
+    assert "AADSTS700213" in message and WORKLOAD_CLIENT_ID in message and "\n" not in message
+    assert entra.federated_token not in message and "Trace ID" not in message
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read AZURE_FEDERATED_TOKEN_FILE"),
+        ("", "does not hold one"),
+        ("a b", "does not hold one"),
+        ("x" * (MAX_TOKEN_FILE_BYTES + 1), "does not hold one"),
+    ],
+    ids=["missing", "empty", "two-words", "too-big"],
+)
+def test_a_token_file_that_cannot_be_an_assertion_is_named_and_nothing_is_sent(
+    entra, tmp_path, content: str | None, problem: str
+) -> None:
+    tokens = tokens_for(entra, tmp_path)
+    token_file = tmp_path / "azure-identity-token"
+    if content is None:
+        token_file.unlink()
+    else:
+        token_file.write_text(content)
+
+    with pytest.raises(IdentityError, match=problem) as raised:
+        asyncio.run(tokens.token(VAULT_SCOPE))
+
+    assert str(token_file) in str(raised.value) and entra.token_requests == []
+
+
+def test_an_unreachable_authority_is_named(entra, tmp_path) -> None:
+    tokens = tokens_for(entra, tmp_path, AZURE_AUTHORITY_HOST=f"https://127.0.0.1:{free_port()}/")
+
+    with pytest.raises(IdentityError, match="cannot reach Entra ID at AZURE_AUTHORITY_HOST"):
+        asyncio.run(tokens.token(VAULT_SCOPE))
+
+
+@pytest.mark.parametrize(
+    ("changes", "lean"),
+    [
+        ({}, True),
+        ({"AZURE_TOKEN_CREDENTIALS": "prod"}, True),
+        ({"AZURE_TOKEN_CREDENTIALS": "WorkloadIdentityCredential"}, True),
+        ({"AZURE_TOKEN_CREDENTIALS": "AzureCliCredential"}, False),
+        ({"AZURE_TOKEN_CREDENTIALS": "dev"}, False),
+        ({"AZURE_CLIENT_SECRET": "s"}, False),  # EnvironmentCredential comes first in DefaultAzureCredential
+        ({"AZURE_FEDERATED_TOKEN_FILE": ""}, False),
+        ({"AZURE_TENANT_ID": ""}, False),
+        ({"AZURE_CLIENT_ID": ""}, False),
+    ],
+    ids=lambda value: str(value),
+)
+def test_the_lean_way_is_taken_exactly_where_defaultazurecredential_takes_workload_identity(
+    entra, tmp_path, changes: dict[str, str], lean: bool
+) -> None:
+    environment = workload_identity_environment(entra, tmp_path, base={}) | changes
+    assert (config.workload_identity(environment) is not None) is lean
+
+
+def test_the_authority_defaults_to_entras_public_cloud_without_a_trailing_slash(entra, tmp_path) -> None:
+    environment = workload_identity_environment(entra, tmp_path, base={})
+    del environment["AZURE_AUTHORITY_HOST"]
+    assert config.workload_identity(environment).authority_host == "https://login.microsoftonline.com"
+    environment["AZURE_AUTHORITY_HOST"] = "https://login.microsoftonline.us/"
+    assert config.workload_identity(environment).authority_host == "https://login.microsoftonline.us"

@@ -39,6 +39,7 @@ from helpers.fake_keyvault import (
     azure_cli_environment,
     forbid_non_loopback_connections,
     keyvault_environment,
+    workload_identity_environment,
 )
 from helpers.processes import free_port
 from helpers.static_keys import StaticKeyProvider
@@ -60,10 +61,28 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     assert refused == [], f"a test tried to connect to non-loopback addresses: {refused}"
 
 
+@pytest.fixture(params=["azure-sdk", "workload-identity"])
+def identity(request: pytest.FixtureRequest) -> str:
+    """How the vault is read: through the Azure SDK with `az login` (the stub), or as a pod with AKS workload
+    identity does, with keyvault.py's lean reader; every test with a vault runs both ways."""
+    return request.param
+
+
 @pytest.fixture
-def vault(tmp_path: Path) -> Iterator[FakeKeyVault]:
+def vault(tmp_path: Path, identity: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeKeyVault]:
     with FakeKeyVault(tmp_path) as running:
+        if identity == "workload-identity":
+            environment = workload_identity_environment(running, tmp_path)
+            for name in set(os.environ) - set(environment):
+                monkeypatch.delenv(name)
+            for name, value in environment.items():
+                monkeypatch.setenv(name, value)
         yield running
+
+
+def with_identity(environ: dict[str, str]) -> dict[str, str]:
+    """`environ` and this process's AZURE_* variables: what load_settings sees in a pod."""
+    return {name: value for name, value in os.environ.items() if name.startswith("AZURE_")} | environ
 
 
 def new_key(size: int = 32) -> tuple[bytes, str]:
@@ -74,7 +93,7 @@ def new_key(size: int = 32) -> tuple[bytes, str]:
 
 def provider_for(vault: FakeKeyVault, tmp_path: Path, **variables: str) -> KeyVaultKeyProvider:
     """A provider configured the way users configure it: through the settings."""
-    environ = keyvault_environment(vault, SECRET) | variables
+    environ = with_identity(keyvault_environment(vault, SECRET) | variables)
     settings = config.load_settings(environ=environ, env_file=tmp_path / "no-config.env")
     return KeyVaultKeyProvider(settings.encryption)
 
@@ -339,14 +358,18 @@ def test_refused_access_is_a_clear_error(vault: FakeKeyVault, tmp_path: Path, st
 
 
 def test_identity_without_login_is_a_clear_error(
-    vault: FakeKeyVault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    vault: FakeKeyVault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, identity: str
 ) -> None:
     vault.add_version(SECRET, new_key()[1])
-    monkeypatch.setenv("STUB_AZ_LOGGED_OUT", "1")
+    monkeypatch.setenv("STUB_AZ_LOGGED_OUT", "1")  # no `az login`
+    vault.identity_refused = True  # Entra ID knows no federated credential for the pod's service account
 
     message = start_error(provider_for(vault, tmp_path))
 
     assert "no Azure identity could get a token" in message and "az login" in message
+    if identity == "workload-identity":
+        assert "AADSTS700213" in message and "workload identity" in message
+        assert vault.federated_token not in message
 
 
 def test_untrusted_vault_certificate_is_refused(vault: FakeKeyVault, tmp_path: Path) -> None:
@@ -460,7 +483,7 @@ CERTIFICATE = "temporal-client-certificate"
 
 
 def vault_settings(vault: FakeKeyVault, tmp_path: Path, **variables: str) -> config.KeyVaultSettings:
-    environ = keyvault_environment(vault, SECRET) | {"KEYVAULT_REFRESH_SECONDS": "1"} | variables
+    environ = with_identity(keyvault_environment(vault, SECRET) | {"KEYVAULT_REFRESH_SECONDS": "1"} | variables)
     return config.load_settings(environ=environ, env_file=tmp_path / "no-config.env").keyvault
 
 
@@ -616,3 +639,71 @@ def test_a_client_certificate_that_is_pkcs12_in_the_vault_fails_at_start(vault: 
         asyncio.run(temporal_client_certificate(vault_settings(vault, tmp_path), CERTIFICATE).start())
 
     assert f"Key Vault secret {CERTIFICATE!r} version {version} is a PKCS#12 certificate" in str(raised.value)
+
+
+# --- How the vault is read: the lean reader under workload identity, the Azure SDK otherwise ------------------
+
+
+def test_under_workload_identity_the_vault_is_read_with_one_token_and_no_azure_sdk(
+    vault: FakeKeyVault, tmp_path: Path, identity: str
+) -> None:
+    vault.add_version(API_KEY_SECRET, "key-1")
+
+    async def read_four_times() -> bool:
+        async with temporal_api_key(vault_settings(vault, tmp_path), API_KEY_SECRET) as api_key:
+            for _ in range(3):
+                await api_key.refresh()
+            return api_key.reader.lean
+
+    lean = asyncio.run(read_four_times())
+
+    assert lean is (identity == "workload-identity")
+    if lean:
+        assert len(vault.token_requests) == 1, "the token is kept until shortly before it expires"
+        assert [request.status for request in vault.requests] == [401, 200, 200, 200, 200], "one challenge"
+    else:
+        assert vault.token_requests == []
+
+
+@pytest.mark.parametrize("identity", ["workload-identity"], indirect=True)
+def test_keyvault_client_azure_sdk_keeps_the_sdk_under_workload_identity(vault: FakeKeyVault, tmp_path: Path) -> None:
+    reader = temporal_api_key(vault_settings(vault, tmp_path, KEYVAULT_CLIENT="azure-sdk"), API_KEY_SECRET).reader
+    try:
+        assert reader.lean is False
+    finally:
+        asyncio.run(reader.close())
+
+
+@pytest.mark.parametrize("identity", ["workload-identity"], indirect=True)  # the lean reader's own token cache
+def test_a_token_the_vault_refuses_is_asked_for_again_at_the_next_read(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(API_KEY_SECRET, "key-1")
+
+    async def refused_once() -> None:
+        async with temporal_api_key(vault_settings(vault, tmp_path), API_KEY_SECRET) as api_key:
+            vault.rejected_status = 401
+            await api_key.refresh()  # one warning; the key in use stays
+            vault.rejected_status = None
+            await api_key.refresh()
+
+    asyncio.run(refused_once())
+
+    assert len(vault.token_requests) == 2
+    assert [request.status for request in vault.requests][-2:] == [401, 200]
+
+
+def test_a_challenge_naming_another_domain_gets_no_token(vault: FakeKeyVault, tmp_path: Path) -> None:
+    vault.add_version(SECRET, new_key()[1])
+
+    message = start_error(provider_for(vault, tmp_path, KEYVAULT_VERIFY_CHALLENGE_RESOURCE="true"))
+
+    assert "KEYVAULT_URL must be the vault's own URL" in message and "vault.azure.net" in message
+    assert vault.token_requests == [] and [request.status for request in vault.requests] == [401]
+
+
+def test_a_passing_outage_is_tried_again_within_one_read(vault: FakeKeyVault, tmp_path: Path) -> None:
+    key, value = new_key()
+    version = vault.add_version(SECRET, value)
+    vault.fail_next = 2
+
+    assert run_with(provider_for(vault, tmp_path), lambda provider: provider.current_key()) == (version, key)
+    assert [request.status for request in vault.requests].count(503) == 2

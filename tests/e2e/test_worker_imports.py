@@ -11,7 +11,12 @@ import signal
 import time
 from pathlib import Path
 
-from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment
+from helpers.fake_keyvault import (
+    FakeKeyVault,
+    azure_cli_environment,
+    keyvault_environment,
+    workload_identity_environment,
+)
 from helpers.processes import base_environment, free_port
 
 WORKER_READY = r"Starting worker\.\.\. Awaiting tasks\."
@@ -80,3 +85,23 @@ def test_a_worker_with_encryption_on_loads_no_blob_storage_module(tmp_path, dev_
     # The control: encryption and Key Vault are loaded, so the list is the one of an encrypting worker.
     assert matching(modules, ("crypto_converter", "keyvault")) == ["crypto_converter", "keyvault"]
     assert matching(modules, BLOB_MODULES) == []
+
+
+def test_a_worker_encrypting_under_workload_identity_loads_no_azure_sdk(tmp_path, dev_server, task_queue, run_app):
+    """As in AKS: Key Vault is read by keyvault.py's lean reader, so neither the Azure SDK nor its HTTP stack is
+    loaded, and the workflow still runs encrypted (the worker and client.py each exchanged a token)."""
+    with FakeKeyVault(tmp_path) as vault:
+        vault.add_version(SECRET, KEY)
+        env = workload_identity_environment(
+            vault, tmp_path, worker_environment(tmp_path, dev_server, task_queue)
+        ) | keyvault_environment(vault, SECRET)
+        modules = loaded_modules(run_app, tmp_path, env, dev_server, task_queue)
+        token_exchanges = len(vault.token_requests)
+        served = [request.served_version for request in vault.requests if request.served_version]
+    assert matching(modules, ("crypto_converter", "keyvault", "azure_identity")) == [
+        "azure_identity",
+        "crypto_converter",
+        "keyvault",
+    ]
+    assert matching(modules, ("azure", "msal", *BLOB_MODULES, *HTTP_CLIENT_MODULES)) == []
+    assert token_exchanges == 2 and len(served) >= 2

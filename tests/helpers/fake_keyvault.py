@@ -16,8 +16,15 @@ The protocol, as Key Vault speaks it:
 `add_version(value)` is a rotation: it returns the new version, which becomes current (`content_type` is
 what a Key Vault certificate's secret carries: application/x-pem-file or application/x-pkcs12);
 `delete(name)` removes a secret with all its versions. Every request is recorded so tests can count how
-often each version was fetched. `unavailable = True` answers 503;
+often each version was fetched. `unavailable = True` answers 503 (`fail_next = n`: the next n requests);
 `rejected_status = 401 or 403` refuses the token; `stop()` closes the port.
+
+It is also the Entra ID token endpoint of AKS workload identity (`POST /<tenant>/oauth2/v2.0/token`, the
+client credentials grant with the projected service account token as client assertion), which keyvault.py's
+lean reader asks: `workload_identity_environment(vault, directory)` is a pod's environment pointing at it
+(AZURE_AUTHORITY_HOST = the vault's address, the token file written with `vault.federated_token`). Each exchange
+is recorded in `vault.token_requests` (the form as sent); `identity_refused = True` answers Entra's 400
+`invalid_client`; a wrong client id, tenant, assertion, scope or grant is refused the same way.
 
 `azure_cli_environment()` is the environment that makes `DefaultAzureCredential` use only the stub `az`
 (tests/helpers/stubs, which prints `STUB_AZ_ACCESS_TOKEN`), so no test ever probes the managed-identity
@@ -30,6 +37,7 @@ reach it over HTTPS like any vault.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -43,12 +51,13 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import trustme
 
 TENANT_ID = "00000000-0000-0000-0000-000000000001"
 ACCESS_TOKEN = "fake-keyvault-access-token"
+WORKLOAD_CLIENT_ID = "00000000-0000-0000-0000-0000000000c1"
 CHALLENGE = f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", resource="https://vault.azure.net"'
 # A PATH directory holding only the stub `az` (links to stubs/az and the stub.py it runs): the stub docker and
 # kubectl of the deploy tests never stand in front of the real ones here.
@@ -90,11 +99,18 @@ class RecordedRequest:
     served_version: str | None = None
 
 
+@functools.cache
+def _ca_and_certificate() -> tuple[trustme.CA, trustme.LeafCert]:
+    """One test CA and server certificate per process: making keys is most of a vault's start-up time."""
+    ca = trustme.CA()
+    return ca, ca.issue_cert("127.0.0.1", "localhost")
+
+
 class FakeKeyVault:
     """An HTTPS Key Vault on a free 127.0.0.1 port, serving one thread per connection."""
 
     def __init__(self, directory: Path) -> None:
-        self._ca = trustme.CA()
+        self._ca, self._certificate = _ca_and_certificate()
         self.ca_file = str(directory / "fake-keyvault-ca.pem")
         self._ca.cert_pem.write_to_path(self.ca_file)
         self._secrets: dict[
@@ -104,12 +120,22 @@ class FakeKeyVault:
         self._lock = threading.Lock()
         self.unavailable = False
         self.rejected_status: int | None = None
+        self.identity_refused = False
+        self.fail_next = 0
+        """How many of the next secret requests (with or without a token) answer 503: a passing outage."""
+        self.federated_token = f"eyJhbGciOiJSUzI1NiJ9.{uuid.uuid4().hex}.{uuid.uuid4().hex}"
+        self.token_requests: list[dict[str, str]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.vault = self  # type: ignore[attr-defined]
         self._server.socket = self._tls_context().wrap_socket(self._server.socket, server_side=True)
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}/"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-keyvault", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits for the loop's next look: 0.5 s by default
+            name="fake-keyvault",
+            daemon=True,
+        )
 
     def __enter__(self) -> Self:
         self.start()
@@ -152,7 +178,7 @@ class FakeKeyVault:
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        self._certificate.configure_cert(context)
         return context
 
     def _record(self, request: RecordedRequest) -> None:
@@ -176,6 +202,40 @@ class _Handler(BaseHTTPRequestHandler):
     def vault(self) -> FakeKeyVault:
         return self.server.vault  # type: ignore[attr-defined]
 
+    def do_POST(self) -> None:
+        """Entra ID's token endpoint, for the workload identity's client credentials grant."""
+        length = int(self.headers.get("Content-Length") or 0)
+        form = dict(parse_qsl(self.rfile.read(min(length, 65536)).decode()))
+        vault = self.vault
+        with vault._lock:
+            vault.token_requests.append(form)
+        path = urlsplit(self.path).path
+        expected = {
+            "client_id": WORKLOAD_CLIENT_ID,
+            "scope": "https://vault.azure.net/.default",
+            "grant_type": "client_credentials",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": vault.federated_token,
+        }
+        if vault.identity_refused or path != f"/{TENANT_ID}/oauth2/v2.0/token" or form != expected:
+            status, body = (
+                400,
+                {
+                    "error": "invalid_client",
+                    "error_description": "AADSTS700213: No matching federated identity record found for presented "
+                    "assertion subject.\r\nTrace ID: 0000 Correlation ID: 0000 Timestamp: 2026-12-04 00:00:00Z",
+                    "error_codes": [700213],
+                },
+            )
+        else:
+            status, body = 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": ACCESS_TOKEN}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         parts = [part for part in path.split("/") if part]
@@ -188,7 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _secret_response(self, secret_name: str, version: str | None) -> tuple[int, dict, dict[str, str]]:
         vault = self.vault
-        if vault.unavailable:
+        with vault._lock:
+            passing_outage, vault.fail_next = vault.fail_next > 0, max(vault.fail_next - 1, 0)
+        if vault.unavailable or passing_outage:
             return 503, _error("ServiceUnavailable", "The vault is unavailable."), {}
         if self.headers.get("Authorization") != f"Bearer {ACCESS_TOKEN}":
             return (
@@ -263,6 +325,26 @@ def azure_cli_environment(base: dict[str, str] | None = None, access_token: str 
     environment["STUB_PYTHON"] = sys.executable  # what the stub's `#!/bin/sh` wrapper runs stub.py with
     environment["STUB_AZ_ACCESS_TOKEN"] = access_token
     environment["NO_PROXY"] = "127.0.0.1,localhost"
+    return environment
+
+
+def workload_identity_environment(
+    vault: FakeKeyVault, directory: Path, base: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A pod's environment under AKS workload identity whose Entra ID is this vault: keyvault.py reads the vault
+    with its lean reader. No `az` is on PATH, so the Azure SDK would find no identity."""
+    environment = dict(os.environ if base is None else base)
+    for name in (*_IDENTITY_AND_PROXY_VARIABLES, "AZURE_TOKEN_CREDENTIALS"):
+        environment.pop(name, None)
+    token_file = directory / "azure-identity-token"
+    token_file.write_text(vault.federated_token)
+    environment |= {
+        "AZURE_CLIENT_ID": WORKLOAD_CLIENT_ID,
+        "AZURE_TENANT_ID": TENANT_ID,
+        "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+        "AZURE_AUTHORITY_HOST": vault.url,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
     return environment
 
 
