@@ -47,8 +47,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from dotenv import dotenv_values
-
 import log_format
 
 CONFIG_ENV_FILE_VARIABLE = "CONFIG_ENV_FILE"
@@ -908,6 +906,8 @@ def read_env_file(path: Path) -> dict[str, str]:
             return {}
         if b"\0" in path.read_bytes():
             raise ConfigError([f"{path}: contains a NUL byte; remove it (values are text)"])
+        from dotenv import dotenv_values  # only where a config.env exists: a pod reads its environment alone
+
         values = dotenv_values(path, interpolate=False)
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError([f"{path}: cannot be read ({error}); fix the file or its permissions"]) from None
