@@ -85,7 +85,12 @@ from payload_storage import PayloadStorage  # noqa: E402
 from workflows import YourWorkflow  # noqa: E402
 
 from helpers.azurite import AZURITE_BLOB, AZURITE_MISSING, Azurite  # noqa: E402
-from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment, keyvault_environment  # noqa: E402
+from helpers.fake_keyvault import (  # noqa: E402
+    FakeKeyVault,
+    azure_cli_environment,
+    keyvault_environment,
+    workload_identity_environment,
+)
 from helpers.peer_codec import BENCH_KEY_ID, SampleShapedCodec  # noqa: E402
 from helpers.processes import DevServer, base_environment, free_port  # noqa: E402  (test helpers)
 
@@ -680,8 +685,11 @@ BARE = "bare SDK worker"
 BARE_WITH_CODEC = "bare + sample-shaped codec"
 # Ours as the pod runs it (health and metrics ports on), each optional feature named; LOG_FORMAT is text unless said.
 OURS_OFF = "ours, features off"
+# Encryption as in AKS: under workload identity, so Key Vault is read by keyvault.py's lean reader; and once as on
+# a laptop, through the Azure SDK (`az login`), which is what every identity but workload identity costs.
 OURS_ENCRYPTED = "ours, encryption on"
 OURS_JSON_ENCRYPTED = "ours, JSON logs + encryption"
+OURS_ENCRYPTED_SDK = "ours, encryption on, Azure SDK"
 # Settling time between "polling" and reading the RSS: the SDK's pollers and the first round trips are under way.
 PEER_SETTLE_SECONDS = 2.0
 
@@ -696,13 +704,16 @@ class PeerMeasures:
     cpu_per_workflow: list[float] = dataclasses.field(default_factory=list)
 
 
-async def measure_worker_peer(scale: Scale, address: str, home: Path, vault_environment: dict[str, str]) -> list[str]:
+async def measure_worker_peer(scale: Scale, address: str, home: Path, vault: FakeKeyVault) -> list[str]:
     """Our worker.py against tests/helpers/bare_worker.py on one dev server, in interleaved rounds (bare, ours
     features off, ours encrypted, ours JSON + encrypted, bare, ...): start to polling and the CPU time at that
     moment, RSS once polling, and the worker process's CPU time per workflow (from /proc) over
     `scale.peer_workflows` YourWorkflows started at once. Ours runs with its health and metrics ports on, as the
-    Deployment runs it; `vault_environment` points the encrypted ones at the test Key Vault."""
-    encrypted = azure_cli_environment(base_environment(home)) | vault_environment
+    Deployment runs it; the encrypted ones read their key from `vault` under workload identity, as in AKS (the
+    lean reader), and once through the Azure SDK, as with any other identity."""
+    vault_environment = keyvault_environment(vault, SECRET)
+    encrypted = workload_identity_environment(vault, home, base_environment(home)) | vault_environment
+    encrypted_sdk = azure_cli_environment(base_environment(home)) | vault_environment
     peer_key = os.urandom(32)
     contenders: dict[str, tuple[Path, dict[str, str]]] = {
         BARE: (BARE_WORKER, {}),
@@ -710,6 +721,7 @@ async def measure_worker_peer(scale: Scale, address: str, home: Path, vault_envi
         OURS_OFF: (REPO_DIR / "worker.py", {}),
         OURS_ENCRYPTED: (REPO_DIR / "worker.py", encrypted),
         OURS_JSON_ENCRYPTED: (REPO_DIR / "worker.py", encrypted | {"LOG_FORMAT": "json"}),
+        OURS_ENCRYPTED_SDK: (REPO_DIR / "worker.py", encrypted_sdk),
     }
     keys = KeyVaultKeyProvider(load_settings(vault_environment, env_file=home / "none.env").encryption)
     await keys.start()
@@ -718,7 +730,12 @@ async def measure_worker_peer(scale: Scale, address: str, home: Path, vault_envi
         encrypting = await Client.connect(address, data_converter=encrypted_data_converter(keys, Plaintext.REFUSE))
         peer_codec = DataConverter(payload_codec=SampleShapedCodec(BENCH_KEY_ID, peer_key))
         peer_encrypting = await Client.connect(address, data_converter=peer_codec)
-        clients = {BARE_WITH_CODEC: peer_encrypting, OURS_ENCRYPTED: encrypting, OURS_JSON_ENCRYPTED: encrypting}
+        clients = {
+            BARE_WITH_CODEC: peer_encrypting,
+            OURS_ENCRYPTED: encrypting,
+            OURS_JSON_ENCRYPTED: encrypting,
+            OURS_ENCRYPTED_SDK: encrypting,
+        }
         measures = {name: PeerMeasures() for name in contenders}
         for _ in range(scale.peer_rounds):
             for name, (script, variables) in contenders.items():
@@ -807,9 +824,7 @@ async def measure_worker_alone(scale: Scale, with_own_rows: bool) -> list[str]:
                 )
                 rows.append(worker_start_row(start_times))
                 rows += await measure_memory(scale, dev_server.address, home)
-            return rows + await measure_worker_peer(
-                scale, dev_server.address, home, keyvault_environment(vault, SECRET)
-            )
+            return rows + await measure_worker_peer(scale, dev_server.address, home, vault)
         finally:
             dev_server.stop()
 
@@ -872,9 +887,7 @@ async def measure_with_servers(scale: Scale) -> tuple[dict[str, list[float]], li
             worker_rows += measure_probes(scale, dev_server.address, home)
             worker_rows += await measure_memory(scale, dev_server.address, home)
             key_vault = key_vault_rows(vault)  # before the peer workers' key reads, which are not the codec's
-            worker_rows += await measure_worker_peer(
-                scale, dev_server.address, home, keyvault_environment(vault, SECRET)
-            )
+            worker_rows += await measure_worker_peer(scale, dev_server.address, home, vault)
         finally:
             dev_server.stop()
         return rates, key_vault, start_times, worker_rows
