@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from bounded_http import FetchError, fetch
+from bounded_http import FetchError, fetch_in_thread
 from log_format import one_line
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ class WorkloadIdentityTokens:
             cached = self._tokens.get(scope)
             if cached and time.monotonic() < cached[1]:
                 return cached[0]
-            token, lifetime = await asyncio.to_thread(self._exchange, scope)
+            token, lifetime = await self._exchange(scope)
             margin = min(TOKEN_REFRESH_MARGIN_SECONDS, lifetime / 2)
             self._tokens[scope] = (token, time.monotonic() + lifetime - margin)
             return token
@@ -115,8 +115,8 @@ class WorkloadIdentityTokens:
         """Ask Entra again next time (the service refused the token)."""
         self._tokens.pop(scope, None)
 
-    def _exchange(self, scope: str) -> tuple[str, float]:
-        """The federated token for an access token: (token, seconds it lasts). Blocking."""
+    async def _exchange(self, scope: str) -> tuple[str, float]:
+        """The federated token for an access token: (token, seconds it lasts)."""
         identity = self._identity
         assertion = self._assertion()
         url = f"{identity.authority_host}/{identity.tenant_id}/oauth2/v2.0/token"
@@ -130,7 +130,7 @@ class WorkloadIdentityTokens:
             }
         ).encode()
         try:
-            reply = fetch(
+            reply = await fetch_in_thread(
                 url,
                 method="POST",
                 body=form,
@@ -159,7 +159,8 @@ class WorkloadIdentityTokens:
         return token, seconds
 
     def _assertion(self) -> str:
-        """The projected service account token, read afresh each time: Kubernetes renews the file."""
+        """The projected service account token, read afresh each time: Kubernetes renews the file (a small local
+        file, read in the event loop)."""
         path = Path(self._identity.token_file)
         try:
             with path.open("rb") as file:

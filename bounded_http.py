@@ -8,6 +8,7 @@ Public API:
     BoundedHttpServer(address, port, handler, name, limits)   # await start() (OSError: port taken), await stop()
     HttpRelay(port, path, limits)            # a Handler that passes GET `path` on to 127.0.0.1:port, bounded
     fetch(url, max_bytes=, timeout_seconds=, ...) -> Reply(status, headers, body)   # blocking; FetchError
+    await fetch_in_thread(url, max_bytes=, timeout_seconds=, ...) -> Reply        # the same, in a daemon thread
 
 Why not aiohttp or the SDK's exporter: neither bounds what a client may hold. 300 connections that sent half a
 request header stayed open for 100 s (0 closed) on the health port, and with a soft limit of 256 file
@@ -41,13 +42,15 @@ aiohttp) is ~23 MiB, a third of a bare worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import urllib.request
@@ -363,6 +366,36 @@ def fetch(
         except OSError as error:
             raise FetchError(f"{_origin(url)} broke off its answer: {error}") from None
         return Reply(answer.status, reply_headers, bytes(data))
+
+
+async def fetch_in_thread(url: str, **options: Any) -> Reply:
+    """`fetch(url, **options)` from a coroutine, in a daemon thread of its own.
+
+    Not `asyncio.to_thread`: its executor's threads are joined when the loop closes and when the interpreter
+    exits, so a read stuck on a silent address would hold a stopping worker for up to twice its timeout. Here a
+    caller that gives up (a timeout, a stop) leaves the thread to finish on its own bounds, and the process exits
+    without waiting for it. One thread per call: callers bound how many calls run at once."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[Reply] = loop.create_future()
+
+    def settle(result: Reply | None, error: BaseException | None) -> None:
+        if answer.done():  # the caller gave up
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(result)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            result, error = fetch(url, **options), None
+        except BaseException as raised:  # handed to the awaiting coroutine, whatever it is
+            result, error = None, raised
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="bounded-fetch", daemon=True).start()
+    return await answer
 
 
 def _origin(url: str) -> str:

@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Generic, Self, TypeVar
 from urllib.parse import urlsplit
 
 from azure_identity import IDENTITY_ADVICE, IdentityError, WorkloadIdentityTokens, default_credential
-from bounded_http import FetchError, Reply, fetch
+from bounded_http import FetchError, Reply, fetch_in_thread
 from config import EncryptionSettings, KeyVaultSettings
 from log_format import one_line, shown
 
@@ -329,8 +329,7 @@ class _LeanSource:
         headers = {"Accept": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
         for delay in (*TRANSIENT_RETRY_DELAYS, None):
             try:
-                reply = await asyncio.to_thread(
-                    fetch,
+                reply = await fetch_in_thread(
                     url,
                     headers=headers,
                     max_bytes=MAX_SECRET_ANSWER_BYTES,

@@ -1,9 +1,13 @@
 """bounded_http.fetch, the one HTTPS request the worker makes to Azure without the SDK: each bound is met against a
-small HTTPS server on a loopback port (trustme CA) that answers the way a test asks."""
+small HTTPS server on a loopback port (trustme CA) that answers the way a test asks; and fetch_in_thread, which
+never holds up a stopping process."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +17,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from bounded_http import FetchError, fetch
+from bounded_http import FetchError, fetch, fetch_in_thread
+
+from helpers.processes import REPO_DIR
 
 HANG_BOUND = 10.0  # catches a hang only
 
@@ -153,3 +159,44 @@ def test_a_closed_port_names_the_address_but_not_the_path(server) -> None:
     with pytest.raises(FetchError) as raised:
         fetch(f"{base}/secrets/name-of-a-secret/", max_bytes=100, timeout_seconds=HANG_BOUND, ca_file=ca_file)
     assert base in str(raised.value) and "name-of-a-secret" not in str(raised.value)
+
+
+def test_from_a_coroutine_the_answer_or_the_error_arrives_as_from_fetch(server) -> None:
+    base, ca_file, _ = server
+
+    async def both() -> tuple[int, str]:
+        reply = await fetch_in_thread(f"{base}/ok", max_bytes=100, timeout_seconds=HANG_BOUND, ca_file=ca_file)
+        with pytest.raises(FetchError) as raised:
+            await fetch_in_thread(f"{base}/big", max_bytes=100, timeout_seconds=HANG_BOUND, ca_file=ca_file)
+        return reply.status, str(raised.value)
+
+    status, error = asyncio.run(both())
+    assert status == 200 and "over the limit of 100" in error
+
+
+GIVING_UP = """
+import asyncio, socket
+import bounded_http
+
+silent = socket.socket()  # accepts connections, never answers the TLS handshake
+silent.bind(("127.0.0.1", 0))
+silent.listen()
+
+async def main():
+    url = f"https://127.0.0.1:{silent.getsockname()[1]}/"
+    try:
+        await asyncio.wait_for(bounded_http.fetch_in_thread(url, max_bytes=100, timeout_seconds=60), 0.2)
+    except TimeoutError:
+        print("gave up", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_whose_caller_gave_up_exits_without_waiting_for_the_stuck_read() -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", GIVING_UP], cwd=REPO_DIR, capture_output=True, text=True, timeout=3 * HANG_BOUND
+    )
+    assert result.stdout.strip() == "gave up", result.stderr
+    assert time.monotonic() - started < HANG_BOUND  # the stuck read itself would have waited 60 s
