@@ -51,7 +51,7 @@ from helpers.deploy_harness import (
     parse_with_kubectl,
     secret_values,
 )
-from helpers.fake_keyvault import FakeKeyVault, azure_cli_environment
+from helpers.fake_keyvault import ACCESS_TOKEN, FakeKeyVault, azure_cli_environment, workload_identity_environment
 from helpers.processes import PYTHON, REPO_DIR, AppProcess, base_environment, free_port
 from helpers.start_sh import copy_of_repo, encrypted_start_sh_environment
 
@@ -312,13 +312,21 @@ def test_the_api_key_shows_neither_when_refused_nor_when_a_tls_connection_fails(
         assert leaked(program.output) == [], program.output
 
 
+@pytest.mark.parametrize("identity", ["azure-cli", "workload-identity"])
 def test_an_api_key_from_key_vault_shows_in_no_output_command_line_or_environment(
-    tmp_path: Path, dev_server, task_queue
+    tmp_path: Path, dev_server, task_queue, identity: str
 ) -> None:
     keys = {VAULT_API_KEY_CANARY, ROTATED_API_KEY_CANARY}
     with FakeKeyVault(tmp_path) as vault, AuthProxy(dev_server.address, tmp_path, api_keys=keys) as proxy:
         vault.add_version("temporal-api-key", VAULT_API_KEY_CANARY)
-        environment = azure_cli_environment(
+        # `az login` through the Azure SDK, or a pod's workload identity through keyvault.py's lean reader, whose
+        # federated token and access token are secrets as well.
+        with_identity = (
+            azure_cli_environment
+            if identity == "azure-cli"
+            else lambda base: workload_identity_environment(vault, tmp_path, base)
+        )
+        environment = with_identity(
             base_environment(
                 tmp_path,
                 TEMPORAL_ADDRESS=proxy.address,
@@ -352,9 +360,12 @@ def test_an_api_key_from_key_vault_shows_in_no_output_command_line_or_environmen
             for program in programs:
                 program.stop()
         assert {call.credential for call in proxy.calls} == keys, "both keys were in use"
+        identity_secrets = [vault.federated_token, ACCESS_TOKEN] if identity == "workload-identity" else []
+        assert bool(vault.token_requests) is bool(identity_secrets), "the lean reader is used exactly there"
     for program in programs:
         assert " DEBUG " in program.output, "the most talkative log level was searched"
         assert leaked(program.output) == [], program.output
+        assert [secret for secret in identity_secrets if secret in program.output] == []
     assert assert_no_file_leaks(tmp_path) > 0
 
 
