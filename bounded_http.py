@@ -326,55 +326,100 @@ def fetch(
     body: bytes | None = None,
     ca_file: str | None = None,
 ) -> Reply:
-    """One HTTPS request with the standard library, blocking (run it with `asyncio.to_thread`).
+    """One HTTPS request with the standard library, blocking (from a coroutine: `fetch_in_thread`).
 
     Bounded before any work is done with the answer: `https://` only (the request may carry a bearer token or
     an identity's assertion); redirects are never followed (their answer is returned, so a token never goes to
     another address); the body is read up to `max_bytes` (more, or a larger Content-Length, is a FetchError);
-    connecting and each read wait at most `timeout_seconds`, and reading stops once `timeout_seconds` have passed
-    since the start, so the call returns within about twice that. One connection per call, closed before it
-    returns. Proxies come from the environment (HTTPS_PROXY, NO_PROXY) as the Azure SDK takes them; `ca_file`
-    replaces the system's trusted CAs (tests)."""
+    `timeout_seconds` after the name was resolved the connection is shut down whatever it is doing (connecting,
+    the TLS handshake, a proxy's CONNECT, headers or body arriving a byte at a time), so the call returns then
+    at the latest; resolving the name is the system resolver's, with its own timeouts. One connection per call,
+    closed before it returns. Any malformed answer is a FetchError too. Proxies come from the environment
+    (HTTPS_PROXY, NO_PROXY) as the Azure SDK takes them; `ca_file` replaces the system's trusted CAs (tests).
+    A header sent more than once (WWW-Authenticate) has its values joined by newlines."""
+    import http.client
     import urllib.error  # the standard library's client costs ~1 MiB: only what reads Azure needs it
     import urllib.request
 
     if not url.startswith("https://"):
         raise FetchError(f"{url} is not an https:// address")
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    deadline = time.monotonic() + timeout_seconds
+    sockets: list[socket.socket] = []
+    timed_out = threading.Event()
+
+    def shut_down() -> None:
+        timed_out.set()
+        for opened in sockets:
+            with contextlib.suppress(OSError):
+                opened.shutdown(socket.SHUT_RDWR)
+
+    deadline = threading.Timer(timeout_seconds, shut_down)
+    deadline.daemon = True
+    deadline.start()
+    late = FetchError(f"{_origin(url)} did not answer within {timeout_seconds:g}s")
     try:
-        answer = _opener(ca_file).open(request, timeout=timeout_seconds)
-    except urllib.error.HTTPError as error:  # any status but 2xx, redirects included: an answer all the same
-        answer = error
-    except (OSError, ValueError) as error:  # URLError, ssl errors, timeouts, a malformed answer
+        reply = _fetch(url, request, sockets, max_bytes, timeout_seconds, ca_file)
+    except (OSError, ValueError, http.client.HTTPException) as error:  # URLError, TLS, timeouts, bad framing
+        if timed_out.is_set():
+            raise late from None
         reason = getattr(error, "reason", error)
         shown = " ".join(str(reason).split()) or type(reason).__name__
-        raise FetchError(f"cannot reach {_origin(url)}: {shown}") from None
+        raise FetchError(f"no usable answer from {_origin(url)}: {shown}"[:400]) from None
+    finally:
+        deadline.cancel()
+        deadline.join()  # shut_down has finished with the handles, if it ran
+        for handle in sockets:
+            handle.close()
+    if timed_out.is_set():  # a shut-down connection reads as the end of the answer: it may be cut short
+        raise late
+    return reply
+
+
+def _fetch(
+    url: str,
+    request: urllib.request.Request,
+    sockets: list[socket.socket],
+    max_bytes: int,
+    timeout_seconds: float,
+    ca_file: str | None,
+) -> Reply:
+    import urllib.error
+
+    try:
+        answer = _opener(ca_file, sockets).open(request, timeout=timeout_seconds)
+    except urllib.error.HTTPError as error:  # any status but 2xx, redirects included: an answer all the same
+        answer = error
     with answer:
-        reply_headers = {name.lower(): value for name, value in answer.headers.items()}
+        reply_headers: dict[str, str] = {}
+        for name, value in answer.headers.items():
+            name = name.lower()
+            reply_headers[name] = f"{reply_headers[name]}\n{value}" if name in reply_headers else value
         declared = reply_headers.get("content-length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise FetchError(f"{_origin(url)} answered {declared} bytes, over the limit of {max_bytes}")
         data = bytearray()
-        try:
-            while chunk := answer.read1(min(65536, max_bytes + 1 - len(data))):  # what has arrived
-                data += chunk
-                if len(data) > max_bytes:
-                    raise FetchError(f"{_origin(url)} answered over the limit of {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise FetchError(f"{_origin(url)} did not finish answering within {timeout_seconds:g}s")
-        except OSError as error:
-            raise FetchError(f"{_origin(url)} broke off its answer: {error}") from None
+        while chunk := answer.read1(min(65536, max_bytes + 1 - len(data))):  # what has arrived
+            data += chunk
+            if len(data) > max_bytes:
+                raise FetchError(f"{_origin(url)} answered over the limit of {max_bytes} bytes")
         return Reply(answer.status, reply_headers, bytes(data))
 
 
+# Fetch threads alive at once in this process. A caller that gives up (a timeout, a stop) does not end its thread,
+# which ends at its own deadline: this keeps a silent or dripping endpoint from piling threads up meanwhile.
+MAX_FETCH_THREADS = 8
+_fetch_threads = threading.BoundedSemaphore(MAX_FETCH_THREADS)
+
+
 async def fetch_in_thread(url: str, **options: Any) -> Reply:
-    """`fetch(url, **options)` from a coroutine, in a daemon thread of its own.
+    """`fetch(url, **options)` from a coroutine, in a daemon thread of its own; at most MAX_FETCH_THREADS at once
+    (one more is a FetchError at once).
 
     Not `asyncio.to_thread`: its executor's threads are joined when the loop closes and when the interpreter
-    exits, so a read stuck on a silent address would hold a stopping worker for up to twice its timeout. Here a
-    caller that gives up (a timeout, a stop) leaves the thread to finish on its own bounds, and the process exits
-    without waiting for it. One thread per call: callers bound how many calls run at once."""
+    exits, so a read stuck on a silent address would hold a stopping worker until its deadline. Here a caller
+    that gives up leaves the thread to finish on its own bounds, and the process exits without waiting for it."""
+    if not _fetch_threads.acquire(blocking=False):
+        raise FetchError(f"{MAX_FETCH_THREADS} requests to Azure are still running; not starting another yet")
     loop = asyncio.get_running_loop()
     answer: asyncio.Future[Reply] = loop.create_future()
 
@@ -391,10 +436,16 @@ async def fetch_in_thread(url: str, **options: Any) -> Reply:
             result, error = fetch(url, **options), None
         except BaseException as raised:  # handed to the awaiting coroutine, whatever it is
             result, error = None, raised
+        finally:
+            _fetch_threads.release()
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=run, name="bounded-fetch", daemon=True).start()
+    try:
+        threading.Thread(target=run, name="bounded-fetch", daemon=True).start()
+    except RuntimeError as error:  # "can't start new thread": out of threads or memory
+        _fetch_threads.release()
+        raise FetchError(f"cannot start a thread for {_origin(url)}: {error}") from None
     return await answer
 
 
@@ -404,10 +455,12 @@ def _origin(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
-def _opener(ca_file: str | None) -> urllib.request.OpenerDirector:
-    """An opener that trusts `ca_file` (else the system's CAs), takes proxies from the environment and never
-    follows a redirect. Made for each request and dropped after it: the system's CAs take ~1 MiB in OpenSSL and
-    a few milliseconds to load, and a worker reads Key Vault once every KEYVAULT_REFRESH_SECONDS."""
+def _opener(ca_file: str | None, sockets: list[socket.socket]) -> urllib.request.OpenerDirector:
+    """An opener that trusts `ca_file` (else the system's CAs), takes proxies from the environment, never follows
+    a redirect, and adds each socket it connects to `sockets` (so the deadline can shut it down). Made for each
+    request and dropped after it: the system's CAs take ~1 MiB in OpenSSL and a few milliseconds to load, and a
+    worker reads Key Vault once every KEYVAULT_REFRESH_SECONDS."""
+    import http.client
     import ssl
     import urllib.request
 
@@ -415,5 +468,22 @@ def _opener(ca_file: str | None) -> urllib.request.OpenerDirector:
         def redirect_request(self, *args: object, **kwargs: object) -> None:
             return None  # urllib then raises the 3xx as an HTTPError, which fetch returns as an answer
 
+    class WatchedConnection(http.client.HTTPSConnection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._create_connection = self._watched
+
+        @staticmethod
+        def _watched(*args: Any, **kwargs: Any) -> socket.socket:
+            opened = socket.create_connection(*args, **kwargs)
+            # A second handle on the same connection: TLS takes the first one over (detaching it), and holding
+            # this one keeps the descriptor from being reused until fetch closes it.
+            sockets.append(opened.dup())
+            return opened
+
+    class WatchedHandler(urllib.request.HTTPSHandler):
+        def https_open(self, request: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(WatchedConnection, request, context=context)
+
     context = ssl.create_default_context(cafile=ca_file)
-    return urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), RefuseRedirects())
+    return urllib.request.build_opener(WatchedHandler(context=context), RefuseRedirects())

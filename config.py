@@ -94,6 +94,8 @@ KEYVAULT_CLIENTS = ("auto", "azure-sdk")
 # same variables azure-identity's WorkloadIdentityCredential reads. Not in the catalog: the cluster sets them.
 WORKLOAD_IDENTITY_VARIABLES = ("AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_FEDERATED_TOKEN_FILE")
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+# azure-identity's check of a tenant id before it goes into a token URL.
+TENANT_ID_PATTERN = re.compile(r"[A-Za-z0-9.-]+")
 # What makes azure-identity's EnvironmentCredential, ahead of workload identity in DefaultAzureCredential's chain.
 ENVIRONMENT_CREDENTIAL_VARIABLES = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME")
 WORKER_TUNERS = ("fixed", "resource-based")
@@ -978,11 +980,27 @@ def workload_identity(environ: Mapping[str, str] | None = None) -> WorkloadIdent
     client_id, tenant_id, token_file = (environ.get(name, "").strip() for name in WORKLOAD_IDENTITY_VARIABLES)
     if not (client_id and tenant_id and token_file):
         return None
-    if any(environ.get(name) for name in ENVIRONMENT_CREDENTIAL_VARIABLES):
+    if any(name in environ for name in ENVIRONMENT_CREDENTIAL_VARIABLES):  # even empty: the SDK tests `is not None`
         return None
     if environ.get("AZURE_TOKEN_CREDENTIALS", "").strip().lower() not in ("", "prod", "workloadidentitycredential"):
         return None
+    if not TENANT_ID_PATTERN.fullmatch(tenant_id):
+        raise ConfigError(
+            [
+                f"AZURE_TENANT_ID={tenant_id!r}: a tenant id is letters, digits, '-' and '.'; "
+                "check the pod's workload identity"
+            ]
+        )
     authority_host = environ.get("AZURE_AUTHORITY_HOST", "").strip().rstrip("/") or DEFAULT_AUTHORITY_HOST
+    if "://" not in authority_host:  # as azure-identity takes it: a host alone means https
+        authority_host = f"https://{authority_host}"
+    if not authority_host.startswith("https://"):
+        raise ConfigError(
+            [
+                f"AZURE_AUTHORITY_HOST={authority_host!r}: Entra ID is asked for tokens over https only; "
+                "give https://HOST (or the host alone), e.g. https://login.microsoftonline.com"
+            ]
+        )
     return WorkloadIdentity(client_id, tenant_id, token_file, authority_host)
 
 

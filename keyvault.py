@@ -94,7 +94,8 @@ PKCS12_CONTENT_TYPE = "application/x-pkcs12"
 KEYVAULT_API_VERSION = "7.5"
 MAX_SECRET_ANSWER_BYTES = 256 * 1024
 TRANSIENT_RETRY_DELAYS = (0.5, 1.0)
-_CHALLENGE_PARAMETER = re.compile(r'(\w+)="([^"]*)"')
+_BEARER = re.compile(r"\s*bearer\s", re.IGNORECASE)
+_CHALLENGE_PARAMETER = re.compile(r'(\w+)=(?:"([^"]*)"|([^\s,"]+))')
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL)
 _PRIVATE_KEY_BLOCKS = ("PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY")
 
@@ -291,9 +292,11 @@ class _LeanSource:
     be the vault's own domain, so a token for Key Vault never goes to another service); the token comes from
     azure_identity.WorkloadIdentityTokens (our AZURE_TENANT_ID, whatever tenant the challenge names); then
     `GET /secrets/NAME/VERSION?api-version=KEYVAULT_API_VERSION`. Bounds: each request through
-    bounded_http.fetch (https, no redirects, MAX_SECRET_ANSWER_BYTES, the startup timeout), a connection or an
-    answer of 429/5xx tried again after each of TRANSIENT_RETRY_DELAYS, the whole read within SecretReader's
-    timeout. Secret names and versions are checked before they reach a path (config.py, KEY_ID_PATTERN)."""
+    bounded_http.fetch_in_thread (https, no redirects, MAX_SECRET_ANSWER_BYTES, each request shut down at the
+    startup timeout, at most bounded_http.MAX_FETCH_THREADS at once), a connection or an answer of 429/5xx
+    tried again after each of TRANSIENT_RETRY_DELAYS, the whole read within SecretReader's timeout; a token the
+    vault refuses is, as the SDK does, followed once by a new challenge and a new token. Secret names and
+    versions are checked before they reach a path (config.py, KEY_ID_PATTERN)."""
 
     def __init__(self, vault: KeyVaultSettings, secret_name: str) -> None:
         assert vault.url and vault.workload_identity
@@ -308,18 +311,23 @@ class _LeanSource:
 
     async def read(self, version: str | None) -> SecretVersion:
         url = f"{self._vault_url}/secrets/{self._secret_name}/{version or ''}?api-version={KEYVAULT_API_VERSION}"
-        if self._scope is None:
-            self._scope = self._challenge_scope(await self._get(url, token=None))
-        try:
-            token = await self._tokens.token(self._scope)
-        except IdentityError as error:
-            raise _ReadFailure(_Kind.NO_TOKEN, str(error)) from None
-        reply = await self._get(url, token)
-        if reply.status == 200:
-            return self._secret_version(reply)
-        if reply.status == 401:
-            self._tokens.forget(self._scope)  # the next read asks Entra ID for a new one
-        raise self._failure(reply)
+        for last_try in (False, True):
+            if self._scope is None:
+                self._scope = self._challenge_scope(await self._get(url, token=None))
+            try:
+                token = await self._tokens.token(self._scope)
+            except IdentityError as error:
+                raise _ReadFailure(_Kind.NO_TOKEN, str(error)) from None
+            reply = await self._get(url, token)
+            if reply.status == 200:
+                return self._secret_version(reply)
+            if reply.status != 401 or last_try:
+                raise self._failure(reply)
+            # Refused with a token: as the SDK does, once more from the challenge with a new token (the token
+            # was revoked, or the vault now names another resource).
+            self._tokens.forget(self._scope)
+            self._scope = None
+        raise AssertionError("unreachable")  # the loop returns or raises on its last pass
 
     async def close(self) -> None:
         """Nothing is held open between reads."""
@@ -349,15 +357,16 @@ class _LeanSource:
         """The token scope Key Vault's 401 challenge asks for, checked against the vault's domain."""
         if reply.status != 401:
             raise self._failure(reply)
-        challenge = dict(_CHALLENGE_PARAMETER.findall(reply.headers.get("www-authenticate", "")))
+        bearer = next(
+            (entry for entry in reply.headers.get("www-authenticate", "").split("\n") if _BEARER.match(entry)), ""
+        )
+        challenge = {name.lower(): quoted or bare for name, quoted, bare in _CHALLENGE_PARAMETER.findall(bearer)}
         resource = challenge.get("resource", "").rstrip("/")
         scope = challenge.get("scope") or (f"{resource}/.default" if resource else "")
         if not scope.startswith("https://"):
             raise _ReadFailure(_Kind.HTTP_ERROR, "HTTP 401 without a Bearer challenge naming a resource")
         domain = (urlsplit(scope).hostname or "").lower()
-        if self._verify_challenge_resource and not (
-            self._vault_host == domain or self._vault_host.endswith("." + domain)
-        ):
+        if self._verify_challenge_resource and not self._vault_host.endswith("." + domain):
             raise _ReadFailure(
                 _Kind.CHALLENGE, f"The vault's challenge names the resource {domain}, not {self._vault_host}'s domain."
             )

@@ -175,6 +175,7 @@ def test_an_unreachable_authority_is_named(entra, tmp_path) -> None:
         ({"AZURE_TOKEN_CREDENTIALS": "AzureCliCredential"}, False),
         ({"AZURE_TOKEN_CREDENTIALS": "dev"}, False),
         ({"AZURE_CLIENT_SECRET": "s"}, False),  # EnvironmentCredential comes first in DefaultAzureCredential
+        ({"AZURE_CLIENT_SECRET": ""}, False),  # set but empty: the SDK refuses it, so the lean way does not hide that
         ({"AZURE_FEDERATED_TOKEN_FILE": ""}, False),
         ({"AZURE_TENANT_ID": ""}, False),
         ({"AZURE_CLIENT_ID": ""}, False),
@@ -194,3 +195,26 @@ def test_the_authority_defaults_to_entras_public_cloud_without_a_trailing_slash(
     assert config.workload_identity(environment).authority_host == "https://login.microsoftonline.com"
     environment["AZURE_AUTHORITY_HOST"] = "https://login.microsoftonline.us/"
     assert config.workload_identity(environment).authority_host == "https://login.microsoftonline.us"
+
+
+def test_an_authority_host_without_a_scheme_is_https_as_azure_identity_takes_it(entra, tmp_path) -> None:
+    environment = workload_identity_environment(entra, tmp_path, base={}) | {
+        "AZURE_AUTHORITY_HOST": "login.microsoftonline.us"
+    }
+    assert config.workload_identity(environment).authority_host == "https://login.microsoftonline.us"
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"AZURE_AUTHORITY_HOST": "http://login.example"}, "AZURE_AUTHORITY_HOST"),
+        ({"AZURE_TENANT_ID": "tenant/../other"}, "AZURE_TENANT_ID"),
+    ],
+    ids=["plain-http-authority", "tenant-with-a-path"],
+)
+def test_a_workload_identity_that_cannot_be_asked_safely_is_a_configuration_error(
+    entra, tmp_path, changes: dict[str, str], named: str
+) -> None:
+    environment = workload_identity_environment(entra, tmp_path, base={}) | changes
+    with pytest.raises(config.ConfigError, match=named):
+        config.workload_identity(environment)

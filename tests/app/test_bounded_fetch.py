@@ -5,6 +5,8 @@ never holds up a stopping process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from bounded_http import FetchError, fetch, fetch_in_thread
+from bounded_http import MAX_FETCH_THREADS, FetchError, fetch, fetch_in_thread
 
 from helpers.processes import REPO_DIR
 
@@ -56,6 +58,25 @@ class _Handler(BaseHTTPRequestHandler):
                 except OSError:  # the client gave up, as it should
                     return
                 time.sleep(0.1)
+        elif self.path == "/drip-headers":  # a header line every 0.3 s, 20 s in all: each read well within timeout
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for n in range(60):
+                try:
+                    self.wfile.write(f"X-Line-{n}: x\r\n".encode())
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.3)
+        elif self.path == "/garbage":
+            self.wfile.write(b"GARBAGE\r\n\r\n")
+        elif self.path == "/bad-chunks":
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+        elif self.path == "/two-challenges":
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Bearer resource="https://vault.azure.net"')
+            self.send_header("WWW-Authenticate", 'PoP nonce="n"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         else:
             self._send(404, b"{}")
 
@@ -200,3 +221,48 @@ def test_a_process_whose_caller_gave_up_exits_without_waiting_for_the_stuck_read
     )
     assert result.stdout.strip() == "gave up", result.stderr
     assert time.monotonic() - started < HANG_BOUND  # the stuck read itself would have waited 60 s
+
+
+def test_headers_that_drip_stop_at_the_deadline(server) -> None:
+    base, ca_file, _ = server
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="did not answer within 1s"):
+        fetch(f"{base}/drip-headers", max_bytes=1000, timeout_seconds=1, ca_file=ca_file)
+    assert time.monotonic() - started < HANG_BOUND  # not the 20 s the headers take
+
+
+@pytest.mark.parametrize("path", ["/garbage", "/bad-chunks"])
+def test_a_malformed_answer_is_a_fetch_error(server, path: str) -> None:
+    base, ca_file, _ = server
+    with pytest.raises(FetchError, match="no usable answer from"):
+        fetch(f"{base}{path}", max_bytes=1000, timeout_seconds=HANG_BOUND, ca_file=ca_file)
+
+
+def test_a_header_sent_twice_keeps_both_values(server) -> None:
+    base, ca_file, _ = server
+    reply = fetch(f"{base}/two-challenges", max_bytes=1000, timeout_seconds=HANG_BOUND, ca_file=ca_file)
+    assert reply.headers["www-authenticate"].split("\n") == [
+        'Bearer resource="https://vault.azure.net"',
+        'PoP nonce="n"',
+    ]
+
+
+def test_threads_left_behind_by_callers_that_gave_up_are_capped() -> None:
+    with socket.socket() as silent:  # accepts connections, never answers the TLS handshake
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(32)
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}/"
+
+        async def scenario() -> tuple[str, str]:
+            for _ in range(MAX_FETCH_THREADS):  # each caller gives up at once; its thread waits out its 2 s
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(fetch_in_thread(url, max_bytes=10, timeout_seconds=2), 0.01)
+            with pytest.raises(FetchError) as refused:
+                await fetch_in_thread(url, max_bytes=10, timeout_seconds=2)
+            await asyncio.sleep(3)  # the threads reached their deadline
+            with pytest.raises(FetchError) as later:
+                await fetch_in_thread(url, max_bytes=10, timeout_seconds=0.2)
+            return str(refused.value), str(later.value)
+
+        refused, later = asyncio.run(asyncio.wait_for(scenario(), 3 * HANG_BOUND))
+    assert "still running" in refused and "did not answer within 0.2s" in later
