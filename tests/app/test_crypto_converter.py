@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import subprocess
@@ -20,15 +21,19 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.converter import (
     ActivitySerializationContext,
+    DataConverter,
     SerializationContext,
+    WithSerializationContext,
     WorkflowSerializationContext,
 )
 from temporalio.exceptions import ApplicationError
 
 import crypto_converter
 from crypto_converter import (
+    CONTEXT_COMPONENTS,
     LARGE_DECODE_BYTES,
     LARGE_ENCODE_BYTES,
+    ContextualDataConverter,
     EncryptionCodec,
     PayloadDecryptionError,
     Plaintext,
@@ -178,6 +183,56 @@ def test_the_data_converter_hands_the_workflow_to_the_codec() -> None:
 
     with pytest.raises(PlaintextRefusedError, match="workflow 'order-4711'"):
         asyncio.run(converter.decode([plain_payload()], [str]))
+
+
+class _ContextRecordingStorage(WithSerializationContext):
+    """Stands in for payload storage's external storage: a component that takes the context."""
+
+    def __init__(self, context: SerializationContext | None = None) -> None:
+        self.context = context
+
+    def with_context(self, context: SerializationContext) -> _ContextRecordingStorage:
+        return _ContextRecordingStorage(context)
+
+
+@pytest.mark.parametrize("with_storage", [False, True], ids=["encryption", "encryption-and-storage"])
+def test_the_data_converter_with_context_is_the_sdks_without_rebuilding_converters(with_storage: bool) -> None:
+    """ContextualDataConverter.with_context gives what the SDK's DataConverter.with_context gives: every part the
+    same, the contextual ones given the context, the original left as it was."""
+    converter = encrypted_data_converter(StaticKeyProvider.random(), Plaintext.REFUSE)
+    if with_storage:  # as bootstrap.data_converter adds payload storage
+        converter = dataclasses.replace(converter, external_storage=_ContextRecordingStorage())
+    assert isinstance(converter, ContextualDataConverter)
+
+    ours, sdks = converter.with_context(WORKFLOW), DataConverter.with_context(converter, WORKFLOW)
+
+    assert type(ours) is type(sdks) is ContextualDataConverter and ours is not converter
+    assert ours.payload_converter is sdks.payload_converter is converter.payload_converter
+    assert ours.failure_converter is sdks.failure_converter is converter.failure_converter
+    assert type(ours.payload_codec) is type(sdks.payload_codec) is EncryptionCodec
+    assert ours.payload_codec._context == sdks.payload_codec._context == WORKFLOW
+    assert converter.payload_codec._context is None
+    if with_storage:
+        assert ours.external_storage.context == sdks.external_storage.context == WORKFLOW
+        assert converter.external_storage.context is None
+    else:  # the stand-in storage stores nothing
+        with pytest.raises(PlaintextRefusedError, match="workflow 'order-4711'"):
+            asyncio.run(ours.decode([plain_payload()], [str]))
+
+
+def test_the_data_converter_with_context_returns_itself_when_no_part_takes_the_context() -> None:
+    converter = ContextualDataConverter()
+
+    assert converter.with_context(WORKFLOW) is converter
+
+
+def test_the_data_converter_with_context_knows_every_part_of_the_sdks_data_converter() -> None:
+    """The parts the SDK's with_context gives the context are CONTEXT_COMPONENTS; an SDK release that adds a field
+    to DataConverter fails here, so that someone checks whether ContextualDataConverter must pass it on too."""
+    fields = {field.name for field in dataclasses.fields(DataConverter)}
+
+    assert fields - set(CONTEXT_COMPONENTS) == {"payload_converter_class", "failure_converter_class"}
+    assert set(CONTEXT_COMPONENTS) <= fields
 
 
 def test_migration_opt_in_warns_once_per_workflow(caplog: pytest.LogCaptureFixture) -> None:
